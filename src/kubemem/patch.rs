@@ -87,7 +87,19 @@ pub fn apply_patch(kind: PatchKind, doc: &mut Value, body: &[u8]) -> Result<(), 
         PatchKind::Json => {
             let p: json_patch::Patch = serde_json::from_slice(body)
                 .map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
-            json_patch::patch(doc, &p.0).map_err(|e| ApiError::patch_failed(e.to_string()))
+            // Like the API server (evanphx/json-patch), a `test` for `null` passes on a missing path;
+            // kube-runtime's finalizer helper relies on it.
+            for op in &p.0 {
+                if let json_patch::PatchOperation::Test(t) = op
+                    && t.value.is_null()
+                    && doc.pointer(t.path.as_str()).is_none()
+                {
+                    continue;
+                }
+                json_patch::patch(doc, std::slice::from_ref(op))
+                    .map_err(|e| ApiError::patch_failed(e.to_string()))?;
+            }
+            Ok(())
         }
         PatchKind::Apply => Err(ApiError::bad_request(
             "apply patches are handled by server-side apply",
