@@ -1215,3 +1215,38 @@ async fn watcher_relists_after_410() {
     .await;
     task.abort();
 }
+
+#[tokio::test]
+async fn delete_collection_honours_selectors() {
+    let s = server();
+    let api: Api<Secret> = Api::default_namespaced(s.client());
+    let pp = PostParams::default();
+    api.create(&pp, &secret("k1", &[("drop", "yes")]))
+        .await
+        .expect("k1");
+    api.create(&pp, &secret("k2", &[("drop", "yes")]))
+        .await
+        .expect("k2");
+    api.create(&pp, &secret("k3", &[])).await.expect("k3");
+    let deleted = api
+        .delete_collection(
+            &DeleteParams::default(),
+            &ListParams::default().labels("drop=yes"),
+        )
+        .await
+        .expect("delete collection");
+    let names: Vec<String> = deleted
+        .left()
+        .expect("list of deleted objects")
+        .items
+        .iter()
+        .map(|o| o.name_any())
+        .collect();
+    assert_eq!(names, ["k1", "k2"]);
+    let left: Vec<String> = s
+        .list("v1", "Secret", Some("default"))
+        .iter()
+        .filter_map(|o| o["metadata"]["name"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(left, ["k3"]);
+}

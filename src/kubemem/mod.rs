@@ -33,7 +33,7 @@ mod store;
 pub mod testing;
 mod watch;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
@@ -71,6 +71,8 @@ pub struct Config {
     pub bookmark_interval: Duration,
     /// Buffer of the live event channel; a watch that falls this far behind ends with 410.
     pub broadcast_capacity: usize,
+    /// Most recorded requests kept; the oldest are dropped beyond this (long `local` runs).
+    pub request_log_limit: usize,
 }
 
 impl Default for Config {
@@ -79,6 +81,7 @@ impl Default for Config {
             history_limit: 10_000,
             bookmark_interval: Duration::from_secs(10),
             broadcast_capacity: 65_536,
+            request_log_limit: 100_000,
         }
     }
 }
@@ -115,7 +118,7 @@ pub struct RequestMark(u64);
 
 struct Inner {
     state: Mutex<State>,
-    requests: Mutex<Vec<RecordedRequest>>,
+    requests: Mutex<VecDeque<RecordedRequest>>,
     seq: AtomicU64,
     config: Config,
 }
@@ -152,7 +155,7 @@ impl ApiServer {
         Self {
             inner: Arc::new(Inner {
                 state: Mutex::new(State::new(config.history_limit, config.broadcast_capacity)),
-                requests: Mutex::new(Vec::new()),
+                requests: Mutex::new(VecDeque::new()),
                 seq: AtomicU64::new(0),
                 config,
             }),
@@ -165,7 +168,7 @@ impl ApiServer {
         self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn log(&self) -> MutexGuard<'_, Vec<RecordedRequest>> {
+    fn log(&self) -> MutexGuard<'_, VecDeque<RecordedRequest>> {
         self.inner
             .requests
             .lock()
@@ -267,7 +270,7 @@ impl ApiServer {
 
     /// All recorded requests since the last [`clear_requests`](Self::clear_requests).
     pub fn requests(&self) -> Vec<RecordedRequest> {
-        self.log().clone()
+        self.log().iter().cloned().collect()
     }
 
     /// Forgets recorded requests.
@@ -369,7 +372,11 @@ impl ApiServer {
             Err(e) => error_response(&e),
         };
         let seq = self.inner.seq.fetch_add(1, Ordering::SeqCst);
-        self.log().push(RecordedRequest {
+        let mut log = self.log();
+        while log.len() >= self.inner.config.request_log_limit.max(1) {
+            log.pop_front();
+        }
+        log.push_back(RecordedRequest {
             seq,
             method: parts.method.to_string(),
             path,
