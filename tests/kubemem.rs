@@ -171,6 +171,16 @@ async fn create_conflicts_and_generate_name() {
     let created = api.create(&pp, &generated).await.expect("generateName");
     let name = created.name_any();
     assert!(name.starts_with("gen-") && name.len() == 9, "{name}");
+    let err = api_err(
+        api.create(&pp, &secret("Bad_Name", &[]))
+            .await
+            .expect_err("invalid name"),
+    );
+    assert_eq!((err.code, err.reason.as_str()), (422, "Invalid"));
+    let mut with_rv = secret("with-rv", &[]);
+    with_rv.metadata.resource_version = Some("5".into());
+    let err = api_err(api.create(&pp, &with_rv).await.expect_err("rv on create"));
+    assert_eq!(err.code, 500);
 }
 
 #[tokio::test]

@@ -40,6 +40,23 @@ pub fn name_of(v: &Value) -> &str {
     str_at(v, "/metadata/name").unwrap_or("")
 }
 
+/// DNS-1123 subdomain check, as the API server applies to object names.
+pub fn validate_name(name: &str) -> Result<(), String> {
+    const MSG: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric \
+        characters, '-' or '.', and must start and end with an alphanumeric character";
+    if name.len() > 253 {
+        return Err("must be no more than 253 characters".to_string());
+    }
+    let alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    let ok = name.split('.').all(|part| {
+        !part.is_empty()
+            && part.chars().all(|c| alnum(c) || c == '-')
+            && part.chars().next().is_some_and(alnum)
+            && part.chars().last().is_some_and(alnum)
+    });
+    if ok { Ok(()) } else { Err(MSG.to_string()) }
+}
+
 /// Checks and fills `apiVersion`/`kind`.
 fn check_type(res: &ResourceInfo, obj: &mut Value) -> Result<(), ApiError> {
     let av = res.api_version();
@@ -150,8 +167,29 @@ pub fn create(
         }
         meta.insert("name".into(), Value::String(name.clone()));
     }
+    if let Err(msg) = validate_name(&name) {
+        return Err(ApiError::invalid(
+            res,
+            &name,
+            &[FieldCause::invalid(
+                "metadata.name",
+                format!("Invalid value: \"{name}\": {msg}"),
+            )],
+        ));
+    }
     if state.get(&key(res, ns, &name)).is_some() {
         return Err(ApiError::already_exists(res, &name));
+    }
+    if meta
+        .get("resourceVersion")
+        .and_then(Value::as_str)
+        .is_some_and(|rv| !rv.is_empty())
+    {
+        return Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalError",
+            "resourceVersion should not be set on objects to be created",
+        ));
     }
     for f in [
         "resourceVersion",
