@@ -2,5 +2,6 @@
 //! disk backups as Kubernetes custom resources, and keep Azure in line with them.
 
 pub mod api;
+pub mod azure;
 pub mod cli;
 pub mod kubemem;
