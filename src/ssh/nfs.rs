@@ -944,3 +944,588 @@ az_do_home() {
   fi
 }
 "##;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ssh::testing::{MountSandbox, SANDBOX_ADMIN};
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+
+    const SRC_A: &str = "acct1.file.core.windows.net:/acct1/data";
+    const SRC_B: &str = "acct1.file.core.windows.net:/acct1/models";
+
+    fn mount(source: &str, path: &str, read_only: bool) -> NfsMount {
+        NfsMount {
+            source: source.into(),
+            path: path.into(),
+            read_only,
+        }
+    }
+
+    /// Runs the script for `plan` locally with `sh -s` in `sandbox`.
+    fn run_local(plan: &MountPlan, sandbox: &MountSandbox) -> (Vec<MountResult>, String, String) {
+        let script = build_mount_script(plan, &sandbox.script_env()).expect("valid plan");
+        let mut child = Command::new("sh")
+            .arg("-s")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn sh");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(script.as_bytes())
+            .expect("write script");
+        let out = child.wait_with_output().expect("wait sh");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let code = out.status.code().map(|c| c as u32);
+        (plan.interpret(&stdout, code, &stderr), stdout, stderr)
+    }
+
+    #[test]
+    fn accepted_and_rejected_paths() {
+        for ok in [
+            "/data",
+            "/mnt/data",
+            "/home/azureuser/shared",
+            "/srv/models-v1.2",
+            "/opt/x_y",
+            "/data/.cache",
+            "/data/...",
+            "/data/..hidden",
+            "/var/cache/pip",
+            "/a-b/c.d/E_F/0",
+        ] {
+            assert_eq!(validate_mount_path(ok), Ok(()), "{ok} should be accepted");
+        }
+        let long = format!("/{}", "a".repeat(MOUNT_PATH_MAX_LEN));
+        for bad in [
+            "",
+            "/",
+            "data",
+            "./data",
+            "/data/",
+            "//data",
+            "/data//x",
+            "/data/../etc",
+            "/data/./x",
+            "/..",
+            "/.",
+            "/data/..",
+            "/da ta",
+            "/data\n",
+            "/data;rm",
+            "/data$HOME",
+            "/data'x",
+            "/dätä",
+            "/proc",
+            "/proc/x",
+            "/sys/fs",
+            "/dev/shm",
+            "/etc",
+            "/etc/ssh",
+            "/boot/efi",
+            "/usr/local",
+            "/run/x",
+            "/root",
+            "/var/lib/docker",
+            "/home",
+            "/mnt",
+            "/tmp",
+            "/var",
+            "/home/azureuser",
+            "/home/bob",
+            long.as_str(),
+        ] {
+            assert!(
+                validate_mount_path(bad).is_err(),
+                "{bad:?} should be rejected"
+            );
+        }
+        // Prefix match is per component: /etcetera and /procs are fine.
+        assert_eq!(validate_mount_path("/etcetera"), Ok(()));
+        assert_eq!(validate_mount_path("/procs/x"), Ok(()));
+    }
+
+    #[test]
+    fn pattern_alone_rejects_every_unsafe_character() {
+        let re = Regex::new(MOUNT_PATH_PATTERN).expect("regex");
+        for c in (0u8..=127).map(char::from) {
+            let path = format!("/a{c}b");
+            let safe = c.is_ascii_alphanumeric() || "._-/".contains(c);
+            assert_eq!(re.is_match(&path), safe, "char {c:?}");
+        }
+        assert!(!re.is_match("/"));
+        assert!(!re.is_match("/a/../b"));
+    }
+
+    #[test]
+    fn cel_rule_mentions_every_reservation() {
+        let rule = mount_path_cel_rule();
+        for p in RESERVED_MOUNT_PREFIXES.iter().chain(RESERVED_MOUNT_PATHS) {
+            assert!(rule.contains(&format!("'{p}'")), "{p} missing in {rule}");
+        }
+        assert!(rule.contains("size(self) <= 255"));
+        assert!(rule.contains("^/home/[^/]+$"));
+    }
+
+    #[test]
+    fn sources_and_users() {
+        assert_eq!(validate_mount_source(SRC_A), Ok(()));
+        assert_eq!(
+            azure_files_source("acct1", "data"),
+            "acct1.file.core.windows.net:/acct1/data"
+        );
+        for bad in [
+            "acct1.file.core.windows.net",
+            "acct1.file.core.windows.net:/",
+            "acct1.file.core.windows.net:acct1/data",
+            "acct1.file.core.windows.net:/acct1/../x",
+            "acct1 .file:/a/b",
+            "-acct:/a/b",
+            "acct:/a/b;reboot",
+            "acct:/a/b c",
+        ] {
+            assert!(validate_mount_source(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(validate_user_name("azureuser"), Ok(()));
+        for bad in ["", "Root", "a b", "-x", "x;y", &"a".repeat(33)] {
+            assert!(validate_user_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn plan_validation() {
+        let dup = MountPlan {
+            mounts: vec![mount(SRC_A, "/data", false), mount(SRC_B, "/data", true)],
+            shared_home: None,
+        };
+        assert_eq!(
+            dup.validate(),
+            Err(PlanError::DuplicatePath("/data".into()))
+        );
+        let nested = MountPlan {
+            mounts: vec![
+                mount(SRC_A, "/data", false),
+                mount(SRC_B, "/data/models", true),
+            ],
+            shared_home: None,
+        };
+        assert!(matches!(
+            nested.validate(),
+            Err(PlanError::NestedPaths { .. })
+        ));
+        let under_home = MountPlan {
+            mounts: vec![mount(SRC_A, "/home/azureuser/data", false)],
+            shared_home: Some(SharedHome::new(SRC_B, "azureuser")),
+        };
+        assert!(matches!(
+            under_home.validate(),
+            Err(PlanError::NestedPaths { .. })
+        ));
+        let bad_path = MountPlan {
+            mounts: vec![mount(SRC_A, "/etc/x", false)],
+            shared_home: None,
+        };
+        assert!(matches!(
+            build_mount_script(&bad_path, &ScriptEnv::production()),
+            Err(PlanError::InvalidPath(_))
+        ));
+        let bad_user = MountPlan {
+            mounts: vec![],
+            shared_home: Some(SharedHome::new(SRC_B, "x;reboot")),
+        };
+        assert!(matches!(
+            bad_user.validate(),
+            Err(PlanError::InvalidUser(_))
+        ));
+    }
+
+    #[test]
+    fn production_script_shape() {
+        let plan = MountPlan {
+            mounts: vec![mount(SRC_A, "/data", false), mount(SRC_B, "/models", true)],
+            shared_home: Some(SharedHome::new(SRC_A, "azureuser")),
+        };
+        let script = build_mount_script(&plan, &ScriptEnv::production()).expect("script");
+        assert!(script.contains("ROOT=''\n"));
+        assert!(script.contains("MOUNT_TABLE=/proc/self/mounts\n"));
+        assert!(script.contains("BASE_OPTS='vers=4,minorversion=1,sec=sys,nconnect=4'\n"));
+        assert!(script.contains(&format!("az_want_mount {SRC_A} /data rw\n")));
+        assert!(script.contains(&format!("az_do_mount {SRC_B} /models ro\n")));
+        assert!(script.contains(&format!(
+            "az_do_home {SRC_A} /home/azureuser azureuser 1000 1000\n"
+        )));
+        assert!(script.ends_with("az_main </dev/null\n"));
+        // Syntax check with the real shell.
+        let out = Command::new("sh")
+            .arg("-n")
+            .arg("-c")
+            .arg(&script)
+            .output()
+            .expect("sh -n");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    #[test]
+    fn report_parsing() {
+        let out = "noise\nAZLIN-MOUNT /data mounted already mounted\n\
+                   AZLIN-MOUNT /old unmounted removed from /etc/fstab\n\
+                   AZLIN-MOUNT /bad failed mount failed: access denied\n\
+                   AZLIN-MOUNT /data failed duplicate ignored\n\
+                   AZLIN-MOUNT /weird sideways x\nAZLIN-MOUNT-DONE\n";
+        let report = parse_mount_report(out);
+        assert!(report.completed);
+        assert_eq!(report.results.len(), 3);
+        assert_eq!(report.results[0].state, MountState::Mounted);
+        assert_eq!(report.results[0].message, "already mounted");
+        assert_eq!(report.results[2].message, "mount failed: access denied");
+
+        let plan = MountPlan {
+            mounts: vec![
+                mount(SRC_A, "/data", false),
+                mount(SRC_A, "/bad", false),
+                mount(SRC_A, "/missing", false),
+            ],
+            shared_home: None,
+        };
+        let results = plan.interpret(out, Some(1), "");
+        let paths: Vec<&str> = results.iter().map(|r| r.path.as_str()).collect();
+        assert_eq!(paths, ["/data", "/bad", "/missing", "/old"]);
+        assert_eq!(results[2].state, MountState::Failed);
+        assert!(results[2].message.contains("without reporting"));
+        assert_eq!(results[3].state, MountState::Unmounted);
+
+        let aborted = plan.interpret("", Some(127), "sh: 1: sudo: not found\n");
+        assert!(aborted.iter().all(|r| r.state == MountState::Failed));
+        assert_eq!(
+            aborted[0].message,
+            "mount script did not finish (exit status 127): sh: 1: sudo: not found"
+        );
+    }
+
+    #[test]
+    fn local_run_mounts_persists_once_and_removes() {
+        let sb = MountSandbox::new().expect("sandbox");
+        let user_lines = "# user comment\nUUID=abc / ext4 defaults 0 1\n/dev/sdb1 /mnt auto defaults,nofail 0 2\n";
+        sb.write_fstab(user_lines).expect("fstab");
+        let plan = MountPlan {
+            mounts: vec![mount(SRC_A, "/data", false), mount(SRC_B, "/models", true)],
+            shared_home: None,
+        };
+        let (results, stdout, stderr) = run_local(&plan, &sb);
+        assert!(
+            results.iter().all(|r| r.state == MountState::Mounted),
+            "{results:?}\n{stdout}\n{stderr}"
+        );
+        assert_eq!(results[0].message, "mounted");
+        let first = sb.fstab();
+        assert!(first.starts_with(user_lines), "{first}");
+        assert_eq!(first.matches(FSTAB_MARKER).count(), 2);
+        assert!(first.contains(&format!(
+            "{FSTAB_MARKER}/models\n{SRC_B} /models nfs {NFS_MOUNT_OPTIONS},ro,_netdev,nofail 0 0\n"
+        )));
+        assert_eq!(
+            sb.mounted("/models"),
+            Some((SRC_B.into(), format!("{NFS_MOUNT_OPTIONS},ro")))
+        );
+        assert_eq!(
+            sb.command_log()
+                .iter()
+                .filter(|l| *l == "install-nfs")
+                .count(),
+            1
+        );
+
+        // Second run: nothing changes, nothing is mounted again.
+        let (results, ..) = run_local(&plan, &sb);
+        assert!(
+            results.iter().all(|r| r.message == "already mounted"),
+            "{results:?}"
+        );
+        assert_eq!(sb.fstab(), first);
+        assert_eq!(sb.mount_count(), 2);
+        assert_eq!(
+            sb.command_log()
+                .iter()
+                .filter(|l| l.starts_with("mount "))
+                .count(),
+            2
+        );
+
+        // Switch /models to read-write: remounted, fstab line replaced in place.
+        let rw = MountPlan {
+            mounts: vec![mount(SRC_A, "/data", false), mount(SRC_B, "/models", false)],
+            shared_home: None,
+        };
+        let (results, ..) = run_local(&rw, &sb);
+        assert_eq!(results[1].state, MountState::Mounted);
+        assert_eq!(results[1].message, "mounted");
+        let fstab = sb.fstab();
+        assert_eq!(fstab.matches("/models nfs").count(), 1);
+        assert!(!fstab.contains(",ro,"));
+        assert_eq!(
+            sb.mounted("/models").map(|m| m.1),
+            Some(NFS_MOUNT_OPTIONS.into())
+        );
+
+        // Remove everything: unmounted, lines gone, user lines intact.
+        let (results, ..) = run_local(&MountPlan::default(), &sb);
+        assert_eq!(results.len(), 2);
+        assert!(
+            results.iter().all(|r| r.state == MountState::Unmounted),
+            "{results:?}"
+        );
+        assert_eq!(sb.fstab(), user_lines);
+        assert_eq!(sb.mount_count(), 0);
+        assert!(sb.path("/data").is_dir());
+    }
+
+    #[test]
+    fn local_run_reports_failures_per_mount() {
+        let sb = MountSandbox::new().expect("sandbox");
+        sb.write_fstab("server:/x /taken nfs defaults 0 0\n")
+            .expect("fstab");
+        sb.fail_mount(SRC_B).expect("fail");
+        let plan = MountPlan {
+            mounts: vec![
+                mount(SRC_A, "/data", false),
+                mount(SRC_B, "/models", false),
+                mount(SRC_A, "/taken", false),
+            ],
+            shared_home: None,
+        };
+        let (results, stdout, _) = run_local(&plan, &sb);
+        assert_eq!(results[0].state, MountState::Mounted, "{stdout}");
+        assert_eq!(results[1].state, MountState::Failed);
+        assert_eq!(
+            results[1].message,
+            format!("mount failed: mount.nfs: access denied by server while mounting {SRC_B}")
+        );
+        assert_eq!(results[2].state, MountState::Failed);
+        assert!(results[2].message.contains("unmanaged /etc/fstab entry"));
+        // The user's line is untouched and not duplicated.
+        assert_eq!(sb.fstab().matches("/taken").count(), 1, "{}", sb.fstab());
+        assert!(!sb.fstab().contains(&format!("{FSTAB_MARKER}/taken")));
+    }
+
+    #[test]
+    fn local_run_install_failure_and_busy_unmount() {
+        let sb = MountSandbox::new().expect("sandbox");
+        sb.fail_install().expect("fail");
+        let plan = MountPlan {
+            mounts: vec![mount(SRC_A, "/data", false)],
+            shared_home: None,
+        };
+        let (results, ..) = run_local(&plan, &sb);
+        assert_eq!(results[0].state, MountState::Failed);
+        assert!(
+            results[0].message.contains("nfs-common")
+                && results[0].message.contains("Unable to locate"),
+            "{results:?}"
+        );
+
+        let sb = MountSandbox::new().expect("sandbox");
+        let (results, ..) = run_local(&plan, &sb);
+        assert_eq!(results[0].state, MountState::Mounted);
+        sb.fail_umount("/data").expect("fail");
+        let (results, ..) = run_local(&MountPlan::default(), &sb);
+        assert_eq!(results[0].state, MountState::Failed);
+        assert!(results[0].message.contains("target is busy"), "{results:?}");
+        // Kept so the next run retries.
+        assert!(sb.fstab().contains(&format!("{FSTAB_MARKER}/data\n")));
+        assert!(sb.mounted("/data").is_some());
+    }
+
+    #[test]
+    fn local_run_stale_marker_and_duplicates_are_cleaned() {
+        let sb = MountSandbox::new().expect("sandbox");
+        // An old managed line with different options and an orphaned marker.
+        sb.write_fstab(&format!(
+            "/dev/sda1 / ext4 defaults 0 1\n{FSTAB_MARKER}/data\nold:/x /data nfs vers=3 0 0\n{FSTAB_MARKER}/gone\n"
+        ))
+        .expect("fstab");
+        let plan = MountPlan {
+            mounts: vec![mount(SRC_A, "/data", false)],
+            shared_home: None,
+        };
+        let (results, ..) = run_local(&plan, &sb);
+        assert_eq!(results[0].state, MountState::Mounted);
+        assert_eq!(
+            sb.fstab(),
+            format!(
+                "/dev/sda1 / ext4 defaults 0 1\n{FSTAB_MARKER}/data\n{SRC_A} /data nfs {NFS_MOUNT_OPTIONS},_netdev,nofail 0 0\n"
+            )
+        );
+    }
+
+    fn seed_home(sb: &MountSandbox) {
+        let home = sb.path("/home/azureuser");
+        let files: &[(&str, &str)] = &[
+            (".bashrc", "local bashrc\n"),
+            (".profile", "local profile\n"),
+            (".config/git/config", "[user]\n"),
+            (".ssh/authorized_keys", "ssh-ed25519 AAAAlocal vm-key\n"),
+            (".ssh/id_ed25519", "PRIVATE\n"),
+            (".ssh/id_ed25519.pub", "ssh-ed25519 AAAApub\n"),
+            (".ssh/config", "Host *\n"),
+            (".aws/credentials", "secret\n"),
+            (".azure/msal_token_cache.json", "secret\n"),
+            (".kube/config", "secret\n"),
+            (".env", "TOKEN=x\n"),
+            (".config/app/.env.local", "TOKEN=x\n"),
+            (".config/tls/server.pem", "secret\n"),
+            (".config/tls/server.KEY", "secret\n"),
+            (".config/cert.pfx", "secret\n"),
+            (".git-credentials", "secret\n"),
+            ("notes.txt", "not a dotfile\n"),
+        ];
+        for (rel, contents) in files {
+            let p = home.join(rel);
+            std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+            std::fs::write(&p, contents).expect("write");
+        }
+        let chown = Command::new("chown")
+            .args(["-R", "1000:1000"])
+            .arg(&home)
+            .status()
+            .expect("chown");
+        assert!(chown.success());
+    }
+
+    #[test]
+    fn local_run_shared_home_seeds_once_without_secrets() {
+        let vm1 = MountSandbox::new().expect("sandbox");
+        seed_home(&vm1);
+        let plan = MountPlan {
+            mounts: vec![],
+            shared_home: Some(SharedHome::new(SRC_A, SANDBOX_ADMIN)),
+        };
+        let (results, stdout, stderr) = run_local(&plan, &vm1);
+        assert_eq!(results[0].state, MountState::Mounted, "{stdout}\n{stderr}");
+        assert_eq!(results[0].message, "mounted; seeded from the local home");
+        let share = vm1.share_dir(SRC_A);
+        let read = |rel: &str| std::fs::read_to_string(share.join(rel)).ok();
+        assert_eq!(read(".bashrc").as_deref(), Some("local bashrc\n"));
+        assert_eq!(read(".config/git/config").as_deref(), Some("[user]\n"));
+        assert_eq!(
+            read(".ssh/id_ed25519.pub").as_deref(),
+            Some("ssh-ed25519 AAAApub\n")
+        );
+        assert_eq!(read(".ssh/config").as_deref(), Some("Host *\n"));
+        for secret in [
+            ".ssh/id_ed25519",
+            ".ssh/authorized_keys",
+            ".aws",
+            ".azure",
+            ".kube",
+            ".env",
+            ".config/app/.env.local",
+            ".config/tls/server.pem",
+            ".config/tls/server.KEY",
+            ".config/cert.pfx",
+            ".git-credentials",
+            "notes.txt",
+        ] {
+            assert!(!share.join(secret).exists(), "{secret} must not be copied");
+        }
+        // Copied as the admin user.
+        let meta = std::fs::metadata(share.join(".bashrc")).expect("meta");
+        assert_eq!(std::os::unix::fs::MetadataExt::uid(&meta), 1000);
+        // Per-VM keys stay local; sshd points at them.
+        let keys =
+            std::fs::read_to_string(vm1.path(&format!("{LOCAL_AUTHORIZED_KEYS_DIR}/azureuser")))
+                .expect("local keys");
+        assert_eq!(keys, "ssh-ed25519 AAAAlocal vm-key\n");
+        let dropin = std::fs::read_to_string(vm1.path(SSHD_DROP_IN)).expect("drop-in");
+        assert!(dropin.contains(&format!(
+            "AuthorizedKeysFile {LOCAL_AUTHORIZED_KEYS_DIR}/%u .ssh/authorized_keys"
+        )));
+        assert_eq!(
+            vm1.command_log()
+                .iter()
+                .filter(|l| *l == "reload-sshd")
+                .count(),
+            1
+        );
+        assert!(vm1.mounted("/home/azureuser").is_some());
+        assert!(vm1.mounted(SEED_MOUNT_POINT).is_none());
+
+        // Second run: no re-seeding, no reload.
+        let (results, ..) = run_local(&plan, &vm1);
+        assert_eq!(results[0].message, "already mounted");
+        assert_eq!(
+            vm1.command_log()
+                .iter()
+                .filter(|l| *l == "reload-sshd")
+                .count(),
+            1
+        );
+
+        // The user edits a file on the share; a second VM with other dotfiles
+        // mounts the same share: nothing on the share is overwritten.
+        std::fs::write(share.join(".bashrc"), "edited on share\n").expect("edit");
+        let vm2 = MountSandbox::sharing_with(&vm1).expect("sandbox 2");
+        seed_home(&vm2);
+        std::fs::write(vm2.path("/home/azureuser/.vimrc"), "vm2 only\n").expect("vimrc");
+        let (results, ..) = run_local(&plan, &vm2);
+        assert_eq!(results[0].state, MountState::Mounted);
+        assert_eq!(
+            results[0].message,
+            "mounted; share already has content, not seeded"
+        );
+        assert_eq!(read(".bashrc").as_deref(), Some("edited on share\n"));
+        assert!(read(".vimrc").is_none());
+    }
+
+    #[test]
+    fn local_run_shared_home_refuses_unsafe_states() {
+        let plan = MountPlan {
+            mounts: vec![],
+            shared_home: Some(SharedHome::new(SRC_A, SANDBOX_ADMIN)),
+        };
+        // Wrong uid.
+        let sb = MountSandbox::new().expect("sandbox");
+        seed_home(&sb);
+        sb.set_user(SANDBOX_ADMIN, 1001, 1000).expect("user");
+        let (results, ..) = run_local(&plan, &sb);
+        assert_eq!(results[0].state, MountState::Failed);
+        assert!(
+            results[0].message.contains("uid:gid 1001:1000"),
+            "{results:?}"
+        );
+        assert_eq!(sb.mount_count(), 0);
+        assert!(!sb.fstab().contains(FSTAB_MARKER));
+
+        // No authorized_keys to keep: would lock us out.
+        let sb = MountSandbox::new().expect("sandbox");
+        let (results, ..) = run_local(&plan, &sb);
+        assert_eq!(results[0].state, MountState::Failed);
+        assert!(
+            results[0].message.contains("authorized_keys"),
+            "{results:?}"
+        );
+        assert_eq!(sb.mount_count(), 0);
+
+        // sshd rejects the drop-in: it is removed again and nothing is mounted.
+        let sb = MountSandbox::new().expect("sandbox");
+        seed_home(&sb);
+        sb.fail_sshd_reload().expect("fail");
+        let (results, ..) = run_local(&plan, &sb);
+        assert_eq!(results[0].state, MountState::Failed);
+        assert!(
+            results[0].message.contains("bad configuration"),
+            "{results:?}"
+        );
+        assert!(!sb.path(SSHD_DROP_IN).exists());
+        assert_eq!(sb.mount_count(), 0);
+    }
+}
