@@ -5,3 +5,4 @@ pub mod api;
 pub mod azure;
 pub mod cli;
 pub mod kubemem;
+pub mod ssh;
