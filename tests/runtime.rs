@@ -174,7 +174,7 @@ fn rate_limit_headers_are_parsed() {
 #[test]
 fn telemetry_init_returns_an_error_the_second_time() {
     // The only test in this binary that installs the global subscriber.
-    telemetry::init("info", LogFormat::Json).expect("first init succeeds");
+    telemetry::init("off", LogFormat::Json).expect("first init succeeds");
     let second = telemetry::init("info", LogFormat::Text);
     assert!(
         matches!(second, Err(TelemetryError::AlreadyInitialised(_))),
