@@ -211,6 +211,7 @@ fn settings_parse_from_flags_with_defaults() {
     assert_eq!(defaults.admin_addr.to_string(), "0.0.0.0:8080");
     assert_eq!(defaults.lease_name, "azlin-operator");
     assert_eq!(defaults.log_format, LogFormat::Auto);
+    assert_eq!(Settings::default(), defaults);
 
     let s = Settings::try_parse_from([
         "run",
@@ -392,4 +393,28 @@ async fn signal_task_ends_when_the_token_is_cancelled_elsewhere() {
         .await
         .expect("task ends")
         .expect("join");
+}
+
+#[tokio::test]
+async fn without_an_elector_the_work_runs_until_shutdown() {
+    use azlin_operator::runtime::leader::{LeadershipEnd, run_gated};
+    let shutdown = CancellationToken::new();
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(run_gated(None, shutdown.clone(), |token| async move {
+        let _ = started_tx.send(());
+        token.cancelled().await;
+    }));
+    tokio::time::timeout(DEADLINE, started_rx)
+        .await
+        .expect("work starts")
+        .expect("sender alive");
+    shutdown.cancel();
+    let end = tokio::time::timeout(DEADLINE, task)
+        .await
+        .expect("work stops")
+        .expect("join");
+    assert_eq!(end.expect("ok"), LeadershipEnd::Shutdown);
+
+    let end = run_gated(None, CancellationToken::new(), |_| async {}).await;
+    assert_eq!(end.expect("ok"), LeadershipEnd::WorkFinished);
 }

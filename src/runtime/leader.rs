@@ -467,6 +467,31 @@ impl LeaderElector {
     }
 }
 
+/// Runs `work` under leader election when `elector` is given, or directly when it is
+/// `None` (`--leader-election=false`: every replica reconciles, so run one replica).
+/// Same token and result semantics as [`LeaderElector::run_while_leader`].
+pub async fn run_gated<F, Fut>(
+    elector: Option<LeaderElector>,
+    shutdown: CancellationToken,
+    work: F,
+) -> Result<LeadershipEnd, LeaderError>
+where
+    F: FnOnce(CancellationToken) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    match elector {
+        Some(elector) => elector.run_while_leader(shutdown, work).await,
+        None => {
+            work(shutdown.child_token()).await;
+            Ok(if shutdown.is_cancelled() {
+                LeadershipEnd::Shutdown
+            } else {
+                LeadershipEnd::WorkFinished
+            })
+        }
+    }
+}
+
 fn backoff() -> impl Iterator<Item = Duration> {
     ExponentialBuilder::default()
         .with_min_delay(Duration::from_millis(200))

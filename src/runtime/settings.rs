@@ -9,6 +9,7 @@ use clap::builder::BoolishValueParser;
 use clap::{ArgAction, CommandFactory, Parser};
 use url::Url;
 
+use crate::runtime::leader::{DEFAULT_LEASE_DURATION_SECS, DEFAULT_LEASE_GRACE_SECS};
 use crate::runtime::telemetry::LogFormat;
 
 /// Default ARM endpoint.
@@ -83,7 +84,7 @@ pub struct Settings {
         long,
         env = "AZLIN_LEASE_DURATION",
         value_name = "SECONDS",
-        default_value_t = 15,
+        default_value_t = DEFAULT_LEASE_DURATION_SECS,
         value_parser = clap::value_parser!(u64).range(2..),
     )]
     pub lease_duration: u64,
@@ -93,7 +94,7 @@ pub struct Settings {
         long,
         env = "AZLIN_LEASE_GRACE",
         value_name = "SECONDS",
-        default_value_t = 5,
+        default_value_t = DEFAULT_LEASE_GRACE_SECS,
         value_parser = clap::value_parser!(u64).range(1..),
     )]
     pub lease_grace: u64,
@@ -130,6 +131,36 @@ pub struct Settings {
         value_parser = clap::value_parser!(u16).range(1..),
     )]
     pub ssh_concurrency: u16,
+}
+
+impl Default for Settings {
+    /// The documented defaults, independent of the environment (same values as parsing
+    /// no flags with no `AZLIN_*` variables set; a test keeps them equal).
+    fn default() -> Self {
+        Settings {
+            namespace: None,
+            // Invariant: the constant is a valid absolute URL (checked by the tests).
+            azure_endpoint: Url::parse(DEFAULT_AZURE_ENDPOINT)
+                .unwrap_or_else(|e| unreachable!("DEFAULT_AZURE_ENDPOINT is invalid: {e}")),
+            subscription_id: None,
+            azure_ca_file: None,
+            ssh_port: 22,
+            emulator: false,
+            // Invariant: the constant is a valid socket address (checked by the tests).
+            admin_addr: DEFAULT_ADMIN_ADDR
+                .parse()
+                .unwrap_or_else(|e| unreachable!("DEFAULT_ADMIN_ADDR is invalid: {e}")),
+            leader_election: true,
+            lease_name: DEFAULT_LEASE_NAME.to_owned(),
+            lease_namespace: None,
+            lease_duration: DEFAULT_LEASE_DURATION_SECS,
+            lease_grace: DEFAULT_LEASE_GRACE_SECS,
+            log_level: "info".to_owned(),
+            log_format: LogFormat::Auto,
+            concurrency: 4,
+            ssh_concurrency: 8,
+        }
+    }
 }
 
 /// Renders every setting as a Markdown table (flag, environment variable, default,
