@@ -191,7 +191,11 @@ pub fn settings_markdown_table() -> String {
             (true, ArgAction::SetTrue) => "`false`".to_owned(),
             (true, _) => String::new(),
         };
+        // clap drops the doc comment's final period; put it back.
         let mut description = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+        if !description.is_empty() && !description.ends_with('.') {
+            description.push('.');
+        }
         let choices: Vec<String> = arg
             .get_possible_values()
             .iter()
