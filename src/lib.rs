@@ -5,4 +5,5 @@ pub mod api;
 pub mod azure;
 pub mod cli;
 pub mod kubemem;
+pub mod runtime;
 pub mod ssh;
