@@ -1260,3 +1260,43 @@ async fn delete_collection_honours_selectors() {
         .collect();
     assert_eq!(left, ["k3"]);
 }
+
+#[tokio::test]
+async fn metadata_only_requests_get_partial_object_metadata() {
+    let s = server();
+    let api: Api<Widget> = Api::default_namespaced(s.client());
+    api.create(&PostParams::default(), &widget("m", 1))
+        .await
+        .expect("create");
+    let meta = api.get_metadata("m").await.expect("get metadata");
+    assert_eq!(meta.metadata.name.as_deref(), Some("m"));
+    let list = api
+        .list_metadata(&ListParams::default())
+        .await
+        .expect("list metadata");
+    assert_eq!(list.items.len(), 1);
+    let mut stream = api
+        .watch_metadata(&WatchParams::default(), "0")
+        .await
+        .expect("watch metadata")
+        .boxed();
+    match next_event(&mut stream).await {
+        WatchEvent::Added(o) => assert_eq!(o.metadata.name.as_deref(), Some("m")),
+        other => panic!("expected ADDED, got {other:?}"),
+    }
+    let raw: Value = s
+        .client()
+        .request(
+            http::Request::get("/apis/test.azlin.io/v1/namespaces/default/widgets/m")
+                .header(
+                    "accept",
+                    "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1",
+                )
+                .body(Vec::new())
+                .expect("request"),
+        )
+        .await
+        .expect("raw get");
+    assert_eq!(raw["kind"], "PartialObjectMetadata");
+    assert!(raw.get("spec").is_none());
+}

@@ -342,6 +342,7 @@ impl ApiServer {
             user_agent: &user_agent,
             body: &body,
             bookmark_every: self.inner.config.bookmark_interval,
+            metadata_only: header(http::header::ACCEPT).contains("as=PartialObjectMetadata"),
         };
         let (verb, resource, result) = {
             let mut st = self.state();

@@ -131,6 +131,8 @@ pub(crate) struct Call<'a> {
     pub content_type: &'a str,
     pub user_agent: &'a str,
     pub body: &'a [u8],
+    /// `Accept` asked for `PartialObjectMetadata`.
+    pub metadata_only: bool,
     pub bookmark_every: Duration,
 }
 
@@ -185,7 +187,12 @@ pub(crate) fn dispatch(
             let s = state
                 .get(&k)
                 .ok_or_else(|| ApiError::not_found(&res, &name))?;
-            Ok(Reply::Json(StatusCode::OK, obj_json(&s.obj)))
+            let body = if call.metadata_only {
+                handlers::metadata_only(&s.obj)
+            } else {
+                obj_json(&s.obj)
+            };
+            Ok(Reply::Json(StatusCode::OK, body))
         }
         Verb::List => list(state, &res, target.namespace.as_deref(), call),
         Verb::Watch => {
@@ -200,6 +207,7 @@ pub(crate) fn dispatch(
                         .unwrap_or(1800),
                 ),
                 namespace: target.namespace.clone(),
+                metadata_only: call.metadata_only,
                 selector: Selector::parse(
                     q.get("labelSelector").map(String::as_str),
                     q.get("fieldSelector").map(String::as_str),
@@ -499,10 +507,16 @@ fn list(
             cont = Some(encode_continue(at, &ns, &name));
             break;
         }
-        items.push((*o).clone());
+        items.push(if call.metadata_only {
+            handlers::metadata_only(&o)
+        } else {
+            (*o).clone()
+        });
     }
-    Ok(Reply::Json(
-        StatusCode::OK,
-        handlers::list_body(res, items, at, cont),
-    ))
+    let mut body = handlers::list_body(res, items, at, cont);
+    if call.metadata_only {
+        body["apiVersion"] = json!("meta.k8s.io/v1");
+        body["kind"] = json!("PartialObjectMetadataList");
+    }
+    Ok(Reply::Json(StatusCode::OK, body))
 }
