@@ -1146,14 +1146,17 @@ async fn controller_runs_finalizer_flow() {
         .create(&PostParams::default(), &widget("ctl", 1))
         .await
         .expect("create");
-    eventually(WAIT, "finalizer added and status ready", || async {
+    eventually(WAIT, "reconcile added the finalizer", || async {
         let w = widgets.get("ctl").await.ok()?;
-        let has_fin = w.finalizers().iter().any(|f| f == FINALIZER);
-        let ready = w.status.as_ref().is_some_and(|s| s.ready);
-        (has_fin && ready).then_some(())
+        w.finalizers().iter().any(|f| f == FINALIZER).then_some(())
     })
     .await;
-    // at rest the controller writes nothing
+    eventually(WAIT, "reconcile patched status", || async {
+        let w = widgets.get("ctl").await.ok()?;
+        w.status.as_ref().is_some_and(|s| s.ready).then_some(())
+    })
+    .await;
+    assert_eq!(ctx.cleaned.load(Ordering::SeqCst), 0);
     let mark = s.mark();
     widgets
         .delete("ctl", &DeleteParams::default())
