@@ -87,7 +87,7 @@ impl Default for Config {
         Self {
             history_limit: 10_000,
             bookmark_interval: Duration::from_secs(10),
-            broadcast_capacity: 65_536,
+            broadcast_capacity: 4_096,
             request_log_limit: 100_000,
         }
     }

@@ -306,7 +306,7 @@ impl ManagedFields {
             applied_set.into_iter().filter(|p| !p.is_empty()).collect();
         let me = (manager.to_string(), Operation::Apply);
 
-        let mut conflicts: Vec<(String, FieldPath)> = Vec::new();
+        let mut conflicts: BTreeSet<(String, FieldPath)> = BTreeSet::new();
         for p in &applied_set {
             if value_at(&applied, p) == value_at(live, p) {
                 continue;
@@ -315,13 +315,13 @@ impl ManagedFields {
                 if name == manager {
                     continue;
                 }
-                if let Some(q) = set.iter().find(|q| overlaps(p, q)) {
-                    conflicts.push((name.clone(), q.clone()));
+                for q in set.iter().filter(|q| overlaps(p, q)) {
+                    conflicts.insert((name.clone(), q.clone()));
                 }
             }
         }
         if !conflicts.is_empty() && !force {
-            return Err(conflict_error(&conflicts));
+            return Err(conflict_error(&conflicts.into_iter().collect::<Vec<_>>()));
         }
         for (name, q) in &conflicts {
             for ((n, _), set) in self.0.iter_mut() {
