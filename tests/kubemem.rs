@@ -783,6 +783,11 @@ async fn finalizers_delay_removal_until_empty() {
         .left()
         .expect("object returned while finalizers pending");
     assert!(pending.metadata.deletion_timestamp.is_some());
+    assert_eq!(
+        pending.metadata.generation,
+        Some(2),
+        "graceful deletion bumps generation"
+    );
     assert!(
         s.get("test.azlin.io/v1", "Widget", Some("default"), "fin")
             .is_some()

@@ -433,3 +433,14 @@ where
         Box::pin(async move { Ok(this.handle(req).await) })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_server_is_shareable() {
+        fn assert_traits<T: Send + Sync + Clone + 'static>() {}
+        assert_traits::<ApiServer>();
+    }
+}
