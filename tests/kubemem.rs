@@ -1308,3 +1308,33 @@ async fn metadata_only_requests_get_partial_object_metadata() {
     assert_eq!(raw["kind"], "PartialObjectMetadata");
     assert!(raw.get("spec").is_none());
 }
+
+#[tokio::test]
+async fn streaming_list_watcher_initialises_and_follows() {
+    let s = server();
+    let api: Api<Secret> = Api::default_namespaced(s.client());
+    api.create(&PostParams::default(), &secret("pre", &[]))
+        .await
+        .expect("pre");
+    let mut stream = watcher(api.clone(), watcher::Config::default().streaming_lists()).boxed();
+    let mut next = async || {
+        tokio::time::timeout(WAIT, stream.next())
+            .await
+            .expect("watcher event in time")
+            .expect("stream open")
+            .expect("event ok")
+    };
+    assert!(matches!(next().await, watcher::Event::Init));
+    match next().await {
+        watcher::Event::InitApply(o) => assert_eq!(o.name_any(), "pre"),
+        other => panic!("expected InitApply, got {other:?}"),
+    }
+    assert!(matches!(next().await, watcher::Event::InitDone));
+    api.create(&PostParams::default(), &secret("post", &[]))
+        .await
+        .expect("post");
+    match next().await {
+        watcher::Event::Apply(o) => assert_eq!(o.name_any(), "post"),
+        other => panic!("expected Apply, got {other:?}"),
+    }
+}
