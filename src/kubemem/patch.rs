@@ -166,8 +166,7 @@ fn overlaps(a: &[String], b: &[String]) -> bool {
     a.starts_with(b) || b.starts_with(a)
 }
 
-/// Removes the value at `path` and prunes maps left empty along it (never the root's direct children
-/// `metadata`).
+/// Removes the value at `path` and prunes nested maps left empty along it.
 fn remove_at(v: &mut Value, path: &[String]) {
     let Some((last, parents)) = path.split_last() else {
         return;
@@ -175,18 +174,18 @@ fn remove_at(v: &mut Value, path: &[String]) {
     if let Some(Value::Object(m)) = parents.iter().try_fold(&mut *v, |cur, k| cur.get_mut(k)) {
         m.remove(last);
     }
-    for depth in (1..parents.len() + 1).rev() {
+    // Nested maps left empty go too; top-level fields (`spec`, `status`, `metadata`) stay.
+    for depth in (2..parents.len() + 1).rev() {
         let prefix = &path[..depth];
-        if prefix == ["metadata".to_string()] {
-            break;
-        }
         let empty = value_at(v, prefix)
             .and_then(Value::as_object)
             .is_some_and(Map::is_empty);
         if !empty {
             break;
         }
-        let (k, ps) = prefix.split_last().unwrap_or((&prefix[0], &[]));
+        let Some((k, ps)) = prefix.split_last() else {
+            break;
+        };
         if let Some(Value::Object(m)) = ps.iter().try_fold(&mut *v, |cur, k| cur.get_mut(k)) {
             m.remove(k);
         }
