@@ -69,7 +69,9 @@ async fn first_contact_pins_the_host_key_and_a_mismatch_is_refused() {
 
     let again = runner
         .run(
-            &sshd.target(HostKeyPolicy::from_stored(Some(&first.host_key_fingerprint))),
+            &sshd.target(HostKeyPolicy::from_stored(Some(
+                &first.host_key_fingerprint,
+            ))),
             &SshCommand::exec(&["true"]),
         )
         .await
@@ -363,7 +365,9 @@ async fn mount_script_over_ssh_persists_fstab_once_and_removes_cleanly() {
     );
     let fstab_after_first = vm.fstab();
 
-    let target = sshd.target(HostKeyPolicy::from_stored(Some(&first.host_key_fingerprint)));
+    let target = sshd.target(HostKeyPolicy::from_stored(Some(
+        &first.host_key_fingerprint,
+    )));
     let second = apply_mounts(&runner, &target, &plan, &env)
         .await
         .expect("second run");
@@ -387,8 +391,16 @@ async fn mount_script_over_ssh_persists_fstab_once_and_removes_cleanly() {
         "{SRC_MODELS} /srv/models nfs {NFS_MOUNT_OPTIONS},ro,_netdev,nofail 0 0\n"
     )));
     let log = vm.command_log();
-    assert_eq!(log.iter().filter(|l| l.starts_with("mount ")).count(), 2, "{log:?}");
-    assert_eq!(log.iter().filter(|l| *l == "install-nfs").count(), 1, "{log:?}");
+    assert_eq!(
+        log.iter().filter(|l| l.starts_with("mount ")).count(),
+        2,
+        "{log:?}"
+    );
+    assert_eq!(
+        log.iter().filter(|l| *l == "install-nfs").count(),
+        1,
+        "{log:?}"
+    );
     assert!(log.contains(&format!(
         "mount -t nfs -o {NFS_MOUNT_OPTIONS},ro {SRC_MODELS} {}",
         vm.path("/srv/models").display()
@@ -579,7 +591,10 @@ async fn shared_home_over_ssh_seeds_once_never_overwrites_and_skips_secrets() {
         home.message,
         "mounted; share already has content, not seeded"
     );
-    assert_eq!(on_share(".bashrc").as_deref(), Some("edited on the share\n"));
+    assert_eq!(
+        on_share(".bashrc").as_deref(),
+        Some("edited on the share\n")
+    );
     assert!(on_share(".vm2-only").is_none());
     // vm2 keeps its own per-VM key locally.
     assert_eq!(

@@ -520,8 +520,12 @@ impl ScriptEnv {
                 .into(),
             id: "id".into(),
             run_as_user: "runuser -u".into(),
-            reload_sshd: "/usr/sbin/sshd -t && { systemctl reload ssh || systemctl reload sshd; }"
-                .into(),
+            // try-reload-or-restart is a no-op success when the unit is not running
+            // (socket-activated ssh on Ubuntu 22.10+ reads the config per connection).
+            reload_sshd:
+                "/usr/sbin/sshd -t && { systemctl try-reload-or-restart ssh.service 2>/dev/null || \
+                 systemctl try-reload-or-restart sshd.service; }"
+                    .into(),
         }
     }
 }
@@ -1071,6 +1075,56 @@ mod tests {
         }
         assert!(rule.contains("size(self) <= 255"));
         assert!(rule.contains("^/home/[^/]+$"));
+    }
+
+    #[test]
+    fn cel_rule_agrees_with_validate_mount_path() {
+        let schema = serde_json::json!({
+            "type": "object",
+            "properties": {
+                "path": {
+                    "type": "string",
+                    "x-kubernetes-validations": [{ "rule": mount_path_cel_rule() }]
+                }
+            }
+        });
+        let validator = kube::core::cel::Validator::new();
+        let long = format!("/{}", "a".repeat(MOUNT_PATH_MAX_LEN));
+        for path in [
+            "/data",
+            "/mnt/data",
+            "/data/.cache",
+            "/data/...",
+            "/etcetera",
+            "/home/u/x",
+            "/",
+            "",
+            "data",
+            "/data/",
+            "/a//b",
+            "/a/../b",
+            "/.",
+            "/da ta",
+            "/x;y",
+            "/proc",
+            "/proc/1",
+            "/etc",
+            "/var/lib/x",
+            "/home",
+            "/home/azureuser",
+            "/mnt",
+            "/tmp",
+            long.as_str(),
+        ] {
+            let verdict = validator
+                .validate(&schema, &serde_json::json!({ "path": path }), None)
+                .is_ok();
+            assert_eq!(
+                verdict,
+                validate_mount_path(path).is_ok(),
+                "CEL and validate_mount_path disagree on {path:?}"
+            );
+        }
     }
 
     #[test]

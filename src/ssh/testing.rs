@@ -565,3 +565,32 @@ if [ -f "$S/fail-sshd-reload" ]; then
   exit 255
 fi
 "#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_sshd_error_says_what_to_install() {
+        let msg = TestSshdError::SshdMissing.to_string();
+        assert!(msg.contains("/usr/sbin/sshd"), "{msg}");
+        assert!(msg.contains("apt-get install -y openssh-server"), "{msg}");
+    }
+
+    #[test]
+    fn sandbox_paths_and_users() {
+        let sb = MountSandbox::new().expect("sandbox");
+        assert_eq!(sb.path("/etc/fstab"), sb.root().join("etc/fstab"));
+        sb.set_user("dev", 1500, 1600).expect("user");
+        let env = sb.script_env();
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!("{} -u dev && {} -g azureuser", env.id, env.id))
+            .output()
+            .expect("fake id");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "1500\n1000\n");
+        let other = MountSandbox::sharing_with(&sb).expect("second");
+        assert_eq!(other.share_dir("h:/a/b"), sb.share_dir("h:/a/b"));
+        assert!(sb.share_dir("h:/a/b").ends_with("h__a_b"));
+    }
+}
