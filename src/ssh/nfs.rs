@@ -101,6 +101,9 @@ pub const SECRET_NAME_PATTERNS: &[&str] = &[
     "*secret*",
     "*token*",
 ];
+/// Paths relative to the home directory not copied when seeding because they
+/// are machine-local or bulky rather than configuration.
+pub const SEED_SKIPPED_HOME_PATHS: &[&str] = &[".cache", ".local/share/Trash"];
 /// Public halves that match [`SECRET_NAME_PATTERNS`] (`id_*`) but are copied.
 pub const SECRET_NAME_EXCEPTIONS: &[&str] = &["id_*.pub"];
 /// Paths relative to the home directory never copied when seeding (cloud
@@ -641,7 +644,7 @@ fn seed_find_call() -> String {
             words.push(")".into());
         }
     }
-    for path in SECRET_HOME_PATHS {
+    for path in SECRET_HOME_PATHS.iter().chain(SEED_SKIPPED_HOME_PATHS) {
         words.extend(["-o".into(), "-path".into(), format!("./{path}")]);
     }
     words.push(")".into());
@@ -790,6 +793,8 @@ az_want_home() {
     az_skip "$2" "an unmanaged /etc/fstab entry already uses this mount point: $AZ_C"
     return 0
   fi
+  AZ_U=
+  AZ_G=
   if ! AZ_U=$(az_id -u "$3" 2>&1) || ! AZ_G=$(az_id -g "$3" 2>&1); then
     az_skip "$2" "admin user $3 not found: $AZ_U $AZ_G"
     return 0
@@ -886,7 +891,11 @@ az_seed_into() {
       return 1
     fi
   fi
-  if [ -n "$(ls -A "$AZ_ST")" ]; then
+  if ! AZ_LS=$(az_as_user "$3" -- ls -A "$AZ_ST" 2>&1); then
+    echo "cannot list the share as $3, not seeded: $AZ_LS"
+    return 0
+  fi
+  if [ -n "$AZ_LS" ]; then
     echo "share already has content, not seeded"
     return 0
   fi
@@ -1440,6 +1449,7 @@ mod tests {
             (".config/tls/server.KEY", "secret\n"),
             (".config/cert.pfx", "secret\n"),
             (".git-credentials", "secret\n"),
+            (".cache/pip/wheel", "bulky\n"),
             ("notes.txt", "not a dotfile\n"),
         ];
         for (rel, contents) in files {
@@ -1487,6 +1497,7 @@ mod tests {
             ".config/tls/server.KEY",
             ".config/cert.pfx",
             ".git-credentials",
+            ".cache",
             "notes.txt",
         ] {
             assert!(!share.join(secret).exists(), "{secret} must not be copied");
@@ -1546,6 +1557,23 @@ mod tests {
             mounts: vec![],
             shared_home: Some(SharedHome::new(SRC_A, SANDBOX_ADMIN)),
         };
+        // Unknown admin user.
+        let sb = MountSandbox::new().expect("sandbox");
+        seed_home(&sb);
+        let other_user = MountPlan {
+            mounts: vec![],
+            shared_home: Some(SharedHome::new(SRC_A, "nosuchuser")),
+        };
+        let (results, stdout, stderr) = run_local(&other_user, &sb);
+        assert_eq!(results[0].state, MountState::Failed, "{stdout}\n{stderr}");
+        assert!(
+            results[0]
+                .message
+                .contains("admin user nosuchuser not found"),
+            "{results:?}"
+        );
+        assert!(parse_mount_report(&stdout).completed, "{stderr}");
+
         // Wrong uid.
         let sb = MountSandbox::new().expect("sandbox");
         seed_home(&sb);
