@@ -96,6 +96,42 @@ async fn first_contact_pins_the_host_key_and_a_mismatch_is_refused() {
 }
 
 #[tokio::test]
+async fn recreated_host_is_refused_and_newly_authorized_keys_work() {
+    let mut sshd = sshd();
+    let runner = SshRunner::new(config());
+    let old = sshd.host_key_fingerprint().to_owned();
+    let vm_key = generate_ed25519("vm-01").expect("key");
+    sshd.authorize_public_key(&vm_key.public_key_line)
+        .expect("authorize");
+    let target = SshTarget::new(
+        sshd.host(),
+        sshd.port(),
+        sshd.user(),
+        Arc::new(vm_key.private_key().expect("parse")),
+        HostKeyPolicy::from_stored(Some(&old)),
+    );
+    let out = runner
+        .run(&target, &SshCommand::exec(&["true"]))
+        .await
+        .expect("operator-generated key accepted");
+    assert_eq!(out.host_key_fingerprint, old);
+
+    let new = sshd.rotate_host_key().expect("restart with new host key");
+    assert_ne!(new, old);
+    let err = runner
+        .run(&target, &SshCommand::exec(&["true"]))
+        .await
+        .expect_err("re-created host must be refused");
+    assert_eq!(
+        err,
+        SshError::HostKeyMismatch {
+            expected: old,
+            actual: new
+        }
+    );
+}
+
+#[tokio::test]
 async fn wrong_client_key_is_an_auth_error() {
     let sshd = sshd();
     let mut target = pinned(&sshd);
