@@ -21,6 +21,10 @@ pub mod network;
 pub mod observer;
 pub mod resource_groups;
 pub mod storage;
+#[cfg(test)]
+mod testing;
+#[cfg(test)]
+mod tests;
 pub mod throttle;
 
 pub use client::{ArmClient, ArmResponse};
