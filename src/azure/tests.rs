@@ -17,9 +17,12 @@ const VM: &str =
     "/subscriptions/sub/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm1";
 const OP: &str = "/subscriptions/sub/providers/Microsoft.Compute/locations/westus2/operations/op1";
 
+/// One observed response: method, resource type, status, remaining budget.
+type Seen = (String, String, u16, Option<RateLimitRemaining>);
+
 #[derive(Default)]
 struct Recorder {
-    responses: Mutex<Vec<(String, String, u16, Option<RateLimitRemaining>)>>,
+    responses: Mutex<Vec<Seen>>,
     retries: Mutex<Vec<(u32, Duration, &'static str)>>,
     limited: AtomicU32,
 }
