@@ -157,17 +157,71 @@ impl ScriptServer {
             .await
             .expect("bind loopback");
         let base = format!("http://{}", listener.local_addr().expect("local addr"));
-        let state = Arc::new(Mutex::new(ScriptState {
-            base: base.clone(),
-            ..Default::default()
-        }));
-        let app = axum::Router::new()
-            .fallback(handle)
-            .with_state(state.clone());
+        let (state, app) = Self::app(&base);
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
         ScriptServer { base, state, task }
+    }
+
+    /// Starts the server over HTTPS with a fresh CA; returns the CA certificate as PEM.
+    pub async fn start_tls() -> (ScriptServer, String) {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+        use tokio_rustls::rustls;
+
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("ca key"))
+            .expect("ca cert");
+        let leaf_key = KeyPair::generate().expect("leaf key");
+        let leaf = CertificateParams::new(vec!["127.0.0.1".to_string()])
+            .expect("leaf params")
+            .signed_by(&leaf_key, &ca)
+            .expect("leaf cert");
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into());
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![leaf.der().clone()], key)
+        .expect("server config");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
+        let base = format!("https://{}", listener.local_addr().expect("local addr"));
+        let (state, app) = Self::app(&base);
+        let task = tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let (acceptor, app) = (acceptor.clone(), app.clone());
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let service = hyper_util::service::TowerToHyperService::new(app);
+                    let _ = hyper_util::server::conn::auto::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    )
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
+                });
+            }
+        });
+        (ScriptServer { base, state, task }, ca.pem())
+    }
+
+    fn app(base: &str) -> (Arc<Mutex<ScriptState>>, axum::Router) {
+        let state = Arc::new(Mutex::new(ScriptState {
+            base: base.to_string(),
+            ..Default::default()
+        }));
+        (
+            state.clone(),
+            axum::Router::new().fallback(handle).with_state(state),
+        )
     }
 
     /// Scripts `method path`: replies are served in order, the last one repeats.

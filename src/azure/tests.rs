@@ -853,3 +853,43 @@ async fn share_quota_update_is_a_patch() {
     assert_eq!(sent, json!({"properties": {"shareQuota": 200}}));
     assert!(s.requests()[0].query.contains("api-version=2023-05-01"));
 }
+
+#[tokio::test]
+async fn https_with_extra_ca_file() {
+    let (s, ca_pem) = ScriptServer::start_tls().await;
+    s.on(
+        "GET",
+        RG,
+        vec![Reply::json(
+            200,
+            json!({"name": "rg", "location": "westus2"}),
+        )],
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, ca_pem).expect("write ca");
+
+    let trusted = ArmClient::new(s.config().with_ca_file(&ca)).expect("client");
+    assert!(
+        trusted
+            .resources()
+            .exists("rg")
+            .await
+            .expect("TLS with the extra CA")
+    );
+
+    let mut untrusting = s.config();
+    untrusting.retry.max_retries = 0;
+    let e = ArmClient::new(untrusting)
+        .expect("client")
+        .resources()
+        .get("rg")
+        .await
+        .expect_err("unknown CA");
+    assert!(matches!(e, ArmError::Transport { .. }), "{e:?}");
+    assert_eq!(
+        s.count("GET", RG),
+        1,
+        "only the trusting client got through"
+    );
+}
