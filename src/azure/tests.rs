@@ -762,6 +762,7 @@ async fn client_side_bucket_delays_bursts() {
     let s = ScriptServer::start().await;
     s.on("GET", RG, vec![Reply::json(200, json!({"name": "rg", "location": "westus2", "properties": {"provisioningState": "Succeeded"}}))]);
     let mut config = s.config();
+    config.rate_limits.enabled = true;
     config.rate_limits.reads = BucketRate {
         per_second: 50,
         burst: 1,
