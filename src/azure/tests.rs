@@ -491,6 +491,31 @@ async fn put_without_headers_polls_provisioning_state() {
     );
     assert_eq!(s.count("GET", VM), 2);
 
+    let s1 = ScriptServer::start().await;
+    s1.on("PUT", VM, vec![Reply::empty(202)]);
+    s1.on(
+        "GET",
+        VM,
+        vec![
+            Reply::json(200, vm_body("Creating")),
+            Reply::json(200, vm_body("Succeeded")),
+        ],
+    );
+    let vm = s1
+        .client()
+        .compute()
+        .virtual_machines("rg")
+        .create_or_update("vm1", &vm_body_typed())
+        .await
+        .expect("202 without headers");
+    assert!(
+        vm.properties
+            .provisioning_state
+            .expect("state")
+            .is_succeeded()
+    );
+    assert_eq!(s1.count("GET", VM), 2);
+
     let s2 = ScriptServer::start().await;
     s2.on("PUT", VM, vec![Reply::json(200, vm_body("Failed"))]);
     let e = s2
