@@ -169,6 +169,11 @@ impl ArmClient {
         self.with_inner(|i| i.retry = retry)
     }
 
+    /// The same client with another credential (sharing everything else).
+    pub fn with_credential(&self, credential: ArmCredential) -> ArmClient {
+        self.with_inner(|i| i.credential = credential)
+    }
+
     /// A client for a tenant's own credential (and optionally subscription), sharing this client's
     /// connection pool, rate limiters and observer.
     pub fn for_tenant(

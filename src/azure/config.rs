@@ -142,7 +142,8 @@ impl ArmConfig {
         self
     }
 
-    /// Settings for tests against the emulator: static token, fast LRO polling, quick retries.
+    /// Settings for tests against the emulator: static token, fast LRO polling, quick retries,
+    /// client-side rate limiting off (set `rate_limits.enabled` to exercise it).
     pub fn for_emulator(
         endpoint: &str,
         subscription_id: impl Into<String>,
@@ -161,6 +162,7 @@ impl ArmConfig {
             max_retry_after: Duration::from_millis(50),
         };
         c.request_timeout = Duration::from_secs(20);
+        c.rate_limits.enabled = false;
         Ok(c)
     }
 }

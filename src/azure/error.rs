@@ -176,6 +176,22 @@ pub enum ArmError {
     Config(String),
 }
 
+/// ARM codes meaning "in use / busy" whatever the HTTP status (the network provider answers 400
+/// `NicInUse` for a NIC still attached to a VM): classified as [`ArmError::Conflict`].
+const CONFLICT_CODES: &[&str] = &[
+    "Conflict",
+    "NicInUse",
+    "InUseSubnetCannotBeDeleted",
+    "InUseNetworkSecurityGroupCannotBeDeleted",
+    "PublicIPAddressCannotBeDeleted",
+    "InUsePublicIpAddressCannotBeDeleted",
+    "AnotherOperationInProgress",
+    "OperationNotAllowedOnResourceInTransition",
+    "ResourceGroupBeingDeleted",
+    "DiskInUse",
+    "OperationNotAllowedOnDiskAttachedToVM",
+];
+
 /// ARM error codes of failed operations that are worth retrying later.
 const TRANSIENT_OPERATION_CODES: &[&str] = &[
     "InternalServerError",
@@ -204,6 +220,12 @@ impl ArmError {
         } = detail;
         if is_quota_code(&code, &message) {
             return ArmError::QuotaExceeded { code, message };
+        }
+        if CONFLICT_CODES.iter().any(|c| c.eq_ignore_ascii_case(&code))
+            && status != 429
+            && status < 500
+        {
+            return ArmError::Conflict { code, message };
         }
         match status {
             404 => ArmError::NotFound { code, message },
@@ -424,8 +446,13 @@ mod tests {
         );
         assert!(nf.is_terminal() && nf.is_not_found());
 
-        let c = ArmError::from_response(409, &body("NicInUse", "attached"), None);
+        let c = ArmError::from_response(409, &body("AnotherOperationInProgress", "busy"), None);
         assert!(matches!(c, ArmError::Conflict { .. }) && c.is_transient() && !c.is_retryable());
+        let nic = ArmError::from_response(400, &body("NicInUse", "attached to a VM"), None);
+        assert!(
+            matches!(nic, ArmError::Conflict { ref code, .. } if code == "NicInUse"),
+            "{nic:?}"
+        );
 
         let t = ArmError::from_response(
             429,

@@ -192,11 +192,14 @@ impl Poller {
             return Ok(poller);
         }
         match body.as_ref().and_then(provisioning_state_of) {
-            Some(OperationState::Succeeded) | None => poller.result = body,
+            // "If no value is returned for provisioningState, the operation finished and succeeded."
+            Some(OperationState::Succeeded) => poller.result = body,
+            None if body.is_some() && response.status != 202 => poller.result = body,
             Some(state @ (OperationState::Failed | OperationState::Canceled)) => {
                 return Err(provisioning_failure(&state, resource_url.as_str()));
             }
-            Some(OperationState::InProgress(_)) => poller.monitor = Monitor::Resource,
+            // In progress, or accepted (202) without a body or a URL to poll: watch the resource.
+            Some(OperationState::InProgress(_)) | None => poller.monitor = Monitor::Resource,
         }
         Ok(poller)
     }
