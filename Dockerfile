@@ -1,23 +1,16 @@
 # syntax=docker/dockerfile:1
-# azlin-operator image: static-enough release binary on a distroless, non-root base.
+# azlin-operator image: release binary on a distroless, non-root base.
 #   docker build -t azlin-operator:dev .
 # The final image has no shell and no package manager; the binary is the entrypoint
-# (`run` by default; the Helm CRD hook runs `crds --apply`).
+# (`run` by default; the Helm CRD upgrade hook runs `crds --apply`).
 
 FROM rust:1-bookworm AS builder
 WORKDIR /src
-# Build dependencies first so source edits do not rebuild them.
-COPY Cargo.toml Cargo.lock ./
-RUN mkdir src \
-    && echo 'fn main() {}' > src/main.rs \
-    && touch src/lib.rs \
-    && cargo build --release --locked \
-    && rm -rf src
-COPY src ./src
-COPY crds ./crds
-# Touch the sources so cargo rebuilds the crate, not only the cached dummy.
-RUN touch src/main.rs src/lib.rs \
-    && cargo build --release --locked \
+COPY . .
+# Cache mounts keep the registry and the target dir between builds (BuildKit).
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked --bin azlin-operator \
     && cp target/release/azlin-operator /azlin-operator
 
 # cc: glibc, libgcc and CA certificates (ARM and the Kubernetes API are reached over TLS).
