@@ -323,6 +323,20 @@ fn helm_lint_strict_passes_with_default_and_full_values() {
 }
 
 #[test]
+fn values_schema_rejects_typos_and_bad_values() {
+    for (set, complaint) in [
+        ("replicas=3", "additional properties 'replicas' not allowed"),
+        ("logFormat=xml", "/logFormat"),
+        ("sshPort=0", "/sshPort"),
+        ("azure.subscriptionId=not-a-guid", "/azure/subscriptionId"),
+        ("watchNamespace=Team_A", "/watchNamespace"),
+    ] {
+        let err = helm_template_raw(&["--set", set]).expect_err(set);
+        assert!(err.contains(complaint), "{set}: {err}");
+    }
+}
+
+#[test]
 fn default_render_has_exactly_the_expected_objects() {
     let objs = helm_template(&[]);
     let mut want: BTreeSet<(String, String, String)> = [
