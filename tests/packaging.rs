@@ -757,7 +757,7 @@ fn crd_copies_are_identical_to_generated_crds() {
     }
     assert_eq!(defined, crd_names().into_iter().collect());
 
-    let regenerate = "copy crds/*.yaml into charts/azlin-operator/crds/ and config/crd/";
+    let regenerate = "run scripts/sync-crds.sh";
     let chart = yaml_files(&format!("{CHART}/crds"));
     assert_eq!(
         chart, generated,
