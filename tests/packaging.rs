@@ -1067,6 +1067,29 @@ fn flux_examples_health_check_the_operator_and_every_kind() {
     assert_eq!(of_kind(&objs, "ServiceMonitor").len(), 1);
 }
 
+#[test]
+fn argocd_application_renders_the_chart_with_server_side_apply() {
+    let app: Value = serde_saphyr::from_str(&read(format!("{ARGOCD_DIR}/application.yaml")))
+        .expect("application.yaml");
+    assert_eq!(app["kind"], "Application");
+    assert_eq!(app["spec"]["source"]["path"], CHART);
+    let options = sorted_strings(&app["spec"]["syncPolicy"]["syncOptions"]);
+    assert!(
+        options.contains(&"ServerSideApply=true".to_string()),
+        "{options:?}"
+    );
+    let values = tempfile::NamedTempFile::new().expect("temp file");
+    let json = serde_json::to_string(&app["spec"]["source"]["helm"]["valuesObject"]).expect("json");
+    std::fs::write(values.path(), json).expect("write values");
+    let objs = helm_template(&["-f", values.path().to_str().expect("utf-8 temp path")]);
+    assert!(
+        objs.iter().all(|o| !is_hook(o)),
+        "Argo CD applies CRDs itself"
+    );
+    let sa = find(&objs, "ServiceAccount", RELEASE);
+    assert!(sa["metadata"]["annotations"]["azure.workload.identity/client-id"].is_string());
+}
+
 /// Flux's CEL health evaluation (RFC-0009): a stale observedGeneration is InProgress; otherwise
 /// the first of inProgress, failed, current that is true wins, and none true is InProgress.
 /// An evaluation error (a missing field) is returned as `Err`.
