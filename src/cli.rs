@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 use crate::api;
 use crate::emulator::{self, EmulatorArgs};
+use crate::runtime::settings::Settings;
 use crate::runtime::telemetry::{self, LogFormat};
 
 /// Declare Azure development VM fleets as Kubernetes objects.
@@ -23,6 +24,9 @@ pub struct Cli {
 pub enum Command {
     /// Print the CustomResourceDefinitions as a multi-document YAML stream.
     Crds(CrdsArgs),
+    /// Run the operator: every controller against the current kubeconfig or in-cluster
+    /// config, with leader election, the admin server and graceful shutdown.
+    Run(Box<Settings>),
     /// Run the Azure Resource Manager emulator on loopback (in-memory ARM for trying
     /// manifests and for tests, no Azure subscription needed).
     Emulator(EmulatorArgs),
@@ -61,6 +65,9 @@ pub enum CliError {
     /// The async runtime could not start.
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
+    /// The operator failed.
+    #[error(transparent)]
+    Operator(#[from] crate::operator::OperatorError),
     /// The emulator failed.
     #[error("emulator: {0}")]
     Emulator(#[from] emulator::EmulatorError),
@@ -91,6 +98,10 @@ pub fn main(cli: Cli) -> ExitCode {
             Ok(())
         }),
         Command::Crds(args) => crds(&args),
+        Command::Run(settings) => block_on(async {
+            crate::operator::run(*settings).await?;
+            Ok(())
+        }),
         Command::Emulator(args) => block_on(async {
             telemetry::init("info", LogFormat::Auto)?;
             emulator::run(args).await?;

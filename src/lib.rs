@@ -8,5 +8,6 @@ pub mod controllers;
 pub mod crd_install;
 pub mod emulator;
 pub mod kubemem;
+pub mod operator;
 pub mod runtime;
 pub mod ssh;
