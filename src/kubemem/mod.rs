@@ -36,6 +36,7 @@ mod patch;
 mod registry;
 mod router;
 mod selector;
+mod serve;
 mod store;
 pub mod testing;
 mod watch;
@@ -58,6 +59,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use serde_json::Value;
 
 pub use error::{ApiError, FieldCause, KubeMemError};
+pub use serve::Served;
 pub use patch::{Endpoint, ManagedFields, Operation, PatchKind};
 pub use registry::{Admission, ResourceInfo};
 pub use router::Verb;
