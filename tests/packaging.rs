@@ -775,6 +775,37 @@ fn crd_copies_are_identical_to_generated_crds() {
     assert_eq!(listed, generated.keys().cloned().collect());
 }
 
+/// Paths where two JSON values differ (for readable assertion messages).
+fn json_diff(a: &Value, b: &Value, path: &str, out: &mut Vec<String>) {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let keys: BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            for k in keys {
+                let (va, vb) = (
+                    x.get(k).unwrap_or(&Value::Null),
+                    y.get(k).unwrap_or(&Value::Null),
+                );
+                json_diff(va, vb, &format!("{path}.{k}"), out);
+            }
+        }
+        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
+            for (i, (va, vb)) in x.iter().zip(y).enumerate() {
+                json_diff(va, vb, &format!("{path}[{i}]"), out);
+            }
+        }
+        // YAML tools may print 63.0 as 63: compare numbers by value.
+        (Value::Number(x), Value::Number(y)) if x.as_f64() == y.as_f64() => {}
+        _ if a != b => out.push(format!("{path}: {a} != {b}")),
+        _ => {}
+    }
+}
+
+fn assert_same(a: &Value, b: &Value, what: &str) {
+    let mut diffs = Vec::new();
+    json_diff(a, b, "", &mut diffs);
+    assert!(diffs.is_empty(), "{what} differs:\n{}", diffs.join("\n"));
+}
+
 fn kustomize_default() -> Vec<Value> {
     parse_docs(&must("kubectl", &["kustomize", "config/default"]))
 }
@@ -812,7 +843,7 @@ fn kustomize_default_matches_the_chart_defaults() {
                 assert_eq!(k["roleRef"], c["roleRef"], "{what}");
                 assert_eq!(k["subjects"], c["subjects"], "{what}");
             }
-            "CustomResourceDefinition" => assert_eq!(k["spec"], c["spec"], "{what}"),
+            "CustomResourceDefinition" => assert_same(&k["spec"], &c["spec"], &what),
             "ServiceAccount" => {
                 assert_eq!(
                     k["metadata"]["annotations"], c["metadata"]["annotations"],
@@ -820,7 +851,7 @@ fn kustomize_default_matches_the_chart_defaults() {
                 )
             }
             "Deployment" | "Service" | "PodDisruptionBudget" => {
-                assert_eq!(k["spec"], c["spec"], "{what}")
+                assert_same(&k["spec"], &c["spec"], &what)
             }
             other => panic!("no comparison for {other}"),
         }
@@ -957,6 +988,71 @@ fn argocd_health(script_path: &str, obj: &Value) -> (String, String) {
         Ok((hs.get("status")?, hs.get("message")?))
     };
     run().unwrap_or_else(|e| panic!("{script_path} failed: {e}"))
+}
+
+/// The CRD's schema made strict like the API server's field validation: objects with declared
+/// properties accept no others (unless they preserve unknown fields).
+fn strict_schema(schema: &Value) -> Value {
+    let mut s = schema.clone();
+    if let Some(map) = s.as_object_mut() {
+        let preserve = map
+            .get("x-kubernetes-preserve-unknown-fields")
+            .is_some_and(|v| v == true);
+        if let Some(props) = map.get_mut("properties").and_then(Value::as_object_mut) {
+            for v in props.values_mut() {
+                *v = strict_schema(v);
+            }
+            if !preserve && !map.contains_key("additionalProperties") {
+                map.insert("additionalProperties".into(), Value::Bool(false));
+            }
+        }
+        for key in ["items", "additionalProperties"] {
+            if let Some(sub) = map.get_mut(key).filter(|v| v.is_object()) {
+                *sub = strict_schema(sub);
+            }
+        }
+    }
+    s
+}
+
+/// Validator for objects of `kind`, from the generated CRD in crds/.
+fn crd_validator(kind_name: &str) -> jsonschema::Validator {
+    let crd = yaml_files("crds")
+        .into_values()
+        .map(|bytes| serde_saphyr::from_slice::<Value>(&bytes).expect("CRD parses"))
+        .find(|crd| crd["spec"]["names"]["kind"] == kind_name)
+        .unwrap_or_else(|| panic!("no CRD for {kind_name} in crds/"));
+    let version = crd["spec"]["versions"]
+        .as_array()
+        .expect("versions")
+        .iter()
+        .find(|v| v["name"] == "v1alpha1")
+        .expect("v1alpha1");
+    let mut schema = strict_schema(&version["schema"]["openAPIV3Schema"]);
+    for meta in ["apiVersion", "kind", "metadata"] {
+        schema["properties"][meta] = json!({});
+    }
+    jsonschema::validator_for(&schema).unwrap_or_else(|e| panic!("{kind_name} schema: {e}"))
+}
+
+#[test]
+fn argocd_fixture_objects_match_the_crd_schemas() {
+    let validators: BTreeMap<&str, jsonschema::Validator> =
+        KINDS.iter().map(|(k, _)| (*k, crd_validator(k))).collect();
+    let mut errors = Vec::new();
+    for (file, bytes) in yaml_files(&format!("{ARGOCD_DIR}/health/testdata")) {
+        let f: Value = serde_saphyr::from_slice(&bytes).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let obj = &f["object"];
+        errors.extend(
+            validators[kind(obj)]
+                .iter_errors(obj)
+                .map(|e| format!("{file} {}: {e}", e.instance_path())),
+        );
+    }
+    assert!(
+        errors.is_empty(),
+        "fixtures do not match their CRDs: {errors:#?}"
+    );
 }
 
 #[test]
