@@ -1,0 +1,77 @@
+//! Types shared by several kinds: power state, deletion policy, references and the
+//! naming rules the schema enforces.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// API group of every kind.
+pub const GROUP: &str = "azlin.io";
+/// API version of every kind.
+pub const VERSION: &str = "v1alpha1";
+
+/// Accepted mount paths: absolute, made of `[A-Za-z0-9._-]` segments. Further rules
+/// (no `..`, no system directories) are CEL rules on the field.
+pub const MOUNT_PATH_PATTERN: &str = r"^(/[A-Za-z0-9._-]+)+$";
+
+/// Top-level directories a mount may not shadow.
+pub const FORBIDDEN_MOUNT_ROOTS: &[&str] = &[
+    "bin", "boot", "dev", "etc", "lib", "lib32", "lib64", "proc", "run", "sbin", "sys", "usr",
+];
+
+/// Power state an AzlinVM or Fleet should be in.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
+pub enum PowerState {
+    /// Started and billed.
+    #[default]
+    Running,
+    /// Powered off but still allocated (compute is still billed).
+    Stopped,
+    /// Powered off and released from the host (compute is not billed).
+    Deallocated,
+}
+
+impl PowerState {
+    /// The name as written in manifests.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "Running",
+            Self::Stopped => "Stopped",
+            Self::Deallocated => "Deallocated",
+        }
+    }
+}
+
+impl std::fmt::Display for PowerState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What happens to the Azure resources when the object is deleted.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum DeletionPolicy {
+    /// Delete the Azure resources and wait until Azure has removed them.
+    #[default]
+    Delete,
+    /// Keep the Azure resources, tagged as released by the operator.
+    Retain,
+}
+
+/// Reference to a Secret in the object's namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct SecretReference {
+    /// Name of the Secret.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+/// CEL rule for an Azure resource group name.
+pub const RESOURCE_GROUP_RULE: &str = r"self.matches('^[-A-Za-z0-9_.()]{0,89}[-A-Za-z0-9_()]$')";
+/// Message for [`RESOURCE_GROUP_RULE`].
+pub const RESOURCE_GROUP_MESSAGE: &str = "spec.resourceGroup must be 1-90 characters of letters, digits, '-', '_', '.', '(' or ')' and must not end with '.'";
+/// CEL rule for an Azure region name.
+pub const LOCATION_RULE: &str = "self.matches('^[a-z][a-z0-9]{1,39}$')";
+/// Message for [`LOCATION_RULE`].
+pub const LOCATION_MESSAGE: &str = "spec.location must be an Azure region name such as westus2 or eastus: lowercase letters and digits, no spaces (see `az account list-locations -o table`)";
+/// CEL rule: the field never changes after creation.
+pub const IMMUTABLE_RULE: &str = "self == oldSelf";

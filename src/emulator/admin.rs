@@ -1,0 +1,133 @@
+//! Test-control ("what if") API under `/_emulator`, outside ARM's URL space, and the same
+//! operations for the in-process handle. Admin requests are neither authenticated nor counted.
+
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::compute::{self, PowerState};
+use super::context::Shared;
+use super::error::ArmError;
+use super::faults::ErrorInjection;
+use super::handlers;
+use super::lro;
+
+/// Routes mounted under `/_emulator`.
+pub fn router() -> Router<Arc<Shared>> {
+    Router::new()
+        .route("/health", get(|| async { Json(json!({ "status": "ok" })) }))
+        .route("/counts", get(counts).delete(reset))
+        .route("/counts/reset", post(reset))
+        .route("/requests", get(requests))
+        .route("/resource", get(resource))
+        .route("/vms/evict", post(evict))
+        .route("/vms/power", post(power))
+        .route("/delete", post(delete))
+        .route("/inject", post(inject))
+}
+
+async fn counts(State(shared): State<Arc<Shared>>) -> Response {
+    Json(shared.recorder().counts()).into_response()
+}
+
+async fn requests(State(shared): State<Arc<Shared>>) -> Response {
+    Json(shared.recorder().requests()).into_response()
+}
+
+async fn reset(State(shared): State<Arc<Shared>>) -> Response {
+    shared.recorder().reset();
+    axum::http::StatusCode::NO_CONTENT.into_response()
+}
+
+#[derive(Deserialize)]
+struct IdQuery {
+    id: String,
+}
+
+async fn resource(State(shared): State<Arc<Shared>>, Query(q): Query<IdQuery>) -> Response {
+    match resource_json(&shared, &q.id) {
+        Some(v) => Json(v).into_response(),
+        None => ArmError::not_found(
+            "ResourceNotFound",
+            format!("The Resource '{}' was not found.", q.id),
+        )
+        .into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct PowerBody {
+    id: String,
+    state: PowerState,
+}
+
+async fn evict(State(shared): State<Arc<Shared>>, Json(body): Json<IdQuery>) -> Response {
+    done(evict_vm(&shared, &body.id))
+}
+
+async fn power(State(shared): State<Arc<Shared>>, Json(body): Json<PowerBody>) -> Response {
+    done(set_power(&shared, &body.id, body.state))
+}
+
+async fn delete(State(shared): State<Arc<Shared>>, Json(body): Json<IdQuery>) -> Response {
+    done(delete_out_of_band(&shared, &body.id))
+}
+
+async fn inject(State(shared): State<Arc<Shared>>, Json(body): Json<ErrorInjection>) -> Response {
+    shared.faults.inject(body);
+    axum::http::StatusCode::NO_CONTENT.into_response()
+}
+
+fn done(result: Result<(), ArmError>) -> Response {
+    match result {
+        Ok(()) => axum::http::StatusCode::NO_CONTENT.into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// The GET representation of a resource (with a VM's instance view), if it exists.
+pub fn resource_json(shared: &Shared, id: &str) -> Option<Value> {
+    let store = shared.store();
+    store
+        .get(id)
+        .map(|e| handlers::render(shared, &store, e, true))
+}
+
+/// Simulates a Spot eviction (per the VM's `evictionPolicy`).
+pub fn evict_vm(shared: &Arc<Shared>, id: &str) -> Result<(), ArmError> {
+    let mut store = shared.store();
+    compute::evict(&mut store, id)?;
+    drop(store);
+    shared.changed();
+    Ok(())
+}
+
+/// Sets a VM's power state out of band.
+pub fn set_power(shared: &Arc<Shared>, id: &str, state: PowerState) -> Result<(), ArmError> {
+    let mut store = shared.store();
+    compute::set_power_out_of_band(&mut store, id, state)?;
+    drop(store);
+    shared.changed();
+    Ok(())
+}
+
+/// Deletes a resource (and everything below it) out of band, with the kind's cascades.
+pub fn delete_out_of_band(shared: &Arc<Shared>, id: &str) -> Result<(), ArmError> {
+    let mut store = shared.store();
+    if store.get(id).is_none() {
+        return Err(ArmError::not_found(
+            "ResourceNotFound",
+            format!("The Resource '{id}' was not found."),
+        ));
+    }
+    lro::cancel(&mut store, id);
+    lro::remove_tree(&mut store, id);
+    drop(store);
+    shared.changed();
+    Ok(())
+}

@@ -1,0 +1,1486 @@
+//! `Microsoft.Compute`: virtual machines (power actions, instance view, quota), managed disks and snapshots.
+
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::catalog;
+use super::error::ArmError;
+use super::kinds::{DISK_API, Hooks, Kind, Provisioning, PutCtx, Settings, VM_API};
+use super::network;
+use super::state::{Entry, OpKind, Store, props_mut};
+use super::validation::{self as v, opt_array, opt_bool, opt_enum, opt_int, opt_str, req_str};
+
+/// Virtual machines.
+pub static VIRTUAL_MACHINE: Kind = Kind {
+    type_name: "Microsoft.Compute/virtualMachines",
+    api_versions: VM_API,
+    provisioning: Provisioning::Async,
+    located: true,
+    parent_strip: 0,
+    actions: &["start", "powerOff", "deallocate", "restart"],
+    views: &["instanceView"],
+    hooks: &VmHooks,
+};
+
+/// Managed disks.
+pub static DISK: Kind = Kind {
+    type_name: "Microsoft.Compute/disks",
+    api_versions: DISK_API,
+    provisioning: Provisioning::Async,
+    located: true,
+    parent_strip: 0,
+    actions: &[],
+    views: &[],
+    hooks: &DiskHooks,
+};
+
+/// Snapshots.
+pub static SNAPSHOT: Kind = Kind {
+    type_name: "Microsoft.Compute/snapshots",
+    api_versions: DISK_API,
+    provisioning: Provisioning::Async,
+    located: true,
+    parent_strip: 0,
+    actions: &[],
+    views: &[],
+    hooks: &SnapshotHooks,
+};
+
+/// A VM power state as shown in `instanceView.statuses` (`PowerState/<state>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PowerState {
+    /// Booting.
+    Starting,
+    /// Running.
+    Running,
+    /// Shutting down (still allocated).
+    Stopping,
+    /// Stopped but allocated (still billed).
+    Stopped,
+    /// Releasing its hardware.
+    Deallocating,
+    /// Deallocated.
+    Deallocated,
+}
+
+impl PowerState {
+    /// The lower-case code suffix.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Starting => "starting",
+            Self::Running => "running",
+            Self::Stopping => "stopping",
+            Self::Stopped => "stopped",
+            Self::Deallocating => "deallocating",
+            Self::Deallocated => "deallocated",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        [
+            Self::Starting,
+            Self::Running,
+            Self::Stopping,
+            Self::Stopped,
+            Self::Deallocating,
+            Self::Deallocated,
+        ]
+        .into_iter()
+        .find(|p| p.code() == s)
+    }
+}
+
+const STORAGE_TYPES: &[&str] = &[
+    "Standard_LRS",
+    "Premium_LRS",
+    "StandardSSD_LRS",
+    "UltraSSD_LRS",
+    "Premium_ZRS",
+    "StandardSSD_ZRS",
+    "PremiumV2_LRS",
+];
+const RESERVED_USERS: &[&str] = &[
+    "administrator",
+    "admin",
+    "user",
+    "user1",
+    "test",
+    "user2",
+    "test1",
+    "user3",
+    "admin1",
+    "1",
+    "123",
+    "a",
+    "actuser",
+    "adm",
+    "admin2",
+    "aspnet",
+    "backup",
+    "console",
+    "david",
+    "guest",
+    "john",
+    "owner",
+    "root",
+    "server",
+    "sql",
+    "support",
+    "support_388945a0",
+    "sys",
+    "test2",
+    "test3",
+    "user4",
+    "user5",
+];
+
+fn same(a: &str, b: &str) -> bool {
+    a.eq_ignore_ascii_case(b)
+}
+
+fn power(entry: &Entry) -> Option<PowerState> {
+    entry.meta_str("power").and_then(PowerState::parse)
+}
+
+fn set_power(entry: &mut Entry, state: PowerState) {
+    entry.meta.insert("power".into(), Value::from(state.code()));
+}
+
+fn hex32() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+fn rg_prefix(id: &str) -> String {
+    id.split("/providers/").next().unwrap_or(id).to_string()
+}
+
+fn size_of(entry: &Entry) -> Option<&'static catalog::VmSize> {
+    entry
+        .str_at("/properties/hardwareProfile/vmSize")
+        .and_then(catalog::vm_size)
+}
+
+/// vCPUs used by VMs of a subscription in a region (all VMs count, as Azure's quota does).
+fn cores_in_use(store: &Store, sub: &str, location: &str, except: &str) -> u32 {
+    let prefix = format!("/subscriptions/{sub}/");
+    store
+        .of_kind(VIRTUAL_MACHINE.type_name)
+        .filter(|vm| {
+            vm.id
+                .to_ascii_lowercase()
+                .starts_with(&prefix.to_ascii_lowercase())
+        })
+        .filter(|vm| vm.str_at("/location") == Some(location) && !same(&vm.id, except))
+        .filter_map(size_of)
+        .map(|s| s.cores)
+        .sum()
+}
+
+fn new_disk(
+    id: &str,
+    location: &str,
+    sku: &str,
+    size_gb: i64,
+    props: Value,
+    managed_by: Option<&str>,
+    zones: Option<&Value>,
+) -> Entry {
+    let name = id.rsplit('/').next().unwrap_or_default();
+    let mut body = json!({
+        "id": id,
+        "name": name,
+        "type": DISK.type_name,
+        "location": location,
+        "sku": { "name": sku, "tier": sku.split('_').next().unwrap_or("Standard") },
+        "properties": props,
+    });
+    let p = props_mut(&mut body);
+    p.insert("diskSizeGB".into(), Value::from(size_gb));
+    p.insert(
+        "diskState".into(),
+        Value::from(if managed_by.is_some() {
+            "Attached"
+        } else {
+            "Unattached"
+        }),
+    );
+    p.insert(
+        "uniqueId".into(),
+        Value::from(uuid::Uuid::new_v4().to_string()),
+    );
+    p.insert("timeCreated".into(), Value::from(Utc::now().to_rfc3339()));
+    p.insert("provisioningState".into(), Value::from("Succeeded"));
+    if let Some(vm) = managed_by {
+        body["managedBy"] = Value::from(vm);
+    }
+    if let Some(z) = zones {
+        body["zones"] = z.clone();
+    }
+    Entry {
+        id: id.to_string(),
+        kind: DISK.type_name.to_string(),
+        body,
+        meta: Default::default(),
+        busy: None,
+    }
+}
+
+fn attach_disk(store: &mut Store, disk_id: &str, vm_id: Option<&str>) {
+    if let Some(disk) = store.get_mut(disk_id) {
+        match vm_id {
+            Some(vm) => {
+                disk.body["managedBy"] = Value::from(vm);
+                props_mut(&mut disk.body).insert("diskState".into(), Value::from("Attached"));
+            }
+            None => {
+                if let Value::Object(m) = &mut disk.body {
+                    m.remove("managedBy");
+                }
+                props_mut(&mut disk.body).insert("diskState".into(), Value::from("Unattached"));
+            }
+        }
+    }
+}
+
+fn check_attachable(
+    store: &Store,
+    disk_id: &str,
+    vm_id: &str,
+    target: &str,
+) -> Result<(), ArmError> {
+    let disk = store
+        .get(disk_id)
+        .filter(|d| same(&d.kind, DISK.type_name))
+        .ok_or_else(|| {
+            ArmError::invalid(target, format!("Managed disk {disk_id} was not found."))
+        })?;
+    match disk.str_at("/managedBy") {
+        Some(owner) if !same(owner, vm_id) => Err(ArmError::conflict(
+            "OperationNotAllowed",
+            format!(
+                "Disk {} is already attached to VM {owner}.",
+                disk.str_at("/name").unwrap_or_default()
+            ),
+        )
+        .with_target(target)),
+        _ => Ok(()),
+    }
+}
+
+/// Ids of managed disks referenced by a VM body (OS disk first).
+fn vm_disks(body: &Value) -> Vec<(String, Option<String>)> {
+    let mut out = Vec::new();
+    if let Some(id) = body
+        .pointer("/properties/storageProfile/osDisk/managedDisk/id")
+        .and_then(Value::as_str)
+    {
+        let opt = body
+            .pointer("/properties/storageProfile/osDisk/deleteOption")
+            .and_then(Value::as_str);
+        out.push((id.to_string(), opt.map(str::to_string)));
+    }
+    for d in body
+        .pointer("/properties/storageProfile/dataDisks")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if let Some(id) = d.pointer("/managedDisk/id").and_then(Value::as_str) {
+            let opt = d.get("deleteOption").and_then(Value::as_str);
+            out.push((id.to_string(), opt.map(str::to_string)));
+        }
+    }
+    out
+}
+
+fn vm_nics(body: &Value) -> Vec<(String, Option<String>)> {
+    body.pointer("/properties/networkProfile/networkInterfaces")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|n| {
+            let id = n.get("id").and_then(Value::as_str)?;
+            let opt = n
+                .pointer("/properties/deleteOption")
+                .and_then(Value::as_str);
+            Some((id.to_string(), opt.map(str::to_string)))
+        })
+        .collect()
+}
+
+fn property_change(target: &str) -> ArmError {
+    ArmError::conflict(
+        "PropertyChangeNotAllowed",
+        format!("Changing property '{target}' is not allowed."),
+    )
+    .with_target(target)
+}
+
+/// Validates the OS profile of a new VM.
+fn check_os_profile(body: &Value, name: &str, creating: bool) -> Result<(), ArmError> {
+    let user = req_str(
+        body,
+        "/properties/osProfile/adminUsername",
+        "osProfile.adminUsername",
+    )?;
+    let user_ok = (1..=64).contains(&user.len())
+        && !RESERVED_USERS.iter().any(|r| same(r, user))
+        && user
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        && !user.starts_with('-');
+    if !user_ok {
+        return Err(ArmError::invalid(
+            "adminUsername",
+            format!(
+                "The Admin Username specified is not allowed: '{user}'. Reserved names and special characters are not allowed."
+            ),
+        ));
+    }
+    let computer = opt_str(body, "/properties/osProfile/computerName").unwrap_or(name);
+    v::check_computer_name(computer, "osProfile.computerName")?;
+    if let Some(data) = opt_str(body, "/properties/osProfile/customData")
+        && (data.len() > 87_380
+            || base64::engine::general_purpose::STANDARD
+                .decode(data)
+                .is_err())
+    {
+        return Err(ArmError::invalid(
+            "customData",
+            "Custom data in OSProfile must be in Base64 encoding and with a maximum length of 87380 characters.",
+        ));
+    }
+    let no_password = opt_bool(
+        body,
+        "/properties/osProfile/linuxConfiguration/disablePasswordAuthentication",
+        "linuxConfiguration.disablePasswordAuthentication",
+    )?
+    .unwrap_or(false);
+    let keys = opt_array(
+        body,
+        "/properties/osProfile/linuxConfiguration/ssh/publicKeys",
+        "linuxConfiguration.ssh.publicKeys",
+    )?;
+    if no_password && keys.is_empty() {
+        return Err(ArmError::invalid(
+            "linuxConfiguration",
+            "Authentication using either SSH or by user name and password must be enabled in Linux profile.",
+        ));
+    }
+    if creating && !no_password && opt_str(body, "/properties/osProfile/adminPassword").is_none() {
+        return Err(ArmError::required("adminPassword"));
+    }
+    let expected = format!("/home/{user}/.ssh/authorized_keys");
+    for key in keys {
+        let path = req_str(key, "/path", "linuxConfiguration.ssh.publicKeys.path")?;
+        if path != expected {
+            return Err(ArmError::invalid(
+                "linuxConfiguration.ssh.publicKeys.path",
+                format!(
+                    "Destination path for SSH public keys is currently limited to its default value {expected} due to a known issue in Linux provisioning agent."
+                ),
+            ));
+        }
+        let data = req_str(key, "/keyData", "linuxConfiguration.ssh.publicKeys.keyData")?;
+        let looks_like_key = ["ssh-rsa ", "ssh-ed25519 ", "ecdsa-sha2-"]
+            .iter()
+            .any(|p| data.starts_with(p));
+        if !looks_like_key {
+            return Err(ArmError::invalid(
+                "linuxConfiguration.ssh.publicKeys.keyData",
+                "The value of parameter linuxConfiguration.ssh.publicKeys.keyData is invalid.",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Spot / priority rules.
+fn check_priority(
+    body: &Value,
+    size: &catalog::VmSize,
+    existing: Option<&Entry>,
+) -> Result<(), ArmError> {
+    let priority = opt_enum(
+        body,
+        "/properties/priority",
+        "priority",
+        &["Regular", "Low", "Spot"],
+    )?
+    .unwrap_or("Regular");
+    let eviction = opt_enum(
+        body,
+        "/properties/evictionPolicy",
+        "evictionPolicy",
+        &["Deallocate", "Delete"],
+    )?;
+    let spot = priority != "Regular";
+    if eviction.is_some() && !spot {
+        return Err(ArmError::invalid(
+            "evictionPolicy",
+            "Eviction policy can be set only on Azure Spot Virtual Machines.",
+        ));
+    }
+    match body.pointer("/properties/billingProfile/maxPrice") {
+        None | Some(Value::Null) => {}
+        Some(price) => {
+            if !spot {
+                return Err(ArmError::invalid(
+                    "billingProfile",
+                    "Max price can be set only on Azure Spot Virtual Machines.",
+                ));
+            }
+            let p = price.as_f64().unwrap_or(-2.0);
+            if p != -1.0 && p <= 0.0 {
+                return Err(ArmError::invalid(
+                    "billingProfile.maxPrice",
+                    format!(
+                        "The value {price} of maxPrice is invalid: use -1 (up to the on-demand price) or a price greater than 0."
+                    ),
+                ));
+            }
+        }
+    }
+    if spot && !size.spot {
+        return Err(ArmError::conflict(
+            "SkuNotAvailable",
+            format!(
+                "The requested VM size '{}' is not available for Azure Spot Virtual Machines.",
+                size.name
+            ),
+        )
+        .with_target("vmSize"));
+    }
+    if let Some(old) = existing {
+        let old_priority = old.str_at("/properties/priority").unwrap_or("Regular");
+        if !same(old_priority, priority) {
+            return Err(property_change("priority"));
+        }
+    }
+    Ok(())
+}
+
+/// Resolves and checks the image reference; returns the exact version.
+fn check_image(body: &Value) -> Result<(&'static catalog::Image, &'static str), ArmError> {
+    let base = "/properties/storageProfile/imageReference";
+    if body.pointer(base).is_none() {
+        return Err(ArmError::required("storageProfile.imageReference"));
+    }
+    let publisher = req_str(
+        body,
+        &format!("{base}/publisher"),
+        "imageReference.publisher",
+    )?;
+    let offer = req_str(body, &format!("{base}/offer"), "imageReference.offer")?;
+    let sku = req_str(body, &format!("{base}/sku"), "imageReference.sku")?;
+    let version = opt_str(body, &format!("{base}/version")).unwrap_or("latest");
+    catalog::image(publisher, offer, sku, version).ok_or_else(|| {
+        ArmError::not_found(
+            "PlatformImageNotFound",
+            format!(
+                "The platform image '{publisher}:{offer}:{sku}:{version}' is not available. Verify that all fields in the storage profile are correct. For more details about storage profile information, please refer to https://aka.ms/storageprofile"
+            ),
+        )
+        .with_target("imageReference")
+    })
+}
+
+/// Virtual machines.
+pub struct VmHooks;
+
+impl VmHooks {
+    fn validate(&self, ctx: &PutCtx<'_>) -> Result<&'static catalog::VmSize, ArmError> {
+        let body = &ctx.body;
+        v::check_vm_name(ctx.name, "name")?;
+        let size_name = req_str(
+            body,
+            "/properties/hardwareProfile/vmSize",
+            "hardwareProfile.vmSize",
+        )?;
+        let size = catalog::vm_size(size_name).ok_or_else(|| {
+            ArmError::invalid(
+                "vmSize",
+                format!(
+                    "The value {size_name} provided for the VM size is not valid. The valid sizes in the current region are: {}.",
+                    catalog::VM_SIZES.iter().map(|s| s.name).collect::<Vec<_>>().join(",")
+                ),
+            )
+        })?;
+        for z in opt_array(body, "/zones", "zones")? {
+            if !matches!(z.as_str(), Some("1" | "2" | "3")) {
+                return Err(ArmError::invalid(
+                    "zones",
+                    format!(
+                        "The zone(s) '{z}' for resource is not supported. The supported zones for location are '1,2,3'."
+                    ),
+                ));
+            }
+        }
+        check_priority(body, size, ctx.existing.as_ref())?;
+        let creating = ctx.existing.is_none();
+        let create_option = v::req_enum(
+            body,
+            "/properties/storageProfile/osDisk/createOption",
+            "osDisk.createOption",
+            &["FromImage", "Attach", "Empty"],
+        )?;
+        opt_enum(
+            body,
+            "/properties/storageProfile/osDisk/managedDisk/storageAccountType",
+            "osDisk.managedDisk.storageAccountType",
+            STORAGE_TYPES,
+        )?;
+        opt_enum(
+            body,
+            "/properties/storageProfile/osDisk/deleteOption",
+            "osDisk.deleteOption",
+            &["Delete", "Detach"],
+        )?;
+        match create_option {
+            "FromImage" => {
+                if creating {
+                    check_image(body)?;
+                } else if let Some(old) = &ctx.existing {
+                    for f in ["publisher", "offer", "sku"] {
+                        let p = format!("/properties/storageProfile/imageReference/{f}");
+                        if let (Some(new), Some(was)) = (opt_str(body, &p), old.str_at(&p))
+                            && !same(new, was)
+                        {
+                            return Err(property_change("imageReference"));
+                        }
+                    }
+                }
+                if creating || body.pointer("/properties/osProfile").is_some() {
+                    check_os_profile(body, ctx.name, creating)?;
+                }
+                if let Some(size) = opt_int(
+                    body,
+                    "/properties/storageProfile/osDisk/diskSizeGB",
+                    "osDisk.diskSizeGB",
+                )? && !(30..=4095).contains(&size)
+                {
+                    return Err(ArmError::invalid(
+                        "osDisk.diskSizeGB",
+                        "The OS disk size must be between 30 and 4095 GB.",
+                    ));
+                }
+            }
+            "Attach" => {
+                let disk = req_str(
+                    body,
+                    "/properties/storageProfile/osDisk/managedDisk/id",
+                    "osDisk.managedDisk.id",
+                )?;
+                if creating {
+                    check_attachable(ctx.store, disk, ctx.id, "osDisk.managedDisk.id")?;
+                }
+            }
+            _ => {
+                return Err(ArmError::invalid(
+                    "osDisk.createOption",
+                    "OS disk createOption 'Empty' is not supported for virtual machines.",
+                ));
+            }
+        }
+        let mut luns = Vec::new();
+        for (i, disk) in opt_array(
+            body,
+            "/properties/storageProfile/dataDisks",
+            "storageProfile.dataDisks",
+        )?
+        .iter()
+        .enumerate()
+        {
+            let lun = opt_int(disk, "/lun", "dataDisks.lun")?
+                .ok_or_else(|| ArmError::required(&format!("dataDisks[{i}].lun")))?;
+            if !(0..=63).contains(&lun) || luns.contains(&lun) {
+                return Err(ArmError::invalid(
+                    "dataDisks.lun",
+                    format!("LUN {lun} is invalid or used by more than one data disk."),
+                ));
+            }
+            luns.push(lun);
+            let option = v::req_enum(
+                disk,
+                "/createOption",
+                "dataDisks.createOption",
+                &["Empty", "Attach", "FromImage"],
+            )?;
+            opt_enum(
+                disk,
+                "/deleteOption",
+                "dataDisks.deleteOption",
+                &["Delete", "Detach"],
+            )?;
+            opt_enum(
+                disk,
+                "/managedDisk/storageAccountType",
+                "dataDisks.managedDisk.storageAccountType",
+                STORAGE_TYPES,
+            )?;
+            match option {
+                "Empty" if disk.pointer("/managedDisk/id").is_none() => {
+                    let size = opt_int(disk, "/diskSizeGB", "dataDisks.diskSizeGB")?
+                        .ok_or_else(|| ArmError::required("dataDisks.diskSizeGB"))?;
+                    if !(1..=32_767).contains(&size) {
+                        return Err(ArmError::invalid(
+                            "dataDisks.diskSizeGB",
+                            "Data disk size must be between 1 and 32767 GB.",
+                        ));
+                    }
+                }
+                "Attach" => {
+                    let id = req_str(disk, "/managedDisk/id", "dataDisks.managedDisk.id")?;
+                    check_attachable(ctx.store, id, ctx.id, "dataDisks.managedDisk.id")?;
+                }
+                _ => {}
+            }
+        }
+        let nics = body
+            .pointer("/properties/networkProfile/networkInterfaces")
+            .and_then(Value::as_array)
+            .filter(|a| !a.is_empty())
+            .ok_or_else(|| ArmError::required("networkProfile.networkInterfaces"))?;
+        let primaries = nics
+            .iter()
+            .filter(|n| n.pointer("/properties/primary").and_then(Value::as_bool) == Some(true))
+            .count();
+        if nics.len() > 1 && primaries != 1 {
+            return Err(ArmError::invalid(
+                "networkProfile.networkInterfaces",
+                "Exactly one network interface must be marked primary.",
+            ));
+        }
+        let location = ctx.location();
+        for n in nics {
+            let nic_id = req_str(n, "/id", "networkProfile.networkInterfaces.id")?;
+            opt_enum(
+                n,
+                "/properties/deleteOption",
+                "networkInterfaces.deleteOption",
+                &["Delete", "Detach"],
+            )?;
+            let nic = ctx
+                .store
+                .get(nic_id)
+                .filter(|e| same(&e.kind, network::NIC.type_name))
+                .ok_or_else(|| {
+                    network::bad_reference(nic_id, ctx.id, "networkProfile.networkInterfaces.id")
+                })?;
+            if let Some(owner) = nic.str_at("/properties/virtualMachine/id")
+                && !same(owner, ctx.id)
+            {
+                return Err(ArmError::bad_request(
+                    "NicInUse",
+                    format!("Network Interface {nic_id} is used by existing resource {owner}."),
+                )
+                .with_target("networkProfile.networkInterfaces.id"));
+            }
+            if nic.str_at("/location") != Some(location.as_str()) {
+                return Err(ArmError::invalid(
+                    "networkProfile.networkInterfaces.id",
+                    format!(
+                        "The network interface {nic_id} must be in the same location '{location}' as the virtual machine."
+                    ),
+                ));
+            }
+        }
+        // Quota and resize rules.
+        let sub = ctx.id.split('/').nth(2).unwrap_or_default();
+        let used = cores_in_use(ctx.store, sub, &location, ctx.id);
+        if used + size.cores > ctx.settings.core_quota {
+            return Err(ArmError::conflict(
+                "OperationNotAllowed",
+                format!(
+                    "Operation could not be completed as it results in exceeding approved Total Regional Cores quota. Additional details - Deployment Model: Resource Manager, Location: {location}, Current Limit: {}, Current Usage: {used}, Additional Required: {}, (Minimum) New Limit Required: {}.",
+                    ctx.settings.core_quota,
+                    size.cores,
+                    used + size.cores
+                ),
+            ));
+        }
+        if let Some(old) = &ctx.existing
+            && let Some(old_size) = size_of(old)
+            && old_size.name != size.name
+            && old_size.family != size.family
+            && power(old) != Some(PowerState::Deallocated)
+        {
+            return Err(ArmError::conflict(
+                "OperationNotAllowed",
+                format!(
+                    "Unable to resize the VM '{}' because the requested size {} is not available in the current hardware cluster. The available sizes in this cluster are: {}. Deallocate the VM to resize to any size. Read more on VM resizing strategy at https://aka.ms/azure-resizevm.",
+                    ctx.name,
+                    size.name,
+                    catalog::VM_SIZES
+                        .iter()
+                        .filter(|s| s.family == old_size.family)
+                        .map(|s| s.name)
+                        .collect::<Vec<_>>()
+                        .join(",")
+                ),
+            ));
+        }
+        Ok(size)
+    }
+
+    fn apply(&self, ctx: &mut PutCtx<'_>) {
+        let location = ctx.location();
+        let vm_id = ctx.id.to_string();
+        let rg = rg_prefix(&vm_id);
+        let zones = ctx.body.get("zones").cloned();
+        let previous_disks: Vec<String> = ctx
+            .existing
+            .as_ref()
+            .map(|e| vm_disks(&e.body))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        let previous_nics: Vec<String> = ctx
+            .existing
+            .as_ref()
+            .map(|e| vm_nics(&e.body))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+
+        // OS disk.
+        if let Some(old_os) = ctx
+            .existing
+            .as_ref()
+            .and_then(|e| e.body.pointer("/properties/storageProfile/osDisk").cloned())
+        {
+            let mut os = old_os;
+            if let Some(opt) = ctx
+                .body
+                .pointer("/properties/storageProfile/osDisk/deleteOption")
+                .cloned()
+            {
+                os["deleteOption"] = opt;
+            }
+            ctx.body["properties"]["storageProfile"]["osDisk"] = os;
+            if let Some(image) = ctx.existing.as_ref().and_then(|e| {
+                e.body
+                    .pointer("/properties/storageProfile/imageReference")
+                    .cloned()
+            }) {
+                ctx.body["properties"]["storageProfile"]["imageReference"] = image;
+            }
+        } else {
+            let os = ctx.body["properties"]["storageProfile"]["osDisk"].clone();
+            let mut os = if os.is_object() { os } else { json!({}) };
+            match os.pointer("/managedDisk/id").and_then(Value::as_str) {
+                Some(id) if same(os["createOption"].as_str().unwrap_or_default(), "Attach") => {
+                    let id = id.to_string();
+                    attach_disk(ctx.store, &id, Some(&vm_id));
+                }
+                _ => {
+                    let name = os
+                        .get("name")
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                        .unwrap_or_else(|| format!("{}_OsDisk_1_{}", ctx.name, hex32()));
+                    let id = format!("{rg}/providers/Microsoft.Compute/disks/{name}");
+                    let sku = os
+                        .pointer("/managedDisk/storageAccountType")
+                        .and_then(Value::as_str)
+                        .unwrap_or("Premium_LRS")
+                        .to_string();
+                    let size = os.get("diskSizeGB").and_then(Value::as_i64).unwrap_or(30);
+                    let image = ctx
+                        .body
+                        .pointer("/properties/storageProfile/imageReference")
+                        .cloned()
+                        .unwrap_or(Value::Null);
+                    let props = json!({
+                        "osType": "Linux",
+                        "hyperVGeneration": "V2",
+                        "creationData": { "createOption": "FromImage", "imageReference": image },
+                    });
+                    ctx.store.put(new_disk(
+                        &id,
+                        &location,
+                        &sku,
+                        size,
+                        props,
+                        Some(&vm_id),
+                        zones.as_ref(),
+                    ));
+                    os["name"] = Value::from(name);
+                    os["diskSizeGB"] = Value::from(size);
+                    os["managedDisk"] = json!({ "id": id, "storageAccountType": sku });
+                }
+            }
+            os["osType"] = Value::from("Linux");
+            if os.get("caching").is_none() {
+                os["caching"] = Value::from("ReadWrite");
+            }
+            if os.get("deleteOption").is_none() {
+                os["deleteOption"] = Value::from("Detach");
+            }
+            ctx.body["properties"]["storageProfile"]["osDisk"] = os;
+            if let Some(version) = check_image(&ctx.body).ok().map(|(_, v)| v) {
+                ctx.body["properties"]["storageProfile"]["imageReference"]["exactVersion"] =
+                    Value::from(version);
+            }
+        }
+        // Data disks.
+        let mut data = ctx
+            .body
+            .pointer("/properties/storageProfile/dataDisks")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        for disk in &mut data {
+            let existing_id = disk
+                .pointer("/managedDisk/id")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            match existing_id {
+                Some(id) => attach_disk(ctx.store, &id, Some(&vm_id)),
+                None => {
+                    let lun = disk.get("lun").and_then(Value::as_i64).unwrap_or(0);
+                    let name = disk
+                        .get("name")
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                        .unwrap_or_else(|| format!("{}_DataDisk_{lun}", ctx.name));
+                    let id = format!("{rg}/providers/Microsoft.Compute/disks/{name}");
+                    let sku = disk
+                        .pointer("/managedDisk/storageAccountType")
+                        .and_then(Value::as_str)
+                        .unwrap_or("Premium_LRS")
+                        .to_string();
+                    let size = disk.get("diskSizeGB").and_then(Value::as_i64).unwrap_or(32);
+                    ctx.store.put(new_disk(
+                        &id,
+                        &location,
+                        &sku,
+                        size,
+                        json!({ "creationData": { "createOption": "Empty" } }),
+                        Some(&vm_id),
+                        zones.as_ref(),
+                    ));
+                    disk["name"] = Value::from(name);
+                    disk["managedDisk"] = json!({ "id": id, "storageAccountType": sku });
+                }
+            }
+            if disk.get("deleteOption").is_none() {
+                disk["deleteOption"] = Value::from("Detach");
+            }
+        }
+        if !data.is_empty()
+            || ctx
+                .body
+                .pointer("/properties/storageProfile/dataDisks")
+                .is_some()
+        {
+            ctx.body["properties"]["storageProfile"]["dataDisks"] = Value::from(data);
+        }
+        let now_disks: Vec<String> = vm_disks(&ctx.body).into_iter().map(|(id, _)| id).collect();
+        for old in previous_disks {
+            if !now_disks.iter().any(|d| same(d, &old)) {
+                attach_disk(ctx.store, &old, None);
+            }
+        }
+        // NICs.
+        let now_nics: Vec<String> = vm_nics(&ctx.body).into_iter().map(|(id, _)| id).collect();
+        for nic in &now_nics {
+            if let Some(e) = ctx.store.get_mut(nic) {
+                props_mut(&mut e.body).insert("virtualMachine".into(), json!({ "id": vm_id }));
+            }
+        }
+        for old in previous_nics {
+            if !now_nics.iter().any(|n| same(n, &old))
+                && let Some(e) = ctx.store.get_mut(&old)
+            {
+                props_mut(&mut e.body).remove("virtualMachine");
+            }
+        }
+        // Secrets are never returned; server-assigned fields survive updates.
+        let previous = ctx.existing.as_ref().map(|e| e.body.clone());
+        let props = props_mut(&mut ctx.body);
+        if let Some(Value::Object(os)) = props.get_mut("osProfile") {
+            os.remove("adminPassword");
+            os.remove("customData");
+            if !os.contains_key("computerName") {
+                os.insert("computerName".into(), Value::from(ctx.name));
+            }
+        }
+        let vm_id_value = previous
+            .as_ref()
+            .and_then(|p| p.pointer("/properties/vmId").cloned())
+            .unwrap_or_else(|| Value::from(uuid::Uuid::new_v4().to_string()));
+        props.insert("vmId".into(), vm_id_value);
+        let created = previous
+            .as_ref()
+            .and_then(|p| p.pointer("/properties/timeCreated").cloned())
+            .unwrap_or_else(|| Value::from(Utc::now().to_rfc3339()));
+        props.insert("timeCreated".into(), created);
+        if !props.contains_key("osProfile")
+            && let Some(os) = previous
+                .as_ref()
+                .and_then(|p| p.pointer("/properties/osProfile").cloned())
+        {
+            props.insert("osProfile".into(), os);
+        }
+        if ctx.existing.is_none() {
+            ctx.meta
+                .insert("power".into(), Value::from(PowerState::Starting.code()));
+        }
+    }
+}
+
+fn status(code: String, display: &str, time: Option<String>) -> Value {
+    let mut s = json!({ "code": code, "level": "Info", "displayStatus": display });
+    if let Some(t) = time {
+        s["time"] = Value::from(t);
+    }
+    s
+}
+
+/// The instance view of a VM: provisioning and power statuses, disks, OS.
+pub fn instance_view(store: &Store, entry: &Entry) -> Value {
+    let provisioning = entry
+        .str_at("/properties/provisioningState")
+        .unwrap_or("Succeeded");
+    let prov_display = match provisioning {
+        "Succeeded" => "Provisioning succeeded".to_string(),
+        other => other.to_string(),
+    };
+    let power = power(entry).unwrap_or(PowerState::Running);
+    let power_display = format!("VM {}", power.code());
+    let image = (|| {
+        let base = "/properties/storageProfile/imageReference";
+        catalog::image(
+            entry.str_at(&format!("{base}/publisher"))?,
+            entry.str_at(&format!("{base}/offer"))?,
+            entry.str_at(&format!("{base}/sku"))?,
+            "latest",
+        )
+    })();
+    let disks: Vec<Value> = vm_disks(&entry.body)
+        .into_iter()
+        .filter_map(|(id, _)| store.get(&id))
+        .map(|d| {
+            json!({
+                "name": d.str_at("/name").unwrap_or_default(),
+                "statuses": [status("ProvisioningState/succeeded".into(), "Provisioning succeeded", None)],
+            })
+        })
+        .collect();
+    let mut view = json!({
+        "computerName": entry.str_at("/properties/osProfile/computerName").unwrap_or_else(|| entry.str_at("/name").unwrap_or_default()),
+        "hyperVGeneration": "V2",
+        "disks": disks,
+        "statuses": [
+            status(format!("ProvisioningState/{}", provisioning.to_ascii_lowercase()), &prov_display, Some(Utc::now().to_rfc3339())),
+            status(format!("PowerState/{}", power.code()), &power_display, None),
+        ],
+    });
+    if let Some((image, _)) = image {
+        view["osName"] = Value::from(image.os_name);
+        view["osVersion"] = Value::from(image.os_version);
+    }
+    if power == PowerState::Running {
+        view["vmAgent"] = json!({
+            "vmAgentVersion": "2.13.1.1",
+            "statuses": [status("ProvisioningState/succeeded".into(), "Ready", Some(Utc::now().to_rfc3339()))],
+        });
+    }
+    view
+}
+
+impl Hooks for VmHooks {
+    fn put(&self, ctx: &mut PutCtx<'_>) -> Result<(), ArmError> {
+        self.validate(ctx)?;
+        self.apply(ctx);
+        Ok(())
+    }
+
+    fn action(
+        &self,
+        store: &mut Store,
+        _settings: &Settings,
+        id: &str,
+        name: &str,
+    ) -> Result<(), ArmError> {
+        let Some(entry) = store.get_mut(id) else {
+            return Err(ArmError::not_found(
+                "ResourceNotFound",
+                format!("The Resource '{id}' was not found."),
+            ));
+        };
+        let current = power(entry).unwrap_or(PowerState::Running);
+        let vm = entry.str_at("/name").unwrap_or_default().to_string();
+        let not_allowed = |why: &str| {
+            Err(ArmError::conflict(
+                "OperationNotAllowed",
+                format!("Operation '{name}' is not allowed on VM '{vm}' since the VM is {why}."),
+            ))
+        };
+        let next = match name {
+            "start" => PowerState::Starting,
+            "restart" => match current {
+                PowerState::Deallocated => return not_allowed("deallocated"),
+                PowerState::Stopped => return not_allowed("stopped"),
+                _ => PowerState::Starting,
+            },
+            "powerOff" => match current {
+                PowerState::Deallocated => return not_allowed("deallocated"),
+                _ => PowerState::Stopping,
+            },
+            "deallocate" => PowerState::Deallocating,
+            other => return Err(super::kinds::unknown_action(other)),
+        };
+        set_power(entry, next);
+        entry.set_provisioning("Updating");
+        Ok(())
+    }
+
+    fn complete(&self, store: &mut Store, _settings: &Settings, id: &str, op: &OpKind) {
+        let Some(entry) = store.get_mut(id) else {
+            return;
+        };
+        let next = match op {
+            OpKind::Put { created: true } => Some(PowerState::Running),
+            OpKind::Action(a) if a == "start" || a == "restart" => Some(PowerState::Running),
+            OpKind::Action(a) if a == "powerOff" => Some(PowerState::Stopped),
+            OpKind::Action(a) if a == "deallocate" => Some(PowerState::Deallocated),
+            _ => None,
+        };
+        if let Some(state) = next {
+            set_power(entry, state);
+        }
+    }
+
+    fn deleted(&self, store: &mut Store, entry: &Entry) {
+        for (nic, option) in vm_nics(&entry.body) {
+            if option.as_deref().is_some_and(|o| same(o, "Delete")) {
+                network::delete_nic_with_vm(store, &nic);
+            } else if let Some(e) = store.get_mut(&nic) {
+                props_mut(&mut e.body).remove("virtualMachine");
+            }
+        }
+        for (disk, option) in vm_disks(&entry.body) {
+            if option.as_deref().is_some_and(|o| same(o, "Delete")) {
+                store.remove(&disk);
+            } else {
+                attach_disk(store, &disk, None);
+            }
+        }
+    }
+
+    fn render(
+        &self,
+        store: &Store,
+        _settings: &Settings,
+        entry: &Entry,
+        out: &mut Value,
+        expand: bool,
+    ) {
+        if expand {
+            props_mut(out).insert("instanceView".into(), instance_view(store, entry));
+        }
+    }
+
+    fn view(
+        &self,
+        store: &Store,
+        _settings: &Settings,
+        entry: &Entry,
+        _name: &str,
+    ) -> Result<Value, ArmError> {
+        Ok(instance_view(store, entry))
+    }
+}
+
+/// Spot eviction: per `evictionPolicy`, deallocate the VM or delete it (honouring delete options).
+pub fn evict(store: &mut Store, id: &str) -> Result<(), ArmError> {
+    let entry = store
+        .get(id)
+        .filter(|e| same(&e.kind, VIRTUAL_MACHINE.type_name))
+        .ok_or_else(|| {
+            ArmError::not_found(
+                "ResourceNotFound",
+                format!("Virtual machine '{id}' was not found."),
+            )
+        })?;
+    let priority = entry.str_at("/properties/priority").unwrap_or("Regular");
+    if same(priority, "Regular") {
+        return Err(ArmError::conflict(
+            "OperationNotAllowed",
+            format!("Virtual machine '{id}' is not a Spot VM and cannot be evicted."),
+        ));
+    }
+    let policy = entry
+        .str_at("/properties/evictionPolicy")
+        .unwrap_or("Deallocate")
+        .to_string();
+    super::lro::cancel(store, id);
+    if same(&policy, "Delete") {
+        super::lro::remove_tree(store, id);
+    } else if let Some(entry) = store.get_mut(id) {
+        set_power(entry, PowerState::Deallocated);
+        entry.set_provisioning("Succeeded");
+        entry.meta.insert("evicted".into(), Value::Bool(true));
+    }
+    Ok(())
+}
+
+/// Sets a VM's power state out of band (as if changed in the portal).
+pub fn set_power_out_of_band(
+    store: &mut Store,
+    id: &str,
+    state: PowerState,
+) -> Result<(), ArmError> {
+    if store
+        .get(id)
+        .filter(|e| same(&e.kind, VIRTUAL_MACHINE.type_name))
+        .is_none()
+    {
+        return Err(ArmError::not_found(
+            "ResourceNotFound",
+            format!("Virtual machine '{id}' was not found."),
+        ));
+    }
+    super::lro::cancel(store, id);
+    if let Some(entry) = store.get_mut(id) {
+        set_power(entry, state);
+        entry.set_provisioning("Succeeded");
+    }
+    Ok(())
+}
+
+/// The source of a copy: a disk or snapshot that exists, with its size and location.
+fn copy_source<'s>(store: &'s Store, body: &Value, target_id: &str) -> Result<&'s Entry, ArmError> {
+    let src = req_str(
+        body,
+        "/properties/creationData/sourceResourceId",
+        "creationData.sourceResourceId",
+    )?;
+    store
+        .get(src)
+        .filter(|e| same(&e.kind, DISK.type_name) || same(&e.kind, SNAPSHOT.type_name))
+        .ok_or_else(|| {
+            ArmError::not_found(
+                "NotFound",
+                format!("Resource {src} referenced by {target_id} is not found."),
+            )
+            .with_target("creationData.sourceResourceId")
+        })
+}
+
+fn completion(entry: &Entry, settings: &Settings) -> i64 {
+    let Some(started) = entry
+        .meta_str("copyStart")
+        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+    else {
+        return 100;
+    };
+    let total = settings.latency.as_millis() as i64 * 5;
+    if total == 0 {
+        return 100;
+    }
+    let elapsed = (Utc::now() - started.with_timezone(&Utc)).num_milliseconds();
+    (elapsed * 100 / total).clamp(0, 100)
+}
+
+fn check_copy_finished(source: &Entry, settings: &Settings) -> Result<(), ArmError> {
+    if same(&source.kind, SNAPSHOT.type_name) && completion(source, settings) < 100 {
+        return Err(ArmError::conflict(
+            "OperationNotAllowed",
+            format!(
+                "Snapshot {} is still being copied (CopyStart) and cannot be used as a source yet.",
+                source.id
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Managed disks.
+pub struct DiskHooks;
+
+impl Hooks for DiskHooks {
+    fn put(&self, ctx: &mut PutCtx<'_>) -> Result<(), ArmError> {
+        v::check_resource_name(ctx.name)?;
+        let sku =
+            opt_enum(&ctx.body, "/sku/name", "sku.name", STORAGE_TYPES)?.unwrap_or("Standard_LRS");
+        let option = v::req_enum(
+            &ctx.body,
+            "/properties/creationData/createOption",
+            "creationData.createOption",
+            &[
+                "Empty",
+                "Copy",
+                "FromImage",
+                "Import",
+                "Restore",
+                "Upload",
+                "Attach",
+            ],
+        )?;
+        let size = opt_int(&ctx.body, "/properties/diskSizeGB", "diskSizeGB")?;
+        if let Some(s) = size
+            && !(1..=32_767).contains(&s)
+        {
+            return Err(ArmError::invalid(
+                "diskSizeGB",
+                "Disk size must be between 1 and 32767 GB.",
+            ));
+        }
+        let location = ctx.location();
+        if let Some(old) = ctx.existing.clone() {
+            let old_size = old
+                .body
+                .pointer("/properties/diskSizeGB")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
+            let new_size = size.unwrap_or(old_size);
+            if new_size < old_size {
+                return Err(ArmError::invalid(
+                    "diskSizeGB",
+                    format!(
+                        "Disk size reduction is not supported: {new_size} GB < current {old_size} GB."
+                    ),
+                ));
+            }
+            if new_size != old_size
+                && let Some(vm) = old.str_at("/managedBy").and_then(|vm| ctx.store.get(vm))
+                && !matches!(power(vm), Some(PowerState::Deallocated))
+            {
+                return Err(ArmError::conflict(
+                    "OperationNotAllowed",
+                    "Disk resizing is allowed only when creating a VM or when the VM is deallocated.",
+                )
+                .with_target("diskSizeGB"));
+            }
+            let keep = |k: &str| old.body.pointer(&format!("/properties/{k}")).cloned();
+            let managed_by = old.body.get("managedBy").cloned();
+            let props = props_mut(&mut ctx.body);
+            for k in [
+                "diskState",
+                "uniqueId",
+                "timeCreated",
+                "osType",
+                "creationData",
+            ] {
+                if let Some(v) = keep(k) {
+                    props.insert(k.into(), v);
+                }
+            }
+            props.insert("diskSizeGB".into(), Value::from(new_size));
+            if let (Some(m), Value::Object(map)) = (managed_by, &mut ctx.body) {
+                map.insert("managedBy".into(), m);
+            }
+            ctx.body["sku"] = json!({ "name": sku });
+            return Ok(());
+        }
+        let (size, os_type) = match option {
+            "Empty" => (size.ok_or_else(|| ArmError::required("diskSizeGB"))?, None),
+            "Copy" | "Restore" => {
+                let source = copy_source(ctx.store, &ctx.body, ctx.id)?;
+                check_copy_finished(source, ctx.settings)?;
+                if source.str_at("/location") != Some(location.as_str()) {
+                    return Err(ArmError::invalid(
+                        "creationData.sourceResourceId",
+                        format!(
+                            "The source {} is in a different region; copy it to '{location}' first (snapshot CopyStart).",
+                            source.id
+                        ),
+                    ));
+                }
+                let source_size = source
+                    .body
+                    .pointer("/properties/diskSizeGB")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(30);
+                let size = size.unwrap_or(source_size);
+                if size < source_size {
+                    return Err(ArmError::invalid(
+                        "diskSizeGB",
+                        format!(
+                            "The disk size {size} GB is smaller than the source size {source_size} GB."
+                        ),
+                    ));
+                }
+                (size, source.body.pointer("/properties/osType").cloned())
+            }
+            other => {
+                return Err(ArmError::invalid(
+                    "creationData.createOption",
+                    format!(
+                        "createOption '{other}' is not supported by this emulator; use Empty or Copy."
+                    ),
+                ));
+            }
+        };
+        let props = props_mut(&mut ctx.body);
+        props.insert("diskSizeGB".into(), Value::from(size));
+        props.insert("diskState".into(), Value::from("Unattached"));
+        props.insert(
+            "uniqueId".into(),
+            Value::from(uuid::Uuid::new_v4().to_string()),
+        );
+        props.insert("timeCreated".into(), Value::from(Utc::now().to_rfc3339()));
+        if let Some(os) = os_type {
+            props.insert("osType".into(), os);
+        }
+        if let Value::Object(map) = &mut ctx.body {
+            map.remove("managedBy");
+        }
+        ctx.body["sku"] =
+            json!({ "name": sku, "tier": sku.split('_').next().unwrap_or("Standard") });
+        Ok(())
+    }
+
+    fn check_delete(&self, _store: &Store, entry: &Entry) -> Result<(), ArmError> {
+        match entry.str_at("/managedBy") {
+            Some(vm) => Err(ArmError::conflict(
+                "OperationNotAllowed",
+                format!(
+                    "Disk {} is attached to VM {vm}.",
+                    entry.str_at("/name").unwrap_or_default()
+                ),
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Snapshots: `Copy` (full or incremental, same region) and `CopyStart` (cross-region, incremental).
+pub struct SnapshotHooks;
+
+impl Hooks for SnapshotHooks {
+    fn put(&self, ctx: &mut PutCtx<'_>) -> Result<(), ArmError> {
+        v::check_resource_name(ctx.name)?;
+        let sku = opt_enum(
+            &ctx.body,
+            "/sku/name",
+            "sku.name",
+            &["Standard_LRS", "Premium_LRS", "Standard_ZRS"],
+        )?
+        .unwrap_or("Standard_LRS");
+        let option = v::req_enum(
+            &ctx.body,
+            "/properties/creationData/createOption",
+            "creationData.createOption",
+            &["Copy", "CopyStart", "Import", "Empty", "Restore"],
+        )?;
+        let incremental =
+            opt_bool(&ctx.body, "/properties/incremental", "incremental")?.unwrap_or(false);
+        if let Some(old) = ctx.existing.clone() {
+            let props = props_mut(&mut ctx.body);
+            for k in [
+                "diskSizeGB",
+                "uniqueId",
+                "timeCreated",
+                "osType",
+                "creationData",
+                "incremental",
+            ] {
+                if let Some(v) = old.body.pointer(&format!("/properties/{k}")) {
+                    props.insert(k.into(), v.clone());
+                }
+            }
+            ctx.body["sku"] = old
+                .body
+                .get("sku")
+                .cloned()
+                .unwrap_or_else(|| json!({ "name": sku }));
+            return Ok(());
+        }
+        let location = ctx.location();
+        let source = copy_source(ctx.store, &ctx.body, ctx.id)?.clone();
+        let source_incremental = source
+            .body
+            .pointer("/properties/incremental")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let same_region = source.str_at("/location") == Some(location.as_str());
+        match option {
+            "Copy" => {
+                check_copy_finished(&source, ctx.settings)?;
+                if !same_region {
+                    return Err(ArmError::invalid(
+                        "creationData.createOption",
+                        "A snapshot in another region can only be copied with createOption 'CopyStart'.",
+                    ));
+                }
+            }
+            "CopyStart" => {
+                if !same(&source.kind, SNAPSHOT.type_name) || !source_incremental || !incremental {
+                    return Err(ArmError::invalid(
+                        "incremental",
+                        "CopyStart requires an incremental source snapshot and 'incremental: true' on the new snapshot.",
+                    ));
+                }
+                check_copy_finished(&source, ctx.settings)?;
+                if same_region {
+                    return Err(ArmError::invalid(
+                        "creationData.createOption",
+                        "CopyStart copies a snapshot to another region; use 'Copy' within the same region.",
+                    ));
+                }
+                ctx.meta
+                    .insert("copyStart".into(), Value::from(Utc::now().to_rfc3339()));
+            }
+            other => {
+                return Err(ArmError::invalid(
+                    "creationData.createOption",
+                    format!(
+                        "createOption '{other}' is not supported by this emulator; use Copy or CopyStart."
+                    ),
+                ));
+            }
+        }
+        let size = source
+            .body
+            .pointer("/properties/diskSizeGB")
+            .cloned()
+            .unwrap_or(Value::from(30));
+        let source_unique = source
+            .body
+            .pointer("/properties/uniqueId")
+            .cloned()
+            .unwrap_or(Value::Null);
+        let os_type = source.body.pointer("/properties/osType").cloned();
+        let props = props_mut(&mut ctx.body);
+        props.insert("diskSizeGB".into(), size);
+        props.insert("incremental".into(), Value::Bool(incremental));
+        props.insert(
+            "uniqueId".into(),
+            Value::from(uuid::Uuid::new_v4().to_string()),
+        );
+        props.insert("timeCreated".into(), Value::from(Utc::now().to_rfc3339()));
+        if let Some(os) = os_type {
+            props.insert("osType".into(), os);
+        }
+        if let Some(Value::Object(cd)) = props.get_mut("creationData") {
+            cd.insert("sourceUniqueId".into(), source_unique);
+        }
+        ctx.body["sku"] = json!({ "name": sku, "tier": "Standard" });
+        Ok(())
+    }
+
+    fn render(
+        &self,
+        _store: &Store,
+        settings: &Settings,
+        entry: &Entry,
+        out: &mut Value,
+        _expand: bool,
+    ) {
+        if entry.meta.contains_key("copyStart") {
+            props_mut(out).insert(
+                "completionPercent".into(),
+                Value::from(completion(entry, settings)),
+            );
+        }
+    }
+}

@@ -1,0 +1,253 @@
+//! Fault and throttle injection, one-shot injected errors, and ARM's per-subscription token buckets.
+
+use std::num::NonZeroU32;
+use std::sync::Mutex;
+
+use axum::http::StatusCode;
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::StateInformationMiddleware;
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::{Quota, RateLimiter};
+use serde::{Deserialize, Serialize};
+
+use super::error::ArmError;
+
+/// An error answered to the next matching request(s), then forgotten.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorInjection {
+    /// Only requests with this method (any when `None`).
+    #[serde(default)]
+    pub method: Option<String>,
+    /// Only requests whose path contains this text, case-insensitive (any when `None`).
+    #[serde(default)]
+    pub path_contains: Option<String>,
+    /// HTTP status to answer.
+    pub status: u16,
+    /// ARM error code.
+    pub code: String,
+    /// Error message.
+    #[serde(default)]
+    pub message: Option<String>,
+    /// How many matching requests get the error (default 1).
+    #[serde(default = "one")]
+    pub times: u32,
+    /// `Retry-After` seconds to include.
+    #[serde(default)]
+    pub retry_after: Option<u64>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl ErrorInjection {
+    /// A one-shot error for requests of `method` whose path contains `path_contains`.
+    pub fn once(method: &str, path_contains: &str, status: u16, code: &str) -> Self {
+        Self {
+            method: Some(method.to_string()),
+            path_contains: Some(path_contains.to_string()),
+            status,
+            code: code.to_string(),
+            message: None,
+            times: 1,
+            retry_after: None,
+        }
+    }
+
+    fn matches(&self, method: &str, path: &str) -> bool {
+        self.method
+            .as_deref()
+            .is_none_or(|m| m.eq_ignore_ascii_case(method))
+            && self
+                .path_contains
+                .as_deref()
+                .is_none_or(|p| path.to_ascii_lowercase().contains(&p.to_ascii_lowercase()))
+    }
+
+    fn to_error(&self) -> ArmError {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let message = self.message.clone().unwrap_or_else(|| {
+            format!(
+                "Injected error {} by the emulator test-control API.",
+                self.code
+            )
+        });
+        let mut error = ArmError::new(status, &self.code, message);
+        error.retry_after = self.retry_after;
+        error
+    }
+}
+
+type Limiter =
+    RateLimiter<String, DefaultKeyedStateStore<String>, DefaultClock, StateInformationMiddleware>;
+
+/// Which ARM bucket a request draws from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bucket {
+    /// GET/HEAD.
+    Reads,
+    /// PUT/PATCH/POST.
+    Writes,
+    /// DELETE.
+    Deletes,
+}
+
+impl Bucket {
+    /// The bucket of an HTTP method.
+    pub fn of(method: &str) -> Self {
+        match method {
+            "GET" | "HEAD" => Self::Reads,
+            "DELETE" => Self::Deletes,
+            _ => Self::Writes,
+        }
+    }
+
+    /// The `x-ms-ratelimit-remaining-subscription-*` header name.
+    pub fn header(self) -> &'static str {
+        match self {
+            Self::Reads => "x-ms-ratelimit-remaining-subscription-reads",
+            Self::Writes => "x-ms-ratelimit-remaining-subscription-writes",
+            Self::Deletes => "x-ms-ratelimit-remaining-subscription-deletes",
+        }
+    }
+}
+
+/// Random faults, injected errors and rate limits.
+pub struct Faults {
+    fault_rate: f64,
+    throttle_rate: f64,
+    injected: Mutex<Vec<ErrorInjection>>,
+    limiters: Option<[Limiter; 3]>,
+}
+
+fn quota(per_second: f64, burst: f64, scale: f64) -> Quota {
+    let n = |v: f64| {
+        NonZeroU32::new((v * scale).round().clamp(1.0, f64::from(u32::MAX)) as u32)
+            .unwrap_or(NonZeroU32::MIN)
+    };
+    Quota::per_second(n(per_second)).allow_burst(n(burst))
+}
+
+impl Faults {
+    /// `scale` multiplies ARM's buckets (reads 250 burst / 25 per s; writes and deletes 200 / 10 per s); 0 disables them.
+    pub fn new(fault_rate: f64, throttle_rate: f64, scale: f64) -> Self {
+        let limiters = (scale > 0.0).then(|| {
+            [
+                RateLimiter::keyed(quota(25.0, 250.0, scale))
+                    .with_middleware::<StateInformationMiddleware>(),
+                RateLimiter::keyed(quota(10.0, 200.0, scale))
+                    .with_middleware::<StateInformationMiddleware>(),
+                RateLimiter::keyed(quota(10.0, 200.0, scale))
+                    .with_middleware::<StateInformationMiddleware>(),
+            ]
+        });
+        Self {
+            fault_rate,
+            throttle_rate,
+            injected: Mutex::new(Vec::new()),
+            limiters,
+        }
+    }
+
+    /// Adds a one-shot error.
+    pub fn inject(&self, injection: ErrorInjection) {
+        if let Ok(mut injected) = self.injected.lock() {
+            injected.push(injection);
+        }
+    }
+
+    /// Injected errors first, then random throttling (429) and faults (500).
+    pub fn check(&self, method: &str, path: &str) -> Result<(), ArmError> {
+        if let Ok(mut injected) = self.injected.lock()
+            && let Some(pos) = injected.iter().position(|i| i.matches(method, path))
+        {
+            let error = injected[pos].to_error();
+            injected[pos].times = injected[pos].times.saturating_sub(1);
+            if injected[pos].times == 0 {
+                injected.remove(pos);
+            }
+            return Err(error);
+        }
+        if self.throttle_rate > 0.0 && rand::random::<f64>() < self.throttle_rate {
+            return Err(ArmError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "TooManyRequests",
+                "The request is being throttled as the limit has been reached for operation type. Please retry after the Retry-After interval.",
+            )
+            .with_retry_after(1));
+        }
+        if self.fault_rate > 0.0 && rand::random::<f64>() < self.fault_rate {
+            return Err(ArmError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalServerError",
+                "Encountered internal server error. Diagnostic information: injected by the emulator.",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Draws a token for the subscription; `Ok(remaining)` or 429 with `Retry-After`.
+    pub fn rate_limit(&self, subscription: &str, bucket: Bucket) -> Result<Option<u32>, ArmError> {
+        let Some(limiters) = &self.limiters else {
+            return Ok(None);
+        };
+        let limiter = &limiters[bucket as usize];
+        match limiter.check_key(&subscription.to_ascii_lowercase()) {
+            Ok(snapshot) => Ok(Some(snapshot.remaining_burst_capacity())),
+            Err(not_until) => {
+                let wait = not_until.wait_time_from(DefaultClock::default().now());
+                Err(ArmError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "SubscriptionRequestsThrottled",
+                    format!(
+                        "Number of requests for subscription '{subscription}' and operation '{}' exceeded the backend storage limit. Please try again after '{}' seconds.",
+                        bucket.header(),
+                        wait.as_secs().max(1)
+                    ),
+                )
+                .with_retry_after(wait.as_secs().max(1)))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn injected_errors_are_one_shot() {
+        let faults = Faults::new(0.0, 0.0, 0.0);
+        faults.inject(ErrorInjection::once(
+            "PUT",
+            "virtualMachines",
+            409,
+            "Conflict",
+        ));
+        assert!(faults.check("GET", "/x/virtualMachines/a").is_ok());
+        let err = faults
+            .check("PUT", "/x/virtualmachines/a")
+            .err()
+            .map(|e| e.code);
+        assert_eq!(err.as_deref(), Some("Conflict"));
+        assert!(faults.check("PUT", "/x/virtualMachines/a").is_ok());
+    }
+
+    #[test]
+    fn token_bucket_runs_dry() {
+        let faults = Faults::new(0.0, 0.0, 0.01);
+        // writes: burst 200 * 0.01 = 2
+        assert_eq!(
+            faults.rate_limit("s", Bucket::Writes).ok().flatten(),
+            Some(1)
+        );
+        assert_eq!(
+            faults.rate_limit("s", Bucket::Writes).ok().flatten(),
+            Some(0)
+        );
+        let err = faults.rate_limit("s", Bucket::Writes).err();
+        assert_eq!(err.map(|e| e.status), Some(StatusCode::TOO_MANY_REQUESTS));
+        assert!(faults.rate_limit("other", Bucket::Writes).is_ok());
+    }
+}

@@ -1,0 +1,271 @@
+//! The declarative resource-type registry: each ARM type is a [`Kind`] with its api-versions,
+//! provisioning style, URL shape and [`Hooks`] (validation and side effects). The generic
+//! handlers in `handlers.rs` do GET/PUT/PATCH/DELETE/list for every kind.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use super::error::ArmError;
+use super::state::{Entry, OpKind, Store};
+use super::{compute, network, resources, storage};
+
+/// How a kind reports provisioning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provisioning {
+    /// PUT answers `Creating`/`Updating` plus `Azure-AsyncOperation`; `Succeeded` after the latency.
+    Async,
+    /// PUT completes at once with `Succeeded`.
+    Sync,
+    /// The type has no `provisioningState` and completes at once (file shares).
+    Untracked,
+}
+
+/// Runtime settings the hooks consult.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Provisioning time of asynchronous operations.
+    pub latency: Duration,
+    /// Address reported as every VM's private and public IP.
+    pub vm_address: Option<IpAddr>,
+    /// vCPU quota per region and subscription.
+    pub core_quota: u32,
+    /// Items per page of list answers.
+    pub page_size: usize,
+}
+
+/// Context of a PUT/PATCH: hooks validate `body` and may change the store.
+pub struct PutCtx<'a> {
+    /// The store (locked).
+    pub store: &'a mut Store,
+    /// Settings.
+    pub settings: &'a Settings,
+    /// Canonical id of the resource.
+    pub id: &'a str,
+    /// Resource name (last id segment).
+    pub name: &'a str,
+    /// The stored parent for child kinds.
+    pub parent: Option<Entry>,
+    /// The resource before this request, on update.
+    pub existing: Option<Entry>,
+    /// The new body (id, name, type, location and tags already set).
+    pub body: Value,
+    /// Internal facts kept with the resource.
+    pub meta: Map<String, Value>,
+}
+
+impl PutCtx<'_> {
+    /// Location of the resource (its own, or the stored parent's for child kinds).
+    pub fn location(&self) -> String {
+        self.body
+            .get("location")
+            .and_then(Value::as_str)
+            .or_else(|| self.parent.as_ref().and_then(|p| p.str_at("/location")))
+            .unwrap_or_default()
+            .to_string()
+    }
+}
+
+/// Per-kind behaviour; every method has a neutral default.
+pub trait Hooks: Sync {
+    /// Validates the PUT body (400s with `target`) and applies side effects.
+    fn put(&self, _ctx: &mut PutCtx<'_>) -> Result<(), ArmError> {
+        Ok(())
+    }
+
+    /// Refuses a DELETE while the resource is in use.
+    fn check_delete(&self, _store: &Store, _entry: &Entry) -> Result<(), ArmError> {
+        Ok(())
+    }
+
+    /// Cascades after the resource has been removed from the store.
+    fn deleted(&self, _store: &mut Store, _entry: &Entry) {}
+
+    /// Validates a POST action and sets the transitional state; returns `Ok(())` to start it.
+    fn action(
+        &self,
+        _store: &mut Store,
+        _settings: &Settings,
+        _id: &str,
+        name: &str,
+    ) -> Result<(), ArmError> {
+        Err(unknown_action(name))
+    }
+
+    /// Finishes an operation (after `provisioningState` has become `Succeeded`).
+    fn complete(&self, _store: &mut Store, _settings: &Settings, _id: &str, _op: &OpKind) {}
+
+    /// Adds derived parts to a GET answer (`expand` = `$expand=instanceView`).
+    fn render(
+        &self,
+        _store: &Store,
+        _settings: &Settings,
+        _entry: &Entry,
+        _out: &mut Value,
+        _expand: bool,
+    ) {
+    }
+
+    /// Answers a GET sub-view such as `/instanceView`.
+    fn view(
+        &self,
+        _store: &Store,
+        _settings: &Settings,
+        _entry: &Entry,
+        name: &str,
+    ) -> Result<Value, ArmError> {
+        Err(unknown_action(name))
+    }
+}
+
+/// 404 for an unknown action or view path.
+pub fn unknown_action(name: &str) -> ArmError {
+    ArmError::not_found(
+        "NotFound",
+        format!("No HTTP resource was found that matches the request URI (action '{name}')."),
+    )
+}
+
+/// One ARM resource type.
+pub struct Kind {
+    /// Full ARM type, e.g. `Microsoft.Network/virtualNetworks/subnets`.
+    pub type_name: &'static str,
+    /// Accepted api-versions.
+    pub api_versions: &'static [&'static str],
+    /// Provisioning style.
+    pub provisioning: Provisioning,
+    /// Whether the type carries `location` and `tags` (top-level types).
+    pub located: bool,
+    /// Id segments to strip to reach the stored parent (0 = directly in a resource group).
+    pub parent_strip: usize,
+    /// POST actions.
+    pub actions: &'static [&'static str],
+    /// GET sub-views.
+    pub views: &'static [&'static str],
+    /// Behaviour.
+    pub hooks: &'static dyn Hooks,
+}
+
+impl Kind {
+    /// The provider namespace, e.g. `Microsoft.Compute`.
+    pub fn namespace(&self) -> &'static str {
+        self.type_name.split('/').next().unwrap_or(self.type_name)
+    }
+
+    /// The last type segment, e.g. `subnets`.
+    pub fn short_name(&self) -> &'static str {
+        self.type_name.rsplit('/').next().unwrap_or(self.type_name)
+    }
+
+    /// Whether an api-version is accepted.
+    pub fn accepts(&self, api_version: &str) -> bool {
+        self.api_versions.contains(&api_version)
+    }
+
+    /// The stored parent's id of a resource of this kind, if it is a child kind.
+    pub fn parent_id(&self, id: &str) -> Option<String> {
+        if self.parent_strip == 0 {
+            return None;
+        }
+        let mut parts: Vec<&str> = id.split('/').collect();
+        parts.truncate(parts.len().saturating_sub(self.parent_strip));
+        Some(parts.join("/"))
+    }
+}
+
+/// api-versions of `Microsoft.Resources/resourceGroups`.
+pub const RESOURCES_API: &[&str] = &["2021-04-01", "2022-09-01", "2024-03-01"];
+/// api-versions of `Microsoft.Compute/virtualMachines`.
+pub const VM_API: &[&str] = &["2024-11-01", "2024-07-01", "2024-03-01"];
+/// api-versions of disks and snapshots.
+pub const DISK_API: &[&str] = &["2024-03-02", "2023-10-02", "2023-04-02"];
+/// api-versions of `Microsoft.Network`.
+pub const NETWORK_API: &[&str] = &["2024-05-01", "2024-03-01", "2024-01-01", "2023-11-01"];
+/// api-versions of `Microsoft.Storage`.
+pub const STORAGE_API: &[&str] = &["2023-05-01", "2023-01-01", "2024-01-01"];
+
+/// The resource-group kind.
+pub static RESOURCE_GROUP: Kind = Kind {
+    type_name: "Microsoft.Resources/resourceGroups",
+    api_versions: RESOURCES_API,
+    provisioning: Provisioning::Sync,
+    located: true,
+    parent_strip: 0,
+    actions: &[],
+    views: &[],
+    hooks: &resources::ResourceGroupHooks,
+};
+
+/// Every provider kind the emulator serves.
+pub static KINDS: &[&Kind] = &[
+    &network::VIRTUAL_NETWORK,
+    &network::SUBNET,
+    &network::NSG,
+    &network::PUBLIC_IP,
+    &network::NIC,
+    &compute::VIRTUAL_MACHINE,
+    &compute::DISK,
+    &compute::SNAPSHOT,
+    &storage::STORAGE_ACCOUNT,
+    &storage::FILE_SHARE,
+];
+
+/// A kind by full type path (case-insensitive).
+pub fn find(type_path: &str) -> Option<&'static Kind> {
+    KINDS
+        .iter()
+        .copied()
+        .find(|k| k.type_name.eq_ignore_ascii_case(type_path))
+}
+
+/// Whether some kind's type starts with this type path (intermediate segments like `fileServices`).
+pub fn is_type_prefix(type_path: &str) -> bool {
+    let lower = type_path.to_ascii_lowercase();
+    KINDS.iter().any(|k| {
+        let t = k.type_name.to_ascii_lowercase();
+        t == lower || t.starts_with(&format!("{lower}/"))
+    })
+}
+
+/// All api-versions of a provider namespace (for its operation URLs).
+pub fn namespace_accepts(namespace: &str, api_version: &str) -> bool {
+    KINDS
+        .iter()
+        .filter(|k| k.namespace().eq_ignore_ascii_case(namespace))
+        .any(|k| k.accepts(api_version))
+}
+
+/// The canonical casing of a provider namespace.
+pub fn canonical_namespace(namespace: &str) -> Option<&'static str> {
+    KINDS
+        .iter()
+        .map(|k| k.namespace())
+        .find(|ns| ns.eq_ignore_ascii_case(namespace))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_lookups() {
+        assert!(find("microsoft.compute/VIRTUALMACHINES").is_some());
+        assert!(is_type_prefix(
+            "Microsoft.Storage/storageAccounts/fileServices"
+        ));
+        assert!(find("Microsoft.Storage/storageAccounts/fileServices").is_none());
+        let share = find("Microsoft.Storage/storageAccounts/fileServices/shares").map(|k| {
+            k.parent_id("/subscriptions/s/resourceGroups/r/providers/Microsoft.Storage/storageAccounts/a/fileServices/default/shares/x")
+        });
+        assert_eq!(
+            share,
+            Some(Some(
+                "/subscriptions/s/resourceGroups/r/providers/Microsoft.Storage/storageAccounts/a"
+                    .into()
+            ))
+        );
+        assert!(namespace_accepts("microsoft.network", "2024-05-01"));
+        assert!(!namespace_accepts("Microsoft.Network", "2099-01-01"));
+    }
+}

@@ -1,0 +1,197 @@
+//! The set of served resources: built-in core kinds and CRDs registered at runtime.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use serde_json::{Value, json};
+
+use super::error::{FieldCause, KubeMemError};
+
+/// Validates and defaults objects of a CRD on create, update and patch of the main resource.
+///
+/// Called after a patch has been applied and before the object is stored. `new` may be changed
+/// (defaults); `old` is `None` on create. Returning causes rejects the write with HTTP 422 `Invalid`.
+pub trait Admission: Send + Sync {
+    /// Admit or reject `new`.
+    fn admit(&self, new: &mut Value, old: Option<&Value>) -> Result<(), Vec<FieldCause>>;
+}
+
+/// One served resource (group, version, plural) and how it behaves.
+#[derive(Clone)]
+pub struct ResourceInfo {
+    /// API group, `""` for the core group.
+    pub group: String,
+    /// API version, e.g. `v1alpha1`.
+    pub version: String,
+    /// Plural resource name used in paths.
+    pub plural: String,
+    /// Kind.
+    pub kind: String,
+    /// Namespaced (true) or cluster scoped.
+    pub namespaced: bool,
+    /// Has a `status` subresource.
+    pub status_subresource: bool,
+    /// Custom resource: `metadata.generation` is maintained.
+    pub custom: bool,
+    /// Admission hook for the main resource.
+    pub admission: Option<Arc<dyn Admission>>,
+}
+
+impl std::fmt::Debug for ResourceInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResourceInfo")
+            .field("group", &self.group)
+            .field("version", &self.version)
+            .field("plural", &self.plural)
+            .field("kind", &self.kind)
+            .field("namespaced", &self.namespaced)
+            .field("status_subresource", &self.status_subresource)
+            .field("custom", &self.custom)
+            .field("admission", &self.admission.is_some())
+            .finish()
+    }
+}
+
+impl ResourceInfo {
+    /// A built-in resource without status subresource or admission.
+    pub fn core(group: &str, version: &str, plural: &str, kind: &str, namespaced: bool) -> Self {
+        Self {
+            group: group.to_string(),
+            version: version.to_string(),
+            plural: plural.to_string(),
+            kind: kind.to_string(),
+            namespaced,
+            status_subresource: false,
+            custom: false,
+            admission: None,
+        }
+    }
+
+    /// `v1` or `group/version`.
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.clone()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    /// Storage key of the resource: `group/version/plural`.
+    pub fn id(&self) -> String {
+        format!("{}/{}/{}", self.group, self.version, self.plural)
+    }
+
+    /// `plural.group` (or `plural` for the core group), as used in API messages.
+    pub fn group_resource(&self) -> String {
+        if self.group.is_empty() {
+            self.plural.clone()
+        } else {
+            format!("{}.{}", self.plural, self.group)
+        }
+    }
+
+    /// `Status.details` for an object of this resource.
+    pub fn details(&self, name: &str) -> Value {
+        json!({"name": name, "group": self.group, "kind": self.plural})
+    }
+}
+
+/// Served resources, looked up by path (group, version, plural) or by (apiVersion, kind).
+#[derive(Debug, Default)]
+pub(crate) struct Registry {
+    by_path: BTreeMap<(String, String, String), Arc<ResourceInfo>>,
+    by_kind: BTreeMap<(String, String), Arc<ResourceInfo>>,
+}
+
+impl Registry {
+    /// The built-in kinds: Secret, ConfigMap, Event (core and events.k8s.io), Lease, Namespace.
+    pub fn with_core_kinds() -> Self {
+        let mut r = Self::default();
+        for info in [
+            ResourceInfo::core("", "v1", "secrets", "Secret", true),
+            ResourceInfo::core("", "v1", "configmaps", "ConfigMap", true),
+            ResourceInfo::core("", "v1", "events", "Event", true),
+            ResourceInfo::core("", "v1", "namespaces", "Namespace", false),
+            ResourceInfo::core("", "v1", "serviceaccounts", "ServiceAccount", true),
+            ResourceInfo::core("events.k8s.io", "v1", "events", "Event", true),
+            ResourceInfo::core("coordination.k8s.io", "v1", "leases", "Lease", true),
+        ] {
+            r.insert(info);
+        }
+        r
+    }
+
+    /// Adds or replaces a resource.
+    pub fn insert(&mut self, info: ResourceInfo) {
+        let info = Arc::new(info);
+        self.by_path.insert(
+            (
+                info.group.clone(),
+                info.version.clone(),
+                info.plural.clone(),
+            ),
+            info.clone(),
+        );
+        self.by_kind
+            .insert((info.api_version(), info.kind.clone()), info);
+    }
+
+    /// Resource served at `group/version/plural`.
+    pub fn by_path(&self, group: &str, version: &str, plural: &str) -> Option<Arc<ResourceInfo>> {
+        self.by_path
+            .get(&(group.to_string(), version.to_string(), plural.to_string()))
+            .cloned()
+    }
+
+    /// Resource for an `apiVersion` and `kind`.
+    pub fn by_kind(&self, api_version: &str, kind: &str) -> Option<Arc<ResourceInfo>> {
+        self.by_kind
+            .get(&(api_version.to_string(), kind.to_string()))
+            .cloned()
+    }
+}
+
+/// The served versions of a CRD as resources (all served versions share one admission hook).
+pub(crate) fn crd_resources(
+    crd: &CustomResourceDefinition,
+    admission: Option<Arc<dyn Admission>>,
+) -> Result<Vec<ResourceInfo>, KubeMemError> {
+    let spec = &crd.spec;
+    if spec.group.is_empty() || spec.names.plural.is_empty() || spec.names.kind.is_empty() {
+        return Err(KubeMemError::InvalidCrd(
+            "group, names.plural and names.kind are required".to_string(),
+        ));
+    }
+    let namespaced = match spec.scope.as_str() {
+        "Namespaced" => true,
+        "Cluster" => false,
+        other => {
+            return Err(KubeMemError::InvalidCrd(format!(
+                "scope must be Namespaced or Cluster, got {other:?}"
+            )));
+        }
+    };
+    let out: Vec<ResourceInfo> = spec
+        .versions
+        .iter()
+        .filter(|v| v.served)
+        .map(|v| ResourceInfo {
+            group: spec.group.clone(),
+            version: v.name.clone(),
+            plural: spec.names.plural.clone(),
+            kind: spec.names.kind.clone(),
+            namespaced,
+            status_subresource: v.subresources.as_ref().is_some_and(|s| s.status.is_some()),
+            custom: true,
+            admission: admission.clone(),
+        })
+        .collect();
+    if out.is_empty() {
+        return Err(KubeMemError::InvalidCrd(format!(
+            "{} has no served version",
+            crd.metadata.name.as_deref().unwrap_or_default()
+        )));
+    }
+    Ok(out)
+}
