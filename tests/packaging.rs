@@ -261,7 +261,7 @@ fn expected_leader_election_rules() -> BTreeSet<Rule> {
     [rule(
         &["coordination.k8s.io"],
         &["leases"],
-        &["get", "create", "update", "patch"],
+        &["get", "create", "patch"],
         &[],
     )]
     .into_iter()
@@ -490,6 +490,7 @@ fn deployment_probes_ports_args_and_env() {
             "--azure-endpoint=https://arm.example.test",
             "--subscription-id=00000000-0000-0000-0000-000000000000",
             "--ssh-port=2222",
+            "--log-level=debug",
             "--log-format=text",
             "--lease-namespace=azlin-system",
             "--admin-addr=0.0.0.0:8080",
@@ -509,7 +510,10 @@ fn deployment_probes_ports_args_and_env() {
         env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"],
         "metadata.namespace"
     );
-    assert_eq!(env["RUST_LOG"]["value"], "debug");
+    assert!(
+        !env.contains_key("RUST_LOG"),
+        "RUST_LOG would override --log-level"
+    );
     assert_eq!(c["envFrom"], json!([{"secretRef": {"name": "azure-sp"}}]));
 
     // Defaults: no namespace restriction, no subscription, JSON logs on port 22.
@@ -522,6 +526,39 @@ fn deployment_probes_ports_args_and_env() {
     );
     assert!(defaults.contains(&"--log-format=json".to_string()));
     assert!(defaults.contains(&"--ssh-port=22".to_string()));
+}
+
+#[test]
+fn deployment_args_parse_with_the_operator_settings() {
+    use azlin_operator::runtime::settings::Settings;
+    use azlin_operator::runtime::telemetry::LogFormat;
+    use clap::Parser;
+
+    let objs = helm_template(&[
+        "--set",
+        "watchNamespace=team-a,azure.subscriptionId=00000000-0000-0000-0000-000000000000,sshPort=2222",
+    ]);
+    let args = args_of(operator_container(&objs));
+    assert_eq!(args[0], "run", "the Deployment runs the `run` subcommand");
+    let settings = Settings::try_parse_from(&args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    assert_eq!(settings.namespace.as_deref(), Some("team-a"));
+    assert_eq!(
+        settings.subscription_id.as_deref(),
+        Some("00000000-0000-0000-0000-000000000000")
+    );
+    assert_eq!(
+        settings.azure_endpoint.as_str(),
+        "https://management.azure.com/"
+    );
+    assert_eq!(settings.ssh_port, 2222);
+    assert_eq!(settings.lease_namespace.as_deref(), Some(NAMESPACE));
+    assert_eq!(settings.log_format, LogFormat::Json);
+    assert_eq!(settings.log_level, "info");
+    assert_eq!(
+        settings.admin_addr,
+        "0.0.0.0:8080".parse().expect("address")
+    );
+    assert!(settings.leader_election, "replicas rely on leader election");
 }
 
 #[test]
@@ -669,6 +706,82 @@ fn dashboard_charts_every_operator_metric() {
             );
         }
     }
+}
+
+#[test]
+fn dashboard_queries_only_series_and_labels_the_operator_exports() {
+    use azlin_operator::runtime::metrics::{Metrics, RateLimitScope};
+    let metrics = Metrics::new();
+    drop(metrics.reconcile_timer("AzlinVM"));
+    metrics.record_reconcile_error("AzlinVM", "Azure");
+    metrics.record_arm_response("GET", "Microsoft.Compute/virtualMachines", 429, &[]);
+    metrics.set_arm_ratelimit_remaining(RateLimitScope::Resource, 10);
+    metrics.record_arm_retry();
+    metrics.record_ssh("mount", true);
+    metrics.set_fleet_members("ready", 3);
+    metrics.set_managed("Fleet", 1);
+    metrics.set_leader(true);
+    let exposition = metrics.encode().expect("metrics encode");
+    // Sample name -> label names seen on its samples.
+    let mut exported: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let sample = regex::Regex::new(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([^}]*)\})? ").expect("regex");
+    let label = regex::Regex::new(r#"([a-zA-Z_][a-zA-Z0-9_]*)=""#).expect("regex");
+    for line in exposition.lines().filter(|l| !l.starts_with('#')) {
+        if let Some(c) = sample.captures(line) {
+            let labels = exported.entry(c[1].to_string()).or_default();
+            if let Some(l) = c.get(3) {
+                labels.extend(label.captures_iter(l.as_str()).map(|m| m[1].to_string()));
+            }
+        }
+    }
+
+    let dash: Value =
+        serde_json::from_str(&read(format!("{CHART}/dashboards/azlin-operator.json")))
+            .expect("dashboard JSON");
+    let metric = regex::Regex::new(r"\b(azlin_[a-z_]+)").expect("regex");
+    let grouping = regex::Regex::new(r"by \(([^)]*)\)").expect("regex");
+    let matcher = regex::Regex::new(r#"([a-z_]+)(=~|!=|!~|=)""#).expect("regex");
+    let mut problems = Vec::new();
+    for p in dash["panels"].as_array().expect("panels") {
+        for t in p["targets"].as_array().expect("targets") {
+            let expr = t["expr"].as_str().expect("expr");
+            let names: Vec<&str> = metric
+                .captures_iter(expr)
+                .map(|c| c.get(1).expect("name").as_str())
+                .collect();
+            let mut used_labels: BTreeSet<String> = grouping
+                .captures_iter(expr)
+                .flat_map(|c| {
+                    c[1].split(',')
+                        .map(|l| l.trim().to_string())
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            used_labels.extend(matcher.captures_iter(expr).map(|c| c[1].to_string()));
+            // Added by Prometheus at scrape time, not by the operator.
+            used_labels.remove("namespace");
+            for n in &names {
+                match exported.get(*n) {
+                    None => problems.push(format!("{expr}: {n} is not exported")),
+                    Some(have) => {
+                        for l in used_labels.iter().filter(|l| !have.contains(*l)) {
+                            if names
+                                .iter()
+                                .all(|other| exported.get(*other).is_none_or(|h| !h.contains(l)))
+                            {
+                                problems.push(format!("{expr}: no label {l} on {n}"));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "dashboard queries that would chart nothing:\n{}\nexported: {exported:#?}",
+        problems.join("\n")
+    );
 }
 
 #[test]
