@@ -35,8 +35,15 @@ pub enum Command {
 pub struct CrdsArgs {
     /// Write one `<plural>.azlin.io.yaml` file per CRD into this directory instead of
     /// printing them (`cargo run -- crds --output-dir crds` regenerates `crds/`).
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", conflicts_with = "apply")]
     pub output_dir: Option<PathBuf>,
+    /// Server-side apply the CRDs to the cluster of the current kubeconfig or in-cluster
+    /// config and wait until they are Established (the Helm chart's CRD-upgrade hook).
+    #[arg(long)]
+    pub apply: bool,
+    /// How long `--apply` waits for the CRDs to become Established.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    pub wait_seconds: u64,
 }
 
 /// Errors that end a subcommand.
@@ -54,6 +61,12 @@ pub enum CliError {
     /// The emulator failed.
     #[error("emulator: {0}")]
     Emulator(#[from] emulator::EmulatorError),
+    /// Connecting to Kubernetes failed.
+    #[error("cannot connect to Kubernetes (kubeconfig or in-cluster config): {0}")]
+    Kube(#[from] kube::Error),
+    /// Applying the CRDs failed.
+    #[error(transparent)]
+    CrdInstall(#[from] crate::crd_install::CrdInstallError),
     /// Writing a file failed.
     #[error("cannot write {path}: {source}")]
     Write {
@@ -67,6 +80,13 @@ pub enum CliError {
 /// Runs the parsed command line and returns the process exit code.
 pub fn main(cli: Cli) -> ExitCode {
     let result = match cli.command {
+        Command::Crds(args) if args.apply => block_on(async {
+            telemetry::init("info", LogFormat::Auto)?;
+            let client = kube::Client::try_default().await?;
+            let wait = std::time::Duration::from_secs(args.wait_seconds);
+            crate::crd_install::apply_crds(client, Some(wait)).await?;
+            Ok(())
+        }),
         Command::Crds(args) => crds(&args),
         Command::Emulator(args) => block_on(async {
             telemetry::init("info", LogFormat::Auto)?;
