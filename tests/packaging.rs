@@ -562,6 +562,34 @@ fn deployment_args_parse_with_the_operator_settings() {
 }
 
 #[test]
+fn crd_hook_args_parse_with_the_operator_cli() {
+    use clap::Parser;
+    let objs = helm_template(&[]);
+    let hook = find(&objs, "Job", "azlin-operator-crd-upgrade");
+    let args: Vec<String> = std::iter::once("azlin-operator".to_string())
+        .chain(args_of(&hook["spec"]["template"]["spec"]["containers"][0]))
+        .collect();
+    let cli =
+        azlin_operator::cli::Cli::try_parse_from(&args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    match cli.command {
+        azlin_operator::cli::Command::Crds(crds) => {
+            assert!(crds.apply, "{args:?} does not apply");
+            assert!(crds.output_dir.is_none());
+            // The hook's Job deadline leaves room for the Established wait.
+            let deadline = hook["spec"]["activeDeadlineSeconds"]
+                .as_u64()
+                .expect("deadline");
+            assert!(
+                crds.wait_seconds < deadline,
+                "{} >= {deadline}",
+                crds.wait_seconds
+            );
+        }
+        other => panic!("{args:?} parsed as {other:?}"),
+    }
+}
+
+#[test]
 fn workload_identity_renders_label_and_annotation_only_when_enabled() {
     let objs = helm_template(&[]);
     let labels = &operator_deployment(&objs)["spec"]["template"]["metadata"]["labels"];
@@ -812,7 +840,7 @@ fn crd_upgrade_hook_applies_crds_with_narrow_rbac() {
         [rule(
             &["apiextensions.k8s.io"],
             &["customresourcedefinitions"],
-            &["get", "create", "patch", "update"],
+            &["get", "create", "patch"],
             &names,
         )]
         .into_iter()
