@@ -98,6 +98,14 @@ fn helm_template(extra: &[&str]) -> Vec<Value> {
     parse_docs(&helm_template_raw(extra).unwrap_or_else(|e| panic!("{e}")))
 }
 
+/// `helm template` of the chart with `values` given as a values file.
+fn helm_template_values(values: &Value) -> Vec<Value> {
+    let file = tempfile::NamedTempFile::new().expect("temp file");
+    // JSON is YAML: Helm reads it as a values file.
+    std::fs::write(file.path(), values.to_string()).expect("write values");
+    helm_template(&["-f", file.path().to_str().expect("utf-8 temp path")])
+}
+
 fn helm_template_raw(extra: &[&str]) -> Result<String, String> {
     let mut args = vec!["template", RELEASE, CHART, "--namespace", NAMESPACE];
     args.extend_from_slice(extra);
@@ -1131,6 +1139,17 @@ fn argocd_health(script_path: &str, obj: &Value) -> (String, String) {
     run().unwrap_or_else(|e| panic!("{script_path} failed: {e}"))
 }
 
+/// The health fixtures: file name and document (`expected` status/message, `object`).
+fn health_fixtures() -> Vec<(String, Value)> {
+    yaml_files(&format!("{ARGOCD_DIR}/health/testdata"))
+        .into_iter()
+        .map(|(file, bytes)| {
+            let doc = serde_saphyr::from_slice(&bytes).unwrap_or_else(|e| panic!("{file}: {e}"));
+            (file, doc)
+        })
+        .collect()
+}
+
 /// The CRD's schema made strict like the API server's field validation: objects with declared
 /// properties accept no others (unless they preserve unknown fields).
 fn strict_schema(schema: &Value) -> Value {
@@ -1181,8 +1200,7 @@ fn argocd_fixture_objects_match_the_crd_schemas() {
     let validators: BTreeMap<&str, jsonschema::Validator> =
         KINDS.iter().map(|(k, _)| (*k, crd_validator(k))).collect();
     let mut errors = Vec::new();
-    for (file, bytes) in yaml_files(&format!("{ARGOCD_DIR}/health/testdata")) {
-        let f: Value = serde_saphyr::from_slice(&bytes).unwrap_or_else(|e| panic!("{file}: {e}"));
+    for (file, f) in health_fixtures() {
         let obj = &f["object"];
         errors.extend(
             validators[kind(obj)]
@@ -1198,11 +1216,10 @@ fn argocd_fixture_objects_match_the_crd_schemas() {
 
 #[test]
 fn argocd_health_lua_gives_the_expected_status_for_every_fixture() {
-    let fixtures = yaml_files(&format!("{ARGOCD_DIR}/health/testdata"));
+    let fixtures = health_fixtures();
     assert!(fixtures.len() >= 12, "too few fixtures: {}", fixtures.len());
     let mut seen: BTreeSet<(String, String)> = BTreeSet::new();
-    for (file, bytes) in fixtures {
-        let f: Value = serde_saphyr::from_slice(&bytes).unwrap_or_else(|e| panic!("{file}: {e}"));
+    for (file, f) in fixtures {
         let obj = &f["object"];
         assert_eq!(obj["apiVersion"], "azlin.io/v1alpha1", "{file}");
         let k = kind(obj);
@@ -1292,14 +1309,7 @@ fn flux_examples_health_check_the_operator_and_every_kind() {
         false
     );
     // Its values render with the chart.
-    let values = tempfile::NamedTempFile::new().expect("temp file");
-    std::fs::write(
-        values.path(),
-        serde_json::to_string(&hr["spec"]["values"]).expect("values as JSON"),
-    )
-    .expect("write values");
-    let path = values.path().to_str().expect("utf-8 temp path");
-    let objs = helm_template(&["-f", path]);
+    let objs = helm_template_values(&hr["spec"]["values"]);
     assert!(objs.iter().all(|o| !is_hook(o)));
     assert_eq!(of_kind(&objs, "ServiceMonitor").len(), 1);
 }
@@ -1315,10 +1325,7 @@ fn argocd_application_renders_the_chart_with_server_side_apply() {
         options.contains(&"ServerSideApply=true".to_string()),
         "{options:?}"
     );
-    let values = tempfile::NamedTempFile::new().expect("temp file");
-    let json = serde_json::to_string(&app["spec"]["source"]["helm"]["valuesObject"]).expect("json");
-    std::fs::write(values.path(), json).expect("write values");
-    let objs = helm_template(&["-f", values.path().to_str().expect("utf-8 temp path")]);
+    let objs = helm_template_values(&app["spec"]["source"]["helm"]["valuesObject"]);
     assert!(
         objs.iter().all(|o| !is_hook(o)),
         "Argo CD applies CRDs itself"
@@ -1367,9 +1374,7 @@ fn flux_cel_health_checks_agree_with_the_argocd_fixtures() {
     let exprs = ks["spec"]["healthCheckExprs"]
         .as_array()
         .expect("healthCheckExprs");
-    let fixtures = yaml_files(&format!("{ARGOCD_DIR}/health/testdata"));
-    for (file, bytes) in fixtures {
-        let f: Value = serde_saphyr::from_slice(&bytes).unwrap_or_else(|e| panic!("{file}: {e}"));
+    for (file, f) in health_fixtures() {
         let obj = &f["object"];
         let e = exprs
             .iter()
