@@ -35,12 +35,15 @@ pub enum Command {
 pub struct CrdsArgs {
     /// Write one `<plural>.azlin.io.yaml` file per CRD into this directory instead of
     /// printing them (`cargo run -- crds --output-dir crds` regenerates `crds/`).
-    #[arg(long, value_name = "DIR", conflicts_with = "apply")]
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["apply", "markdown"])]
     pub output_dir: Option<PathBuf>,
     /// Server-side apply the CRDs to the cluster of the current kubeconfig or in-cluster
     /// config and wait until they are Established (the Helm chart's CRD-upgrade hook).
     #[arg(long)]
     pub apply: bool,
+    /// Print the Markdown API reference of the kinds (embedded in the README).
+    #[arg(long, conflicts_with = "apply")]
+    pub markdown: bool,
     /// How long `--apply` waits for the CRDs to become Established.
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
     pub wait_seconds: u64,
@@ -117,6 +120,10 @@ fn block_on<F: std::future::Future<Output = Result<(), CliError>>>(fut: F) -> Re
 }
 
 fn crds(args: &CrdsArgs) -> Result<(), CliError> {
+    if args.markdown {
+        print!("{}", api::reference::api_reference_markdown());
+        return Ok(());
+    }
     match &args.output_dir {
         None => {
             print!("{}", api::crds_yaml()?);

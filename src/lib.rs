@@ -4,6 +4,7 @@
 pub mod api;
 pub mod azure;
 pub mod cli;
+pub mod controllers;
 pub mod crd_install;
 pub mod emulator;
 pub mod kubemem;

@@ -337,17 +337,29 @@ impl MountSandbox {
     /// A sandbox with an empty `etc/`, the admin user `azureuser` (1000:1000)
     /// and its own share storage.
     pub fn new() -> io::Result<Self> {
-        Self::create(None)
+        Self::create(None, None)
     }
 
     /// A second "VM" whose shares are the same directories as `other`'s
     /// (like two VMs mounting one Azure Files share).
     pub fn sharing_with(other: &MountSandbox) -> io::Result<Self> {
-        Self::create(Some(other.shares.clone()))
+        Self::create(Some(other.shares.clone()), None)
     }
 
-    fn create(shares: Option<PathBuf>) -> io::Result<Self> {
-        let dir = tempfile::Builder::new().prefix("azlin-vm-").tempdir()?;
+    /// Like [`MountSandbox::new`] (or [`MountSandbox::sharing_with`] when `other` is
+    /// given), with its files in a new directory under `parent` instead of the system
+    /// temporary directory (used by `azlin-operator local`).
+    pub fn new_in(parent: &Path, other: Option<&MountSandbox>) -> io::Result<Self> {
+        Self::create(other.map(|o| o.shares.clone()), Some(parent))
+    }
+
+    fn create(shares: Option<PathBuf>, parent: Option<&Path>) -> io::Result<Self> {
+        let mut builder = tempfile::Builder::new();
+        builder.prefix("azlin-vm-");
+        let dir = match parent {
+            Some(p) => builder.tempdir_in(p)?,
+            None => builder.tempdir()?,
+        };
         // Readable for the admin uid the fake runuser switches to.
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755))?;
         let root = dir.path().join("root");
