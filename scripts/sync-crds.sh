@@ -2,7 +2,7 @@
 # Copies the generated CRDs (crds/*.yaml) into the Helm chart and the kustomize base, which must
 # hold byte-identical copies (Helm reads only charts/<chart>/crds/, kustomize only files under its
 # own directory). tests/packaging.rs fails when the copies drift.
-#   cargo run -- crds ... (regenerate crds/ first, see README), then: scripts/sync-crds.sh
+#   cargo run -- crds --output-dir crds && scripts/sync-crds.sh
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 shopt -s nullglob

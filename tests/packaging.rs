@@ -98,6 +98,14 @@ fn helm_template(extra: &[&str]) -> Vec<Value> {
     parse_docs(&helm_template_raw(extra).unwrap_or_else(|e| panic!("{e}")))
 }
 
+/// `helm template` of the chart with `values` given as a values file.
+fn helm_template_values(values: &Value) -> Vec<Value> {
+    let file = tempfile::NamedTempFile::new().expect("temp file");
+    // JSON is YAML: Helm reads it as a values file.
+    std::fs::write(file.path(), values.to_string()).expect("write values");
+    helm_template(&["-f", file.path().to_str().expect("utf-8 temp path")])
+}
+
 fn helm_template_raw(extra: &[&str]) -> Result<String, String> {
     let mut args = vec!["template", RELEASE, CHART, "--namespace", NAMESPACE];
     args.extend_from_slice(extra);
@@ -261,7 +269,7 @@ fn expected_leader_election_rules() -> BTreeSet<Rule> {
     [rule(
         &["coordination.k8s.io"],
         &["leases"],
-        &["get", "create", "update", "patch"],
+        &["get", "create", "patch"],
         &[],
     )]
     .into_iter()
@@ -490,6 +498,7 @@ fn deployment_probes_ports_args_and_env() {
             "--azure-endpoint=https://arm.example.test",
             "--subscription-id=00000000-0000-0000-0000-000000000000",
             "--ssh-port=2222",
+            "--log-level=debug",
             "--log-format=text",
             "--lease-namespace=azlin-system",
             "--admin-addr=0.0.0.0:8080",
@@ -509,7 +518,10 @@ fn deployment_probes_ports_args_and_env() {
         env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"],
         "metadata.namespace"
     );
-    assert_eq!(env["RUST_LOG"]["value"], "debug");
+    assert!(
+        !env.contains_key("RUST_LOG"),
+        "RUST_LOG would override --log-level"
+    );
     assert_eq!(c["envFrom"], json!([{"secretRef": {"name": "azure-sp"}}]));
 
     // Defaults: no namespace restriction, no subscription, JSON logs on port 22.
@@ -522,6 +534,67 @@ fn deployment_probes_ports_args_and_env() {
     );
     assert!(defaults.contains(&"--log-format=json".to_string()));
     assert!(defaults.contains(&"--ssh-port=22".to_string()));
+}
+
+#[test]
+fn deployment_args_parse_with_the_operator_settings() {
+    use azlin_operator::runtime::settings::Settings;
+    use azlin_operator::runtime::telemetry::LogFormat;
+    use clap::Parser;
+
+    let objs = helm_template(&[
+        "--set",
+        "watchNamespace=team-a,azure.subscriptionId=00000000-0000-0000-0000-000000000000,sshPort=2222",
+    ]);
+    let args = args_of(operator_container(&objs));
+    assert_eq!(args[0], "run", "the Deployment runs the `run` subcommand");
+    let settings = Settings::try_parse_from(&args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    assert_eq!(settings.namespace.as_deref(), Some("team-a"));
+    assert_eq!(
+        settings.subscription_id.as_deref(),
+        Some("00000000-0000-0000-0000-000000000000")
+    );
+    assert_eq!(
+        settings.azure_endpoint.as_str(),
+        "https://management.azure.com/"
+    );
+    assert_eq!(settings.ssh_port, 2222);
+    assert_eq!(settings.lease_namespace.as_deref(), Some(NAMESPACE));
+    assert_eq!(settings.log_format, LogFormat::Json);
+    assert_eq!(settings.log_level, "info");
+    assert_eq!(
+        settings.admin_addr,
+        "0.0.0.0:8080".parse().expect("address")
+    );
+    assert!(settings.leader_election, "replicas rely on leader election");
+}
+
+#[test]
+fn crd_hook_args_parse_with_the_operator_cli() {
+    use clap::Parser;
+    let objs = helm_template(&[]);
+    let hook = find(&objs, "Job", "azlin-operator-crd-upgrade");
+    let args: Vec<String> = std::iter::once("azlin-operator".to_string())
+        .chain(args_of(&hook["spec"]["template"]["spec"]["containers"][0]))
+        .collect();
+    let cli =
+        azlin_operator::cli::Cli::try_parse_from(&args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    match cli.command {
+        azlin_operator::cli::Command::Crds(crds) => {
+            assert!(crds.apply, "{args:?} does not apply");
+            assert!(crds.output_dir.is_none());
+            // The hook's Job deadline leaves room for the Established wait.
+            let deadline = hook["spec"]["activeDeadlineSeconds"]
+                .as_u64()
+                .expect("deadline");
+            assert!(
+                crds.wait_seconds < deadline,
+                "{} >= {deadline}",
+                crds.wait_seconds
+            );
+        }
+        other => panic!("{args:?} parsed as {other:?}"),
+    }
 }
 
 #[test]
@@ -672,6 +745,82 @@ fn dashboard_charts_every_operator_metric() {
 }
 
 #[test]
+fn dashboard_queries_only_series_and_labels_the_operator_exports() {
+    use azlin_operator::runtime::metrics::{Metrics, RateLimitScope};
+    let metrics = Metrics::new();
+    drop(metrics.reconcile_timer("AzlinVM"));
+    metrics.record_reconcile_error("AzlinVM", "Azure");
+    metrics.record_arm_response("GET", "Microsoft.Compute/virtualMachines", 429, &[]);
+    metrics.set_arm_ratelimit_remaining(RateLimitScope::Resource, 10);
+    metrics.record_arm_retry();
+    metrics.record_ssh("mount", true);
+    metrics.set_fleet_members("ready", 3);
+    metrics.set_managed("Fleet", 1);
+    metrics.set_leader(true);
+    let exposition = metrics.encode().expect("metrics encode");
+    // Sample name -> label names seen on its samples.
+    let mut exported: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let sample = regex::Regex::new(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([^}]*)\})? ").expect("regex");
+    let label = regex::Regex::new(r#"([a-zA-Z_][a-zA-Z0-9_]*)=""#).expect("regex");
+    for line in exposition.lines().filter(|l| !l.starts_with('#')) {
+        if let Some(c) = sample.captures(line) {
+            let labels = exported.entry(c[1].to_string()).or_default();
+            if let Some(l) = c.get(3) {
+                labels.extend(label.captures_iter(l.as_str()).map(|m| m[1].to_string()));
+            }
+        }
+    }
+
+    let dash: Value =
+        serde_json::from_str(&read(format!("{CHART}/dashboards/azlin-operator.json")))
+            .expect("dashboard JSON");
+    let metric = regex::Regex::new(r"\b(azlin_[a-z_]+)").expect("regex");
+    let grouping = regex::Regex::new(r"by \(([^)]*)\)").expect("regex");
+    let matcher = regex::Regex::new(r#"([a-z_]+)(=~|!=|!~|=)""#).expect("regex");
+    let mut problems = Vec::new();
+    for p in dash["panels"].as_array().expect("panels") {
+        for t in p["targets"].as_array().expect("targets") {
+            let expr = t["expr"].as_str().expect("expr");
+            let names: Vec<&str> = metric
+                .captures_iter(expr)
+                .map(|c| c.get(1).expect("name").as_str())
+                .collect();
+            let mut used_labels: BTreeSet<String> = grouping
+                .captures_iter(expr)
+                .flat_map(|c| {
+                    c[1].split(',')
+                        .map(|l| l.trim().to_string())
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            used_labels.extend(matcher.captures_iter(expr).map(|c| c[1].to_string()));
+            // Added by Prometheus at scrape time, not by the operator.
+            used_labels.remove("namespace");
+            for n in &names {
+                match exported.get(*n) {
+                    None => problems.push(format!("{expr}: {n} is not exported")),
+                    Some(have) => {
+                        for l in used_labels.iter().filter(|l| !have.contains(*l)) {
+                            if names
+                                .iter()
+                                .all(|other| exported.get(*other).is_none_or(|h| !h.contains(l)))
+                            {
+                                problems.push(format!("{expr}: no label {l} on {n}"));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "dashboard queries that would chart nothing:\n{}\nexported: {exported:#?}",
+        problems.join("\n")
+    );
+}
+
+#[test]
 fn crd_upgrade_hook_applies_crds_with_narrow_rbac() {
     let objs = helm_template(&[]);
     let hook = "azlin-operator-crd-upgrade";
@@ -699,7 +848,7 @@ fn crd_upgrade_hook_applies_crds_with_narrow_rbac() {
         [rule(
             &["apiextensions.k8s.io"],
             &["customresourcedefinitions"],
-            &["get", "create", "patch", "update"],
+            &["get", "create", "patch"],
             &names,
         )]
         .into_iter()
@@ -775,6 +924,37 @@ fn crd_copies_are_identical_to_generated_crds() {
     assert_eq!(listed, generated.keys().cloned().collect());
 }
 
+/// Paths where two JSON values differ (for readable assertion messages).
+fn json_diff(a: &Value, b: &Value, path: &str, out: &mut Vec<String>) {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let keys: BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            for k in keys {
+                let (va, vb) = (
+                    x.get(k).unwrap_or(&Value::Null),
+                    y.get(k).unwrap_or(&Value::Null),
+                );
+                json_diff(va, vb, &format!("{path}.{k}"), out);
+            }
+        }
+        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
+            for (i, (va, vb)) in x.iter().zip(y).enumerate() {
+                json_diff(va, vb, &format!("{path}[{i}]"), out);
+            }
+        }
+        // YAML tools may print 63.0 as 63: compare numbers by value.
+        (Value::Number(x), Value::Number(y)) if x.as_f64() == y.as_f64() => {}
+        _ if a != b => out.push(format!("{path}: {a} != {b}")),
+        _ => {}
+    }
+}
+
+fn assert_same(a: &Value, b: &Value, what: &str) {
+    let mut diffs = Vec::new();
+    json_diff(a, b, "", &mut diffs);
+    assert!(diffs.is_empty(), "{what} differs:\n{}", diffs.join("\n"));
+}
+
 fn kustomize_default() -> Vec<Value> {
     parse_docs(&must("kubectl", &["kustomize", "config/default"]))
 }
@@ -812,7 +992,7 @@ fn kustomize_default_matches_the_chart_defaults() {
                 assert_eq!(k["roleRef"], c["roleRef"], "{what}");
                 assert_eq!(k["subjects"], c["subjects"], "{what}");
             }
-            "CustomResourceDefinition" => assert_eq!(k["spec"], c["spec"], "{what}"),
+            "CustomResourceDefinition" => assert_same(&k["spec"], &c["spec"], &what),
             "ServiceAccount" => {
                 assert_eq!(
                     k["metadata"]["annotations"], c["metadata"]["annotations"],
@@ -820,7 +1000,7 @@ fn kustomize_default_matches_the_chart_defaults() {
                 )
             }
             "Deployment" | "Service" | "PodDisruptionBudget" => {
-                assert_eq!(k["spec"], c["spec"], "{what}")
+                assert_same(&k["spec"], &c["spec"], &what)
             }
             other => panic!("no comparison for {other}"),
         }
@@ -959,13 +1139,87 @@ fn argocd_health(script_path: &str, obj: &Value) -> (String, String) {
     run().unwrap_or_else(|e| panic!("{script_path} failed: {e}"))
 }
 
+/// The health fixtures: file name and document (`expected` status/message, `object`).
+fn health_fixtures() -> Vec<(String, Value)> {
+    yaml_files(&format!("{ARGOCD_DIR}/health/testdata"))
+        .into_iter()
+        .map(|(file, bytes)| {
+            let doc = serde_saphyr::from_slice(&bytes).unwrap_or_else(|e| panic!("{file}: {e}"));
+            (file, doc)
+        })
+        .collect()
+}
+
+/// The CRD's schema made strict like the API server's field validation: objects with declared
+/// properties accept no others (unless they preserve unknown fields).
+fn strict_schema(schema: &Value) -> Value {
+    let mut s = schema.clone();
+    if let Some(map) = s.as_object_mut() {
+        let preserve = map
+            .get("x-kubernetes-preserve-unknown-fields")
+            .is_some_and(|v| v == true);
+        if let Some(props) = map.get_mut("properties").and_then(Value::as_object_mut) {
+            for v in props.values_mut() {
+                *v = strict_schema(v);
+            }
+            if !preserve && !map.contains_key("additionalProperties") {
+                map.insert("additionalProperties".into(), Value::Bool(false));
+            }
+        }
+        for key in ["items", "additionalProperties"] {
+            if let Some(sub) = map.get_mut(key).filter(|v| v.is_object()) {
+                *sub = strict_schema(sub);
+            }
+        }
+    }
+    s
+}
+
+/// Validator for objects of `kind`, from the generated CRD in crds/.
+fn crd_validator(kind_name: &str) -> jsonschema::Validator {
+    let crd = yaml_files("crds")
+        .into_values()
+        .map(|bytes| serde_saphyr::from_slice::<Value>(&bytes).expect("CRD parses"))
+        .find(|crd| crd["spec"]["names"]["kind"] == kind_name)
+        .unwrap_or_else(|| panic!("no CRD for {kind_name} in crds/"));
+    let version = crd["spec"]["versions"]
+        .as_array()
+        .expect("versions")
+        .iter()
+        .find(|v| v["name"] == "v1alpha1")
+        .expect("v1alpha1");
+    let mut schema = strict_schema(&version["schema"]["openAPIV3Schema"]);
+    for meta in ["apiVersion", "kind", "metadata"] {
+        schema["properties"][meta] = json!({});
+    }
+    jsonschema::validator_for(&schema).unwrap_or_else(|e| panic!("{kind_name} schema: {e}"))
+}
+
+#[test]
+fn argocd_fixture_objects_match_the_crd_schemas() {
+    let validators: BTreeMap<&str, jsonschema::Validator> =
+        KINDS.iter().map(|(k, _)| (*k, crd_validator(k))).collect();
+    let mut errors = Vec::new();
+    for (file, f) in health_fixtures() {
+        let obj = &f["object"];
+        errors.extend(
+            validators[kind(obj)]
+                .iter_errors(obj)
+                .map(|e| format!("{file} {}: {e}", e.instance_path())),
+        );
+    }
+    assert!(
+        errors.is_empty(),
+        "fixtures do not match their CRDs: {errors:#?}"
+    );
+}
+
 #[test]
 fn argocd_health_lua_gives_the_expected_status_for_every_fixture() {
-    let fixtures = yaml_files(&format!("{ARGOCD_DIR}/health/testdata"));
+    let fixtures = health_fixtures();
     assert!(fixtures.len() >= 12, "too few fixtures: {}", fixtures.len());
     let mut seen: BTreeSet<(String, String)> = BTreeSet::new();
-    for (file, bytes) in fixtures {
-        let f: Value = serde_saphyr::from_slice(&bytes).unwrap_or_else(|e| panic!("{file}: {e}"));
+    for (file, f) in fixtures {
         let obj = &f["object"];
         assert_eq!(obj["apiVersion"], "azlin.io/v1alpha1", "{file}");
         let k = kind(obj);
@@ -1055,14 +1309,7 @@ fn flux_examples_health_check_the_operator_and_every_kind() {
         false
     );
     // Its values render with the chart.
-    let values = tempfile::NamedTempFile::new().expect("temp file");
-    std::fs::write(
-        values.path(),
-        serde_json::to_string(&hr["spec"]["values"]).expect("values as JSON"),
-    )
-    .expect("write values");
-    let path = values.path().to_str().expect("utf-8 temp path");
-    let objs = helm_template(&["-f", path]);
+    let objs = helm_template_values(&hr["spec"]["values"]);
     assert!(objs.iter().all(|o| !is_hook(o)));
     assert_eq!(of_kind(&objs, "ServiceMonitor").len(), 1);
 }
@@ -1078,10 +1325,7 @@ fn argocd_application_renders_the_chart_with_server_side_apply() {
         options.contains(&"ServerSideApply=true".to_string()),
         "{options:?}"
     );
-    let values = tempfile::NamedTempFile::new().expect("temp file");
-    let json = serde_json::to_string(&app["spec"]["source"]["helm"]["valuesObject"]).expect("json");
-    std::fs::write(values.path(), json).expect("write values");
-    let objs = helm_template(&["-f", values.path().to_str().expect("utf-8 temp path")]);
+    let objs = helm_template_values(&app["spec"]["source"]["helm"]["valuesObject"]);
     assert!(
         objs.iter().all(|o| !is_hook(o)),
         "Argo CD applies CRDs itself"
@@ -1130,9 +1374,7 @@ fn flux_cel_health_checks_agree_with_the_argocd_fixtures() {
     let exprs = ks["spec"]["healthCheckExprs"]
         .as_array()
         .expect("healthCheckExprs");
-    let fixtures = yaml_files(&format!("{ARGOCD_DIR}/health/testdata"));
-    for (file, bytes) in fixtures {
-        let f: Value = serde_saphyr::from_slice(&bytes).unwrap_or_else(|e| panic!("{file}: {e}"));
+    for (file, f) in health_fixtures() {
         let obj = &f["object"];
         let e = exprs
             .iter()
