@@ -411,7 +411,7 @@ fn naming_rules_accept_real_azure_names() {
     for size in ["Standard_E16as_v5", "Standard_D4s_v5", "Basic_A1"] {
         admit(&adm, vm(with(base_vm_spec(), json!({"size": size}))), None);
     }
-    for path in ["/mnt/team", "/data/ml-1/x.y", "/home/azureuser"] {
+    for path in ["/mnt/team", "/data/ml-1/x.y", "/home/azureuser/shared"] {
         admit(
             &adm,
             vm(with(
@@ -421,7 +421,16 @@ fn naming_rules_accept_real_azure_names() {
             None,
         );
     }
-    for path in ["/", "/proc/x", "relative/x", "/mnt/a b", "/mnt/a;rm"] {
+    for path in [
+        "/",
+        "/proc/x",
+        "relative/x",
+        "/mnt/a b",
+        "/mnt/a;rm",
+        "/mnt",
+        "/home/azureuser",
+        "/mnt/../etc",
+    ] {
         let mut o = vm(with(
             base_vm_spec(),
             json!({"mounts": [{"storageRef": "s1x", "path": path}]}),

@@ -7,8 +7,10 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::ssh::nfs::mount_path_cel_rule;
+
 use super::common::{
-    DeletionPolicy, IMMUTABLE_RULE, LOCATION_MESSAGE, LOCATION_RULE, MOUNT_PATH_PATTERN,
+    DeletionPolicy, IMMUTABLE_RULE, LOCATION_MESSAGE, LOCATION_RULE, MOUNT_PATH_MESSAGE,
     PowerState, RESOURCE_GROUP_MESSAGE, RESOURCE_GROUP_RULE, SecretReference,
 };
 
@@ -335,9 +337,8 @@ pub struct MountSpec {
     /// Absolute mount path on the VM; defaults to the storage template's path, or
     /// `/mnt/<storageRef>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 2, max = 200), regex(pattern = MOUNT_PATH_PATTERN))]
-    #[x_kube(validation = Rule::new("!self.split('/').exists(s, s == '..' || s == '.')").message("spec.mounts[].path must not contain '.' or '..' segments"))]
-    #[x_kube(validation = Rule::new("!(self.split('/')[1] in ['bin', 'boot', 'dev', 'etc', 'lib', 'lib32', 'lib64', 'proc', 'run', 'sbin', 'sys', 'usr'])").message("spec.mounts[].path must not be under a system directory (/bin, /boot, /dev, /etc, /lib*, /proc, /run, /sbin, /sys, /usr): use /mnt/<name> or /data/<name>"))]
+    #[schemars(length(min = 2, max = 255))]
+    #[x_kube(validation = Rule::new(mount_path_cel_rule()).message(MOUNT_PATH_MESSAGE))]
     pub path: Option<String>,
     /// Mount read-only.
     #[serde(default)]

@@ -9,14 +9,9 @@ pub const GROUP: &str = "azlin.io";
 /// API version of every kind.
 pub const VERSION: &str = "v1alpha1";
 
-/// Accepted mount paths: absolute, made of `[A-Za-z0-9._-]` segments. Further rules
-/// (no `..`, no system directories) are CEL rules on the field.
-pub const MOUNT_PATH_PATTERN: &str = r"^(/[A-Za-z0-9._-]+)+$";
-
-/// Top-level directories a mount may not shadow.
-pub const FORBIDDEN_MOUNT_ROOTS: &[&str] = &[
-    "bin", "boot", "dev", "etc", "lib", "lib32", "lib64", "proc", "run", "sbin", "sys", "usr",
-];
+/// Message of the mount path rule (the rule itself is [`crate::ssh::nfs::mount_path_cel_rule`],
+/// so the schema accepts exactly the paths the mount script accepts).
+pub const MOUNT_PATH_MESSAGE: &str = "spec.mounts[].path must be an absolute path of letters, digits, '.', '_' and '-' without '..' segments, at most 255 characters, not a system directory (/bin, /boot, /dev, /etc, /lib*, /proc, /root, /run, /sbin, /snap, /sys, /usr, /var/lib, /var/log or below) and not /home, /home/<user>, /media, /mnt, /opt, /srv, /tmp or /var themselves: use e.g. /mnt/<name> or /data/<name>";
 
 /// Power state an AzlinVM or Fleet should be in.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]

@@ -59,11 +59,11 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use serde_json::Value;
 
 pub use error::{ApiError, FieldCause, KubeMemError};
-pub use serve::Served;
 pub use patch::{Endpoint, ManagedFields, Operation, PatchKind};
 pub use registry::{Admission, ResourceInfo};
 pub use router::Verb;
 pub use selector::{FieldSelector, LabelSelector, Selector};
+pub use serve::Served;
 
 use router::{Call, Reply};
 use store::State;
