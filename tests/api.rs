@@ -144,7 +144,10 @@ fn every_cel_rule_compiles_within_cost_budget() {
                     // The scope check does not know macro-bound variables such as `d` in
                     // `self.all(d, ...)`; those are valid.
                     let bound = w.kind == WarningKind::WrongScope
-                        && w.message.split('\'').nth(1).is_some_and(|v| rule.contains(&format!("({v},")));
+                        && w.message
+                            .split('\'')
+                            .nth(1)
+                            .is_some_and(|v| rule.contains(&format!("({v},")));
                     if !bound {
                         problems.push(format!("{path}: {rule}: {}", w.message));
                     }

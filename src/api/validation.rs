@@ -280,7 +280,11 @@ fn to_json_schema(schema: &Value) -> Value {
 fn with_implicit_root_fields(schema: &Value) -> Value {
     let mut root = schema.clone();
     if let Some(props) = root.get_mut("properties").and_then(Value::as_object_mut) {
-        for (field, ty) in [("apiVersion", "string"), ("kind", "string"), ("metadata", "object")] {
+        for (field, ty) in [
+            ("apiVersion", "string"),
+            ("kind", "string"),
+            ("metadata", "object"),
+        ] {
             props
                 .entry(field)
                 .or_insert_with(|| serde_json::json!({ "type": ty }));

@@ -721,7 +721,10 @@ async fn list_follows_next_link_and_filters_tags() {
             .any(|r| r.path == page2 && r.query == "token=x")
     );
 
-    s.on("GET", &format!("{RG}/resources"), vec![Reply::json(200, json!({"value": [{"id": "/x", "name": "x", "type": "Microsoft.Network/networkInterfaces"}]}))]);
+    s.on("GET", &format!("{RG}/resources"), vec![Reply::json(200, json!({"value": [
+            {"id": "/x", "name": "x", "type": "Microsoft.Network/networkInterfaces", "tags": {"azlin.io/owner": "ns/vm"}},
+            {"id": "/y", "name": "y", "type": "Microsoft.Network/networkInterfaces", "tags": {"azlin.io/owner": "other"}}
+        ]}))]);
     let found = c
         .resources()
         .list_resources("rg", Some(&TagFilter::eq("azlin.io/owner", "ns/vm")))
