@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::api;
+use crate::emulator::{self, EmulatorArgs};
+use crate::runtime::telemetry::{self, LogFormat};
 
 /// Declare Azure development VM fleets as Kubernetes objects.
 #[derive(Debug, Parser)]
@@ -21,6 +23,9 @@ pub struct Cli {
 pub enum Command {
     /// Print the CustomResourceDefinitions as a multi-document YAML stream.
     Crds(CrdsArgs),
+    /// Run the Azure Resource Manager emulator on loopback (in-memory ARM for trying
+    /// manifests and for tests, no Azure subscription needed).
+    Emulator(EmulatorArgs),
     /// Print the version.
     Version,
 }
@@ -40,6 +45,15 @@ pub enum CliError {
     /// Rendering YAML failed.
     #[error("cannot render the CRDs as YAML: {0}")]
     Yaml(#[from] serde_saphyr::SerializeError),
+    /// Logging could not be set up.
+    #[error(transparent)]
+    Telemetry(#[from] telemetry::TelemetryError),
+    /// The async runtime could not start.
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+    /// The emulator failed.
+    #[error("emulator: {0}")]
+    Emulator(#[from] emulator::EmulatorError),
     /// Writing a file failed.
     #[error("cannot write {path}: {source}")]
     Write {
@@ -54,6 +68,11 @@ pub enum CliError {
 pub fn main(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Crds(args) => crds(&args),
+        Command::Emulator(args) => block_on(async {
+            telemetry::init("info", LogFormat::Auto)?;
+            emulator::run(args).await?;
+            Ok(())
+        }),
         Command::Version => {
             println!("azlin-operator {}", env!("CARGO_PKG_VERSION"));
             Ok(())
@@ -66,6 +85,15 @@ pub fn main(cli: Cli) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Runs `fut` on a multi-threaded tokio runtime.
+fn block_on<F: std::future::Future<Output = Result<(), CliError>>>(fut: F) -> Result<(), CliError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(CliError::Runtime)?
+        .block_on(fut)
 }
 
 fn crds(args: &CrdsArgs) -> Result<(), CliError> {

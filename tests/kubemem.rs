@@ -783,6 +783,11 @@ async fn finalizers_delay_removal_until_empty() {
         .left()
         .expect("object returned while finalizers pending");
     assert!(pending.metadata.deletion_timestamp.is_some());
+    assert_eq!(
+        pending.metadata.generation,
+        Some(2),
+        "graceful deletion bumps generation"
+    );
     assert!(
         s.get("test.azlin.io/v1", "Widget", Some("default"), "fin")
             .is_some()
@@ -1146,14 +1151,17 @@ async fn controller_runs_finalizer_flow() {
         .create(&PostParams::default(), &widget("ctl", 1))
         .await
         .expect("create");
-    eventually(WAIT, "finalizer added and status ready", || async {
+    eventually(WAIT, "reconcile added the finalizer", || async {
         let w = widgets.get("ctl").await.ok()?;
-        let has_fin = w.finalizers().iter().any(|f| f == FINALIZER);
-        let ready = w.status.as_ref().is_some_and(|s| s.ready);
-        (has_fin && ready).then_some(())
+        w.finalizers().iter().any(|f| f == FINALIZER).then_some(())
     })
     .await;
-    // at rest the controller writes nothing
+    eventually(WAIT, "reconcile patched status", || async {
+        let w = widgets.get("ctl").await.ok()?;
+        w.status.as_ref().is_some_and(|s| s.ready).then_some(())
+    })
+    .await;
+    assert_eq!(ctx.cleaned.load(Ordering::SeqCst), 0);
     let mark = s.mark();
     widgets
         .delete("ctl", &DeleteParams::default())
@@ -1259,4 +1267,74 @@ async fn delete_collection_honours_selectors() {
         .filter_map(|o| o["metadata"]["name"].as_str().map(str::to_string))
         .collect();
     assert_eq!(left, ["k3"]);
+}
+
+#[tokio::test]
+async fn metadata_only_requests_get_partial_object_metadata() {
+    let s = server();
+    let api: Api<Widget> = Api::default_namespaced(s.client());
+    api.create(&PostParams::default(), &widget("m", 1))
+        .await
+        .expect("create");
+    let meta = api.get_metadata("m").await.expect("get metadata");
+    assert_eq!(meta.metadata.name.as_deref(), Some("m"));
+    let list = api
+        .list_metadata(&ListParams::default())
+        .await
+        .expect("list metadata");
+    assert_eq!(list.items.len(), 1);
+    let mut stream = api
+        .watch_metadata(&WatchParams::default(), "0")
+        .await
+        .expect("watch metadata")
+        .boxed();
+    match next_event(&mut stream).await {
+        WatchEvent::Added(o) => assert_eq!(o.metadata.name.as_deref(), Some("m")),
+        other => panic!("expected ADDED, got {other:?}"),
+    }
+    let raw: Value = s
+        .client()
+        .request(
+            http::Request::get("/apis/test.azlin.io/v1/namespaces/default/widgets/m")
+                .header(
+                    "accept",
+                    "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1",
+                )
+                .body(Vec::new())
+                .expect("request"),
+        )
+        .await
+        .expect("raw get");
+    assert_eq!(raw["kind"], "PartialObjectMetadata");
+    assert!(raw.get("spec").is_none());
+}
+
+#[tokio::test]
+async fn streaming_list_watcher_initialises_and_follows() {
+    let s = server();
+    let api: Api<Secret> = Api::default_namespaced(s.client());
+    api.create(&PostParams::default(), &secret("pre", &[]))
+        .await
+        .expect("pre");
+    let mut stream = watcher(api.clone(), watcher::Config::default().streaming_lists()).boxed();
+    let mut next = async || {
+        tokio::time::timeout(WAIT, stream.next())
+            .await
+            .expect("watcher event in time")
+            .expect("stream open")
+            .expect("event ok")
+    };
+    assert!(matches!(next().await, watcher::Event::Init));
+    match next().await {
+        watcher::Event::InitApply(o) => assert_eq!(o.name_any(), "pre"),
+        other => panic!("expected InitApply, got {other:?}"),
+    }
+    assert!(matches!(next().await, watcher::Event::InitDone));
+    api.create(&PostParams::default(), &secret("post", &[]))
+        .await
+        .expect("post");
+    match next().await {
+        watcher::Event::Apply(o) => assert_eq!(o.name_any(), "post"),
+        other => panic!("expected Apply, got {other:?}"),
+    }
 }

@@ -1,6 +1,12 @@
-//! Operator runtime: admin server over real HTTP, metrics, telemetry, settings, shutdown.
+//! Operator runtime: admin server over real HTTP, metrics, telemetry, settings, shutdown,
+//! and leader election on the in-memory Kubernetes API.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+
+use azlin_operator::kubemem::ApiServer;
+use azlin_operator::runtime::leader::{LeaderElector, LeaderError, LeadershipEnd, LeaseConfig};
 
 use azlin_operator::runtime::admin::AdminServer;
 use azlin_operator::runtime::metrics::{self, Metrics, RateLimitRemaining, RateLimitScope};
@@ -8,9 +14,13 @@ use azlin_operator::runtime::readiness::Readiness;
 use azlin_operator::runtime::settings::{Settings, settings_markdown_table};
 use azlin_operator::runtime::telemetry::{self, LogFormat, TelemetryError};
 use clap::{CommandFactory, Parser};
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::Api;
+use kube::api::{Patch, PatchParams};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-const DEADLINE: Duration = Duration::from_secs(10);
+const DEADLINE: Duration = Duration::from_secs(15);
 
 async fn get(client: &reqwest::Client, url: String) -> (u16, String, String) {
     let response = client.get(url).send().await.expect("request");
@@ -397,7 +407,7 @@ async fn signal_task_ends_when_the_token_is_cancelled_elsewhere() {
 
 #[tokio::test]
 async fn without_an_elector_the_work_runs_until_shutdown() {
-    use azlin_operator::runtime::leader::{LeadershipEnd, run_gated};
+    use azlin_operator::runtime::leader::run_gated;
     let shutdown = CancellationToken::new();
     let (started_tx, started_rx) = tokio::sync::oneshot::channel();
     let task = tokio::spawn(run_gated(None, shutdown.clone(), |token| async move {
@@ -417,4 +427,300 @@ async fn without_an_elector_the_work_runs_until_shutdown() {
 
     let end = run_gated(None, CancellationToken::new(), |_| async {}).await;
     assert_eq!(end.expect("ok"), LeadershipEnd::WorkFinished);
+}
+
+// ---- leader election on the in-memory API ----
+
+const LEASE: &str = "azlin-operator";
+
+fn config(identity: &str) -> LeaseConfig {
+    // Short timings keep the test fast: renew 1 s before a 2 s expiry.
+    LeaseConfig::new(LEASE, "default")
+        .with_identity(identity)
+        .with_timing(2, 1)
+}
+
+/// Work that marks itself running until its token is cancelled, and records whether it
+/// ever started while the other replica's work was running.
+#[derive(Clone, Default)]
+struct Probe {
+    running: Arc<AtomicBool>,
+    starts: Arc<AtomicUsize>,
+}
+
+impl Probe {
+    fn work(
+        &self,
+        other: Probe,
+        overlap: Arc<AtomicBool>,
+    ) -> impl FnOnce(CancellationToken) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> + use<>
+    {
+        let me = self.clone();
+        move |token| {
+            Box::pin(async move {
+                me.starts.fetch_add(1, Ordering::SeqCst);
+                me.running.store(true, Ordering::SeqCst);
+                // Clears `running` however the work ends: returned or dropped.
+                let _running = ClearOnDrop(me.running.clone());
+                while !token.is_cancelled() {
+                    if other.running.load(Ordering::SeqCst) {
+                        overlap.store(true, Ordering::SeqCst);
+                    }
+                    tokio::select! {
+                        () = token.cancelled() => {}
+                        () = tokio::time::sleep(Duration::from_millis(10)) => {}
+                    }
+                }
+            })
+        }
+    }
+}
+
+struct ClearOnDrop(Arc<AtomicBool>);
+
+impl Drop for ClearOnDrop {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
+}
+
+async fn wait_for(rx: &mut watch::Receiver<bool>, value: bool, what: &str) {
+    tokio::time::timeout(DEADLINE, rx.wait_for(|v| *v == value))
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+        .expect("elector alive");
+}
+
+async fn holder(api: &Api<Lease>) -> Option<String> {
+    api.get(LEASE)
+        .await
+        .expect("get lease")
+        .spec
+        .and_then(|s| s.holder_identity)
+}
+
+#[tokio::test]
+async fn lease_hands_over_from_one_elector_to_the_other() {
+    let server = ApiServer::new();
+    let leases: Api<Lease> = Api::namespaced(server.client(), "default");
+    let overlap = Arc::new(AtomicBool::new(false));
+    let (probe_a, probe_b) = (Probe::default(), Probe::default());
+    let metrics_a = Metrics::new();
+    let readiness_b = Readiness::new();
+
+    let a = LeaderElector::new(server.client(), config("replica-a"))
+        .expect("elector a")
+        .with_metrics(metrics_a.clone());
+    let b = LeaderElector::new(server.client(), config("replica-b"))
+        .expect("elector b")
+        .with_readiness(&readiness_b);
+    let (mut a_leader, mut b_leader) = (a.subscribe(), b.subscribe());
+    let (stop_a, stop_b) = (CancellationToken::new(), CancellationToken::new());
+
+    let task_a = tokio::spawn(a.run_while_leader(
+        stop_a.clone(),
+        probe_a.work(probe_b.clone(), overlap.clone()),
+    ));
+    wait_for(&mut a_leader, true, "replica-a to lead").await;
+    assert_eq!(holder(&leases).await.as_deref(), Some("replica-a"));
+    assert!(
+        metrics_a
+            .encode()
+            .expect("encode")
+            .contains("azlin_leader 1")
+    );
+
+    let task_b = tokio::spawn(b.run_while_leader(
+        stop_b.clone(),
+        probe_b.work(probe_a.clone(), overlap.clone()),
+    ));
+    // A standby that reached the API is ready.
+    let deadline = Instant::now() + DEADLINE;
+    while !readiness_b.is_ready() {
+        assert!(Instant::now() < deadline, "standby never became ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // For more than one lease duration (A renews, B checks at A's expiry), exactly one
+    // replica leads and B's work never starts.
+    let watch_until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < watch_until {
+        assert!(
+            *a_leader.borrow(),
+            "replica-a lost the lease while renewing"
+        );
+        assert!(!*b_leader.borrow(), "both replicas lead");
+        assert_eq!(probe_b.starts.load(Ordering::SeqCst), 0, "standby work ran");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(probe_a.running.load(Ordering::SeqCst));
+
+    // Graceful shutdown of A: its work drains, the lease is released, B takes over.
+    stop_a.cancel();
+    let end_a = tokio::time::timeout(DEADLINE, task_a)
+        .await
+        .expect("replica-a stops")
+        .expect("join");
+    assert_eq!(end_a.expect("clean end"), LeadershipEnd::Shutdown);
+    assert!(!probe_a.running.load(Ordering::SeqCst));
+    assert!(
+        metrics_a
+            .encode()
+            .expect("encode")
+            .contains("azlin_leader 0")
+    );
+
+    wait_for(&mut b_leader, true, "replica-b to take over").await;
+    let deadline = Instant::now() + DEADLINE;
+    while !probe_b.running.load(Ordering::SeqCst) {
+        assert!(Instant::now() < deadline, "replica-b's work never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(holder(&leases).await.as_deref(), Some("replica-b"));
+    assert_eq!(probe_a.starts.load(Ordering::SeqCst), 1);
+    assert_eq!(probe_b.starts.load(Ordering::SeqCst), 1);
+
+    stop_b.cancel();
+    let end_b = tokio::time::timeout(DEADLINE, task_b)
+        .await
+        .expect("replica-b stops")
+        .expect("join");
+    assert_eq!(end_b.expect("clean end"), LeadershipEnd::Shutdown);
+    assert_eq!(holder(&leases).await, None, "lease released on shutdown");
+    assert!(!overlap.load(Ordering::SeqCst), "the two works overlapped");
+}
+
+#[tokio::test]
+async fn losing_the_lease_stops_the_work_and_reports_the_loss() {
+    let server = ApiServer::new();
+    let leases: Api<Lease> = Api::namespaced(server.client(), "default");
+    let probe = Probe::default();
+    let elector = LeaderElector::new(server.client(), config("replica-a")).expect("elector");
+    let mut leader = elector.subscribe();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(elector.run_while_leader(
+        stop.clone(),
+        probe.work(Probe::default(), Arc::new(AtomicBool::new(false))),
+    ));
+    wait_for(&mut leader, true, "replica-a to lead").await;
+
+    // Another party takes the lease over (as after a network partition).
+    let takeover = serde_json::json!({
+        "spec": {
+            "holderIdentity": "intruder",
+            "renewTime": k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
+                k8s_openapi::jiff::Timestamp::now()
+            ),
+            "leaseDurationSeconds": 60,
+        }
+    });
+    leases
+        .patch(LEASE, &PatchParams::default(), &Patch::Merge(&takeover))
+        .await
+        .expect("take over");
+
+    let result = tokio::time::timeout(DEADLINE, task)
+        .await
+        .expect("elector notices the loss")
+        .expect("join");
+    match result {
+        Err(LeaderError::LeadershipLost { identity, .. }) => assert_eq!(identity, "replica-a"),
+        other => panic!("expected LeadershipLost, got {other:?}"),
+    }
+    assert!(!*leader.borrow());
+    assert!(!probe.running.load(Ordering::SeqCst), "work still running");
+    assert!(!stop.is_cancelled(), "loss must not look like a shutdown");
+    assert_eq!(holder(&leases).await.as_deref(), Some("intruder"));
+}
+
+#[tokio::test]
+async fn standby_shuts_down_without_running_its_work() {
+    let server = ApiServer::new();
+    let leases: Api<Lease> = Api::namespaced(server.client(), "default");
+    let a = LeaderElector::new(server.client(), config("replica-a")).expect("elector a");
+    let b = LeaderElector::new(server.client(), config("replica-b")).expect("elector b");
+    let mut a_leader = a.subscribe();
+    let (stop_a, stop_b) = (CancellationToken::new(), CancellationToken::new());
+    let (probe_a, probe_b) = (Probe::default(), Probe::default());
+    let overlap = Arc::new(AtomicBool::new(false));
+    let task_a = tokio::spawn(a.run_while_leader(
+        stop_a.clone(),
+        probe_a.work(probe_b.clone(), overlap.clone()),
+    ));
+    wait_for(&mut a_leader, true, "replica-a to lead").await;
+    let task_b = tokio::spawn(b.run_while_leader(
+        stop_b.clone(),
+        probe_b.work(probe_a.clone(), overlap.clone()),
+    ));
+    stop_b.cancel();
+    let end_b = tokio::time::timeout(DEADLINE, task_b)
+        .await
+        .expect("standby stops")
+        .expect("join");
+    assert_eq!(end_b.expect("clean end"), LeadershipEnd::Shutdown);
+    assert_eq!(probe_b.starts.load(Ordering::SeqCst), 0);
+    // The standby's release must not free the leader's lease.
+    assert_eq!(holder(&leases).await.as_deref(), Some("replica-a"));
+    assert!(*a_leader.borrow());
+    stop_a.cancel();
+    let end_a = tokio::time::timeout(DEADLINE, task_a)
+        .await
+        .expect("leader stops")
+        .expect("join");
+    assert_eq!(end_a.expect("clean end"), LeadershipEnd::Shutdown);
+    assert!(!overlap.load(Ordering::SeqCst));
+}
+
+#[tokio::test]
+async fn a_leader_cut_off_from_the_api_stops_before_its_lease_expires() {
+    let server = ApiServer::new();
+    let leases: Api<Lease> = Api::namespaced(server.client(), "default");
+    let cut = Arc::new(AtomicBool::new(false));
+    let partitioned = {
+        let (server, cut) = (server.clone(), cut.clone());
+        tower::service_fn(move |req: http::Request<kube::client::Body>| {
+            let (server, cut) = (server.clone(), cut.clone());
+            async move {
+                if cut.load(Ordering::SeqCst) {
+                    Err(std::io::Error::new(
+                        std::io::ErrorKind::ConnectionRefused,
+                        "partitioned",
+                    ))
+                } else {
+                    Ok(server.handle(req).await)
+                }
+            }
+        })
+    };
+    let client = kube::Client::new(partitioned, "default");
+    let probe = Probe::default();
+    let elector = LeaderElector::new(client, config("replica-a")).expect("elector");
+    let mut leader = elector.subscribe();
+    let task = tokio::spawn(elector.run_while_leader(
+        CancellationToken::new(),
+        probe.work(Probe::default(), Arc::new(AtomicBool::new(false))),
+    ));
+    wait_for(&mut leader, true, "replica-a to lead").await;
+
+    cut.store(true, Ordering::SeqCst);
+    let result = tokio::time::timeout(DEADLINE, task)
+        .await
+        .expect("elector notices it cannot renew")
+        .expect("join");
+    let stopped_at = std::time::SystemTime::now();
+    assert!(
+        matches!(&result, Err(LeaderError::LeadershipLost { reason, .. }) if reason.contains("not renewed")),
+        "{result:?}"
+    );
+    assert!(!probe.running.load(Ordering::SeqCst), "work still running");
+
+    // It stepped down while its lease was still valid, i.e. before anyone could take over.
+    let spec = leases.get(LEASE).await.expect("get").spec.expect("spec");
+    assert_eq!(spec.holder_identity.as_deref(), Some("replica-a"));
+    let renewed = std::time::SystemTime::from(spec.renew_time.expect("renew time").0);
+    let duration = u64::try_from(spec.lease_duration_seconds.expect("duration")).expect("positive");
+    assert!(
+        stopped_at < renewed + Duration::from_secs(duration),
+        "stepped down only after the lease expired"
+    );
 }

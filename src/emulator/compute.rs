@@ -921,18 +921,12 @@ impl VmHooks {
             .and_then(|p| p.pointer("/properties/timeCreated").cloned())
             .unwrap_or_else(|| Value::from(Utc::now().to_rfc3339()));
         props.insert("timeCreated".into(), created);
-        if previous
-            .as_ref()
-            .and_then(|p| p.pointer("/properties/osProfile").cloned())
-            .is_some()
-            && !props.contains_key("osProfile")
-        {
-            if let Some(os) = previous
+        if !props.contains_key("osProfile")
+            && let Some(os) = previous
                 .as_ref()
                 .and_then(|p| p.pointer("/properties/osProfile").cloned())
-            {
-                props.insert("osProfile".into(), os);
-            }
+        {
+            props.insert("osProfile".into(), os);
         }
         if ctx.existing.is_none() {
             ctx.meta

@@ -31,6 +31,7 @@ pub struct RequestRecord {
 
 /// Request counts keyed `"{METHOD} {resourceType}"`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct RequestCounts {
     /// All counted requests.
     pub total: u64,

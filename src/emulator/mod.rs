@@ -35,6 +35,7 @@ mod resources;
 mod server;
 mod state;
 mod storage;
+pub mod testing;
 mod validation;
 
 use std::net::{IpAddr, SocketAddr};

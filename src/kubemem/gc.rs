@@ -42,6 +42,13 @@ pub fn delete_object(
         if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
             m.insert("deletionTimestamp".into(), Value::String(now_timestamp()));
             m.insert("deletionGracePeriodSeconds".into(), json!(0));
+            // As the API server's BeforeDelete: graceful deletion bumps a set generation, so
+            // controllers filtering on generation still see it.
+            if let Some(g) = m.get("generation").and_then(Value::as_i64)
+                && g > 0
+            {
+                m.insert("generation".into(), json!(g + 1));
+            }
             if let Some(uid) = m.get("uid").and_then(Value::as_str) {
                 state.pending_policy.insert(uid.to_string(), policy);
             }

@@ -458,3 +458,12 @@ pub fn too_large_rv(given: u64, current: u64) -> ApiError {
     )
     .with_details(json!({"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}], "retryAfterSeconds": 1}))
 }
+
+/// The `PartialObjectMetadata` view of an object (for `Accept: ...;as=PartialObjectMetadata`).
+pub fn metadata_only(obj: &Value) -> Value {
+    json!({
+        "apiVersion": "meta.k8s.io/v1",
+        "kind": "PartialObjectMetadata",
+        "metadata": obj.get("metadata").cloned().unwrap_or_else(|| json!({})),
+    })
+}

@@ -7,10 +7,17 @@
 //! watches with history replay, BOOKMARKs and `410 Expired`, JSON merge / JSON / server-side apply
 //! patches, label and field selectors, and CRD admission hooks.
 //!
+//! Expired resourceVersions behave as on a real cluster: a watch from a version older than the
+//! retained history ([`Config::history_limit`]) is accepted (HTTP 200) and its stream carries one
+//! `ERROR` event with a `410 Expired` Status, which is what makes kube-runtime's watcher re-list
+//! (an HTTP 410 at watch start would make it retry the same version forever); exact lists and
+//! continue tokens from before the window get an HTTP 410. [`ApiServer::expire_watches`] forces this.
+//!
 //! Simplifications (documented, deliberate): namespaces need not exist; `Foreground` deletion
 //! behaves like `Background`; garbage collection runs synchronously right after the owner is
 //! removed; dependents created for an already-absent owner are not collected; dry-run is not
-//! supported; lists and ownership treat lists as atomic; strategic merge patch is a merge patch.
+//! supported; lists and ownership treat lists as atomic; strategic merge patch is a merge patch;
+//! each served version of a CRD has its own storage; no discovery endpoints (`/api`, `/apis`).
 //!
 //! ```no_run
 //! # async fn doc() -> Result<(), Box<dyn std::error::Error>> {
@@ -80,7 +87,7 @@ impl Default for Config {
         Self {
             history_limit: 10_000,
             bookmark_interval: Duration::from_secs(10),
-            broadcast_capacity: 65_536,
+            broadcast_capacity: 4_096,
             request_log_limit: 100_000,
         }
     }
@@ -176,6 +183,8 @@ impl ApiServer {
     }
 
     /// A `kube::Client` talking to this server (default namespace `default`).
+    ///
+    /// Must be called inside a Tokio runtime (the client spawns its request buffer task).
     pub fn client(&self) -> kube::Client {
         kube::Client::new(self.clone(), "default")
     }
@@ -342,6 +351,7 @@ impl ApiServer {
             user_agent: &user_agent,
             body: &body,
             bookmark_every: self.inner.config.bookmark_interval,
+            metadata_only: header(http::header::ACCEPT).contains("as=PartialObjectMetadata"),
         };
         let (verb, resource, result) = {
             let mut st = self.state();
@@ -421,5 +431,16 @@ where
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let this = self.clone();
         Box::pin(async move { Ok(this.handle(req).await) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_server_is_shareable() {
+        fn assert_traits<T: Send + Sync + Clone + 'static>() {}
+        assert_traits::<ApiServer>();
     }
 }

@@ -166,8 +166,7 @@ fn overlaps(a: &[String], b: &[String]) -> bool {
     a.starts_with(b) || b.starts_with(a)
 }
 
-/// Removes the value at `path` and prunes maps left empty along it (never the root's direct children
-/// `metadata`).
+/// Removes the value at `path` and prunes nested maps left empty along it.
 fn remove_at(v: &mut Value, path: &[String]) {
     let Some((last, parents)) = path.split_last() else {
         return;
@@ -175,18 +174,18 @@ fn remove_at(v: &mut Value, path: &[String]) {
     if let Some(Value::Object(m)) = parents.iter().try_fold(&mut *v, |cur, k| cur.get_mut(k)) {
         m.remove(last);
     }
-    for depth in (1..parents.len() + 1).rev() {
+    // Nested maps left empty go too; top-level fields (`spec`, `status`, `metadata`) stay.
+    for depth in (2..parents.len() + 1).rev() {
         let prefix = &path[..depth];
-        if prefix == ["metadata".to_string()] {
-            break;
-        }
         let empty = value_at(v, prefix)
             .and_then(Value::as_object)
             .is_some_and(Map::is_empty);
         if !empty {
             break;
         }
-        let (k, ps) = prefix.split_last().unwrap_or((&prefix[0], &[]));
+        let Some((k, ps)) = prefix.split_last() else {
+            break;
+        };
         if let Some(Value::Object(m)) = ps.iter().try_fold(&mut *v, |cur, k| cur.get_mut(k)) {
             m.remove(k);
         }
@@ -306,7 +305,7 @@ impl ManagedFields {
             applied_set.into_iter().filter(|p| !p.is_empty()).collect();
         let me = (manager.to_string(), Operation::Apply);
 
-        let mut conflicts: Vec<(String, FieldPath)> = Vec::new();
+        let mut conflicts: BTreeSet<(String, FieldPath)> = BTreeSet::new();
         for p in &applied_set {
             if value_at(&applied, p) == value_at(live, p) {
                 continue;
@@ -315,13 +314,13 @@ impl ManagedFields {
                 if name == manager {
                     continue;
                 }
-                if let Some(q) = set.iter().find(|q| overlaps(p, q)) {
-                    conflicts.push((name.clone(), q.clone()));
+                for q in set.iter().filter(|q| overlaps(p, q)) {
+                    conflicts.insert((name.clone(), q.clone()));
                 }
             }
         }
         if !conflicts.is_empty() && !force {
-            return Err(conflict_error(&conflicts));
+            return Err(conflict_error(&conflicts.into_iter().collect::<Vec<_>>()));
         }
         for (name, q) in &conflicts {
             for ((n, _), set) in self.0.iter_mut() {

@@ -131,6 +131,8 @@ pub(crate) struct Call<'a> {
     pub content_type: &'a str,
     pub user_agent: &'a str,
     pub body: &'a [u8],
+    /// `Accept` asked for `PartialObjectMetadata`.
+    pub metadata_only: bool,
     pub bookmark_every: Duration,
 }
 
@@ -154,10 +156,6 @@ fn manager(call: &Call<'_>) -> String {
         })
 }
 
-fn obj_json(o: &Value) -> Value {
-    o.clone()
-}
-
 /// Dispatches a parsed request on the locked state.
 pub(crate) fn dispatch(
     state: &mut State,
@@ -172,7 +170,7 @@ pub(crate) fn dispatch(
     } else {
         Endpoint::Main
     };
-    let named = |_: &State| -> Result<(super::store::ObjKey, String), ApiError> {
+    let named = || -> Result<(super::store::ObjKey, String), ApiError> {
         let name = target.name.clone().unwrap_or_default();
         if res.namespaced && target.namespace.is_none() {
             return Err(ApiError::unknown_path());
@@ -181,11 +179,16 @@ pub(crate) fn dispatch(
     };
     match verb {
         Verb::Get => {
-            let (k, name) = named(state)?;
+            let (k, name) = named()?;
             let s = state
                 .get(&k)
                 .ok_or_else(|| ApiError::not_found(&res, &name))?;
-            Ok(Reply::Json(StatusCode::OK, obj_json(&s.obj)))
+            let body = if call.metadata_only {
+                handlers::metadata_only(&s.obj)
+            } else {
+                Value::clone(&s.obj)
+            };
+            Ok(Reply::Json(StatusCode::OK, body))
         }
         Verb::List => list(state, &res, target.namespace.as_deref(), call),
         Verb::Watch => {
@@ -200,6 +203,7 @@ pub(crate) fn dispatch(
                         .unwrap_or(1800),
                 ),
                 namespace: target.namespace.clone(),
+                metadata_only: call.metadata_only,
                 selector: Selector::parse(
                     q.get("labelSelector").map(String::as_str),
                     q.get("fieldSelector").map(String::as_str),
@@ -215,10 +219,10 @@ pub(crate) fn dispatch(
             let obj = parse_body(call.body)?;
             let m = manager(call);
             let out = handlers::create(state, &res, &ns, obj, CreateOwnership::Update(&m))?;
-            Ok(Reply::Json(StatusCode::CREATED, obj_json(&out)))
+            Ok(Reply::Json(StatusCode::CREATED, Value::clone(&out)))
         }
         Verb::Update => {
-            let (k, _) = named(state)?;
+            let (k, _) = named()?;
             let obj = parse_body(call.body)?;
             handlers::check_rv(
                 &res,
@@ -230,10 +234,10 @@ pub(crate) fn dispatch(
             let m = manager(call);
             let out =
                 handlers::update(state, &res, &k, obj, endpoint, UpdateOwnership::Update(&m))?;
-            Ok(Reply::Json(StatusCode::OK, obj_json(&out)))
+            Ok(Reply::Json(StatusCode::OK, Value::clone(&out)))
         }
         Verb::Patch => {
-            let (k, name) = named(state)?;
+            let (k, name) = named()?;
             let kind = PatchKind::from_content_type(call.content_type)?;
             if kind == PatchKind::Apply {
                 return apply(state, &res, &ns, &k, &name, endpoint, call);
@@ -252,10 +256,10 @@ pub(crate) fn dispatch(
             let m = manager(call);
             let out =
                 handlers::update(state, &res, &k, doc, endpoint, UpdateOwnership::Update(&m))?;
-            Ok(Reply::Json(StatusCode::OK, obj_json(&out)))
+            Ok(Reply::Json(StatusCode::OK, Value::clone(&out)))
         }
         Verb::Delete => {
-            let (k, name) = named(state)?;
+            let (k, name) = named()?;
             let opts = if call.body.is_empty() {
                 json!({})
             } else {
@@ -280,7 +284,7 @@ pub(crate) fn dispatch(
             let policy = propagation(&opts)?;
             let (out, _) = gc::delete_object(state, &k, policy)
                 .ok_or_else(|| ApiError::not_found(&res, &name))?;
-            Ok(Reply::Json(StatusCode::OK, obj_json(&out)))
+            Ok(Reply::Json(StatusCode::OK, Value::clone(&out)))
         }
         Verb::DeleteCollection => {
             let opts = if call.body.is_empty() {
@@ -301,7 +305,7 @@ pub(crate) fn dispatch(
             let mut items = Vec::new();
             for k in keys {
                 if let Some((o, _)) = gc::delete_object(state, &k, policy) {
-                    items.push(obj_json(&o));
+                    items.push(Value::clone(&o));
                 }
             }
             Ok(Reply::Json(
@@ -373,7 +377,7 @@ fn apply(
                 endpoint,
                 UpdateOwnership::Applied(mf),
             )?;
-            Ok(Reply::Json(StatusCode::OK, obj_json(&out)))
+            Ok(Reply::Json(StatusCode::OK, Value::clone(&out)))
         }
         None => {
             if endpoint == Endpoint::Status {
@@ -397,7 +401,7 @@ fn apply(
                 res.status_subresource,
             )?;
             let out = handlers::create(state, res, ns, merged, CreateOwnership::Applied(mf))?;
-            Ok(Reply::Json(StatusCode::CREATED, obj_json(&out)))
+            Ok(Reply::Json(StatusCode::CREATED, Value::clone(&out)))
         }
     }
 }
@@ -499,10 +503,16 @@ fn list(
             cont = Some(encode_continue(at, &ns, &name));
             break;
         }
-        items.push((*o).clone());
+        items.push(if call.metadata_only {
+            handlers::metadata_only(&o)
+        } else {
+            (*o).clone()
+        });
     }
-    Ok(Reply::Json(
-        StatusCode::OK,
-        handlers::list_body(res, items, at, cont),
-    ))
+    let mut body = handlers::list_body(res, items, at, cont);
+    if call.metadata_only {
+        body["apiVersion"] = json!("meta.k8s.io/v1");
+        body["kind"] = json!("PartialObjectMetadataList");
+    }
+    Ok(Reply::Json(StatusCode::OK, body))
 }

@@ -31,6 +31,18 @@ pub struct WatchRequest {
     pub namespace: Option<String>,
     /// Label and field selectors.
     pub selector: Selector,
+    /// Send `PartialObjectMetadata` objects instead of full ones.
+    pub metadata_only: bool,
+}
+
+impl WatchRequest {
+    fn event(&self, etype: &str, obj: &Value) -> Bytes {
+        if self.metadata_only {
+            line(etype, &super::handlers::metadata_only(obj))
+        } else {
+            line(etype, obj)
+        }
+    }
 }
 
 struct WatchState {
@@ -118,7 +130,7 @@ pub fn start(
         None | Some("0") => {
             for (_, s) in state.range(&res_id, req.namespace.as_deref()) {
                 if req.selector.matches(&s.obj) {
-                    queue.push_back(line("ADDED", &s.obj));
+                    queue.push_back(req.event("ADDED", &s.obj));
                 }
             }
             if req.send_initial_events && req.allow_bookmarks {
@@ -133,7 +145,7 @@ pub fn start(
             if req.send_initial_events {
                 for (_, s) in state.range(&res_id, req.namespace.as_deref()) {
                     if req.selector.matches(&s.obj) {
-                        queue.push_back(line("ADDED", &s.obj));
+                        queue.push_back(req.event("ADDED", &s.obj));
                     }
                 }
                 if req.allow_bookmarks {
@@ -147,7 +159,7 @@ pub fn start(
             } else {
                 for ev in state.events_after(n)? {
                     if let Some((t, o)) = classify(&ev, &res_id, &req) {
-                        queue.push_back(line(t.as_str(), o));
+                        queue.push_back(req.event(t.as_str(), o));
                     }
                 }
                 current.max(n)
@@ -190,7 +202,8 @@ pub fn start(
                         if ev.rv > st.start_rv {
                             st.last_rv = st.last_rv.max(ev.rv);
                             if let Some((t, o)) = classify(&ev, &st.res_id, &st.req) {
-                                st.queue.push_back(line(t.as_str(), o));
+                                let b = st.req.event(t.as_str(), o);
+                                st.queue.push_back(b);
                             }
                         }
                     }

@@ -63,6 +63,23 @@ impl std::fmt::Debug for SshTarget {
 }
 
 impl SshTarget {
+    /// A target; see the field docs.
+    pub fn new(
+        host: impl Into<String>,
+        port: u16,
+        user: impl Into<String>,
+        key: Arc<PrivateKey>,
+        host_key: HostKeyPolicy,
+    ) -> Self {
+        Self {
+            host: host.into(),
+            port,
+            user: user.into(),
+            key,
+            host_key,
+        }
+    }
+
     /// `host:port` for messages.
     pub fn address(&self) -> String {
         if self.host.contains(':') {

