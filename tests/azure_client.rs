@@ -908,25 +908,13 @@ async fn list_pages_follow_next_link() {
 
 #[tokio::test]
 async fn https_emulator_with_extra_ca() {
-    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca =
-        CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("key")).expect("ca");
-    let key = KeyPair::generate().expect("key");
-    let cert = CertificateParams::new(vec!["127.0.0.1".to_string()])
-        .expect("params")
-        .signed_by(&key, &ca)
-        .expect("cert");
-    let (cert_path, key_path, ca_path) = (
-        dir.path().join("tls.crt"),
-        dir.path().join("tls.key"),
-        dir.path().join("ca.crt"),
-    );
-    std::fs::write(&cert_path, cert.pem()).expect("write cert");
-    std::fs::write(&key_path, key.serialize_pem()).expect("write key");
-    std::fs::write(&ca_path, ca.pem()).expect("write ca");
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).expect("cert");
+    let (cert_path, key_path) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    std::fs::write(&cert_path, certified.cert.pem()).expect("write cert");
+    std::fs::write(&key_path, certified.signing_key.serialize_pem()).expect("write key");
+    let ca_path = cert_path.clone();
 
     let emu = Emulator::start(EmulatorConfig {
         tls: Some((cert_path, key_path)),
@@ -944,4 +932,14 @@ async fn https_emulator_with_extra_ca() {
         .await
         .expect("over TLS");
     assert!(c.resources().exists("tls").await.expect("exists"));
+
+    let mut untrusting = ArmConfig::for_emulator(&emu.base_url(), SUB, "t").expect("config");
+    untrusting.retry.max_retries = 0;
+    let e = ArmClient::new(untrusting)
+        .expect("client")
+        .resources()
+        .get("tls")
+        .await
+        .expect_err("unknown certificate");
+    assert!(matches!(e, ArmError::Transport { .. }), "{e:?}");
 }
