@@ -323,10 +323,16 @@ impl ArmClient {
         } else if *method != Method::GET && *method != Method::HEAD {
             request = request.header(reqwest::header::CONTENT_LENGTH, "0");
         }
-        let response = request.send().await?;
+        let observer = &self.inner.observer;
+        let transport = |e: reqwest::Error| {
+            let e = ArmError::from(e);
+            observer.on_transport_error(method, resource_type, &e);
+            e
+        };
+        let response = request.send().await.map_err(transport)?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
-        let body = response.bytes().await?;
+        let body = response.bytes().await.map_err(transport)?;
         let remaining = RateLimitRemaining::from_headers(&headers);
         self.inner
             .observer

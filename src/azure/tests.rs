@@ -25,6 +25,7 @@ struct Recorder {
     responses: Mutex<Vec<Seen>>,
     retries: Mutex<Vec<(u32, Duration, &'static str)>>,
     limited: AtomicU32,
+    transport_errors: AtomicU32,
 }
 
 impl ArmObserver for Recorder {
@@ -48,6 +49,9 @@ impl ArmObserver for Recorder {
         if let Ok(mut v) = self.retries.lock() {
             v.push((attempt, delay, error.category()));
         }
+    }
+    fn on_transport_error(&self, _m: &Method, _t: &str, _e: &ArmError) {
+        self.transport_errors.fetch_add(1, Ordering::SeqCst);
     }
     fn on_rate_limited(&self, _m: &Method, _t: &str, _waited: Duration) {
         self.limited.fetch_add(1, Ordering::SeqCst);
@@ -783,6 +787,11 @@ async fn connection_errors_are_retried_then_transport() {
         "{e:?}"
     );
     assert_eq!(rec.retries.lock().expect("lock").len(), 2);
+    assert_eq!(
+        rec.transport_errors.load(Ordering::SeqCst),
+        3,
+        "every attempt reported"
+    );
 }
 
 #[tokio::test]
