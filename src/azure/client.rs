@@ -317,7 +317,8 @@ impl ArmClient {
             .http
             .request(method.clone(), url.clone())
             .bearer_auth(token.expose())
-            .header(reqwest::header::ACCEPT, "application/json");
+            .header(reqwest::header::ACCEPT, "application/json")
+            .header("x-ms-client-request-id", uuid::Uuid::new_v4().to_string());
         if let Some(b) = body {
             request = request.json(b);
         } else if *method != Method::GET && *method != Method::HEAD {
@@ -337,7 +338,11 @@ impl ArmClient {
         self.inner
             .observer
             .on_response(method, resource_type, status, remaining.as_ref());
-        tracing::debug!(%method, path = url.path(), status, "ARM response");
+        let request_id = headers
+            .get("x-ms-request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        tracing::debug!(%method, path = url.path(), status, request_id, "ARM response");
         if status >= 400 {
             if status == 401 {
                 self.inner.credential.invalidate().await;
