@@ -943,3 +943,35 @@ async fn https_emulator_with_extra_ca() {
         .expect_err("unknown certificate");
     assert!(matches!(e, ArmError::Transport { .. }), "{e:?}");
 }
+
+#[tokio::test]
+async fn tenant_secret_client_uses_its_own_subscription() {
+    let (emu, c) = default_emulator().await;
+    let other_sub = "00000000-0000-0000-0000-0000000000bb";
+    let secret: BTreeMap<String, Vec<u8>> = [
+        ("AZURE_ACCESS_TOKEN", "tenant-token"),
+        ("AZURE_SUBSCRIPTION_ID", other_sub),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+    .collect();
+    let tenant = c.for_tenant_secret(&secret).expect("tenant client");
+    assert_eq!(tenant.subscription_id(), other_sub);
+    tenant
+        .resources()
+        .create_or_update("tenant-rg", LOC, &BTreeMap::new())
+        .await
+        .expect("create in tenant subscription");
+    assert!(
+        !c.resources().exists("tenant-rg").await.expect("exists"),
+        "the operator's subscription is untouched"
+    );
+    assert!(
+        tenant
+            .resources()
+            .exists("tenant-rg")
+            .await
+            .expect("exists")
+    );
+    assert!(emu.requests().iter().any(|r| r.path.contains(other_sub)));
+}
