@@ -931,3 +931,30 @@ async fn https_with_extra_ca_file() {
         "only the trusting client got through"
     );
 }
+
+/// Controllers run these futures on a multi-threaded runtime: they must be `Send`.
+#[test]
+fn futures_are_send_and_client_is_send_sync() {
+    fn send<T: Send>(_: &T) {}
+    fn send_sync<T: Send + Sync + Clone + 'static>() {}
+    send_sync::<ArmClient>();
+    send_sync::<ArmCredential>();
+    let c =
+        ArmClient::new(ArmConfig::for_emulator("http://127.0.0.1:9", "sub", "t").expect("config"))
+            .expect("client");
+    let vm = compute::VirtualMachine::default();
+    let vms = c.compute().virtual_machines("rg");
+    send(&vms.create_or_update("vm1", &vm));
+    send(&vms.get_with_instance_view("vm1"));
+    send(&vms.start("vm1"));
+    send(&vms.delete("vm1"));
+    send(&vms.list_tagged(&TagFilter::exists("x")));
+    send(&c.compute().snapshots("rg").wait_copy_complete("s"));
+    send(&c.storage().file_shares("rg", "a").update_quota("s", 100));
+    send(&c.resources().list_resources("rg", None));
+    send(&c.wait_provisioned(&ResourceId::resource_group("sub", "rg")));
+    send(&c.wait(Poller::watch_resource(
+        Method::GET,
+        &c.url("/x", "v", &[]).expect("url"),
+    )));
+}
