@@ -317,21 +317,32 @@ impl ArmClient {
             .http
             .request(method.clone(), url.clone())
             .bearer_auth(token.expose())
-            .header(reqwest::header::ACCEPT, "application/json");
+            .header(reqwest::header::ACCEPT, "application/json")
+            .header("x-ms-client-request-id", uuid::Uuid::new_v4().to_string());
         if let Some(b) = body {
             request = request.json(b);
         } else if *method != Method::GET && *method != Method::HEAD {
             request = request.header(reqwest::header::CONTENT_LENGTH, "0");
         }
-        let response = request.send().await?;
+        let observer = &self.inner.observer;
+        let transport = |e: reqwest::Error| {
+            let e = ArmError::from(e);
+            observer.on_transport_error(method, resource_type, &e);
+            e
+        };
+        let response = request.send().await.map_err(transport)?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
-        let body = response.bytes().await?;
+        let body = response.bytes().await.map_err(transport)?;
         let remaining = RateLimitRemaining::from_headers(&headers);
         self.inner
             .observer
             .on_response(method, resource_type, status, remaining.as_ref());
-        tracing::debug!(%method, path = url.path(), status, "ARM response");
+        let request_id = headers
+            .get("x-ms-request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        tracing::debug!(%method, path = url.path(), status, request_id, "ARM response");
         if status >= 400 {
             if status == 401 {
                 self.inner.credential.invalidate().await;

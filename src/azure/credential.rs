@@ -125,13 +125,18 @@ impl CredentialChoice {
             secret_keys::CLIENT_ID,
         ]
         .into_iter()
-        .filter_map(|k| {
-            std::env::var(k)
-                .ok()
-                .filter(|v| !v.is_empty())
-                .map(|v| (k.to_string(), v))
-        })
+        .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
         .collect();
+        Self::from_env_vars(&vars)
+    }
+
+    /// [`CredentialChoice::from_env`] over given variables (empty values count as unset).
+    pub fn from_env_vars(vars: &BTreeMap<String, String>) -> Result<CredentialChoice, ArmError> {
+        let vars: BTreeMap<String, String> = vars
+            .iter()
+            .filter(|(_, v)| !v.trim().is_empty())
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         if vars.contains_key("AZURE_FEDERATED_TOKEN_FILE") {
             return Ok(CredentialChoice::WorkloadIdentity {
                 tenant_id: None,
@@ -523,6 +528,45 @@ mod tests {
         let bad: BTreeMap<String, Vec<u8>> =
             [("AZURE_CLIENT_SECRET".to_string(), vec![0xff, 0xfe])].into();
         assert!(CredentialChoice::from_secret_data(&bad).is_err());
+    }
+
+    #[test]
+    fn chooses_from_environment_variables() {
+        let vars = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let wi = CredentialChoice::from_env_vars(&vars(&[
+            (
+                "AZURE_FEDERATED_TOKEN_FILE",
+                "/var/run/secrets/azure/tokens/azure-identity-token",
+            ),
+            ("AZURE_CLIENT_ID", "c"),
+            ("AZURE_CLIENT_SECRET", "ignored"),
+        ]))
+        .expect("workload identity");
+        assert_eq!(wi.kind(), "WorkloadIdentity");
+        let sp = CredentialChoice::from_env_vars(&vars(&[
+            ("AZURE_TENANT_ID", "t"),
+            ("AZURE_CLIENT_ID", "c"),
+            ("AZURE_CLIENT_SECRET", "s"),
+            ("AZURE_FEDERATED_TOKEN_FILE", ""),
+        ]))
+        .expect("client secret");
+        assert_eq!(sp.kind(), "ClientSecret");
+        assert!(CredentialChoice::from_env_vars(&vars(&[("AZURE_CLIENT_SECRET", "s")])).is_err());
+        assert_eq!(
+            CredentialChoice::from_env_vars(&vars(&[("AZURE_CLIENT_ID", "uami")])).expect("mi"),
+            CredentialChoice::ManagedIdentity {
+                client_id: Some("uami".into())
+            }
+        );
+        assert_eq!(
+            CredentialChoice::from_env_vars(&BTreeMap::new()).expect("mi"),
+            CredentialChoice::ManagedIdentity { client_id: None }
+        );
     }
 
     #[tokio::test]

@@ -192,6 +192,14 @@ const CONFLICT_CODES: &[&str] = &[
     "OperationNotAllowedOnDiskAttachedToVM",
 ];
 
+/// ARM codes that need a change of the request although ARM answers them with 409:
+/// classified as [`ArmError::InvalidRequest`].
+const INVALID_CODES: &[&str] = &[
+    "PropertyChangeNotAllowed",
+    "SkuNotAvailable",
+    "InvalidParameter",
+];
+
 /// ARM error codes of failed operations that are worth retrying later.
 const TRANSIENT_OPERATION_CODES: &[&str] = &[
     "InternalServerError",
@@ -220,6 +228,16 @@ impl ArmError {
         } = detail;
         if is_quota_code(&code, &message) {
             return ArmError::QuotaExceeded { code, message };
+        }
+        if INVALID_CODES.iter().any(|c| c.eq_ignore_ascii_case(&code))
+            && (400..500).contains(&status)
+        {
+            return ArmError::InvalidRequest {
+                status,
+                code,
+                message,
+                target,
+            };
         }
         if CONFLICT_CODES.iter().any(|c| c.eq_ignore_ascii_case(&code))
             && status != 429
@@ -448,6 +466,10 @@ mod tests {
 
         let c = ArmError::from_response(409, &body("AnotherOperationInProgress", "busy"), None);
         assert!(matches!(c, ArmError::Conflict { .. }) && c.is_transient() && !c.is_retryable());
+        let change = ArmError::from_response(409, &body("PropertyChangeNotAllowed", "no"), None);
+        assert!(
+            matches!(change, ArmError::InvalidRequest { status: 409, .. }) && change.is_terminal()
+        );
         let nic = ArmError::from_response(400, &body("NicInUse", "attached to a VM"), None);
         assert!(
             matches!(nic, ArmError::Conflict { ref code, .. } if code == "NicInUse"),

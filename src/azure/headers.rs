@@ -55,6 +55,11 @@ impl RateLimitRemaining {
         (r != RateLimitRemaining::default()).then_some(r)
     }
 
+    /// The smallest remaining count of the resource-provider policies (`x-ms-ratelimit-remaining-resource`).
+    pub fn min_resource(&self) -> Option<u64> {
+        self.resource.iter().map(|(_, n)| *n).min()
+    }
+
     /// The smallest remaining count across all reported budgets.
     pub fn min_remaining(&self) -> Option<u64> {
         [
@@ -206,6 +211,7 @@ mod tests {
             ]
         );
         assert_eq!(r.min_remaining(), Some(107));
+        assert_eq!(r.min_resource(), Some(107));
         assert_eq!(
             RateLimitRemaining::from_headers(&headers(&[("content-type", "application/json")])),
             None

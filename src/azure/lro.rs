@@ -257,18 +257,11 @@ impl Poller {
                 body.error,
             )),
             OperationState::Succeeded => {
-                self.result = match self.method() {
-                    Method::PUT | Method::PATCH => {
-                        Some(self.get_final(client, &self.resource_url.clone()).await?)
-                    }
-                    Method::POST => match self.final_location.clone() {
-                        Some(loc) => self.get_optional(client, &loc).await?,
-                        None => body.properties,
-                    },
-                    _ => None,
+                let post_result = match (self.method(), self.final_location.clone()) {
+                    (Method::POST, Some(loc)) => self.get_optional(client, &loc).await?,
+                    _ => body.properties,
                 };
-                self.monitor = Monitor::Done;
-                Ok(())
+                self.finish(client, post_result).await
             }
         }
     }
@@ -287,11 +280,21 @@ impl Poller {
         if response.status == 202 {
             return Ok(());
         }
+        self.finish(client, response.json_value()?).await
+    }
+
+    /// Marks the operation done: a PUT/PATCH result is the resource read afresh, a POST's is
+    /// `post_result`, a DELETE has none.
+    async fn finish(
+        &mut self,
+        client: &ArmClient,
+        post_result: Option<Value>,
+    ) -> Result<(), ArmError> {
         self.result = match self.method() {
             Method::PUT | Method::PATCH => {
                 Some(self.get_final(client, &self.resource_url.clone()).await?)
             }
-            Method::POST => response.json_value()?,
+            Method::POST => post_result,
             _ => None,
         };
         self.monitor = Monitor::Done;

@@ -35,6 +35,11 @@ pub trait ArmObserver: Send + Sync {
         let _ = (method, resource_type, attempt, delay, error);
     }
 
+    /// Called when a request got no HTTP response (connect error, timeout, broken body).
+    fn on_transport_error(&self, method: &Method, resource_type: &str, error: &ArmError) {
+        let _ = (method, resource_type, error);
+    }
+
     /// Called when the client-side token bucket delayed a request by `waited`.
     fn on_rate_limited(&self, method: &Method, resource_type: &str, waited: Duration) {
         let _ = (method, resource_type, waited);

@@ -109,13 +109,18 @@ impl ResourceGroups<'_> {
         self.list_filtered(&path, filter).await
     }
 
-    async fn list_filtered<T: serde::de::DeserializeOwned>(
+    async fn list_filtered<P: serde::de::DeserializeOwned + Default>(
         &self,
         path: &str,
         filter: Option<&TagFilter>,
-    ) -> Result<Vec<T>, ArmError> {
+    ) -> Result<Vec<Resource<P>>, ArmError> {
         let odata = filter.map(TagFilter::to_odata);
         let query: Vec<(&str, &str)> = odata.iter().map(|f| ("$filter", f.as_str())).collect();
-        self.client.list_json(path, RESOURCES, &query).await
+        let mut items: Vec<Resource<P>> = self.client.list_json(path, RESOURCES, &query).await?;
+        // Re-check client-side: a server that ignores `$filter` must not widen the result.
+        if let Some(f) = filter {
+            items.retain(|r| f.matches(&r.tags));
+        }
+        Ok(items)
     }
 }

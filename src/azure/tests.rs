@@ -25,6 +25,7 @@ struct Recorder {
     responses: Mutex<Vec<Seen>>,
     retries: Mutex<Vec<(u32, Duration, &'static str)>>,
     limited: AtomicU32,
+    transport_errors: AtomicU32,
 }
 
 impl ArmObserver for Recorder {
@@ -48,6 +49,9 @@ impl ArmObserver for Recorder {
         if let Ok(mut v) = self.retries.lock() {
             v.push((attempt, delay, error.category()));
         }
+    }
+    fn on_transport_error(&self, _m: &Method, _t: &str, _e: &ArmError) {
+        self.transport_errors.fetch_add(1, Ordering::SeqCst);
     }
     fn on_rate_limited(&self, _m: &Method, _t: &str, _waited: Duration) {
         self.limited.fetch_add(1, Ordering::SeqCst);
@@ -721,7 +725,10 @@ async fn list_follows_next_link_and_filters_tags() {
             .any(|r| r.path == page2 && r.query == "token=x")
     );
 
-    s.on("GET", &format!("{RG}/resources"), vec![Reply::json(200, json!({"value": [{"id": "/x", "name": "x", "type": "Microsoft.Network/networkInterfaces"}]}))]);
+    s.on("GET", &format!("{RG}/resources"), vec![Reply::json(200, json!({"value": [
+            {"id": "/x", "name": "x", "type": "Microsoft.Network/networkInterfaces", "tags": {"azlin.io/owner": "ns/vm"}},
+            {"id": "/y", "name": "y", "type": "Microsoft.Network/networkInterfaces", "tags": {"azlin.io/owner": "other"}}
+        ]}))]);
     let found = c
         .resources()
         .list_resources("rg", Some(&TagFilter::eq("azlin.io/owner", "ns/vm")))
@@ -780,6 +787,11 @@ async fn connection_errors_are_retried_then_transport() {
         "{e:?}"
     );
     assert_eq!(rec.retries.lock().expect("lock").len(), 2);
+    assert_eq!(
+        rec.transport_errors.load(Ordering::SeqCst),
+        3,
+        "every attempt reported"
+    );
 }
 
 #[tokio::test]
@@ -918,4 +930,31 @@ async fn https_with_extra_ca_file() {
         1,
         "only the trusting client got through"
     );
+}
+
+/// Controllers run these futures on a multi-threaded runtime: they must be `Send`.
+#[test]
+fn futures_are_send_and_client_is_send_sync() {
+    fn send<T: Send>(_: &T) {}
+    fn send_sync<T: Send + Sync + Clone + 'static>() {}
+    send_sync::<ArmClient>();
+    send_sync::<ArmCredential>();
+    let c =
+        ArmClient::new(ArmConfig::for_emulator("http://127.0.0.1:9", "sub", "t").expect("config"))
+            .expect("client");
+    let vm = compute::VirtualMachine::default();
+    let vms = c.compute().virtual_machines("rg");
+    send(&vms.create_or_update("vm1", &vm));
+    send(&vms.get_with_instance_view("vm1"));
+    send(&vms.start("vm1"));
+    send(&vms.delete("vm1"));
+    send(&vms.list_tagged(&TagFilter::exists("x")));
+    send(&c.compute().snapshots("rg").wait_copy_complete("s"));
+    send(&c.storage().file_shares("rg", "a").update_quota("s", 100));
+    send(&c.resources().list_resources("rg", None));
+    send(&c.wait_provisioned(&ResourceId::resource_group("sub", "rg")));
+    send(&c.wait(Poller::watch_resource(
+        Method::GET,
+        &c.url("/x", "v", &[]).expect("url"),
+    )));
 }
