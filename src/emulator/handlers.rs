@@ -74,7 +74,7 @@ pub fn dispatch(shared: &Arc<Shared>, route: Route, req: &Req<'_>) -> Result<Res
                     kinds::RESOURCE_GROUP.type_name,
                 )
                 .collect();
-            Ok(page(shared, &store, &kinds::RESOURCE_GROUP, &items, req))
+            Ok(page(shared, &store, &items, req))
         }
         Route::ResourceGroup { sub, rg } => {
             check_rg_api(req.api_version)?;
@@ -137,7 +137,7 @@ pub fn dispatch(shared: &Arc<Shared>, route: Route, req: &Req<'_>) -> Result<Res
                 return Err(not_found_parent(&parent));
             }
             let items: Vec<&Entry> = store.under(&prefix, kind.type_name).collect();
-            Ok(page(shared, &store, kind, &items, req))
+            Ok(page(shared, &store, &items, req))
         }
         Route::Resource {
             kind,
@@ -333,7 +333,7 @@ fn sub_of(id: &str) -> String {
     id.split('/').nth(2).unwrap_or_default().to_string()
 }
 
-fn page(shared: &Shared, store: &Store, _kind: &Kind, items: &[&Entry], req: &Req<'_>) -> Response {
+fn page(shared: &Shared, store: &Store, items: &[&Entry], req: &Req<'_>) -> Response {
     let size = shared.settings.page_size.max(1);
     let skip: usize = req
         .query

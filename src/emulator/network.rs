@@ -84,26 +84,31 @@ pub fn bad_reference(referenced: &str, by: &str, target: &str) -> ArmError {
     .with_target(target)
 }
 
-/// NIC ip configurations (`{nic id}/ipConfigurations/{name}`) that use a subnet.
-fn subnet_users(store: &Store, subnet_id: &str) -> Vec<String> {
+/// NIC ip configuration ids (`{nic id}/ipConfigurations/{name}`) whose `pointer` (relative to
+/// the configuration) references `id`.
+fn ip_configs_referencing(store: &Store, pointer: &str, id: &str) -> Vec<String> {
     store
         .of_kind(NIC.type_name)
         .flat_map(|nic| {
             nic.body
                 .pointer("/properties/ipConfigurations")
                 .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default()
                 .into_iter()
+                .flatten()
                 .filter(|c| {
-                    c.pointer("/properties/subnet/id")
+                    c.pointer(pointer)
                         .and_then(Value::as_str)
-                        .is_some_and(|s| same(s, subnet_id))
+                        .is_some_and(|s| same(s, id))
                 })
                 .filter_map(|c| c.get("id").and_then(Value::as_str).map(str::to_string))
                 .collect::<Vec<_>>()
         })
         .collect()
+}
+
+/// NIC ip configurations that use a subnet.
+fn subnet_users(store: &Store, subnet_id: &str) -> Vec<String> {
+    ip_configs_referencing(store, "/properties/subnet/id", subnet_id)
 }
 
 fn subnet_in_use(store: &Store, subnet_id: &str, name: &str) -> Result<(), ArmError> {
@@ -488,26 +493,9 @@ impl Hooks for NsgHooks {
     }
 }
 
-/// NIC ip configuration ids that use a public IP.
+/// NIC ip configurations that use a public IP.
 fn public_ip_users(store: &Store, pip_id: &str) -> Vec<String> {
-    store
-        .of_kind(NIC.type_name)
-        .flat_map(|nic| {
-            nic.body
-                .pointer("/properties/ipConfigurations")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|c| {
-                    c.pointer("/properties/publicIPAddress/id")
-                        .and_then(Value::as_str)
-                        .is_some_and(|s| same(s, pip_id))
-                })
-                .filter_map(|c| c.get("id").and_then(Value::as_str).map(str::to_string))
-                .collect::<Vec<_>>()
-        })
-        .collect()
+    ip_configs_referencing(store, "/properties/publicIPAddress/id", pip_id)
 }
 
 /// A stable fake public address for a resource id.

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use super::error::ArmError;
 use super::kinds::{Hooks, Kind, Provisioning, PutCtx, STORAGE_API};
 use super::network::SUBNET;
-use super::state::{Entry, Store, props_mut};
+use super::state::props_mut;
 use super::validation::{self as v, opt_array, opt_bool, opt_enum, opt_int, opt_str, req_str};
 
 /// Storage accounts.
@@ -344,10 +344,6 @@ impl Hooks for ShareHooks {
                 Value::from(squash.unwrap_or_else(|| "NoRootSquash".into())),
             );
         }
-        Ok(())
-    }
-
-    fn check_delete(&self, _store: &Store, _entry: &Entry) -> Result<(), ArmError> {
         Ok(())
     }
 }
