@@ -1877,3 +1877,70 @@ async fn cli_flags_parse_validate_and_start() {
         3
     );
 }
+
+#[tokio::test]
+async fn injected_asynchronous_failures_end_operations_failed() {
+    let env = Env::start(config(20)).await;
+    let subnet = env.network("fail").await;
+    let nic = t::nic_id("fail", "nic");
+    env.put(&nic, NETWORK_API, &t::nic_body(&subnet, None))
+        .await;
+    env.handle.inject_error(ErrorInjection::failed_operation(
+        "PUT",
+        "virtualMachines/vm",
+        409,
+        "AllocationFailed",
+    ));
+    let vm = t::vm_id("fail", "vm");
+    let a = env
+        .put(&vm, VM_API, &t::vm_body(&nic, "Standard_D2s_v5"))
+        .await;
+    assert_eq!(a.status, StatusCode::CREATED);
+    let op_url = a
+        .header("azure-asyncoperation")
+        .expect("Azure-AsyncOperation")
+        .to_string();
+    let failed = eventually("the operation fails", 10, async || {
+        let s = env.get(&op_url, VM_API).await;
+        if s.body["status"] == "Failed" {
+            Ok(s)
+        } else {
+            Err(s.body.to_string())
+        }
+    })
+    .await;
+    assert_eq!(failed.body["error"]["code"], "AllocationFailed");
+    let got = env.get(&vm, VM_API).await;
+    assert_eq!(got.state(), "Failed");
+    let view = env.get(&format!("{vm}/instanceView"), VM_API).await;
+    assert!(
+        statuses(&view.body).contains(&"ProvisioningState/failed".to_string()),
+        "{}",
+        view.body
+    );
+    // A retry of the PUT recovers.
+    let retry = env
+        .put(&vm, VM_API, &t::vm_body(&nic, "Standard_D2s_v5"))
+        .await;
+    assert_eq!(retry.status, StatusCode::OK);
+    env.wait_succeeded(&vm, VM_API).await;
+
+    // Over HTTP: a failing delete; its Location URL answers the injected status with the error.
+    let admin = format!("{}/_emulator/inject", env.handle.base_url());
+    let r = env
+        .client
+        .post(admin)
+        .json(&json!({ "method": "DELETE", "pathContains": "virtualMachines/vm", "status": 500, "code": "InternalExecutionError", "failOperation": true }))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let d = env.delete(&vm, VM_API).await;
+    assert_eq!(d.status, StatusCode::ACCEPTED);
+    let location = d.header("location").expect("Location").to_string();
+    let end = env
+        .wait_status(&location, VM_API, StatusCode::INTERNAL_SERVER_ERROR)
+        .await;
+    assert_eq!(end.code(), "InternalExecutionError");
+    assert_eq!(env.get(&vm, VM_API).await.state(), "Failed");
+}

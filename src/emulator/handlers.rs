@@ -29,6 +29,8 @@ pub struct Req<'a> {
     pub body: &'a [u8],
     /// `scheme://host` the client used, for polling URLs.
     pub base: &'a str,
+    /// Injected asynchronous failure for the operation this request starts.
+    pub fail_operation: Option<ArmError>,
 }
 
 /// Resource type label of a route, for request counts.
@@ -465,6 +467,12 @@ fn put(
     req: &Req<'_>,
 ) -> Result<Response, ArmError> {
     let is_rg = std::ptr::eq(kind, &kinds::RESOURCE_GROUP);
+    if kind.provisioning != Provisioning::Async
+        && let Some(failure) = &req.fail_operation
+    {
+        // Synchronous kinds have no operation to fail: answer the error directly.
+        return Err(failure.clone());
+    }
     let request = parse_body(req)?;
     let mut store = shared.store();
     if is_rg {
@@ -559,6 +567,7 @@ fn put(
                 kind,
                 OpKind::Put { created },
                 req.api_version,
+                req.fail_operation.as_ref(),
             );
             let location = lro::location_of(&store, id);
             if let Some(op) = store.operations.get(&op_id) {
@@ -639,6 +648,7 @@ fn delete(
         kind,
         OpKind::Delete,
         req.api_version,
+        req.fail_operation.as_ref(),
     );
     let headers = match store.operations.get(&op_id) {
         Some(op) if is_rg => lro::rg_headers(req.base, sub, op, &shared.settings),
@@ -686,6 +696,7 @@ fn post_action(
         kind,
         OpKind::Action(canonical.to_string()),
         req.api_version,
+        req.fail_operation.as_ref(),
     );
     let headers = store
         .operations
@@ -753,10 +764,12 @@ fn poll(
         },
         OpStatus::Failed | OpStatus::Canceled => {
             let error = lro::failure(op).unwrap_or(Value::Null);
-            let status = if op.status == OpStatus::Canceled {
-                StatusCode::CONFLICT
-            } else {
-                StatusCode::BAD_REQUEST
+            let status = match op.status {
+                OpStatus::Canceled => StatusCode::CONFLICT,
+                _ => op
+                    .error_status
+                    .and_then(|s| StatusCode::from_u16(s).ok())
+                    .unwrap_or(StatusCode::BAD_REQUEST),
             };
             Ok((status, axum::Json(json!({ "error": error }))).into_response())
         }
