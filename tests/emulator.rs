@@ -1190,6 +1190,18 @@ async fn dependants_block_deletes_and_vm_delete_honours_delete_options() {
         "{}",
         a.body
     );
+    // A vnet PUT that leaves out an in-use subnet would delete it: refused.
+    let mut no_subnets = t::vnet_body();
+    no_subnets["properties"]["subnets"] = json!([]);
+    let a = env
+        .put(&t::vnet_id("deps", "vnet"), NETWORK_API, &no_subnets)
+        .await;
+    assert_eq!(
+        (a.status, a.code()),
+        (StatusCode::BAD_REQUEST, "InUseSubnetCannotBeDeleted"),
+        "{}",
+        a.body
+    );
     // A second VM cannot take a NIC that is in use.
     let a = env
         .put(

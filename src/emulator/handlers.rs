@@ -741,7 +741,13 @@ fn poll(
             )
         })?;
     if !result {
-        return Ok(axum::Json(op.status_body()).into_response());
+        let mut headers = HeaderMap::new();
+        if op.status == OpStatus::InProgress
+            && let Ok(v) = lro::retry_after(&shared.settings).to_string().parse()
+        {
+            headers.insert("retry-after", v);
+        }
+        return Ok((headers, axum::Json(op.status_body())).into_response());
     }
     match op.status {
         OpStatus::InProgress => {

@@ -249,26 +249,22 @@ impl Hooks for VnetHooks {
             }
         }
         // Subnets left out of the body are deleted, as ARM does — unless they are in use.
-        let current: Vec<Entry> = ctx.store.under(ctx.id, SUBNET.type_name).cloned().collect();
-        for existing in &current {
-            let keep = ranges
-                .iter()
-                .any(|(n, _)| same(n, existing.str_at("/name").unwrap_or_default()));
-            if !keep {
-                subnet_in_use(
-                    ctx.store,
-                    &existing.id,
-                    existing.str_at("/name").unwrap_or_default(),
-                )?;
-            }
+        let dropped: Vec<(String, String)> = ctx
+            .store
+            .under(ctx.id, SUBNET.type_name)
+            .map(|e| {
+                (
+                    e.id.clone(),
+                    e.str_at("/name").unwrap_or_default().to_string(),
+                )
+            })
+            .filter(|(_, name)| !ranges.iter().any(|(n, _)| same(n, name)))
+            .collect();
+        for (id, name) in &dropped {
+            subnet_in_use(ctx.store, id, name)?;
         }
-        for existing in &current {
-            let keep = ranges
-                .iter()
-                .any(|(n, _)| same(n, existing.str_at("/name").unwrap_or_default()));
-            if !keep {
-                ctx.store.remove(&existing.id);
-            }
+        for (id, _) in &dropped {
+            ctx.store.remove(id);
         }
         for subnet in inline {
             let name = subnet
