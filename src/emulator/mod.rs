@@ -26,6 +26,7 @@ pub mod catalog;
 mod compute;
 mod context;
 mod counts;
+mod disks;
 mod error;
 mod faults;
 mod handlers;

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use super::error::ArmError;
 use super::kinds::{Hooks, Kind, NETWORK_API, Provisioning, PutCtx, Settings};
 use super::state::{Entry, Store};
-use super::validation::{self as v, opt_array, opt_enum, opt_str, req_str};
+use super::validation::{self as v, opt_array, opt_enum, opt_str, req_str, same};
 
 /// Virtual networks.
 pub static VIRTUAL_NETWORK: Kind = Kind {
@@ -68,10 +68,6 @@ pub static NIC: Kind = Kind {
     views: &[],
     hooks: &NicHooks,
 };
-
-fn same(a: &str, b: &str) -> bool {
-    a.eq_ignore_ascii_case(b)
-}
 
 /// 400 `InvalidResourceReference` for a referenced resource that does not exist.
 pub fn bad_reference(referenced: &str, by: &str, target: &str) -> ArmError {

@@ -7,7 +7,9 @@ use super::error::ArmError;
 use super::kinds::{Hooks, Kind, Provisioning, PutCtx, STORAGE_API};
 use super::network::SUBNET;
 use super::state::props_mut;
-use super::validation::{self as v, opt_array, opt_bool, opt_enum, opt_int, opt_str, req_str};
+use super::validation::{
+    self as v, opt_array, opt_bool, opt_enum, opt_int, opt_str, req_str, same,
+};
 
 /// Storage accounts.
 pub static STORAGE_ACCOUNT: Kind = Kind {
@@ -43,10 +45,6 @@ const SKUS: &[&str] = &[
     "Standard_GZRS",
     "Standard_RAGZRS",
 ];
-
-fn same(a: &str, b: &str) -> bool {
-    a.eq_ignore_ascii_case(b)
-}
 
 /// Storage accounts: global name uniqueness, kind/sku rules, network rules needing the
 /// `Microsoft.Storage` service endpoint on referenced subnets.
