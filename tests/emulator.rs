@@ -1636,6 +1636,16 @@ async fn state_file_persists_across_restart() {
     let subnet = first.network("persist").await;
     let vm = first.vm("persist", &subnet, "vm", "Standard_D2s_v5").await;
     let before = first.get(&vm, VM_API).await.body;
+    // Saved on change, before any shutdown.
+    eventually("the state file holds the VM", 10, async || {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        if text.contains(&vm) {
+            Ok(())
+        } else {
+            Err(format!("{} bytes", text.len()))
+        }
+    })
+    .await;
     first.handle.shutdown().await.expect("shutdown saves");
     assert!(path.exists());
 
