@@ -105,57 +105,48 @@ impl Env {
         self.send(reqwest::Method::DELETE, self.url(path, api), None)
             .await
     }
+    async fn patch(&self, path: &str, api: &str, body: &Value) -> Answer {
+        self.send(reqwest::Method::PATCH, self.url(path, api), Some(body))
+            .await
+    }
     async fn post(&self, path: &str, api: &str) -> Answer {
         self.send(reqwest::Method::POST, self.url(path, api), Some(&json!({})))
             .await
     }
 
-    /// Polls GET until provisioningState is Succeeded.
+    /// Polls GET until provisioningState is Succeeded (no provisioningState counts as done, as ARM says).
     async fn wait_succeeded(&self, path: &str, api: &str) -> Answer {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
+        eventually(&format!("{path} succeeds"), 10, async || {
             let a = self.get(path, api).await;
-            // No provisioningState means the operation finished and succeeded (file shares).
             let done = a.state() == "Succeeded"
                 || a.body.pointer("/properties/provisioningState").is_none();
             if a.status == StatusCode::OK && done {
-                return a;
+                Ok(a)
+            } else {
+                Err(format!("{} {}", a.status, a.body))
             }
-            assert!(
-                Instant::now() < deadline,
-                "{path} never succeeded: {} {}",
-                a.status,
-                a.body
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        })
+        .await
     }
 
     /// Polls GET until 404.
     async fn wait_gone(&self, path: &str, api: &str) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
+        eventually(&format!("{path} goes away"), 10, async || {
             let a = self.get(path, api).await;
             if a.status == StatusCode::NOT_FOUND {
-                return;
+                Ok(())
+            } else {
+                Err(format!("{} {}", a.status, a.body))
             }
-            assert!(
-                Instant::now() < deadline,
-                "{path} never went away: {} {}",
-                a.status,
-                a.body
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        })
+        .await
     }
 
-    /// Polls a VM's instance view until the power status is `code`.
+    /// Polls a VM's instance view until the power status is `code`; returns the power statuses seen.
     async fn wait_power(&self, vm: &str, code: &str) -> Vec<String> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let mut seen = Vec::new();
-        loop {
+        let mut seen: Vec<String> = Vec::new();
+        eventually(&format!("{vm} reaches {code}"), 10, async || {
             let a = self.get(&format!("{vm}/instanceView"), VM_API).await;
-            assert_eq!(a.status, StatusCode::OK, "{}", a.body);
             let power = statuses(&a.body)
                 .into_iter()
                 .find(|s| s.starts_with("PowerState/"))
@@ -164,14 +155,26 @@ impl Env {
                 seen.push(power.clone());
             }
             if power == code {
-                return seen;
+                Ok(())
+            } else {
+                Err(format!("{seen:?}"))
             }
-            assert!(
-                Instant::now() < deadline,
-                "{vm} never reached {code}: {seen:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        })
+        .await;
+        seen
+    }
+
+    /// Polls a URL until it answers `status`.
+    async fn wait_status(&self, url: &str, api: &str, status: StatusCode) -> Answer {
+        eventually(&format!("{url} answers {status}"), 10, async || {
+            let a = self.get(url, api).await;
+            if a.status == status {
+                Ok(a)
+            } else {
+                Err(format!("{} {}", a.status, a.body))
+            }
+        })
+        .await
     }
 
     /// Resource group + vnet (subnet `default`), all Succeeded.
@@ -204,6 +207,25 @@ impl Env {
     }
 }
 
+/// Retries `check` every 10 ms until it succeeds; fails the test with its last error after `secs`.
+async fn eventually<T>(
+    what: &str,
+    secs: u64,
+    mut check: impl AsyncFnMut() -> Result<T, String>,
+) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        match check().await {
+            Ok(v) => return v,
+            Err(last) => assert!(
+                Instant::now() < deadline,
+                "timed out waiting until {what}: {last}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 fn statuses(view: &Value) -> Vec<String> {
     view.get("statuses")
         .and_then(Value::as_array)
@@ -213,21 +235,28 @@ fn statuses(view: &Value) -> Vec<String> {
         .collect()
 }
 
-/// Lists a collection following nextLink; returns all ids.
-async fn list_all(env: &Env, path: &str, api: &str) -> Vec<String> {
-    let mut ids = Vec::new();
+/// Lists a collection following nextLink; returns all items.
+async fn list_items(env: &Env, path: &str, api: &str) -> Vec<Value> {
+    let mut items = Vec::new();
     let mut url = env.url(path, api);
     loop {
         let a = env.send(reqwest::Method::GET, url.clone(), None).await;
         assert_eq!(a.status, StatusCode::OK, "{}", a.body);
-        for item in a.body["value"].as_array().cloned().unwrap_or_default() {
-            ids.push(item["id"].as_str().unwrap_or_default().to_string());
-        }
+        items.extend(a.body["value"].as_array().cloned().unwrap_or_default());
         match a.body.get("nextLink").and_then(Value::as_str) {
             Some(next) => url = next.to_string(),
-            None => return ids,
+            None => return items,
         }
     }
+}
+
+/// Lists a collection following nextLink; returns all ids.
+async fn list_all(env: &Env, path: &str, api: &str) -> Vec<String> {
+    list_items(env, path, api)
+        .await
+        .iter()
+        .filter_map(|i| i["id"].as_str().map(str::to_string))
+        .collect()
 }
 
 /// PUT 201 then PUT 200, GET and list show it.
@@ -391,6 +420,16 @@ async fn every_resource_type_create_update_get_list_delete() {
             .is_some_and(|v| uuid::Uuid::parse_str(v).is_ok())
     );
     assert_eq!(got.body["type"], "Microsoft.Compute/virtualMachines");
+    let patched = env
+        .patch(&vm, VM_API, &json!({ "tags": { "owner": "alice" } }))
+        .await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.body);
+    assert_eq!(patched.body["tags"]["owner"], "alice");
+    assert_eq!(
+        patched.body["properties"]["vmId"],
+        got.body["properties"]["vmId"]
+    );
+    env.wait_succeeded(&vm, VM_API).await;
     let disk = prov("Microsoft.Compute/disks/data1");
     let disk_body = json!({ "location": "westus2", "sku": { "name": "Premium_LRS" }, "properties": { "creationData": { "createOption": "Empty" }, "diskSizeGB": 64 } });
     create_update_get_list(
@@ -468,7 +507,7 @@ async fn every_resource_type_create_update_get_list_delete() {
 
 #[tokio::test]
 async fn long_running_operations_expose_headers_and_poll_to_completion() {
-    let env = Env::start(config(300)).await;
+    let env = Env::start(config(800)).await;
     let subnet = env.network("lro").await;
     let nic = t::nic_id("lro", "nic");
     env.put(&nic, NETWORK_API, &t::nic_body(&subnet, None))
@@ -494,17 +533,21 @@ async fn long_running_operations_expose_headers_and_poll_to_completion() {
     let busy = env.post(&format!("{vm}/start"), VM_API).await;
     assert_eq!(busy.status, StatusCode::CONFLICT);
     assert_eq!(busy.code(), "AnotherOperationInProgress");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    let done = eventually("the create operation succeeds", 10, async || {
         let s = env.get(&op_url, VM_API).await;
+        assert!(
+            s.body["status"] == "InProgress" || s.body["status"] == "Succeeded",
+            "{}",
+            s.body
+        );
         if s.body["status"] == "Succeeded" {
-            assert!(s.body.get("endTime").is_some());
-            break;
+            Ok(s)
+        } else {
+            Err(s.body.to_string())
         }
-        assert_eq!(s.body["status"], "InProgress");
-        assert!(Instant::now() < deadline, "operation never finished");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await;
+    assert!(done.body.get("endTime").is_some());
     assert_eq!(env.get(&vm, VM_API).await.state(), "Succeeded");
 
     // POST action: 202 + Location + Azure-AsyncOperation; Location answers 202 then 204.
@@ -516,11 +559,8 @@ async fn long_running_operations_expose_headers_and_poll_to_completion() {
     let poll = env.get(&location, VM_API).await;
     assert_eq!(poll.status, StatusCode::ACCEPTED);
     assert!(poll.header("retry-after").is_some());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while env.get(&location, VM_API).await.status != StatusCode::NO_CONTENT {
-        assert!(Instant::now() < deadline, "location never completed");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    env.wait_status(&location, VM_API, StatusCode::NO_CONTENT)
+        .await;
 
     // Resource-group delete: Location under /subscriptions/{sub}/operationresults, removes everything.
     let a = env.delete(&t::rg_id("lro"), RG_API).await;
@@ -536,16 +576,8 @@ async fn long_running_operations_expose_headers_and_poll_to_completion() {
         )
         .await;
     assert_eq!(refused.code(), "ResourceGroupBeingDeleted");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let p = env.get(&location, RG_API).await;
-        if p.status == StatusCode::NO_CONTENT {
-            break;
-        }
-        assert_eq!(p.status, StatusCode::ACCEPTED);
-        assert!(Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    env.wait_status(&location, RG_API, StatusCode::NO_CONTENT)
+        .await;
     assert_eq!(env.get(&vm, VM_API).await.code(), "ResourceGroupNotFound");
     assert!(env.handle.resource(&nic).is_none());
 }
@@ -581,7 +613,73 @@ async fn invalid_bodies_are_rejected_with_code_and_target() {
         }
         b
     };
+    let spot = |size: &str, max_price: Value| {
+        let mut b = t::vm_body(&nic, size);
+        b["properties"]["priority"] = json!("Spot");
+        b["properties"]["billingProfile"] = json!({ "maxPrice": max_price });
+        b
+    };
+    let nsg_rule = |priority: i64| {
+        json!({ "location": "westus2", "properties": { "securityRules": [{ "name": "ssh", "properties": {
+            "protocol": "Tcp", "access": "Allow", "direction": "Inbound", "priority": priority } }] } })
+    };
+    let nsg = t::resource_id("bad", "Microsoft.Network/networkSecurityGroups", "nsg");
     let cases: Vec<(String, &str, Value, u16, &str, &str)> = vec![
+        (
+            vm.clone(),
+            VM_API,
+            spot("Standard_B2s", json!(-1)),
+            409,
+            "SkuNotAvailable",
+            "vmSize",
+        ),
+        (
+            vm.clone(),
+            VM_API,
+            spot("Standard_D2s_v5", json!(0)),
+            400,
+            "InvalidParameter",
+            "billingProfile.maxPrice",
+        ),
+        (
+            vm.clone(),
+            VM_API,
+            with("/properties/billingProfile", json!({ "maxPrice": 0.5 })),
+            400,
+            "InvalidParameter",
+            "billingProfile",
+        ),
+        (
+            vm.clone(),
+            VM_API,
+            with(
+                "/properties/storageProfile/dataDisks",
+                json!([
+            { "lun": 0, "createOption": "Empty", "diskSizeGB": 64 }, { "lun": 0, "createOption": "Empty", "diskSizeGB": 64 }]),
+            ),
+            400,
+            "InvalidParameter",
+            "dataDisks.lun",
+        ),
+        (
+            vm.clone(),
+            VM_API,
+            with(
+                "/properties/storageProfile/osDisk/createOption",
+                json!("Sideways"),
+            ),
+            400,
+            "InvalidParameter",
+            "osDisk.createOption",
+        ),
+        (
+            nsg.clone(),
+            NETWORK_API,
+            nsg_rule(50),
+            400,
+            "SecurityRuleInvalidPriority",
+            "properties.securityRules[0].properties.priority",
+        ),
         (
             vm.clone(),
             VM_API,
@@ -1092,6 +1190,18 @@ async fn dependants_block_deletes_and_vm_delete_honours_delete_options() {
         "{}",
         a.body
     );
+    // A vnet PUT that leaves out an in-use subnet would delete it: refused.
+    let mut no_subnets = t::vnet_body();
+    no_subnets["properties"]["subnets"] = json!([]);
+    let a = env
+        .put(&t::vnet_id("deps", "vnet"), NETWORK_API, &no_subnets)
+        .await;
+    assert_eq!(
+        (a.status, a.code()),
+        (StatusCode::BAD_REQUEST, "InUseSubnetCannotBeDeleted"),
+        "{}",
+        a.body
+    );
     // A second VM cannot take a NIC that is in use.
     let a = env
         .put(
@@ -1131,7 +1241,7 @@ async fn dependants_block_deletes_and_vm_delete_honours_delete_options() {
 
 #[tokio::test]
 async fn power_actions_move_through_instance_view_states() {
-    let env = Env::start(config(150)).await;
+    let env = Env::start(config(400)).await;
     let subnet = env.network("pwr").await;
     let vm = env.vm("pwr", &subnet, "vm", "Standard_E16as_v5").await;
     let view = env.get(&format!("{vm}?$expand=instanceView"), VM_API).await;
@@ -1290,9 +1400,8 @@ async fn snapshots_incremental_restore_and_cross_region_copy() {
         .as_i64()
         .expect("completionPercent");
     assert!(first < 100);
-    let deadline = Instant::now() + Duration::from_secs(10);
     let mut last = first;
-    loop {
+    eventually("the CopyStart snapshot reaches 100%", 10, async || {
         let s = env.get(&remote, DISK_API).await;
         let pct = s.body["properties"]["completionPercent"]
             .as_i64()
@@ -1300,11 +1409,12 @@ async fn snapshots_incremental_restore_and_cross_region_copy() {
         assert!(pct >= last, "completion went backwards");
         last = pct;
         if pct == 100 {
-            break;
+            Ok(())
+        } else {
+            Err(format!("{pct}%"))
         }
-        assert!(Instant::now() < deadline, "copy never completed");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -1526,6 +1636,16 @@ async fn state_file_persists_across_restart() {
     let subnet = first.network("persist").await;
     let vm = first.vm("persist", &subnet, "vm", "Standard_D2s_v5").await;
     let before = first.get(&vm, VM_API).await.body;
+    // Saved on change, before any shutdown.
+    eventually("the state file holds the VM", 10, async || {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        if text.contains(&vm) {
+            Ok(())
+        } else {
+            Err(format!("{} bytes", text.len()))
+        }
+    })
+    .await;
     first.handle.shutdown().await.expect("shutdown saves");
     assert!(path.exists());
 
@@ -1646,31 +1766,20 @@ async fn thousand_concurrent_vm_creates() {
         "{}/providers/Microsoft.Compute/virtualMachines",
         t::rg_id("fleet")
     );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let mut ids = Vec::new();
-        let mut succeeded = 0;
-        let mut url = env.url(&collection, VM_API);
-        loop {
-            let a = env.send(reqwest::Method::GET, url.clone(), None).await;
-            for item in a.body["value"].as_array().cloned().unwrap_or_default() {
-                ids.push(item["id"].clone());
-                if item.pointer("/properties/provisioningState") == Some(&json!("Succeeded")) {
-                    succeeded += 1;
-                }
-            }
-            match a.body.get("nextLink").and_then(Value::as_str) {
-                Some(next) => url = next.to_string(),
-                None => break,
-            }
-        }
-        assert_eq!(ids.len(), 1000);
+    eventually("1000 VMs are listed as Succeeded", 30, async || {
+        let vms = list_items(&env, &collection, VM_API).await;
+        assert_eq!(vms.len(), 1000);
+        let succeeded = vms
+            .iter()
+            .filter(|v| v.pointer("/properties/provisioningState") == Some(&json!("Succeeded")))
+            .count();
         if succeeded == 1000 {
-            break;
+            Ok(())
+        } else {
+            Err(format!("{succeeded} succeeded"))
         }
-        assert!(Instant::now() < deadline, "only {succeeded} VMs succeeded");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
     // Every NIC got its own address.
     let nics = list_all(
         &env,
@@ -1682,6 +1791,23 @@ async fn thousand_concurrent_vm_creates() {
     )
     .await;
     assert_eq!(nics.len(), 1000);
+    let nic_items = list_items(
+        &env,
+        &format!(
+            "{}/providers/Microsoft.Network/networkInterfaces",
+            t::rg_id("fleet")
+        ),
+        NETWORK_API,
+    )
+    .await;
+    let addresses: std::collections::HashSet<&str> = nic_items
+        .iter()
+        .filter_map(|n| {
+            n.pointer("/properties/ipConfigurations/0/properties/privateIPAddress")
+                .and_then(Value::as_str)
+        })
+        .collect();
+    assert_eq!(addresses.len(), 1000);
     assert_eq!(
         env.handle
             .counts()
@@ -1719,4 +1845,124 @@ async fn vm_address_is_reported_as_private_and_public_ip() {
         env.delete(&pip, NETWORK_API).await.code(),
         "PublicIPAddressCannotBeDeleted"
     );
+}
+
+#[derive(clap::Parser)]
+struct Cli {
+    #[command(flatten)]
+    emulator: azlin_operator::emulator::EmulatorArgs,
+}
+
+#[tokio::test]
+async fn cli_flags_parse_validate_and_start() {
+    use clap::Parser;
+    assert!(Cli::try_parse_from(["emulator", "--fault-rate", "1.5"]).is_err());
+    assert!(Cli::try_parse_from(["emulator", "--tls-cert", "cert.pem"]).is_err());
+    let cli = Cli::try_parse_from([
+        "emulator",
+        "--listen",
+        "127.0.0.1:0",
+        "--latency-ms",
+        "5",
+        "--throttle-rate",
+        "0",
+        "--vm-address",
+        "127.0.0.1",
+        "--core-quota",
+        "64",
+        "--page-size",
+        "2",
+    ])
+    .expect("flags parse");
+    assert_eq!(cli.emulator.latency_ms, 5);
+    let env = Env::start(cli.emulator.into()).await;
+    for rg in ["a", "b", "c"] {
+        env.put(&t::rg_id(rg), RG_API, &t::rg_body()).await;
+    }
+    // Page size 2: the third group comes on the nextLink page.
+    let first = env
+        .get(
+            &format!("/subscriptions/{}/resourcegroups", t::SUBSCRIPTION),
+            RG_API,
+        )
+        .await;
+    assert_eq!(first.body["value"].as_array().map(Vec::len), Some(2));
+    assert!(first.body.get("nextLink").is_some());
+    assert_eq!(
+        list_all(
+            &env,
+            &format!("/subscriptions/{}/resourcegroups", t::SUBSCRIPTION),
+            RG_API
+        )
+        .await
+        .len(),
+        3
+    );
+}
+
+#[tokio::test]
+async fn injected_asynchronous_failures_end_operations_failed() {
+    let env = Env::start(config(20)).await;
+    let subnet = env.network("fail").await;
+    let nic = t::nic_id("fail", "nic");
+    env.put(&nic, NETWORK_API, &t::nic_body(&subnet, None))
+        .await;
+    env.handle.inject_error(ErrorInjection::failed_operation(
+        "PUT",
+        "virtualMachines/vm",
+        409,
+        "AllocationFailed",
+    ));
+    let vm = t::vm_id("fail", "vm");
+    let a = env
+        .put(&vm, VM_API, &t::vm_body(&nic, "Standard_D2s_v5"))
+        .await;
+    assert_eq!(a.status, StatusCode::CREATED);
+    let op_url = a
+        .header("azure-asyncoperation")
+        .expect("Azure-AsyncOperation")
+        .to_string();
+    let failed = eventually("the operation fails", 10, async || {
+        let s = env.get(&op_url, VM_API).await;
+        if s.body["status"] == "Failed" {
+            Ok(s)
+        } else {
+            Err(s.body.to_string())
+        }
+    })
+    .await;
+    assert_eq!(failed.body["error"]["code"], "AllocationFailed");
+    let got = env.get(&vm, VM_API).await;
+    assert_eq!(got.state(), "Failed");
+    let view = env.get(&format!("{vm}/instanceView"), VM_API).await;
+    assert!(
+        statuses(&view.body).contains(&"ProvisioningState/failed".to_string()),
+        "{}",
+        view.body
+    );
+    // A retry of the PUT recovers.
+    let retry = env
+        .put(&vm, VM_API, &t::vm_body(&nic, "Standard_D2s_v5"))
+        .await;
+    assert_eq!(retry.status, StatusCode::OK);
+    env.wait_succeeded(&vm, VM_API).await;
+
+    // Over HTTP: a failing delete; its Location URL answers the injected status with the error.
+    let admin = format!("{}/_emulator/inject", env.handle.base_url());
+    let r = env
+        .client
+        .post(admin)
+        .json(&json!({ "method": "DELETE", "pathContains": "virtualMachines/vm", "status": 500, "code": "InternalExecutionError", "failOperation": true }))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let d = env.delete(&vm, VM_API).await;
+    assert_eq!(d.status, StatusCode::ACCEPTED);
+    let location = d.header("location").expect("Location").to_string();
+    let end = env
+        .wait_status(&location, VM_API, StatusCode::INTERNAL_SERVER_ERROR)
+        .await;
+    assert_eq!(end.code(), "InternalExecutionError");
+    assert_eq!(env.get(&vm, VM_API).await.state(), "Failed");
 }

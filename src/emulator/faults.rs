@@ -35,6 +35,11 @@ pub struct ErrorInjection {
     /// `Retry-After` seconds to include.
     #[serde(default)]
     pub retry_after: Option<u64>,
+    /// Accept the request but let its long-running operation end `Failed` with this error
+    /// (ARM's asynchronous failure; the resource's provisioningState becomes `Failed`).
+    /// Synchronous operations answer the error directly.
+    #[serde(default)]
+    pub fail_operation: bool,
 }
 
 fn one() -> u32 {
@@ -52,6 +57,15 @@ impl ErrorInjection {
             message: None,
             times: 1,
             retry_after: None,
+            fail_operation: false,
+        }
+    }
+
+    /// A one-shot asynchronous failure: the next matching request is accepted and its operation fails.
+    pub fn failed_operation(method: &str, path_contains: &str, status: u16, code: &str) -> Self {
+        Self {
+            fail_operation: true,
+            ..Self::once(method, path_contains, status, code)
         }
     }
 
@@ -157,16 +171,28 @@ impl Faults {
         }
     }
 
+    /// Takes one use of the first injection matching the request and mode.
+    fn take(&self, method: &str, path: &str, fail_operation: bool) -> Option<ArmError> {
+        let mut injected = self.injected.lock().ok()?;
+        let pos = injected
+            .iter()
+            .position(|i| i.fail_operation == fail_operation && i.matches(method, path))?;
+        let error = injected[pos].to_error();
+        injected[pos].times = injected[pos].times.saturating_sub(1);
+        if injected[pos].times == 0 {
+            injected.remove(pos);
+        }
+        Some(error)
+    }
+
+    /// An injected asynchronous failure for the operation this request starts, if any.
+    pub fn operation_failure(&self, method: &str, path: &str) -> Option<ArmError> {
+        self.take(method, path, true)
+    }
+
     /// Injected errors first, then random throttling (429) and faults (500).
     pub fn check(&self, method: &str, path: &str) -> Result<(), ArmError> {
-        if let Ok(mut injected) = self.injected.lock()
-            && let Some(pos) = injected.iter().position(|i| i.matches(method, path))
-        {
-            let error = injected[pos].to_error();
-            injected[pos].times = injected[pos].times.saturating_sub(1);
-            if injected[pos].times == 0 {
-                injected.remove(pos);
-            }
+        if let Some(error) = self.take(method, path, false) {
             return Err(error);
         }
         if self.throttle_rate > 0.0 && rand::random::<f64>() < self.throttle_rate {

@@ -29,6 +29,8 @@ pub struct Req<'a> {
     pub body: &'a [u8],
     /// `scheme://host` the client used, for polling URLs.
     pub base: &'a str,
+    /// Injected asynchronous failure for the operation this request starts.
+    pub fail_operation: Option<ArmError>,
 }
 
 /// Resource type label of a route, for request counts.
@@ -74,7 +76,7 @@ pub fn dispatch(shared: &Arc<Shared>, route: Route, req: &Req<'_>) -> Result<Res
                     kinds::RESOURCE_GROUP.type_name,
                 )
                 .collect();
-            Ok(page(shared, &store, &kinds::RESOURCE_GROUP, &items, req))
+            Ok(page(shared, &store, &items, req))
         }
         Route::ResourceGroup { sub, rg } => {
             check_rg_api(req.api_version)?;
@@ -137,7 +139,7 @@ pub fn dispatch(shared: &Arc<Shared>, route: Route, req: &Req<'_>) -> Result<Res
                 return Err(not_found_parent(&parent));
             }
             let items: Vec<&Entry> = store.under(&prefix, kind.type_name).collect();
-            Ok(page(shared, &store, kind, &items, req))
+            Ok(page(shared, &store, &items, req))
         }
         Route::Resource {
             kind,
@@ -333,7 +335,7 @@ fn sub_of(id: &str) -> String {
     id.split('/').nth(2).unwrap_or_default().to_string()
 }
 
-fn page(shared: &Shared, store: &Store, _kind: &Kind, items: &[&Entry], req: &Req<'_>) -> Response {
+fn page(shared: &Shared, store: &Store, items: &[&Entry], req: &Req<'_>) -> Response {
     let size = shared.settings.page_size.max(1);
     let skip: usize = req
         .query
@@ -465,6 +467,12 @@ fn put(
     req: &Req<'_>,
 ) -> Result<Response, ArmError> {
     let is_rg = std::ptr::eq(kind, &kinds::RESOURCE_GROUP);
+    if kind.provisioning != Provisioning::Async
+        && let Some(failure) = &req.fail_operation
+    {
+        // Synchronous kinds have no operation to fail: answer the error directly.
+        return Err(failure.clone());
+    }
     let request = parse_body(req)?;
     let mut store = shared.store();
     if is_rg {
@@ -559,6 +567,7 @@ fn put(
                 kind,
                 OpKind::Put { created },
                 req.api_version,
+                req.fail_operation.as_ref(),
             );
             let location = lro::location_of(&store, id);
             if let Some(op) = store.operations.get(&op_id) {
@@ -639,6 +648,7 @@ fn delete(
         kind,
         OpKind::Delete,
         req.api_version,
+        req.fail_operation.as_ref(),
     );
     let headers = match store.operations.get(&op_id) {
         Some(op) if is_rg => lro::rg_headers(req.base, sub, op, &shared.settings),
@@ -686,6 +696,7 @@ fn post_action(
         kind,
         OpKind::Action(canonical.to_string()),
         req.api_version,
+        req.fail_operation.as_ref(),
     );
     let headers = store
         .operations
@@ -730,7 +741,13 @@ fn poll(
             )
         })?;
     if !result {
-        return Ok(axum::Json(op.status_body()).into_response());
+        let mut headers = HeaderMap::new();
+        if op.status == OpStatus::InProgress
+            && let Ok(v) = lro::retry_after(&shared.settings).to_string().parse()
+        {
+            headers.insert("retry-after", v);
+        }
+        return Ok((headers, axum::Json(op.status_body())).into_response());
     }
     match op.status {
         OpStatus::InProgress => {
@@ -753,10 +770,12 @@ fn poll(
         },
         OpStatus::Failed | OpStatus::Canceled => {
             let error = lro::failure(op).unwrap_or(Value::Null);
-            let status = if op.status == OpStatus::Canceled {
-                StatusCode::CONFLICT
-            } else {
-                StatusCode::BAD_REQUEST
+            let status = match op.status {
+                OpStatus::Canceled => StatusCode::CONFLICT,
+                _ => op
+                    .error_status
+                    .and_then(|s| StatusCode::from_u16(s).ok())
+                    .unwrap_or(StatusCode::BAD_REQUEST),
             };
             Ok((status, axum::Json(json!({ "error": error }))).into_response())
         }

@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 
 use super::error::ArmError;
 use super::state::{Entry, OpKind, Store};
-use super::{compute, network, resources, storage};
+use super::{compute, disks, network, resources, storage};
 
 /// How a kind reports provisioning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -205,8 +205,8 @@ pub static KINDS: &[&Kind] = &[
     &network::PUBLIC_IP,
     &network::NIC,
     &compute::VIRTUAL_MACHINE,
-    &compute::DISK,
-    &compute::SNAPSHOT,
+    &disks::DISK,
+    &disks::SNAPSHOT,
     &storage::STORAGE_ACCOUNT,
     &storage::FILE_SHARE,
 ];

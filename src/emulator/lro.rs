@@ -8,6 +8,7 @@ use chrono::Utc;
 use serde_json::Value;
 
 use super::context::Shared;
+use super::error::ArmError;
 use super::kinds::{self, Kind, Provisioning, Settings};
 use super::state::{OpKind, OpStatus, Operation, Store};
 
@@ -32,6 +33,7 @@ pub fn begin(
     kind: &Kind,
     op: OpKind,
     api_version: &str,
+    failure: Option<&ArmError>,
 ) -> String {
     let id = uuid::Uuid::new_v4().to_string();
     store.operations.insert(
@@ -46,6 +48,8 @@ pub fn begin(
             start_time: Utc::now(),
             end_time: None,
             api_version: api_version.to_string(),
+            fail_with: failure.map(ArmError::body),
+            error_status: failure.map(|f| f.status.as_u16()),
         },
     );
     if let Some(entry) = store.get_mut(resource_id) {
@@ -75,6 +79,19 @@ pub fn complete(store: &mut Store, settings: &Settings, op_id: &str) {
         return;
     };
     if op.status != OpStatus::InProgress {
+        return;
+    }
+    if let Some(error) = op.fail_with.clone() {
+        // An injected asynchronous failure: the resource is left Failed, as ARM does.
+        if let Some(entry) = store.get_mut(&op.resource_id) {
+            entry.busy = None;
+            entry.set_provisioning("Failed");
+        }
+        if let Some(stored) = store.operations.get_mut(op_id) {
+            stored.status = OpStatus::Failed;
+            stored.error = Some(error);
+            stored.end_time = Some(Utc::now());
+        }
         return;
     }
     if let Some(kind) = kind_of(&op.resource_kind) {

@@ -16,7 +16,9 @@
 //! | POST | `/_emulator/vms/evict` `{"id"}` | Spot eviction per `evictionPolicy` |
 //! | POST | `/_emulator/vms/power` `{"id","state":"running\|stopped\|deallocated"}` | out-of-band power change |
 //! | POST | `/_emulator/delete` `{"id"}` | out-of-band delete (with cascades) |
-//! | POST | `/_emulator/inject` [`ErrorInjection`] | error for the next matching request(s) |
+//! | POST | `/_emulator/inject` [`ErrorInjection`] | error for the next matching request(s), or an asynchronous operation failure |
+//!
+//! Flags, URL list, enforced rules and known differences from Azure: `docs/emulator.md`.
 
 mod admin;
 mod args;
@@ -24,6 +26,7 @@ pub mod catalog;
 mod compute;
 mod context;
 mod counts;
+mod disks;
 mod error;
 mod faults;
 mod handlers;

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use super::error::ArmError;
 use super::kinds::{Hooks, Kind, NETWORK_API, Provisioning, PutCtx, Settings};
 use super::state::{Entry, Store};
-use super::validation::{self as v, opt_array, opt_enum, opt_str, req_str};
+use super::validation::{self as v, opt_array, opt_enum, opt_str, req_str, same};
 
 /// Virtual networks.
 pub static VIRTUAL_NETWORK: Kind = Kind {
@@ -69,10 +69,6 @@ pub static NIC: Kind = Kind {
     hooks: &NicHooks,
 };
 
-fn same(a: &str, b: &str) -> bool {
-    a.eq_ignore_ascii_case(b)
-}
-
 /// 400 `InvalidResourceReference` for a referenced resource that does not exist.
 pub fn bad_reference(referenced: &str, by: &str, target: &str) -> ArmError {
     ArmError::bad_request(
@@ -84,26 +80,31 @@ pub fn bad_reference(referenced: &str, by: &str, target: &str) -> ArmError {
     .with_target(target)
 }
 
-/// NIC ip configurations (`{nic id}/ipConfigurations/{name}`) that use a subnet.
-fn subnet_users(store: &Store, subnet_id: &str) -> Vec<String> {
+/// NIC ip configuration ids (`{nic id}/ipConfigurations/{name}`) whose `pointer` (relative to
+/// the configuration) references `id`.
+fn ip_configs_referencing(store: &Store, pointer: &str, id: &str) -> Vec<String> {
     store
         .of_kind(NIC.type_name)
         .flat_map(|nic| {
             nic.body
                 .pointer("/properties/ipConfigurations")
                 .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default()
                 .into_iter()
+                .flatten()
                 .filter(|c| {
-                    c.pointer("/properties/subnet/id")
+                    c.pointer(pointer)
                         .and_then(Value::as_str)
-                        .is_some_and(|s| same(s, subnet_id))
+                        .is_some_and(|s| same(s, id))
                 })
                 .filter_map(|c| c.get("id").and_then(Value::as_str).map(str::to_string))
                 .collect::<Vec<_>>()
         })
         .collect()
+}
+
+/// NIC ip configurations that use a subnet.
+fn subnet_users(store: &Store, subnet_id: &str) -> Vec<String> {
+    ip_configs_referencing(store, "/properties/subnet/id", subnet_id)
 }
 
 fn subnet_in_use(store: &Store, subnet_id: &str, name: &str) -> Result<(), ArmError> {
@@ -244,26 +245,22 @@ impl Hooks for VnetHooks {
             }
         }
         // Subnets left out of the body are deleted, as ARM does — unless they are in use.
-        let current: Vec<Entry> = ctx.store.under(ctx.id, SUBNET.type_name).cloned().collect();
-        for existing in &current {
-            let keep = ranges
-                .iter()
-                .any(|(n, _)| same(n, existing.str_at("/name").unwrap_or_default()));
-            if !keep {
-                subnet_in_use(
-                    ctx.store,
-                    &existing.id,
-                    existing.str_at("/name").unwrap_or_default(),
-                )?;
-            }
+        let dropped: Vec<(String, String)> = ctx
+            .store
+            .under(ctx.id, SUBNET.type_name)
+            .map(|e| {
+                (
+                    e.id.clone(),
+                    e.str_at("/name").unwrap_or_default().to_string(),
+                )
+            })
+            .filter(|(_, name)| !ranges.iter().any(|(n, _)| same(n, name)))
+            .collect();
+        for (id, name) in &dropped {
+            subnet_in_use(ctx.store, id, name)?;
         }
-        for existing in &current {
-            let keep = ranges
-                .iter()
-                .any(|(n, _)| same(n, existing.str_at("/name").unwrap_or_default()));
-            if !keep {
-                ctx.store.remove(&existing.id);
-            }
+        for (id, _) in &dropped {
+            ctx.store.remove(id);
         }
         for subnet in inline {
             let name = subnet
@@ -488,26 +485,9 @@ impl Hooks for NsgHooks {
     }
 }
 
-/// NIC ip configuration ids that use a public IP.
+/// NIC ip configurations that use a public IP.
 fn public_ip_users(store: &Store, pip_id: &str) -> Vec<String> {
-    store
-        .of_kind(NIC.type_name)
-        .flat_map(|nic| {
-            nic.body
-                .pointer("/properties/ipConfigurations")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|c| {
-                    c.pointer("/properties/publicIPAddress/id")
-                        .and_then(Value::as_str)
-                        .is_some_and(|s| same(s, pip_id))
-                })
-                .filter_map(|c| c.get("id").and_then(Value::as_str).map(str::to_string))
-                .collect::<Vec<_>>()
-        })
-        .collect()
+    ip_configs_referencing(store, "/properties/publicIPAddress/id", pip_id)
 }
 
 /// A stable fake public address for a resource id.

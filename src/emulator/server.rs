@@ -188,6 +188,7 @@ fn process(
         api_version: &api_version,
         body,
         base: &base,
+        fail_operation: shared.faults.operation_failure(method.as_str(), path),
     };
     let response = handlers::dispatch(shared, route, &req)?;
     Ok((response, remaining.map(|n| (bucket, n))))

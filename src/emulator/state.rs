@@ -119,6 +119,12 @@ pub struct Operation {
     pub end_time: Option<DateTime<Utc>>,
     /// api-version used by the request (echoed in polling URLs).
     pub api_version: String,
+    /// An injected asynchronous failure: the operation ends `Failed` with this error.
+    #[serde(default)]
+    pub fail_with: Option<Value>,
+    /// HTTP status the `Location` URL answers for a failed operation.
+    #[serde(default)]
+    pub error_status: Option<u16>,
 }
 
 impl Operation {

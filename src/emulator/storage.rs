@@ -6,8 +6,10 @@ use serde_json::{Value, json};
 use super::error::ArmError;
 use super::kinds::{Hooks, Kind, Provisioning, PutCtx, STORAGE_API};
 use super::network::SUBNET;
-use super::state::{Entry, Store, props_mut};
-use super::validation::{self as v, opt_array, opt_bool, opt_enum, opt_int, opt_str, req_str};
+use super::state::props_mut;
+use super::validation::{
+    self as v, opt_array, opt_bool, opt_enum, opt_int, opt_str, req_str, same,
+};
 
 /// Storage accounts.
 pub static STORAGE_ACCOUNT: Kind = Kind {
@@ -43,10 +45,6 @@ const SKUS: &[&str] = &[
     "Standard_GZRS",
     "Standard_RAGZRS",
 ];
-
-fn same(a: &str, b: &str) -> bool {
-    a.eq_ignore_ascii_case(b)
-}
 
 /// Storage accounts: global name uniqueness, kind/sku rules, network rules needing the
 /// `Microsoft.Storage` service endpoint on referenced subnets.
@@ -344,10 +342,6 @@ impl Hooks for ShareHooks {
                 Value::from(squash.unwrap_or_else(|| "NoRootSquash".into())),
             );
         }
-        Ok(())
-    }
-
-    fn check_delete(&self, _store: &Store, _entry: &Entry) -> Result<(), ArmError> {
         Ok(())
     }
 }

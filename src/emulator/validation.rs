@@ -5,6 +5,11 @@ use serde_json::Value;
 
 use super::error::ArmError;
 
+/// Case-insensitive equality (ARM names, ids and enums ignore case).
+pub fn same(a: &str, b: &str) -> bool {
+    a.eq_ignore_ascii_case(b)
+}
+
 /// A string at a JSON pointer, or `None` when missing/null.
 pub fn opt_str<'a>(body: &'a Value, pointer: &str) -> Option<&'a str> {
     body.pointer(pointer).and_then(Value::as_str)
