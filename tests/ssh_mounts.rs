@@ -648,3 +648,22 @@ async fn shared_home_over_ssh_seeds_once_never_overwrites_and_skips_secrets() {
         "ssh-ed25519 AAAAvm2 vm2\n"
     );
 }
+
+#[tokio::test]
+async fn a_connection_lost_mid_command_is_a_protocol_error() {
+    let sshd = sshd();
+    // The session's sshd process is the nearest ancestor named sshd; killing
+    // it drops the connection before any exit status is sent.
+    let script = "p=$$\n\
+                  while [ \"$p\" -gt 1 ]; do\n\
+                    p=$(awk '/^PPid:/ { print $2 }' /proc/$p/status)\n\
+                    case $(awk '/^Name:/ { print $2 }' /proc/$p/status) in sshd*) kill -9 \"$p\"; break ;; esac\n\
+                  done\n\
+                  sleep 5\n";
+    let err = SshRunner::new(config())
+        .run(&pinned(&sshd), &SshCommand::script(script))
+        .await
+        .expect_err("connection was killed");
+    assert!(matches!(err, SshError::Protocol(_)), "{err:?}");
+    assert!(err.is_transient());
+}
