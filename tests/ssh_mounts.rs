@@ -183,23 +183,32 @@ impl SshObserver for Counting {
 }
 
 #[tokio::test]
-async fn refused_connection_is_retried_then_reported_as_transient_connect_error() {
-    let closed_port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        l.local_addr().expect("addr").port()
-    };
+async fn dropped_connections_are_retried_then_reported_as_transient_connect_error() {
+    // A listener that accepts and immediately closes every connection, like
+    // a VM whose sshd is not up yet behind a load balancer.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            counter.fetch_add(1, Ordering::SeqCst);
+            drop(stream);
+        }
+    });
     let sshd = sshd();
     let mut target = pinned(&sshd);
-    target.port = closed_port;
+    target.port = port;
     let observer = Arc::new(Counting::default());
     let runner = SshRunner::with_observer(config(), observer.clone());
     let err = runner
         .run(&target, &SshCommand::exec(&["true"]))
         .await
-        .expect_err("nothing listens there");
+        .expect_err("the handshake cannot succeed");
     assert!(matches!(err, SshError::Connect { .. }), "{err:?}");
     assert!(err.is_transient());
     assert_eq!(observer.retries.load(Ordering::SeqCst), 2);
+    assert_eq!(accepted.load(Ordering::SeqCst), 3);
     assert_eq!(observer.started.load(Ordering::SeqCst), 1);
     assert_eq!(
         *observer.outcomes.lock().expect("lock"),
@@ -638,4 +647,23 @@ async fn shared_home_over_ssh_seeds_once_never_overwrites_and_skips_secrets() {
             .expect("vm2 keys"),
         "ssh-ed25519 AAAAvm2 vm2\n"
     );
+}
+
+#[tokio::test]
+async fn a_connection_lost_mid_command_is_a_protocol_error() {
+    let sshd = sshd();
+    // The session's sshd process is the nearest ancestor named sshd; killing
+    // it drops the connection before any exit status is sent.
+    let script = "p=$$\n\
+                  while [ \"$p\" -gt 1 ]; do\n\
+                    p=$(awk '/^PPid:/ { print $2 }' /proc/$p/status)\n\
+                    case $(awk '/^Name:/ { print $2 }' /proc/$p/status) in sshd*) kill -9 \"$p\"; break ;; esac\n\
+                  done\n\
+                  sleep 5\n";
+    let err = SshRunner::new(config())
+        .run(&pinned(&sshd), &SshCommand::script(script))
+        .await
+        .expect_err("connection was killed");
+    assert!(matches!(err, SshError::Protocol(_)), "{err:?}");
+    assert!(err.is_transient());
 }

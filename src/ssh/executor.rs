@@ -602,6 +602,11 @@ async fn exec(
             _ => {}
         }
     }
+    if exit_status.is_none() && exit_signal.is_none() {
+        return Err(SshError::Protocol(
+            "the connection closed before the command reported an exit status".into(),
+        ));
+    }
     let truncated = stdout.truncated || stderr.truncated;
     Ok((
         exit_status,
