@@ -6,6 +6,7 @@ pub mod azure;
 pub mod cli;
 pub mod controllers;
 pub mod crd_install;
+pub mod embedded;
 pub mod emulator;
 pub mod kubemem;
 pub mod operator;

@@ -11,6 +11,7 @@
 //! [`run`] runs every controller until shutdown. A kind's module provides
 //! `run(ctx, shutdown, gate)` built on [`drive`].
 
+pub mod azlinvm;
 pub mod context;
 pub mod error;
 pub mod guest;
@@ -44,8 +45,11 @@ pub async fn run(
     shutdown: CancellationToken,
     readiness: Readiness,
 ) -> Result<(), Error> {
-    let controllers: Vec<BoxFuture<'static, ()>> = vec![];
-    let _ = (&ctx, &shutdown, &readiness);
+    let controllers: Vec<BoxFuture<'static, ()>> = vec![Box::pin(azlinvm::run(
+        Arc::clone(&ctx),
+        shutdown.clone(),
+        readiness.register("AzlinVM controller"),
+    ))];
     futures::future::join_all(controllers).await;
     Ok(())
 }
@@ -132,12 +136,13 @@ pub async fn drive<K, F, Fut>(
         .graceful_shutdown_on(shutdown.clone().cancelled_owned())
         .reconcile_all_on(ctx.resync_stream())
         .run(reconciler, error_policy, Arc::clone(&ctx))
-        .for_each(|result| async move {
+        .for_each(|result| {
             match result {
                 Ok((obj, _)) => tracing::debug!(kind, object = %obj, "reconciled"),
                 Err(kube::runtime::controller::Error::ReconcilerFailed(..)) => {}
                 Err(e) => tracing::debug!(kind, error = %e, "controller event"),
             }
+            futures::future::ready(())
         });
     let (gate, ()) = futures::join!(ready, stream);
     drop(gate);
