@@ -6,7 +6,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::api;
+use crate::bench::BenchArgs;
 use crate::emulator::{self, EmulatorArgs};
+use crate::local::LocalArgs;
 use crate::runtime::settings::Settings;
 use crate::runtime::telemetry::{self, LogFormat};
 
@@ -27,6 +29,13 @@ pub enum Command {
     /// Run the operator: every controller against the current kubeconfig or in-cluster
     /// config, with leader election, the admin server and graceful shutdown.
     Run(Box<Settings>),
+    /// Run the embedded default: the real controllers on an in-memory Kubernetes API and
+    /// the in-process Azure emulator, applying the manifests of a directory (no cluster,
+    /// no Azure subscription). Exits 0 when every object is Ready.
+    Local(LocalArgs),
+    /// Measure reconcile speed and memory on the embedded environment (figures of
+    /// docs/PERFORMANCE.md).
+    Bench(BenchArgs),
     /// Run the Azure Resource Manager emulator on loopback (in-memory ARM for trying
     /// manifests and for tests, no Azure subscription needed).
     Emulator(EmulatorArgs),
@@ -68,6 +77,12 @@ pub enum CliError {
     /// The operator failed.
     #[error(transparent)]
     Operator(#[from] crate::operator::OperatorError),
+    /// Local mode could not run.
+    #[error(transparent)]
+    Local(#[from] crate::local::LocalError),
+    /// The benchmark failed.
+    #[error(transparent)]
+    Bench(#[from] crate::bench::BenchError),
     /// The emulator failed.
     #[error("emulator: {0}")]
     Emulator(#[from] emulator::EmulatorError),
@@ -90,6 +105,23 @@ pub enum CliError {
 /// Runs the parsed command line and returns the process exit code.
 pub fn main(cli: Cli) -> ExitCode {
     let result = match cli.command {
+        Command::Local(args) => {
+            return match block_on_code(crate::local::run(args)) {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        Command::Bench(args) => block_on(async {
+            telemetry::init("warn", LogFormat::Text)?;
+            let report = crate::bench::run(&args).await?;
+            println!("| VMs | seconds to all Ready | reconciles | ARM requests | writes during a resync at rest | peak RSS (MiB) |");
+            println!("|---|---|---|---|---|---|");
+            println!("{}", report.markdown_row());
+            Ok(())
+        }),
         Command::Crds(args) if args.apply => block_on(async {
             telemetry::init("info", LogFormat::Auto)?;
             let client = kube::Client::try_default().await?;
@@ -128,6 +160,19 @@ fn block_on<F: std::future::Future<Output = Result<(), CliError>>>(fut: F) -> Re
         .build()
         .map_err(CliError::Runtime)?
         .block_on(fut)
+}
+
+/// Runs `fut` (which yields an exit code) on a multi-threaded tokio runtime.
+fn block_on_code<F, E>(fut: F) -> Result<ExitCode, CliError>
+where
+    F: std::future::Future<Output = Result<ExitCode, E>>,
+    CliError: From<E>,
+{
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(CliError::Runtime)?;
+    Ok(rt.block_on(fut)?)
 }
 
 fn crds(args: &CrdsArgs) -> Result<(), CliError> {

@@ -3,12 +3,14 @@
 
 pub mod api;
 pub mod azure;
+pub mod bench;
 pub mod cli;
 pub mod controllers;
 pub mod crd_install;
 pub mod embedded;
 pub mod emulator;
 pub mod kubemem;
+pub mod local;
 pub mod operator;
 pub mod runtime;
 pub mod ssh;
