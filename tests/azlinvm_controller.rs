@@ -583,3 +583,123 @@ async fn zero_writes_at_rest() {
     );
     env.shutdown().await;
 }
+
+#[tokio::test]
+async fn mounts_over_real_ssh_pin_the_host_key_and_unmount_on_removal() {
+    use azlin_operator::controllers::GuestAccess;
+    use azlin_operator::embedded::GuestMode;
+    use azlin_operator::ssh::testing::{MountSandbox, TestSshd};
+    use azlin_operator::ssh::{SshConfig, SshRunner};
+    use std::sync::Arc;
+
+    let sshd = TestSshd::start().expect("test sshd (apt-get install openssh-server)");
+    let sandbox = MountSandbox::new().expect("sandbox");
+    let mut options = EmbeddedOptions::for_tests();
+    options.emulator.vm_address = Some("127.0.0.1".parse().expect("ip"));
+    options.guest = GuestMode::Custom(GuestAccess::Ssh {
+        runner: SshRunner::new(SshConfig::default()),
+        port: sshd.port(),
+        env: Arc::new(sandbox.script_env()),
+        login_user: Some(sshd.user().to_string()),
+    });
+    let env = EmbeddedEnv::start(options).await.expect("env");
+
+    let secrets: Api<Secret> = Api::namespaced(env.client(), "default");
+    let key = Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some("vm-key".into()),
+            ..Default::default()
+        },
+        type_: Some("kubernetes.io/ssh-auth".into()),
+        data: Some(sshd.client_key_pair().secret_data()),
+        ..Default::default()
+    };
+    secrets
+        .create(&Default::default(), &key)
+        .await
+        .expect("key secret");
+    env.apply_yaml(
+        "apiVersion: azlin.io/v1alpha1\nkind: SharedStorage\nmetadata: {name: data, namespace: default}\nspec: {resourceGroup: rg-m, location: westus2}\n",
+    )
+    .expect("storage");
+    // The SharedStorage controller is not part of this test: publish a Ready status by hand.
+    let storages: Api<azlin_operator::api::SharedStorage> =
+        Api::namespaced(env.client(), "default");
+    storages
+        .patch_status(
+            "data",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"status": {
+                "nfsEndpoint": "acct.file.core.windows.net:/acct/data",
+                "conditions": [{"type": "Ready", "status": "True", "reason": "Ready", "message": "ok",
+                                "lastTransitionTime": "2026-01-01T00:00:00Z"}]
+            }})),
+        )
+        .await
+        .expect("storage status");
+    env.apply_yaml(&vm_yaml(
+        "m",
+        "  sshKeySecretRef: {name: vm-key}\n  mounts:\n  - storageRef: data\n    path: /mnt/data\n",
+    ))
+    .expect("vm");
+    let vm = env
+        .wait_for(
+            "default",
+            "m",
+            |v: &AzlinVM| {
+                is_ready(v)
+                    && v.status.as_ref().is_some_and(|s| {
+                        s.mounts.len() == 1
+                            && s.mounts[0].state
+                                == azlin_operator::api::azlinvm::MountState::Mounted
+                    })
+            },
+            T,
+        )
+        .await
+        .expect("mounted");
+    let st = vm.status.expect("status");
+    assert_eq!(
+        st.host_key_fingerprint.as_deref(),
+        Some(sshd.host_key_fingerprint())
+    );
+    assert!(conditions::is_true(&st.conditions, "Mounted"));
+    let (source, options) = sandbox
+        .mounted("/mnt/data")
+        .expect("mounted in the sandbox");
+    assert_eq!(source, "acct.file.core.windows.net:/acct/data");
+    assert!(options.contains("vers=4,minorversion=1"), "{options}");
+    assert!(sandbox.fstab().contains("/mnt/data"));
+    assert!(
+        sandbox
+            .command_log()
+            .iter()
+            .any(|l| l.starts_with("mount -t nfs")),
+        "{:?}",
+        sandbox.command_log()
+    );
+    let mounts_before = sandbox.command_log().len();
+    // At rest no SSH work is repeated.
+    let before = env.reconciles("AzlinVM");
+    env.resync();
+    azlin_operator::kubemem::testing::eventually(T, "resync", || async {
+        (env.reconciles("AzlinVM") > before).then_some(())
+    })
+    .await;
+    assert_eq!(sandbox.command_log().len(), mounts_before);
+
+    patch_spec(&env, "m", json!({ "mounts": [] })).await;
+    let vm = env
+        .wait_for(
+            "default",
+            "m",
+            |v: &AzlinVM| is_ready(v) && v.status.as_ref().is_some_and(|s| s.mounts.is_empty()),
+            T,
+        )
+        .await
+        .expect("unmounted");
+    assert!(conditions::find(&vm.status.expect("status").conditions, "Mounted").is_none());
+    assert!(sandbox.mounted("/mnt/data").is_none());
+    assert!(!sandbox.fstab().contains("/mnt/data"));
+    env.shutdown().await;
+}
