@@ -167,6 +167,11 @@ async fn create_becomes_ready_with_tagged_resources_and_generated_key() {
     assert_eq!(owner.kind, "AzlinVM");
     assert_eq!(Some(owner.uid.clone()), vm.metadata.uid);
     wait_event(&env, "dev", "Created").await;
+    let readiness = env.readiness().expect("controllers running").clone();
+    azlin_operator::kubemem::testing::eventually(T, "controller readiness", || async {
+        readiness.is_ready().then_some(())
+    })
+    .await;
     env.shutdown().await;
 }
 
@@ -701,5 +706,39 @@ async fn mounts_over_real_ssh_pin_the_host_key_and_unmount_on_removal() {
     assert!(conditions::find(&vm.status.expect("status").conditions, "Mounted").is_none());
     assert!(sandbox.mounted("/mnt/data").is_none());
     assert!(!sandbox.fstab().contains("/mnt/data"));
+
+    // A different host key than the pinned one is refused: Stalled, nothing mounted.
+    let vms: Api<AzlinVM> = Api::namespaced(env.client(), "default");
+    vms.patch_status(
+        "m",
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"status": {"hostKeyFingerprint": "SHA256:someoneelse"}})),
+    )
+    .await
+    .expect("pin another key");
+    patch_spec(
+        &env,
+        "m",
+        json!({ "mounts": [{"storageRef": "data", "path": "/mnt/data"}] }),
+    )
+    .await;
+    let vm = env
+        .wait_for(
+            "default",
+            "m",
+            |v: &AzlinVM| {
+                v.status
+                    .as_ref()
+                    .is_some_and(|s| conditions::is_true(&s.conditions, STALLED))
+            },
+            T,
+        )
+        .await
+        .expect("stalled on host key mismatch");
+    let c = conditions::find(&vm.status.expect("status").conditions, STALLED)
+        .expect("stalled")
+        .clone();
+    assert_eq!(c.reason, "HostKeyMismatch", "{c:?}");
+    assert!(sandbox.mounted("/mnt/data").is_none());
     env.shutdown().await;
 }
