@@ -300,6 +300,33 @@ async fn resize_tags_and_data_disks() {
     );
     assert!(count_posts(&env, "deallocate") >= 1);
     wait_event(&env, "rs", "Resized").await;
+    // Growing a data disk (Azure needs the VM deallocated; it runs again afterwards).
+    patch_spec(
+        &env,
+        "rs",
+        json!({ "dataDisks": [{"lun": 0, "sizeGiB": 64}] }),
+    )
+    .await;
+    env.wait_for(
+        "default",
+        "rs",
+        |v: &AzlinVM| {
+            is_ready(v)
+                && power(v) == Some("running")
+                && env
+                    .emulator()
+                    .resource(&arm_id(
+                        "rs",
+                        "Microsoft.Compute/disks",
+                        "default-rs-data-0",
+                    ))
+                    .is_some_and(|d| d["properties"]["diskSizeGB"] == 64)
+        },
+        T,
+    )
+    .await
+    .expect("data disk grown");
+    wait_event(&env, "rs", "DisksResized").await;
     env.shutdown().await;
 }
 
@@ -740,5 +767,105 @@ async fn mounts_over_real_ssh_pin_the_host_key_and_unmount_on_removal() {
         .clone();
     assert_eq!(c.reason, "HostKeyMismatch", "{c:?}");
     assert!(sandbox.mounted("/mnt/data").is_none());
+    env.shutdown().await;
+}
+
+#[tokio::test]
+async fn objects_that_cannot_be_read_do_not_break_the_watch() {
+    let mut options = EmbeddedOptions::for_tests();
+    options.admission = false;
+    let env = EmbeddedEnv::start(options).await.expect("env");
+    env.apply_yaml(&vm_yaml("broken", "  powerState: Sideways\n"))
+        .expect("apply broken");
+    env.apply_yaml(&vm_yaml("fine", "")).expect("apply fine");
+    wait_ready(&env, "fine").await;
+    env.shutdown().await;
+}
+
+#[tokio::test]
+async fn same_named_azure_resources_not_ours_are_never_touched() {
+    use azlin_operator::azure::network::PublicIpAddress;
+    let env = env().await;
+    env.arm()
+        .resources()
+        .create_or_update("rg-foreign", "westus2", &Default::default())
+        .await
+        .expect("rg");
+    env.arm()
+        .network()
+        .public_ips("rg-foreign")
+        .create_or_update(
+            "default-foreign-pip",
+            &PublicIpAddress::standard_static("westus2"),
+        )
+        .await
+        .expect("foreign pip");
+    env.apply_yaml(&vm_yaml("foreign", "  publicIP: true\n"))
+        .expect("apply");
+    let vm = env
+        .wait_for(
+            "default",
+            "foreign",
+            |v: &AzlinVM| {
+                v.status
+                    .as_ref()
+                    .is_some_and(|s| conditions::is_true(&s.conditions, STALLED))
+            },
+            T,
+        )
+        .await
+        .expect("stalled");
+    let c = conditions::find(&vm.status.expect("status").conditions, STALLED)
+        .expect("c")
+        .clone();
+    assert_eq!(c.reason, "ResourceNotManaged");
+    assert!(c.message.contains("default-foreign-pip"), "{}", c.message);
+    let pip = env
+        .emulator()
+        .resource(&arm_id(
+            "foreign",
+            "Microsoft.Network/publicIPAddresses",
+            "default-foreign-pip",
+        ))
+        .expect("pip");
+    assert!(
+        pip.get("tags")
+            .is_none_or(|t| t.get("managed-by").is_none()),
+        "{pip}"
+    );
+    assert!(env.emulator().resource(&vm_arm_id("foreign")).is_none());
+    env.shutdown().await;
+}
+
+#[tokio::test]
+async fn retained_resources_are_adopted_by_a_new_object() {
+    let env = env().await;
+    let yaml = vm_yaml("adopt", "  deletionPolicy: Retain\n");
+    env.apply_yaml(&yaml).expect("apply");
+    let first = wait_ready(&env, "adopt").await;
+    let api: Api<AzlinVM> = Api::namespaced(env.client(), "default");
+    api.delete("adopt", &Default::default())
+        .await
+        .expect("delete");
+    env.wait_gone::<AzlinVM>("default", "adopt", T)
+        .await
+        .expect("gone");
+    let released = env.emulator().resource(&vm_arm_id("adopt")).expect("kept");
+    assert_eq!(released["tags"]["azlin-operator-released"], "true");
+    env.apply_yaml(&yaml).expect("apply again");
+    let second = wait_ready(&env, "adopt").await;
+    assert_ne!(first.metadata.uid, second.metadata.uid);
+    let vm = env.emulator().resource(&vm_arm_id("adopt")).expect("vm");
+    assert_eq!(
+        vm["tags"]["azlin-operator-uid"],
+        second.metadata.uid.clone().unwrap_or_default()
+    );
+    assert!(vm["tags"].get("azlin-operator-released").is_none(), "{vm}");
+    assert_eq!(
+        first.status.and_then(|s| s.vm_id),
+        second.status.and_then(|s| s.vm_id),
+        "the same Azure VM"
+    );
+    wait_event(&env, "adopt", "Adopted").await;
     env.shutdown().await;
 }

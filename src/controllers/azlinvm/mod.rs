@@ -618,6 +618,38 @@ impl<'a> Run<'a> {
             }
         }
 
+        // Grow disks (Azure needs the VM deallocated for that).
+        let growth = self.disk_growth().await?;
+        if !growth.is_empty() {
+            let disks = arm.compute().disks(&spec.resource_group);
+            let list = growth
+                .iter()
+                .map(|(n, s)| format!("{n} to {s} GiB"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            if power != ObservedPower::Deallocated {
+                vms.begin_power(&self.names.vm, PowerAction::Deallocate)
+                    .await?;
+                self.event(
+                    EventType::Normal,
+                    "Deallocating",
+                    format!("deallocating VM {} to grow {list}", self.names.vm),
+                );
+            } else {
+                for (name, size) in &growth {
+                    disks
+                        .update(name, &json!({ "properties": { "diskSizeGB": size } }))
+                        .await?;
+                }
+                self.event(EventType::Normal, "DisksResized", format!("grew {list}"));
+            }
+            return Ok(self.progress(
+                VmPhase::Updating,
+                "ResizingDisks",
+                format!("growing {list}"),
+            ));
+        }
+
         // Restart once per new restartRequestedAt.
         if spec.restart_requested_at.is_some()
             && self.old.last_restart_requested_at != spec.restart_requested_at
@@ -729,6 +761,26 @@ impl<'a> Run<'a> {
             phase: status::settled_phase(desired),
             requeue,
         })
+    }
+
+    /// Disks smaller than the spec, read from Azure.
+    async fn disk_growth(&self) -> Result<Vec<(String, u32)>, Error> {
+        let spec = &self.vm.spec;
+        if spec.os_disk.size_gib.is_none() && spec.data_disks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let disks = self.arm.compute().disks(&spec.resource_group);
+        let mut current = BTreeMap::new();
+        let mut names = vec![self.names.os_disk.clone()];
+        names.extend(spec.data_disks.iter().map(|d| self.names.data_disk(d.lun)));
+        for name in names {
+            if let Some(d) = disks.get(&name).await?
+                && let Some(size) = d.properties.disk_size_gb
+            {
+                current.insert(name, size);
+            }
+        }
+        Ok(build::disk_growth(spec, &self.names, &current))
     }
 
     /// Converges the mounts; returns a non-ready health when they are not all mounted.
