@@ -869,3 +869,64 @@ async fn retained_resources_are_adopted_by_a_new_object() {
     wait_event(&env, "adopt", "Adopted").await;
     env.shutdown().await;
 }
+
+#[tokio::test]
+async fn tenant_credentials_secret_selects_the_subscription() {
+    let env = env().await;
+    let tenant_sub = "11111111-2222-3333-4444-555555555555";
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    env.apply_yaml(&format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: azlin-azure-credentials, namespace: tenant}}\ndata:\n  AZURE_ACCESS_TOKEN: {}\n  AZURE_SUBSCRIPTION_ID: {}\n",
+        b64("tenant-token"),
+        b64(tenant_sub)
+    ))
+    .expect("tenant secret");
+    env.apply_yaml(&vm_yaml("t1", "").replace("namespace: default", "namespace: tenant"))
+        .expect("apply");
+    let vm = env
+        .wait_for("tenant", "t1", is_ready, T)
+        .await
+        .expect("ready");
+    let id = vm.status.and_then(|s| s.resource_id).expect("resource id");
+    assert!(
+        id.starts_with(&format!("/subscriptions/{tenant_sub}/")),
+        "{id}"
+    );
+
+    // An unusable credential Secret stalls the namespace's VMs, naming the Secret.
+    env.apply_yaml(&format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: azlin-azure-credentials, namespace: broken}}\ndata:\n  AZURE_CLIENT_ID: {}\n",
+        b64("only-a-client-id")
+    ))
+    .expect("broken secret");
+    env.apply_yaml(&vm_yaml("t2", "").replace("namespace: default", "namespace: broken"))
+        .expect("apply");
+    let vm = env
+        .wait_for(
+            "broken",
+            "t2",
+            |v: &AzlinVM| {
+                v.status
+                    .as_ref()
+                    .is_some_and(|s| conditions::is_true(&s.conditions, STALLED))
+            },
+            T,
+        )
+        .await
+        .expect("stalled");
+    let c = conditions::find(&vm.status.expect("status").conditions, STALLED)
+        .expect("c")
+        .clone();
+    assert_eq!(c.reason, "InvalidSpec");
+    assert!(
+        c.message.contains("azlin-azure-credentials"),
+        "{}",
+        c.message
+    );
+    assert!(
+        !c.message.contains("only-a-client-id"),
+        "no secret values in messages"
+    );
+    env.shutdown().await;
+}
