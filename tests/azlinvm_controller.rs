@@ -100,8 +100,11 @@ fn count_posts(env: &EmbeddedEnv, action: &str) -> usize {
 #[tokio::test]
 async fn create_becomes_ready_with_tagged_resources_and_generated_key() {
     let env = env().await;
-    env.apply_yaml(&vm_yaml("dev", "  publicIP: true\n  tags:\n    team: a\n"))
-        .expect("apply");
+    env.apply_yaml(&vm_yaml(
+        "dev",
+        "  publicIP: true\n  restartRequestedAt: \"2026-01-01T00:00:00Z\"\n  tags:\n    team: a\n",
+    ))
+    .expect("apply");
     let vm = wait_ready(&env, "dev").await;
     let st = vm.status.clone().expect("status");
     assert_eq!(
@@ -167,6 +170,9 @@ async fn create_becomes_ready_with_tagged_resources_and_generated_key() {
     assert_eq!(owner.kind, "AzlinVM");
     assert_eq!(Some(owner.uid.clone()), vm.metadata.uid);
     wait_event(&env, "dev", "Created").await;
+    // A restart requested before the VM existed is satisfied by its first boot.
+    assert_eq!(count_posts(&env, "restart"), 0);
+    assert!(st.last_restart_requested_at.is_some());
     let readiness = env.readiness().expect("controllers running").clone();
     azlin_operator::kubemem::testing::eventually(T, "controller readiness", || async {
         readiness.is_ready().then_some(())

@@ -457,6 +457,8 @@ impl<'a> Run<'a> {
             self.status.power_state = None;
         }
         let spec = &self.vm.spec;
+        // A new VM boots fresh: a restart requested before it existed is already satisfied.
+        self.status.last_restart_requested_at = spec.restart_requested_at.clone();
         let user_data =
             cloudinit::user_data(&spec.admin_username, public_key, spec.cloud_init.as_deref());
         let body = build::desired_vm(
@@ -860,8 +862,8 @@ impl<'a> Run<'a> {
             .iter()
             .find(|m| m.state == crate::api::azlinvm::MountState::Failed);
         if let Some(f) = failed {
-            let key = format!("{}/mounts", self.owner.display());
-            let delay = self.ctx.backoff().next_delay(&key);
+            let backoff_key = format!("{}/mounts", self.owner.display());
+            let delay = self.ctx.backoff().next_delay(&backoff_key);
             return Ok(Some((
                 Health::progressing(
                     "MountFailed",
