@@ -16,6 +16,7 @@ pub mod error;
 pub mod guest;
 pub mod naming;
 pub mod observe;
+pub mod sharedstorage;
 pub mod status;
 
 use std::fmt::Debug;
@@ -44,7 +45,11 @@ pub async fn run(
     shutdown: CancellationToken,
     readiness: Readiness,
 ) -> Result<(), Error> {
-    let controllers: Vec<BoxFuture<'static, ()>> = vec![];
+    let controllers: Vec<BoxFuture<'static, ()>> = vec![Box::pin(sharedstorage::run(
+        Arc::clone(&ctx),
+        shutdown.clone(),
+        readiness.register(sharedstorage::KIND),
+    ))];
     let _ = (&ctx, &shutdown, &readiness);
     futures::future::join_all(controllers).await;
     Ok(())
@@ -132,12 +137,13 @@ pub async fn drive<K, F, Fut>(
         .graceful_shutdown_on(shutdown.clone().cancelled_owned())
         .reconcile_all_on(ctx.resync_stream())
         .run(reconciler, error_policy, Arc::clone(&ctx))
-        .for_each(|result| async move {
+        .for_each(|result| {
             match result {
                 Ok((obj, _)) => tracing::debug!(kind, object = %obj, "reconciled"),
                 Err(kube::runtime::controller::Error::ReconcilerFailed(..)) => {}
                 Err(e) => tracing::debug!(kind, error = %e, "controller event"),
             }
+            futures::future::ready(())
         });
     let (gate, ()) = futures::join!(ready, stream);
     drop(gate);
