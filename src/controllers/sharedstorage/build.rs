@@ -348,31 +348,33 @@ pub fn mount_layout(storage: &SharedStorage) -> MountLayout {
     }
 }
 
-/// The template table for the README: template, default mount path, directories.
+/// The README's storage template table: template, default mount path, directories on the
+/// share, directories on each VM's own disk.
 pub fn templates_markdown() -> String {
     let mut out = String::from(
-        "| template | default mount path | directory | on | purpose |\n|---|---|---|---|---|\n",
+        "| template | default mount path | on the share | on each VM's own disk |\n|---|---|---|---|\n",
     );
     for t in StorageTemplate::ALL {
-        for (i, d) in t.layout().iter().enumerate() {
-            let (name, path) = if i == 0 {
-                (format!("`{}`", t.as_str()), format!("`{}`", t.mount_path()))
+        let list = |shared: bool, fmt: &dyn Fn(&str) -> String| {
+            let items: Vec<String> = t
+                .layout()
+                .iter()
+                .filter(|d| d.shared == shared)
+                .map(|d| fmt(d.path))
+                .collect();
+            if items.is_empty() {
+                "—".to_string()
             } else {
-                (String::new(), String::new())
-            };
-            let (dir, on) = if d.shared {
-                (
-                    format!("`{}/{}`", t.mount_path(), d.path),
-                    "share".to_string(),
-                )
-            } else {
-                (format!("`{}`", d.path), "VM disk".to_string())
-            };
-            out.push_str(&format!(
-                "| {name} | {path} | {dir} | {on} | {} |\n",
-                d.purpose
-            ));
-        }
+                items.join(", ")
+            }
+        };
+        out.push_str(&format!(
+            "| `{}` | `{}` | {} | {} |\n",
+            t.as_str(),
+            t.mount_path(),
+            list(true, &|p| format!("`{p}/`")),
+            list(false, &|p| format!("`{p}`")),
+        ));
     }
     out
 }
@@ -656,17 +658,17 @@ mod tests {
     }
 
     #[test]
-    fn templates_table_lists_every_template_and_directory() {
-        let md = templates_markdown();
-        for t in StorageTemplate::ALL {
-            assert!(md.contains(&format!("`{}`", t.as_str())));
-            assert!(md.contains(&format!("`{}`", t.mount_path())));
-            for d in t.layout() {
-                assert!(md.contains(d.purpose), "{}", d.purpose);
-            }
-        }
-        assert!(md.contains("| `/mnt/ml/datasets` | share |"));
-        assert!(md.contains("| `/mnt/scratch` | VM disk |"));
+    fn templates_table_is_the_readme_table() {
+        assert_eq!(
+            templates_markdown(),
+            "| template | default mount path | on the share | on each VM's own disk |
+|---|---|---|---|
+| `ml-training` | `/mnt/ml` | `datasets/`, `models/`, `checkpoints/` | `/mnt/scratch` |
+| `ci-runner` | `/mnt/ci` | `cache/`, `artifacts/` | `/var/lib/ci-work` |
+| `dev-team` | `/mnt/team` | `projects/`, `tools/`, `scratch/` | — |
+| `testing` | `/mnt/testing` | `fixtures/`, `results/` | `/tmp/test-work` |
+"
+        );
     }
 
     #[test]
