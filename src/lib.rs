@@ -5,6 +5,7 @@ pub mod api;
 pub mod azure;
 pub mod cli;
 pub mod controllers;
+pub mod embedded;
 pub mod emulator;
 pub mod kubemem;
 pub mod runtime;

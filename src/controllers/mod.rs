@@ -11,6 +11,7 @@
 //! [`run`] runs every controller until shutdown. A kind's module provides
 //! `run(ctx, shutdown, gate)` built on [`drive`].
 
+pub mod azlinvm;
 pub mod context;
 pub mod error;
 pub mod guest;
@@ -45,12 +46,18 @@ pub async fn run(
     shutdown: CancellationToken,
     readiness: Readiness,
 ) -> Result<(), Error> {
-    let controllers: Vec<BoxFuture<'static, ()>> = vec![Box::pin(sharedstorage::run(
-        Arc::clone(&ctx),
-        shutdown.clone(),
-        readiness.register(sharedstorage::KIND),
-    ))];
-    let _ = (&ctx, &shutdown, &readiness);
+    let controllers: Vec<BoxFuture<'static, ()>> = vec![
+        Box::pin(azlinvm::run(
+            Arc::clone(&ctx),
+            shutdown.clone(),
+            readiness.register("AzlinVM controller"),
+        )),
+        Box::pin(sharedstorage::run(
+            Arc::clone(&ctx),
+            shutdown.clone(),
+            readiness.register("SharedStorage controller"),
+        )),
+    ];
     futures::future::join_all(controllers).await;
     Ok(())
 }

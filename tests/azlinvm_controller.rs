@@ -1,0 +1,585 @@
+//! Whole-controller tests of the AzlinVM controller on the embedded environment: the
+//! in-memory Kubernetes API and the ARM emulator over real HTTP.
+
+use std::time::Duration;
+
+use azlin_operator::api::AzlinVM;
+use azlin_operator::api::conditions::{self, READY, STALLED};
+use azlin_operator::controllers::context::EMULATOR_SUBSCRIPTION;
+use azlin_operator::embedded::{EmbeddedEnv, EmbeddedOptions};
+use azlin_operator::emulator::ErrorInjection;
+use k8s_openapi::api::core::v1::Secret;
+use kube::Api;
+use kube::api::{Patch, PatchParams};
+use serde_json::{Value, json};
+
+const T: Duration = Duration::from_secs(30);
+
+async fn env() -> EmbeddedEnv {
+    EmbeddedEnv::start(EmbeddedOptions::for_tests())
+        .await
+        .expect("embedded env")
+}
+
+fn vm_yaml(name: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: azlin.io/v1alpha1\nkind: AzlinVM\nmetadata:\n  name: {name}\n  namespace: default\nspec:\n  resourceGroup: rg-{name}\n  location: westus2\n  size: Standard_D2s_v5\n{extra}"
+    )
+}
+
+fn rg_id(name: &str) -> String {
+    format!("/subscriptions/{EMULATOR_SUBSCRIPTION}/resourceGroups/rg-{name}")
+}
+
+fn arm_id(name: &str, kind: &str, resource: &str) -> String {
+    format!("{}/providers/{kind}/{resource}", rg_id(name))
+}
+
+fn vm_arm_id(name: &str) -> String {
+    arm_id(
+        name,
+        "Microsoft.Compute/virtualMachines",
+        &format!("default-{name}"),
+    )
+}
+
+fn is_ready(vm: &AzlinVM) -> bool {
+    vm.status.as_ref().is_some_and(|s| {
+        s.observed_generation == vm.metadata.generation && conditions::is_true(&s.conditions, READY)
+    })
+}
+
+fn power(vm: &AzlinVM) -> Option<&str> {
+    vm.status.as_ref().and_then(|s| s.power_state.as_deref())
+}
+
+async fn wait_ready(env: &EmbeddedEnv, name: &str) -> AzlinVM {
+    env.wait_for("default", name, is_ready, T)
+        .await
+        .expect("AzlinVM Ready")
+}
+
+async fn patch_spec(env: &EmbeddedEnv, name: &str, spec: Value) {
+    let api: Api<AzlinVM> = Api::namespaced(env.client(), "default");
+    api.patch(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(&json!({ "spec": spec })),
+    )
+    .await
+    .expect("patch spec");
+}
+
+fn event_reasons(env: &EmbeddedEnv, name: &str) -> Vec<String> {
+    env.api()
+        .list("events.k8s.io/v1", "Event", Some("default"))
+        .into_iter()
+        .filter(|e| e.pointer("/regarding/name").and_then(Value::as_str) == Some(name))
+        .filter_map(|e| e.get("reason").and_then(Value::as_str).map(str::to_string))
+        .collect()
+}
+
+async fn wait_event(env: &EmbeddedEnv, name: &str, reason: &str) {
+    azlin_operator::kubemem::testing::eventually(T, &format!("event {reason}"), || async {
+        event_reasons(env, name)
+            .iter()
+            .any(|r| r == reason)
+            .then_some(())
+    })
+    .await;
+}
+
+fn count_posts(env: &EmbeddedEnv, action: &str) -> usize {
+    env.emulator()
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with(&format!("/{action}")))
+        .count()
+}
+
+#[tokio::test]
+async fn create_becomes_ready_with_tagged_resources_and_generated_key() {
+    let env = env().await;
+    env.apply_yaml(&vm_yaml("dev", "  publicIP: true\n  tags:\n    team: a\n"))
+        .expect("apply");
+    let vm = wait_ready(&env, "dev").await;
+    let st = vm.status.clone().expect("status");
+    assert_eq!(
+        st.phase,
+        Some(azlin_operator::api::azlinvm::VmPhase::Running)
+    );
+    assert_eq!(st.power_state.as_deref(), Some("running"));
+    assert_eq!(st.size.as_deref(), Some("Standard_D2s_v5"));
+    assert!(st.vm_id.is_some());
+    assert_eq!(
+        st.resource_id.as_deref().map(str::to_ascii_lowercase),
+        Some(vm_arm_id("dev").to_ascii_lowercase())
+    );
+    assert!(st.private_ip.is_some());
+    assert!(st.public_ip.is_some());
+    assert_eq!(st.ssh_key_secret.as_deref(), Some("dev-ssh"));
+
+    let arm_vm = env
+        .emulator()
+        .resource(&vm_arm_id("dev"))
+        .expect("VM exists");
+    let tags = &arm_vm["tags"];
+    assert_eq!(tags["managed-by"], "azlin-operator");
+    assert_eq!(tags["azlin-operator-namespace"], "default");
+    assert_eq!(tags["azlin-operator-name"], "dev");
+    assert_eq!(tags["azlin-operator-kind"], "AzlinVM");
+    assert_eq!(
+        tags["azlin-operator-uid"],
+        vm.metadata.uid.clone().unwrap_or_default()
+    );
+    assert_eq!(tags["team"], "a");
+    for (kind, res) in [
+        ("Microsoft.Network/networkInterfaces", "default-dev-nic"),
+        ("Microsoft.Network/publicIPAddresses", "default-dev-pip"),
+        ("Microsoft.Network/virtualNetworks", "azlin-westus2-vnet"),
+        (
+            "Microsoft.Network/networkSecurityGroups",
+            "azlin-westus2-nsg",
+        ),
+        ("Microsoft.Compute/disks", "default-dev-osdisk"),
+    ] {
+        assert!(
+            env.emulator().resource(&arm_id("dev", kind, res)).is_some(),
+            "{kind}/{res} missing"
+        );
+    }
+    let nic = env
+        .emulator()
+        .resource(&arm_id(
+            "dev",
+            "Microsoft.Network/networkInterfaces",
+            "default-dev-nic",
+        ))
+        .expect("nic");
+    assert_eq!(nic["tags"]["azlin-operator-name"], "dev");
+
+    let secrets: Api<Secret> = Api::namespaced(env.client(), "default");
+    let secret = secrets.get("dev-ssh").await.expect("key secret");
+    assert_eq!(secret.type_.as_deref(), Some("kubernetes.io/ssh-auth"));
+    let data = secret.data.clone().expect("data");
+    assert!(data.contains_key("ssh-privatekey") && data.contains_key("ssh-publickey"));
+    let owner = &secret.metadata.owner_references.clone().expect("owner")[0];
+    assert_eq!(owner.kind, "AzlinVM");
+    assert_eq!(Some(owner.uid.clone()), vm.metadata.uid);
+    wait_event(&env, "dev", "Created").await;
+    env.shutdown().await;
+}
+
+#[tokio::test]
+async fn power_transitions_and_restart_once() {
+    let env = env().await;
+    env.apply_yaml(&vm_yaml("pw", "")).expect("apply");
+    wait_ready(&env, "pw").await;
+    for (state, word) in [
+        ("Stopped", "stopped"),
+        ("Deallocated", "deallocated"),
+        ("Running", "running"),
+    ] {
+        patch_spec(&env, "pw", json!({ "powerState": state })).await;
+        let vm = env
+            .wait_for(
+                "default",
+                "pw",
+                |v: &AzlinVM| is_ready(v) && power(v) == Some(word),
+                T,
+            )
+            .await
+            .expect("power state reached with Ready");
+        assert_eq!(
+            env.emulator().resource(&vm_arm_id("pw")).expect("vm")["properties"]["instanceView"]["statuses"]
+                [1]["code"],
+            format!("PowerState/{word}")
+        );
+        assert!(is_ready(&vm));
+    }
+    wait_event(&env, "pw", "Stopped").await;
+    wait_event(&env, "pw", "Deallocated").await;
+    wait_event(&env, "pw", "Started").await;
+
+    assert_eq!(count_posts(&env, "restart"), 0);
+    patch_spec(
+        &env,
+        "pw",
+        json!({ "restartRequestedAt": "2026-01-01T00:00:00Z" }),
+    )
+    .await;
+    env.wait_for(
+        "default",
+        "pw",
+        |v: &AzlinVM| {
+            is_ready(v)
+                && v.status
+                    .as_ref()
+                    .and_then(|s| s.last_restart_requested_at.as_ref())
+                    .is_some()
+        },
+        T,
+    )
+    .await
+    .expect("restart handled");
+    // Further reconciles do not restart again.
+    let before = env.reconciles("AzlinVM");
+    env.resync();
+    azlin_operator::kubemem::testing::eventually(T, "a resync", || async {
+        (env.reconciles("AzlinVM") > before).then_some(())
+    })
+    .await;
+    env.resync();
+    let before = env.reconciles("AzlinVM");
+    azlin_operator::kubemem::testing::eventually(T, "another resync", || async {
+        (env.reconciles("AzlinVM") > before).then_some(())
+    })
+    .await;
+    assert_eq!(count_posts(&env, "restart"), 1);
+    wait_event(&env, "pw", "Restarted").await;
+    env.shutdown().await;
+}
+
+#[tokio::test]
+async fn resize_tags_and_data_disks() {
+    let env = env().await;
+    env.apply_yaml(&vm_yaml("rs", "")).expect("apply");
+    wait_ready(&env, "rs").await;
+    // Same family: in-place resize.
+    patch_spec(
+        &env,
+        "rs",
+        json!({ "size": "Standard_D4s_v5", "tags": {"env": "dev"} }),
+    )
+    .await;
+    env.wait_for(
+        "default",
+        "rs",
+        |v: &AzlinVM| {
+            is_ready(v)
+                && v.status.as_ref().and_then(|s| s.size.as_deref()) == Some("Standard_D4s_v5")
+        },
+        T,
+    )
+    .await
+    .expect("resized");
+    let vm = env.emulator().resource(&vm_arm_id("rs")).expect("vm");
+    assert_eq!(vm["tags"]["env"], "dev");
+    // Another family: Azure requires deallocation; the VM ends up running again.
+    patch_spec(
+        &env,
+        "rs",
+        json!({ "size": "Standard_E4s_v5", "dataDisks": [{"lun": 0, "sizeGiB": 32}] }),
+    )
+    .await;
+    env.wait_for(
+        "default",
+        "rs",
+        |v: &AzlinVM| {
+            is_ready(v)
+                && v.status.as_ref().and_then(|s| s.size.as_deref()) == Some("Standard_E4s_v5")
+                && power(v) == Some("running")
+        },
+        T,
+    )
+    .await
+    .expect("resized across families");
+    assert!(
+        env.emulator()
+            .resource(&arm_id(
+                "rs",
+                "Microsoft.Compute/disks",
+                "default-rs-data-0"
+            ))
+            .is_some()
+    );
+    assert!(count_posts(&env, "deallocate") >= 1);
+    wait_event(&env, "rs", "Resized").await;
+    env.shutdown().await;
+}
+
+#[tokio::test]
+async fn out_of_band_changes_are_repaired() {
+    let env = env().await;
+    env.apply_yaml(&vm_yaml("oob", "")).expect("apply");
+    let vm = wait_ready(&env, "oob").await;
+    let first_id = vm.status.and_then(|s| s.vm_id).expect("vm id");
+    env.emulator()
+        .set_vm_power_out_of_band(
+            &vm_arm_id("oob"),
+            azlin_operator::emulator::PowerState::Deallocated,
+        )
+        .expect("deallocate out of band");
+    env.resync();
+    wait_event(&env, "oob", "Repaired").await;
+    env.wait_for(
+        "default",
+        "oob",
+        |v: &AzlinVM| is_ready(v) && power(v) == Some("running"),
+        T,
+    )
+    .await
+    .expect("started again");
+
+    env.emulator()
+        .delete_out_of_band(&vm_arm_id("oob"))
+        .expect("delete out of band");
+    env.resync();
+    let vm = env
+        .wait_for(
+            "default",
+            "oob",
+            |v: &AzlinVM| {
+                is_ready(v)
+                    && v.status
+                        .as_ref()
+                        .and_then(|s| s.vm_id.as_deref())
+                        .is_some_and(|id| id != first_id)
+            },
+            T,
+        )
+        .await
+        .expect("recreated");
+    assert!(is_ready(&vm));
+    assert!(env.emulator().resource(&vm_arm_id("oob")).is_some());
+    env.shutdown().await;
+}
+
+#[tokio::test]
+async fn spot_eviction_restarts_the_vm() {
+    let env = env().await;
+    env.apply_yaml(&vm_yaml(
+        "spot",
+        "  spot:\n    maxPrice: -1\n    evictionPolicy: Deallocate\n",
+    ))
+    .expect("apply");
+    wait_ready(&env, "spot").await;
+    let vm = env.emulator().resource(&vm_arm_id("spot")).expect("vm");
+    assert_eq!(vm["properties"]["priority"], "Spot");
+    env.emulator().evict_vm(&vm_arm_id("spot")).expect("evict");
+    env.resync();
+    wait_event(&env, "spot", "SpotEvicted").await;
+    env.wait_for(
+        "default",
+        "spot",
+        |v: &AzlinVM| is_ready(v) && power(v) == Some("running"),
+        T,
+    )
+    .await
+    .expect("running again");
+    env.shutdown().await;
+}
+
+#[tokio::test]
+async fn terminal_errors_stall_until_the_spec_is_fixed() {
+    let env = env().await;
+    env.apply_yaml(&vm_yaml("bad", "").replace("Standard_D2s_v5", "Standard_Nope_v9"))
+        .expect("apply");
+    let vm = env
+        .wait_for(
+            "default",
+            "bad",
+            |v: &AzlinVM| {
+                v.status
+                    .as_ref()
+                    .is_some_and(|s| conditions::is_true(&s.conditions, STALLED))
+            },
+            T,
+        )
+        .await
+        .expect("stalled");
+    let stalled = conditions::find(&vm.status.as_ref().expect("status").conditions, STALLED)
+        .expect("stalled condition")
+        .clone();
+    assert_eq!(stalled.reason, "InvalidParameter", "{stalled:?}");
+    assert!(stalled.message.contains("Standard_Nope_v9"), "{stalled:?}");
+    patch_spec(&env, "bad", json!({ "size": "Standard_D2s_v5" })).await;
+    wait_ready(&env, "bad").await;
+
+    // Quota: injected on the VM PUT.
+    env.emulator().inject_error(ErrorInjection {
+        message: Some("Operation could not be completed as it results in exceeding approved Total Regional Cores quota.".into()),
+        ..ErrorInjection::once("PUT", "virtualMachines/default-quota", 409, "OperationNotAllowed")
+    });
+    env.apply_yaml(&vm_yaml("quota", "")).expect("apply");
+    let vm = env
+        .wait_for(
+            "default",
+            "quota",
+            |v: &AzlinVM| {
+                v.status
+                    .as_ref()
+                    .is_some_and(|s| conditions::is_true(&s.conditions, STALLED))
+            },
+            T,
+        )
+        .await
+        .expect("stalled on quota");
+    let c = conditions::find(&vm.status.as_ref().expect("status").conditions, STALLED).expect("c");
+    assert_eq!(c.reason, "OperationNotAllowed");
+    assert!(c.message.contains("quota"));
+    patch_spec(&env, "quota", json!({ "size": "Standard_D4s_v5" })).await;
+    wait_ready(&env, "quota").await;
+    env.shutdown().await;
+}
+
+#[tokio::test]
+async fn transient_errors_back_off_and_recover() {
+    let env = env().await;
+    env.emulator().inject_error(ErrorInjection {
+        times: 12,
+        ..ErrorInjection::once(
+            "PUT",
+            "virtualMachines/default-flaky",
+            500,
+            "InternalServerError",
+        )
+    });
+    env.emulator().inject_error(ErrorInjection {
+        times: 12,
+        retry_after: Some(0),
+        ..ErrorInjection::once(
+            "GET",
+            "networkInterfaces/default-flaky-nic",
+            429,
+            "TooManyRequests",
+        )
+    });
+    env.apply_yaml(&vm_yaml("flaky", "")).expect("apply");
+    let vm = wait_ready(&env, "flaky").await;
+    assert!(!conditions::is_true(
+        &vm.status.expect("status").conditions,
+        STALLED
+    ));
+    env.shutdown().await;
+}
+
+#[tokio::test]
+async fn delete_policies_and_missing_resource_group() {
+    let env = env().await;
+    env.apply_yaml(&vm_yaml(
+        "del",
+        "  publicIP: true\n  dataDisks:\n  - lun: 1\n    sizeGiB: 16\n",
+    ))
+    .expect("apply");
+    env.apply_yaml(&vm_yaml("keep", "  deletionPolicy: Retain\n"))
+        .expect("apply");
+    env.apply_yaml(&vm_yaml("gone", "")).expect("apply");
+    for n in ["del", "keep", "gone"] {
+        wait_ready(&env, n).await;
+    }
+    let api: Api<AzlinVM> = Api::namespaced(env.client(), "default");
+    for n in ["del", "keep"] {
+        api.delete(n, &Default::default()).await.expect("delete");
+    }
+    env.emulator()
+        .delete_out_of_band(&rg_id("gone"))
+        .expect("delete rg");
+    api.delete("gone", &Default::default())
+        .await
+        .expect("delete");
+    for n in ["del", "keep", "gone"] {
+        env.wait_gone::<AzlinVM>("default", n, T)
+            .await
+            .expect("deleted");
+    }
+    for (kind, res) in [
+        ("Microsoft.Compute/virtualMachines", "default-del"),
+        ("Microsoft.Network/networkInterfaces", "default-del-nic"),
+        ("Microsoft.Network/publicIPAddresses", "default-del-pip"),
+        ("Microsoft.Compute/disks", "default-del-osdisk"),
+        ("Microsoft.Compute/disks", "default-del-data-1"),
+    ] {
+        assert!(
+            env.emulator().resource(&arm_id("del", kind, res)).is_none(),
+            "{res} still exists"
+        );
+    }
+    // The resource group itself is never deleted.
+    assert!(env.emulator().resource(&rg_id("del")).is_some());
+    for (kind, res) in [
+        ("Microsoft.Compute/virtualMachines", "default-keep"),
+        ("Microsoft.Network/networkInterfaces", "default-keep-nic"),
+        ("Microsoft.Compute/disks", "default-keep-osdisk"),
+    ] {
+        let r = env
+            .emulator()
+            .resource(&arm_id("keep", kind, res))
+            .expect("retained");
+        assert_eq!(r["tags"]["azlin-operator-released"], "true", "{res}: {r}");
+    }
+    env.shutdown().await;
+}
+
+#[tokio::test]
+async fn restart_mid_provisioning_creates_no_duplicates() {
+    let mut options = EmbeddedOptions::for_tests();
+    options.emulator.latency = Duration::from_millis(600);
+    let mut env = EmbeddedEnv::start(options).await.expect("env");
+    env.apply_yaml(&vm_yaml("rst", "")).expect("apply");
+    // Wait until the VM PUT was sent, then kill the controllers mid-provisioning.
+    azlin_operator::kubemem::testing::eventually(T, "VM PUT", || async {
+        env.emulator()
+            .requests()
+            .iter()
+            .any(|r| r.method == "PUT" && r.path.contains("virtualMachines/default-rst"))
+            .then_some(())
+    })
+    .await;
+    env.kill_controllers();
+    env.start_controllers();
+    wait_ready(&env, "rst").await;
+    let vm_puts = env
+        .emulator()
+        .requests()
+        .iter()
+        .filter(|r| r.method == "PUT" && r.path.ends_with("virtualMachines/default-rst"))
+        .count();
+    assert_eq!(vm_puts, 1, "the VM was created once");
+    let list = env
+        .arm()
+        .compute()
+        .virtual_machines("rg-rst")
+        .list()
+        .await
+        .expect("list");
+    assert_eq!(list.len(), 1);
+    env.shutdown().await;
+}
+
+#[tokio::test]
+async fn zero_writes_at_rest() {
+    let env = env().await;
+    env.apply_yaml(&vm_yaml("rest", "  publicIP: true\n"))
+        .expect("apply");
+    wait_ready(&env, "rest").await;
+    // Let any follow-up reconcile (status write echo) settle.
+    let settle = env.reconciles("AzlinVM");
+    env.resync();
+    azlin_operator::kubemem::testing::eventually(T, "settling resync", || async {
+        (env.reconciles("AzlinVM") > settle).then_some(())
+    })
+    .await;
+    env.emulator().reset_counts();
+    let mark = env.api().mark();
+    let before = env.reconciles("AzlinVM");
+    env.resync();
+    azlin_operator::kubemem::testing::eventually(T, "resync", || async {
+        (env.reconciles("AzlinVM") > before).then_some(())
+    })
+    .await;
+    let counts = env.emulator().counts();
+    assert!(
+        counts.method("GET") > 0,
+        "the resync read Azure: {counts:?}"
+    );
+    for m in ["PUT", "POST", "DELETE", "PATCH"] {
+        assert_eq!(counts.method(m), 0, "{m} at rest: {counts:?}");
+    }
+    assert_eq!(
+        env.api().writes_since(mark),
+        vec![],
+        "no Kubernetes writes at rest"
+    );
+    env.shutdown().await;
+}
