@@ -47,6 +47,7 @@ use crate::api::common::DeletionPolicy;
 use crate::api::conditions::{self, Health};
 use crate::api::fleet::Fleet;
 use crate::api::sharedstorage::{SharedStorage, SharedStorageStatus, StoragePhase};
+use crate::azure::storage::FileShare;
 use crate::azure::{ArmClient, ArmError};
 use crate::controllers::context::Context;
 use crate::controllers::error::Error;
@@ -230,7 +231,17 @@ impl<'a> StatusWriter<'a> {
             storage,
             current: storage.status.clone(),
             users,
-            observed: Observed::default(),
+            // Start from what the last status said, so progress and error statuses keep the
+            // endpoint VMs mount until a GET shows otherwise.
+            observed: storage
+                .status
+                .as_ref()
+                .map(|s| Observed {
+                    account: s.storage_account.clone(),
+                    share: s.share.clone(),
+                    quota_gib: s.quota_gib,
+                })
+                .unwrap_or_default(),
         }
     }
 
@@ -253,6 +264,14 @@ impl<'a> StatusWriter<'a> {
         .await?;
         self.current = Some(next);
         Ok(changed)
+    }
+
+    /// Records the share as Azure reported it (`None`: it does not exist).
+    fn observe_share(&mut self, name: &str, share: Option<&FileShare>) {
+        self.observed.share = share.map(|_| name.to_string());
+        self.observed.quota_gib = share
+            .and_then(|s| s.properties.share_quota)
+            .and_then(|q| i32::try_from(q).ok());
     }
 
     /// Reports progress before a slow Azure write.
@@ -534,6 +553,7 @@ async fn converge(
     let shares = arm.storage().file_shares(&t.resource_group, &t.account);
     let quota = build::spec_quota(storage.spec.size_gib);
     let actual = shares.get_query(&t.name, &[("$expand", "stats")]).await?;
+    writer.observe_share(&t.name, actual.as_ref());
     let (share, refused) = match build::plan_share(actual.as_ref(), quota, storage.spec.root_squash)
     {
         SharePlan::InSync => (actual, None),
@@ -608,11 +628,7 @@ async fn converge(
             (share, Some(message))
         }
     };
-    writer.observed.share = share.as_ref().map(|_| t.name.clone());
-    writer.observed.quota_gib = share
-        .as_ref()
-        .and_then(|s| s.properties.share_quota)
-        .and_then(|q| i32::try_from(q).ok());
+    writer.observe_share(&t.name, share.as_ref());
     if let Some(message) = refused {
         return Ok(Converged::Refused {
             reason: "ShrinkBelowUsage",
@@ -632,14 +648,6 @@ async fn cleanup(
 ) -> Result<Action, Error> {
     let users = users_of(ctx, storage).await?;
     let mut writer = StatusWriter::new(api, storage, users.clone());
-    writer.observed = Observed {
-        account: storage
-            .status
-            .as_ref()
-            .and_then(|s| s.storage_account.clone()),
-        share: storage.status.as_ref().and_then(|s| s.share.clone()),
-        quota_gib: storage.status.as_ref().and_then(|s| s.quota_gib),
-    };
     let recorder = ctx.recorder(KIND);
     let oref = storage.object_ref(&());
     let result = match storage.spec.deletion_policy {
