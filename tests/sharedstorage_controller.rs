@@ -154,6 +154,45 @@ async fn assert_no_writes_at_rest(env: &EmbeddedEnv) {
     );
 }
 
+/// Like [`assert_no_writes_at_rest`] but only for what this controller writes (storage ARM
+/// resources, SharedStorage objects), while other controllers may still be busy.
+async fn assert_no_storage_writes_at_rest(env: &EmbeddedEnv) {
+    env.emulator().reset_counts();
+    let mark = env.api().mark();
+    for _ in 0..2 {
+        let before = env.reconciles(KIND);
+        env.resync();
+        eventually(WAIT, "a resync reconcile", || async {
+            (env.reconciles(KIND) > before).then_some(())
+        })
+        .await;
+    }
+    let counts = env.emulator().counts();
+    let storage_writes: Vec<_> = counts
+        .by_method_and_type
+        .iter()
+        .filter(|(k, _)| !k.starts_with("GET ") && k.contains("Microsoft.Storage/"))
+        .collect();
+    assert!(
+        storage_writes.is_empty(),
+        "no storage ARM writes at rest: {storage_writes:?}"
+    );
+    let writes: Vec<_> = env
+        .api()
+        .writes_since(mark)
+        .into_iter()
+        .filter(|w| {
+            w.resource
+                .as_deref()
+                .is_some_and(|r| r.starts_with("sharedstorages"))
+        })
+        .collect();
+    assert!(
+        writes.is_empty(),
+        "no SharedStorage writes at rest: {writes:?}"
+    );
+}
+
 async fn create_extra_subnet(env: &EmbeddedEnv) -> String {
     let arm = env.arm();
     arm.resources()
@@ -419,6 +458,7 @@ async fn mounted_by_tracks_vms_and_fleets() {
         .expect("fleet deleted");
     let s = wait_mounted_by(&env, "team", &["vm2"]).await;
     assert!(is_ready_at(&s, 1), "users do not affect readiness");
+    assert_no_storage_writes_at_rest(&env).await;
     env.shutdown().await;
 }
 
@@ -453,6 +493,12 @@ async fn delete_is_refused_while_mounted_and_proceeds_once_unmounted() {
     );
     assert!(env.emulator().resource(&share_id("scratch")).is_some());
     assert!(env.emulator().resource(&account_id("scratch")).is_some());
+    assert_no_storage_writes_at_rest(&env).await;
+    let blocked = event_reasons(&env)
+        .iter()
+        .filter(|r| *r == "DeletionBlocked")
+        .count();
+    assert_eq!(blocked, 1, "one DeletionBlocked event, not one per retry");
 
     let vms: Api<AzlinVM> = Api::namespaced(env.client(), NS);
     vms.delete("user1", &DeleteParams::default())
