@@ -137,6 +137,13 @@ fn storages_of_fleet(
     affected(store, meta, refs, user)
 }
 
+/// The storages whose `mountedBy` a change of `user` (a VM name or `fleet/<name>`, with
+/// `meta` and the storages `refs` it now uses) may make stale: those it uses but that do not
+/// list it, those that list it but it no longer uses, and all it uses or is listed by when
+/// it is being deleted or has no finalizer (then a delete event carries no
+/// `deletionTimestamp`, so any event may be the last). Status-only changes of a user with a
+/// finalizer (every AzlinVM the operator handles) map to nothing, so busy VMs do not cause
+/// storage reconciles, each of which reads Azure.
 fn affected(
     store: &Store<Guarded>,
     meta: &kube::core::ObjectMeta,
@@ -144,15 +151,24 @@ fn affected(
     user: String,
 ) -> Vec<ObjectRef<Guarded>> {
     let ns = meta.namespace.clone().unwrap_or_default();
-    let mut names: BTreeSet<String> = refs.into_iter().collect();
+    let may_be_gone =
+        meta.deletion_timestamp.is_some() || meta.finalizers.as_ref().is_none_or(|f| f.is_empty());
+    let refs: BTreeSet<String> = refs.into_iter().collect();
+    let mut names = BTreeSet::new();
     for s in store.state() {
-        if let Ok(s) = &s.0
-            && s.metadata.namespace.as_deref() == Some(ns.as_str())
-            && s.status
-                .as_ref()
-                .is_some_and(|st| st.mounted_by.contains(&user))
-            && let Some(name) = &s.metadata.name
-        {
+        let Ok(s) = &s.0 else { continue };
+        let Some(name) = &s.metadata.name else {
+            continue;
+        };
+        if s.metadata.namespace.as_deref() != Some(ns.as_str()) {
+            continue;
+        }
+        let listed = s
+            .status
+            .as_ref()
+            .is_some_and(|st| st.mounted_by.contains(&user));
+        let uses = refs.contains(name);
+        if listed != uses || (may_be_gone && (listed || uses)) {
             names.insert(name.clone());
         }
     }
@@ -801,31 +817,65 @@ mod tests {
         refs.into_iter().map(|r| r.name).collect()
     }
 
+    fn vm(name: &str, mounts: &[&str], deleting: bool) -> DeserializeGuard<AzlinVM> {
+        let mounts: Vec<_> = mounts.iter().map(|m| json!({"storageRef": m})).collect();
+        let mut v = json!({
+            "apiVersion": "azlin.io/v1alpha1", "kind": "AzlinVM",
+            "metadata": {"name": name, "namespace": "ns", "finalizers": ["azlin.io/azlinvm-cleanup"]},
+            "spec": {"resourceGroup": "rg", "location": "westus2", "mounts": mounts}
+        });
+        if deleting {
+            v["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+        }
+        DeserializeGuard(Ok(serde_json::from_value(v).expect("vm")))
+    }
+
     #[test]
-    fn vm_events_map_to_mounted_and_previously_mounted_storages() {
+    fn vm_events_map_to_storages_whose_mounted_by_is_stale() {
         let s = store(vec![
             guarded_storage("old", &["vm1"]),
+            guarded_storage("new", &[]),
+            guarded_storage("kept", &["vm1"]),
             guarded_storage("other", &["vm2"]),
         ]);
-        let vm: DeserializeGuard<AzlinVM> = DeserializeGuard(Ok(serde_json::from_value(json!({
-            "apiVersion": "azlin.io/v1alpha1", "kind": "AzlinVM",
-            "metadata": {"name": "vm1", "namespace": "ns"},
-            "spec": {"resourceGroup": "rg", "location": "westus2", "mounts": [{"storageRef": "new"}]}
-        }))
-        .expect("vm")));
-        assert_eq!(names(storages_of_vm(&s, &vm)), vec!["new", "old"]);
+        assert_eq!(
+            names(storages_of_vm(&s, &vm("vm1", &["new", "kept"], false))),
+            vec!["new", "old"],
+            "newly mounted and no longer mounted; not the unchanged one"
+        );
+        assert!(
+            storages_of_vm(&s, &vm("vm2", &["other"], false)).is_empty(),
+            "a status-only change of a VM triggers nothing"
+        );
+        assert_eq!(
+            names(storages_of_vm(&s, &vm("vm1", &["kept"], true))),
+            vec!["kept", "old"],
+            "a VM being deleted triggers every storage it used"
+        );
+        let mut bare = vm("vm2", &["other"], false);
+        if let Ok(v) = bare.0.as_mut() {
+            v.metadata.finalizers = None;
+        }
+        assert_eq!(
+            names(storages_of_vm(&s, &bare)),
+            vec!["other"],
+            "without a finalizer any event may be the deletion"
+        );
     }
 
     #[test]
     fn fleet_events_map_to_shared_home_and_listed_storages() {
-        let s = store(vec![guarded_storage("home", &["fleet/f"])]);
+        let s = store(vec![
+            guarded_storage("home", &["fleet/f"]),
+            guarded_storage("next", &[]),
+        ]);
         let fleet: DeserializeGuard<Fleet> = DeserializeGuard(Ok(serde_json::from_value(json!({
             "apiVersion": "azlin.io/v1alpha1", "kind": "Fleet",
             "metadata": {"name": "f", "namespace": "ns"},
-            "spec": {"replicas": 1, "template": {"spec": {"resourceGroup": "rg", "location": "westus2"}}}
+            "spec": {"replicas": 1, "sharedHome": "next", "template": {"spec": {"resourceGroup": "rg", "location": "westus2"}}}
         }))
         .expect("fleet")));
-        assert_eq!(names(storages_of_fleet(&s, &fleet)), vec!["home"]);
+        assert_eq!(names(storages_of_fleet(&s, &fleet)), vec!["home", "next"]);
     }
 
     #[test]
