@@ -328,6 +328,79 @@ async fn an_allowed_subnet_without_the_service_endpoint_is_stalled_with_arms_err
     env.shutdown().await;
 }
 
+async fn create_managed_vnet(env: &EmbeddedEnv, tags: &[(&str, &str)]) {
+    let arm = env.arm();
+    arm.resources()
+        .create_or_update(RG, LOCATION, &Default::default())
+        .await
+        .expect("rg");
+    let nsg = arm
+        .network()
+        .security_groups(RG)
+        .create_or_update(
+            "some-nsg",
+            &azlin_operator::azure::network::NetworkSecurityGroup::build(LOCATION, vec![]),
+        )
+        .await
+        .expect("nsg");
+    let vnet = VirtualNetwork::build(
+        LOCATION,
+        &[naming::MANAGED_VNET_PREFIX],
+        vec![
+            Subnet::build(naming::MANAGED_SUBNET, naming::MANAGED_SUBNET_PREFIX)
+                .with_nsg(nsg.id.expect("nsg id")),
+        ],
+    )
+    .with_tags(tags.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    arm.network()
+        .virtual_networks(RG)
+        .create_or_update(&naming::managed_vnet_name(LOCATION), &vnet)
+        .await
+        .expect("vnet");
+}
+
+#[tokio::test]
+async fn the_storage_endpoint_is_added_to_an_existing_managed_subnet() {
+    let env = env().await;
+    create_managed_vnet(&env, &[(naming::TAG_MANAGED_BY, naming::MANAGED_BY)]).await;
+    env.apply_yaml(&storage_yaml("endpoint", ""))
+        .expect("applied");
+    wait_ready(&env, "endpoint", 1).await;
+    let subnet = resource(&env, &managed_subnet_id());
+    assert_eq!(
+        subnet["properties"]["serviceEndpoints"][0]["service"],
+        json!("Microsoft.Storage"),
+        "{subnet}"
+    );
+    assert!(
+        subnet["properties"]["networkSecurityGroup"]["id"]
+            .as_str()
+            .is_some_and(|id| id.ends_with("/some-nsg")),
+        "the subnet keeps what it had: {subnet}"
+    );
+    assert!(event_reasons(&env).iter().any(|r| r == "NetworkUpdated"));
+    env.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_foreign_vnet_with_the_managed_name_is_never_touched() {
+    let env = env().await;
+    create_managed_vnet(&env, &[("owner", "network-team")]).await;
+    env.apply_yaml(&storage_yaml("foreignnet", ""))
+        .expect("applied");
+    let s = wait_stalled(&env, "foreignnet", "ResourceNotManaged").await;
+    let (_, _, message) = condition(&s, STALLED).expect("Stalled");
+    assert!(message.contains("virtual network"), "{message}");
+    let subnet = resource(&env, &managed_subnet_id());
+    assert!(
+        subnet["properties"].get("serviceEndpoints").is_none()
+            || subnet["properties"]["serviceEndpoints"] == json!([]),
+        "{subnet}"
+    );
+    assert!(env.emulator().resource(&account_id("foreignnet")).is_none());
+    env.shutdown().await;
+}
+
 #[tokio::test]
 async fn quota_grows_and_root_squash_changes_then_nothing_is_written_at_rest() {
     let env = env().await;

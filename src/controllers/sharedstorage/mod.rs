@@ -440,8 +440,13 @@ async fn converge(
         async move { publish_event(recorder, oref, EventType::Normal, reason, note).await }
     };
 
-    if network::ensure_resource_group(&arm, &t.resource_group, &t.location).await?
-        == Prepared::Created
+    // An existing account implies its resource group: only a missing account (or group)
+    // needs the group checked.
+    let accounts = arm.storage().accounts(&t.resource_group);
+    let existing = accounts.get(&t.account).await?;
+    if existing.is_none()
+        && network::ensure_resource_group(&arm, &t.resource_group, &t.location).await?
+            == Prepared::Created
     {
         event(
             "ResourceGroupCreated",
@@ -485,8 +490,7 @@ async fn converge(
         &build::allowed_subnets(&subnet_id, &storage.spec.allowed_subnets),
         &t.owner.tags(),
     );
-    let accounts = arm.storage().accounts(&t.resource_group);
-    match accounts.get(&t.account).await? {
+    match existing {
         None => {
             writer
                 .progress(

@@ -77,13 +77,19 @@ pub fn managed_vnet_body(location: &str) -> VirtualNetwork {
 
 /// Makes sure the managed VM subnet exists with the `Microsoft.Storage` service endpoint:
 /// creates the managed virtual network when missing, adds the subnet or the endpoint when
-/// missing, and never touches a same-named network the operator does not manage.
+/// missing, and never touches a same-named network the operator does not manage. In the
+/// common case (the subnet is fine) this is one GET.
 pub async fn ensure_managed_subnet(
     arm: &ArmClient,
     resource_group: &str,
     location: &str,
 ) -> Result<Prepared, Error> {
     let vnet_name = naming::managed_vnet_name(location);
+    let subnets = arm.network().subnets(resource_group, &vnet_name);
+    let subnet = subnets.get(MANAGED_SUBNET).await?;
+    if subnet.as_ref().is_some_and(has_storage_endpoint) {
+        return Ok(Prepared::Unchanged);
+    }
     let vnets = arm.network().virtual_networks(resource_group);
     let Some(vnet) = vnets.get(&vnet_name).await? else {
         vnets
@@ -98,9 +104,7 @@ pub async fn ensure_managed_subnet(
             ),
         });
     }
-    let subnets = arm.network().subnets(resource_group, &vnet_name);
-    match subnets.get(MANAGED_SUBNET).await? {
-        Some(subnet) if has_storage_endpoint(&subnet) => Ok(Prepared::Unchanged),
+    match subnet {
         Some(subnet) => {
             let mut body = subnet.with_service_endpoint(STORAGE_SERVICE_ENDPOINT);
             body.properties.provisioning_state = None;
