@@ -12,6 +12,7 @@ use azlin_operator::controllers::context::EMULATOR_SUBSCRIPTION;
 use azlin_operator::controllers::naming;
 use azlin_operator::controllers::sharedstorage::{FINALIZER, KIND};
 use azlin_operator::embedded::{EmbeddedEnv, EmbeddedOptions};
+use azlin_operator::emulator::ErrorInjection;
 use azlin_operator::kubemem::testing::eventually;
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams};
@@ -398,6 +399,43 @@ async fn a_foreign_vnet_with_the_managed_name_is_never_touched() {
         "{subnet}"
     );
     assert!(env.emulator().resource(&account_id("foreignnet")).is_none());
+    env.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_transient_arm_error_on_a_ready_storage_keeps_its_status() {
+    let env = env().await;
+    env.apply_yaml(&storage_yaml("steady", ""))
+        .expect("applied");
+    wait_ready(&env, "steady", 1).await;
+    let mark = env.api().mark();
+    env.emulator().reset_counts();
+    env.emulator().inject_error(ErrorInjection::once(
+        "GET",
+        "/fileServices/default/shares/steady",
+        409,
+        "AnotherOperationInProgress",
+    ));
+    let before = env.reconciles(KIND);
+    env.resync();
+    eventually(WAIT, "the failed reconcile and its retry", || async {
+        let failed = env.emulator().requests().iter().any(|r| r.status == 409);
+        (failed && env.reconciles(KIND) >= before + 2).then_some(())
+    })
+    .await;
+    let writes: Vec<_> = env
+        .api()
+        .writes_since(mark)
+        .into_iter()
+        .filter(|w| {
+            w.resource
+                .as_deref()
+                .is_some_and(|r| r.starts_with("sharedstorages"))
+        })
+        .collect();
+    assert!(writes.is_empty(), "status untouched: {writes:?}");
+    let s = storages(&env).get("steady").await.expect("get");
+    assert!(is_ready_at(&s, 1));
     env.shutdown().await;
 }
 

@@ -300,6 +300,14 @@ impl<'a> StatusWriter<'a> {
         .map(|_| ())
     }
 
+    /// Whether the last status is `Ready=True` for the object's current generation.
+    fn is_ready_for_generation(&self) -> bool {
+        self.current.as_ref().is_some_and(|s| {
+            s.observed_generation == self.storage.metadata.generation
+                && conditions::is_true(&s.conditions, conditions::READY)
+        })
+    }
+
     /// Whether the last status had `Stalled=True` with `reason`.
     fn was_stalled_with(&self, reason: &str) -> bool {
         self.current.as_ref().is_some_and(|s| {
@@ -381,8 +389,10 @@ async fn apply(
 }
 
 /// Puts a failed reconcile into the conditions: Stalled for terminal errors (with a Warning
-/// event the first time), Reconciling for transient ones. A failing status write is logged:
-/// the reconcile error matters more.
+/// event the first time), Reconciling for transient ones — except that a transient error
+/// (throttling, a 5xx, a timeout) on a storage that is Ready for its current generation
+/// leaves the status alone: nothing is known to have changed, and VMs keep relying on
+/// `Ready`. A failing status write is logged: the reconcile error matters more.
 async fn report_error(
     writer: &mut StatusWriter<'_>,
     recorder: &kube::runtime::events::Recorder,
@@ -390,6 +400,10 @@ async fn report_error(
     e: &Error,
 ) {
     let reason = e.reason();
+    if !e.is_terminal() && writer.is_ready_for_generation() {
+        tracing::info!(kind = KIND, reason = %reason, error = %e, "transient error on a Ready storage; status kept");
+        return;
+    }
     let (phase, health) = if e.is_terminal() {
         (StoragePhase::Failed, Health::stalled(&reason, e.message()))
     } else {
