@@ -52,12 +52,15 @@ impl kubemem::Admission for SchemaAdmission {
     }
 }
 
-/// Registers the four azlin CRDs with real admission on `api`.
-pub fn register_azlin_crds(api: &ApiServer) -> Result<(), EmbeddedError> {
+/// Registers the four azlin CRDs on `api`, with real schema/CEL admission when `admission`.
+pub fn register_azlin_crds(api: &ApiServer, admission: bool) -> Result<(), EmbeddedError> {
     for crd in crate::api::crds() {
-        let admission: Arc<dyn kubemem::Admission> =
-            Arc::new(SchemaAdmission(SchemaValidator::new(&crd)?));
-        api.register_crd(&crd, Some(admission))?;
+        let hook: Option<Arc<dyn kubemem::Admission>> = if admission {
+            Some(Arc::new(SchemaAdmission(SchemaValidator::new(&crd)?)))
+        } else {
+            None
+        };
+        api.register_crd(&crd, hook)?;
     }
     Ok(())
 }
@@ -85,6 +88,9 @@ pub struct EmbeddedOptions {
     pub guest: GuestMode,
     /// Metrics registry to report to.
     pub metrics: Metrics,
+    /// Enforce the CRDs' schema and CEL rules on writes (turn off only to test how the
+    /// controllers cope with objects that do not deserialize).
+    pub admission: bool,
 }
 
 impl Default for EmbeddedOptions {
@@ -95,6 +101,7 @@ impl Default for EmbeddedOptions {
             settings: ControllerSettings::fast(),
             guest: GuestMode::SandboxTemp,
             metrics: Metrics::new(),
+            admission: true,
         }
     }
 }
@@ -172,7 +179,7 @@ impl EmbeddedEnv {
     /// Starts the in-memory API (with the CRDs), the emulator and the controllers.
     pub async fn start(options: EmbeddedOptions) -> Result<Self, EmbeddedError> {
         let api = ApiServer::new();
-        register_azlin_crds(&api)?;
+        register_azlin_crds(&api, options.admission)?;
         let emulator = Emulator::start(options.emulator.clone()).await?;
         let arm = ArmClient::new(ArmConfig::for_emulator(
             &emulator.base_url(),

@@ -100,8 +100,11 @@ fn count_posts(env: &EmbeddedEnv, action: &str) -> usize {
 #[tokio::test]
 async fn create_becomes_ready_with_tagged_resources_and_generated_key() {
     let env = env().await;
-    env.apply_yaml(&vm_yaml("dev", "  publicIP: true\n  tags:\n    team: a\n"))
-        .expect("apply");
+    env.apply_yaml(&vm_yaml(
+        "dev",
+        "  publicIP: true\n  restartRequestedAt: \"2026-01-01T00:00:00Z\"\n  tags:\n    team: a\n",
+    ))
+    .expect("apply");
     let vm = wait_ready(&env, "dev").await;
     let st = vm.status.clone().expect("status");
     assert_eq!(
@@ -167,6 +170,14 @@ async fn create_becomes_ready_with_tagged_resources_and_generated_key() {
     assert_eq!(owner.kind, "AzlinVM");
     assert_eq!(Some(owner.uid.clone()), vm.metadata.uid);
     wait_event(&env, "dev", "Created").await;
+    // A restart requested before the VM existed is satisfied by its first boot.
+    assert_eq!(count_posts(&env, "restart"), 0);
+    assert!(st.last_restart_requested_at.is_some());
+    let readiness = env.readiness().expect("controllers running").clone();
+    azlin_operator::kubemem::testing::eventually(T, "controller readiness", || async {
+        readiness.is_ready().then_some(())
+    })
+    .await;
     env.shutdown().await;
 }
 
@@ -295,6 +306,33 @@ async fn resize_tags_and_data_disks() {
     );
     assert!(count_posts(&env, "deallocate") >= 1);
     wait_event(&env, "rs", "Resized").await;
+    // Growing a data disk (Azure needs the VM deallocated; it runs again afterwards).
+    patch_spec(
+        &env,
+        "rs",
+        json!({ "dataDisks": [{"lun": 0, "sizeGiB": 64}] }),
+    )
+    .await;
+    env.wait_for(
+        "default",
+        "rs",
+        |v: &AzlinVM| {
+            is_ready(v)
+                && power(v) == Some("running")
+                && env
+                    .emulator()
+                    .resource(&arm_id(
+                        "rs",
+                        "Microsoft.Compute/disks",
+                        "default-rs-data-0",
+                    ))
+                    .is_some_and(|d| d["properties"]["diskSizeGB"] == 64)
+        },
+        T,
+    )
+    .await
+    .expect("data disk grown");
+    wait_event(&env, "rs", "DisksResized").await;
     env.shutdown().await;
 }
 
@@ -580,6 +618,321 @@ async fn zero_writes_at_rest() {
         env.api().writes_since(mark),
         vec![],
         "no Kubernetes writes at rest"
+    );
+    env.shutdown().await;
+}
+
+#[tokio::test]
+async fn mounts_over_real_ssh_pin_the_host_key_and_unmount_on_removal() {
+    use azlin_operator::controllers::GuestAccess;
+    use azlin_operator::embedded::GuestMode;
+    use azlin_operator::ssh::testing::{MountSandbox, TestSshd};
+    use azlin_operator::ssh::{SshConfig, SshRunner};
+    use std::sync::Arc;
+
+    let sshd = TestSshd::start().expect("test sshd (apt-get install openssh-server)");
+    let sandbox = MountSandbox::new().expect("sandbox");
+    let mut options = EmbeddedOptions::for_tests();
+    options.emulator.vm_address = Some("127.0.0.1".parse().expect("ip"));
+    options.guest = GuestMode::Custom(GuestAccess::Ssh {
+        runner: SshRunner::new(SshConfig::default()),
+        port: sshd.port(),
+        env: Arc::new(sandbox.script_env()),
+        login_user: Some(sshd.user().to_string()),
+    });
+    let env = EmbeddedEnv::start(options).await.expect("env");
+
+    let secrets: Api<Secret> = Api::namespaced(env.client(), "default");
+    let key = Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some("vm-key".into()),
+            ..Default::default()
+        },
+        type_: Some("kubernetes.io/ssh-auth".into()),
+        data: Some(sshd.client_key_pair().secret_data()),
+        ..Default::default()
+    };
+    secrets
+        .create(&Default::default(), &key)
+        .await
+        .expect("key secret");
+    env.apply_yaml(
+        "apiVersion: azlin.io/v1alpha1\nkind: SharedStorage\nmetadata: {name: data, namespace: default}\nspec: {resourceGroup: rg-m, location: westus2}\n",
+    )
+    .expect("storage");
+    // The SharedStorage controller is not part of this test: publish a Ready status by hand.
+    let storages: Api<azlin_operator::api::SharedStorage> =
+        Api::namespaced(env.client(), "default");
+    storages
+        .patch_status(
+            "data",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"status": {
+                "nfsEndpoint": "acct.file.core.windows.net:/acct/data",
+                "conditions": [{"type": "Ready", "status": "True", "reason": "Ready", "message": "ok",
+                                "lastTransitionTime": "2026-01-01T00:00:00Z"}]
+            }})),
+        )
+        .await
+        .expect("storage status");
+    env.apply_yaml(&vm_yaml(
+        "m",
+        "  sshKeySecretRef: {name: vm-key}\n  mounts:\n  - storageRef: data\n    path: /mnt/data\n",
+    ))
+    .expect("vm");
+    let vm = env
+        .wait_for(
+            "default",
+            "m",
+            |v: &AzlinVM| {
+                is_ready(v)
+                    && v.status.as_ref().is_some_and(|s| {
+                        s.mounts.len() == 1
+                            && s.mounts[0].state
+                                == azlin_operator::api::azlinvm::MountState::Mounted
+                    })
+            },
+            T,
+        )
+        .await
+        .expect("mounted");
+    let st = vm.status.expect("status");
+    assert_eq!(
+        st.host_key_fingerprint.as_deref(),
+        Some(sshd.host_key_fingerprint())
+    );
+    assert!(conditions::is_true(&st.conditions, "Mounted"));
+    let (source, options) = sandbox
+        .mounted("/mnt/data")
+        .expect("mounted in the sandbox");
+    assert_eq!(source, "acct.file.core.windows.net:/acct/data");
+    assert!(options.contains("vers=4,minorversion=1"), "{options}");
+    assert!(sandbox.fstab().contains("/mnt/data"));
+    assert!(
+        sandbox
+            .command_log()
+            .iter()
+            .any(|l| l.starts_with("mount -t nfs")),
+        "{:?}",
+        sandbox.command_log()
+    );
+    let mounts_before = sandbox.command_log().len();
+    // At rest no SSH work is repeated.
+    let before = env.reconciles("AzlinVM");
+    env.resync();
+    azlin_operator::kubemem::testing::eventually(T, "resync", || async {
+        (env.reconciles("AzlinVM") > before).then_some(())
+    })
+    .await;
+    assert_eq!(sandbox.command_log().len(), mounts_before);
+
+    patch_spec(&env, "m", json!({ "mounts": [] })).await;
+    let vm = env
+        .wait_for(
+            "default",
+            "m",
+            |v: &AzlinVM| is_ready(v) && v.status.as_ref().is_some_and(|s| s.mounts.is_empty()),
+            T,
+        )
+        .await
+        .expect("unmounted");
+    assert!(conditions::find(&vm.status.expect("status").conditions, "Mounted").is_none());
+    assert!(sandbox.mounted("/mnt/data").is_none());
+    assert!(!sandbox.fstab().contains("/mnt/data"));
+
+    // A different host key than the pinned one is refused: Stalled, nothing mounted.
+    let vms: Api<AzlinVM> = Api::namespaced(env.client(), "default");
+    vms.patch_status(
+        "m",
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"status": {"hostKeyFingerprint": "SHA256:someoneelse"}})),
+    )
+    .await
+    .expect("pin another key");
+    patch_spec(
+        &env,
+        "m",
+        json!({ "mounts": [{"storageRef": "data", "path": "/mnt/data"}] }),
+    )
+    .await;
+    let vm = env
+        .wait_for(
+            "default",
+            "m",
+            |v: &AzlinVM| {
+                v.status
+                    .as_ref()
+                    .is_some_and(|s| conditions::is_true(&s.conditions, STALLED))
+            },
+            T,
+        )
+        .await
+        .expect("stalled on host key mismatch");
+    let c = conditions::find(&vm.status.expect("status").conditions, STALLED)
+        .expect("stalled")
+        .clone();
+    assert_eq!(c.reason, "HostKeyMismatch", "{c:?}");
+    assert!(sandbox.mounted("/mnt/data").is_none());
+    env.shutdown().await;
+}
+
+#[tokio::test]
+async fn objects_that_cannot_be_read_do_not_break_the_watch() {
+    let mut options = EmbeddedOptions::for_tests();
+    options.admission = false;
+    let env = EmbeddedEnv::start(options).await.expect("env");
+    env.apply_yaml(&vm_yaml("broken", "  powerState: Sideways\n"))
+        .expect("apply broken");
+    env.apply_yaml(&vm_yaml("fine", "")).expect("apply fine");
+    wait_ready(&env, "fine").await;
+    env.shutdown().await;
+}
+
+#[tokio::test]
+async fn same_named_azure_resources_not_ours_are_never_touched() {
+    use azlin_operator::azure::network::PublicIpAddress;
+    let env = env().await;
+    env.arm()
+        .resources()
+        .create_or_update("rg-foreign", "westus2", &Default::default())
+        .await
+        .expect("rg");
+    env.arm()
+        .network()
+        .public_ips("rg-foreign")
+        .create_or_update(
+            "default-foreign-pip",
+            &PublicIpAddress::standard_static("westus2"),
+        )
+        .await
+        .expect("foreign pip");
+    env.apply_yaml(&vm_yaml("foreign", "  publicIP: true\n"))
+        .expect("apply");
+    let vm = env
+        .wait_for(
+            "default",
+            "foreign",
+            |v: &AzlinVM| {
+                v.status
+                    .as_ref()
+                    .is_some_and(|s| conditions::is_true(&s.conditions, STALLED))
+            },
+            T,
+        )
+        .await
+        .expect("stalled");
+    let c = conditions::find(&vm.status.expect("status").conditions, STALLED)
+        .expect("c")
+        .clone();
+    assert_eq!(c.reason, "ResourceNotManaged");
+    assert!(c.message.contains("default-foreign-pip"), "{}", c.message);
+    let pip = env
+        .emulator()
+        .resource(&arm_id(
+            "foreign",
+            "Microsoft.Network/publicIPAddresses",
+            "default-foreign-pip",
+        ))
+        .expect("pip");
+    assert!(
+        pip.get("tags")
+            .is_none_or(|t| t.get("managed-by").is_none()),
+        "{pip}"
+    );
+    assert!(env.emulator().resource(&vm_arm_id("foreign")).is_none());
+    env.shutdown().await;
+}
+
+#[tokio::test]
+async fn retained_resources_are_adopted_by_a_new_object() {
+    let env = env().await;
+    let yaml = vm_yaml("adopt", "  deletionPolicy: Retain\n");
+    env.apply_yaml(&yaml).expect("apply");
+    let first = wait_ready(&env, "adopt").await;
+    let api: Api<AzlinVM> = Api::namespaced(env.client(), "default");
+    api.delete("adopt", &Default::default())
+        .await
+        .expect("delete");
+    env.wait_gone::<AzlinVM>("default", "adopt", T)
+        .await
+        .expect("gone");
+    let released = env.emulator().resource(&vm_arm_id("adopt")).expect("kept");
+    assert_eq!(released["tags"]["azlin-operator-released"], "true");
+    env.apply_yaml(&yaml).expect("apply again");
+    let second = wait_ready(&env, "adopt").await;
+    assert_ne!(first.metadata.uid, second.metadata.uid);
+    let vm = env.emulator().resource(&vm_arm_id("adopt")).expect("vm");
+    assert_eq!(
+        vm["tags"]["azlin-operator-uid"],
+        second.metadata.uid.clone().unwrap_or_default()
+    );
+    assert!(vm["tags"].get("azlin-operator-released").is_none(), "{vm}");
+    assert_eq!(
+        first.status.and_then(|s| s.vm_id),
+        second.status.and_then(|s| s.vm_id),
+        "the same Azure VM"
+    );
+    wait_event(&env, "adopt", "Adopted").await;
+    env.shutdown().await;
+}
+
+#[tokio::test]
+async fn tenant_credentials_secret_selects_the_subscription() {
+    let env = env().await;
+    let tenant_sub = "11111111-2222-3333-4444-555555555555";
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    env.apply_yaml(&format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: azlin-azure-credentials, namespace: tenant}}\ndata:\n  AZURE_ACCESS_TOKEN: {}\n  AZURE_SUBSCRIPTION_ID: {}\n",
+        b64("tenant-token"),
+        b64(tenant_sub)
+    ))
+    .expect("tenant secret");
+    env.apply_yaml(&vm_yaml("t1", "").replace("namespace: default", "namespace: tenant"))
+        .expect("apply");
+    let vm = env
+        .wait_for("tenant", "t1", is_ready, T)
+        .await
+        .expect("ready");
+    let id = vm.status.and_then(|s| s.resource_id).expect("resource id");
+    assert!(
+        id.starts_with(&format!("/subscriptions/{tenant_sub}/")),
+        "{id}"
+    );
+
+    // An unusable credential Secret stalls the namespace's VMs, naming the Secret.
+    env.apply_yaml(&format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: azlin-azure-credentials, namespace: broken}}\ndata:\n  AZURE_CLIENT_ID: {}\n",
+        b64("only-a-client-id")
+    ))
+    .expect("broken secret");
+    env.apply_yaml(&vm_yaml("t2", "").replace("namespace: default", "namespace: broken"))
+        .expect("apply");
+    let vm = env
+        .wait_for(
+            "broken",
+            "t2",
+            |v: &AzlinVM| {
+                v.status
+                    .as_ref()
+                    .is_some_and(|s| conditions::is_true(&s.conditions, STALLED))
+            },
+            T,
+        )
+        .await
+        .expect("stalled");
+    let c = conditions::find(&vm.status.expect("status").conditions, STALLED)
+        .expect("c")
+        .clone();
+    assert_eq!(c.reason, "InvalidSpec");
+    assert!(
+        c.message.contains("azlin-azure-credentials"),
+        "{}",
+        c.message
+    );
+    assert!(
+        !c.message.contains("only-a-client-id"),
+        "no secret values in messages"
     );
     env.shutdown().await;
 }

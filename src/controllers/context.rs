@@ -278,6 +278,23 @@ impl ContextBuilder {
         }
     }
 
+    /// A builder for `azlin-operator run`: the default ARM client from `settings` (see
+    /// [`arm_client_from_settings`]; `emulator_url` when `--emulator` started one) and the
+    /// controller settings, SSH port and SSH concurrency from the flags.
+    pub fn from_settings(
+        client: kube::Client,
+        settings: &Settings,
+        emulator_url: Option<&str>,
+    ) -> Result<Self, Error> {
+        let arm = arm_client_from_settings(settings, emulator_url)?;
+        Ok(Self::new(client, arm)
+            .settings(ControllerSettings::from_runtime(settings))
+            .ssh_config(SshConfig {
+                max_concurrency: usize::from(settings.ssh_concurrency),
+                ..SshConfig::default()
+            }))
+    }
+
     /// Uses this metrics registry (ARM and SSH activity is reported to it).
     pub fn metrics(mut self, metrics: Metrics) -> Self {
         self.metrics = metrics;

@@ -63,6 +63,9 @@ pub enum GuestAccess {
         port: u16,
         /// Where the script runs on the VM (production: real `mount` via `sudo`).
         env: Arc<ScriptEnv>,
+        /// Log in as this user instead of the VM's admin user (`None` in production; a
+        /// private test sshd only accepts the user running it).
+        login_user: Option<String>,
     },
     /// Local sandboxes, for `azlin-operator local` only (see the module docs).
     Sandbox(Arc<SandboxGuests>),
@@ -75,6 +78,7 @@ impl GuestAccess {
             runner,
             port,
             env: Arc::new(ScriptEnv::production()),
+            login_user: None,
         }
     }
 
@@ -92,11 +96,16 @@ impl GuestAccess {
         plan: &MountPlan,
     ) -> Result<MountOutcome, MountError> {
         match self {
-            GuestAccess::Ssh { runner, port, env } => {
+            GuestAccess::Ssh {
+                runner,
+                port,
+                env,
+                login_user,
+            } => {
                 let target = SshTarget {
                     host: vm.host.clone(),
                     port: *port,
-                    user: vm.user.clone(),
+                    user: login_user.clone().unwrap_or_else(|| vm.user.clone()),
                     key: Arc::clone(&vm.key),
                     host_key: vm.host_key.clone(),
                 };

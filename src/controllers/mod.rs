@@ -26,10 +26,10 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use futures::future::BoxFuture;
+use kube::Resource;
 use kube::core::DeserializeGuard;
 use kube::runtime::Controller;
 use kube::runtime::controller::{Action, Config};
-use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
@@ -155,9 +155,4 @@ pub async fn drive<K, F, Fut>(
     let (gate, ()) = futures::join!(ready, stream);
     drop(gate);
     tracing::info!(kind, "controller stopped");
-}
-
-/// Name of an object for messages (`namespace/name`).
-pub fn display_name<K: ResourceExt>(obj: &K) -> String {
-    format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any())
 }

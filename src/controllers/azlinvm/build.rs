@@ -238,6 +238,31 @@ pub fn vm_update(
     (!changes.is_empty()).then_some((body, changes))
 }
 
+/// Disks to grow: `(disk name, wanted GiB)` for the OS disk (when `spec.osDisk.sizeGiB` is
+/// set) and the data disks whose current size (from `current`, by disk name) is smaller than
+/// the spec. Disks not in `current` (not created yet) are skipped.
+pub fn disk_growth(
+    spec: &AzlinVMSpec,
+    names: &VmNames,
+    current: &BTreeMap<String, u32>,
+) -> Vec<(String, u32)> {
+    let mut wanted: Vec<(String, Option<i32>)> =
+        vec![(names.os_disk.clone(), spec.os_disk.size_gib)];
+    wanted.extend(
+        spec.data_disks
+            .iter()
+            .map(|d| (names.data_disk(d.lun), Some(d.size_gib))),
+    );
+    wanted
+        .into_iter()
+        .filter_map(|(name, size)| {
+            let want = u32::try_from(size?).ok()?;
+            let have = *current.get(&name)?;
+            (have < want).then_some((name, want))
+        })
+        .collect()
+}
+
 /// Whether Azure refused a resize because the VM must be deallocated first.
 pub fn resize_needs_deallocation(code: Option<&str>, message: &str) -> bool {
     code.is_some_and(|c| c.eq_ignore_ascii_case("OperationNotAllowed"))
@@ -510,6 +535,36 @@ mod tests {
         let mut lower = s.clone();
         lower.size = "standard_d2s_v5".into();
         assert_eq!(vm_update(&observed, &lower, &names, &tags()), None);
+    }
+
+    #[test]
+    fn disks_only_grow_when_smaller_and_existing() {
+        let names = VmNames::new("ns", "dev");
+        let mut s = spec();
+        s.os_disk.size_gib = Some(64);
+        s.data_disks = vec![
+            DataDiskSpec {
+                lun: 0,
+                size_gib: 100,
+                disk_type: DiskType::PremiumLrs,
+            },
+            DataDiskSpec {
+                lun: 1,
+                size_gib: 10,
+                disk_type: DiskType::PremiumLrs,
+            },
+        ];
+        let current: BTreeMap<String, u32> = [
+            ("ns-dev-osdisk".to_string(), 30),
+            ("ns-dev-data-0".to_string(), 100),
+        ]
+        .into();
+        assert_eq!(
+            disk_growth(&s, &names, &current),
+            vec![("ns-dev-osdisk".to_string(), 64)]
+        );
+        s.os_disk.size_gib = None;
+        assert!(disk_growth(&s, &names, &current).is_empty());
     }
 
     #[test]

@@ -37,7 +37,7 @@ use crate::api::conditions::{self, Health};
 use crate::api::{AzlinVM, DeletionPolicy, PowerState, SharedStorage};
 use crate::azure::compute::{PowerAction, PowerState as ObservedPower, VirtualMachineStatus};
 use crate::azure::{ArmClient, ArmError, OperationState, ResourceId};
-use crate::controllers::context::Context;
+use crate::controllers::context::{Context, TENANT_CREDENTIALS_SECRET};
 use crate::controllers::drive;
 use crate::controllers::error::Error;
 use crate::controllers::guest::GuestVm;
@@ -78,8 +78,8 @@ fn refs_where(
         .collect()
 }
 
-/// The AzlinVM controller: watches AzlinVMs, the Secrets holding their keys and the
-/// SharedStorage objects they mount.
+/// The AzlinVM controller: watches AzlinVMs, the Secrets holding their keys, the namespaces'
+/// tenant credential Secrets and the SharedStorage objects they mount.
 pub fn controller(ctx: &Context) -> Controller<DeserializeGuard<AzlinVM>> {
     let c = Controller::new(
         api_of::<DeserializeGuard<AzlinVM>>(ctx),
@@ -92,11 +92,13 @@ pub fn controller(ctx: &Context) -> Controller<DeserializeGuard<AzlinVM>> {
         watcher::Config::default(),
         move |secret: Secret| {
             let name = secret.name_any();
+            let tenant = name == TENANT_CREDENTIALS_SECRET;
             refs_where(&secrets_store, secret.namespace(), |vm| {
-                match &vm.spec.ssh_key_secret_ref {
-                    Some(r) => r.name == name,
-                    None => sshkey::generated_secret_name(&vm.name_any()) == name,
-                }
+                tenant
+                    || match &vm.spec.ssh_key_secret_ref {
+                        Some(r) => r.name == name,
+                        None => sshkey::generated_secret_name(&vm.name_any()) == name,
+                    }
             })
         },
     )
@@ -160,7 +162,8 @@ struct Run<'a> {
 }
 
 impl<'a> Run<'a> {
-    async fn new(vm: &'a AzlinVM, ctx: &'a Context) -> Result<Run<'a>, Error> {
+    /// A run using the default ARM client until [`Run::resolve_arm`] picks the namespace's.
+    fn new(vm: &'a AzlinVM, ctx: &'a Context) -> Run<'a> {
         let ns = vm.namespace().unwrap_or_default();
         let owner = Owner {
             kind: KIND.to_string(),
@@ -169,10 +172,10 @@ impl<'a> Run<'a> {
             uid: vm.uid().unwrap_or_default(),
         };
         let old = vm.status.clone().unwrap_or_default();
-        Ok(Run {
+        Run {
             vm,
             ctx,
-            arm: ctx.arm_for(&ns).await?,
+            arm: ctx.default_arm().clone(),
             names: VmNames::new(&ns, &vm.name_any()),
             tags: owner.tags_with(&vm.spec.tags),
             owner,
@@ -180,7 +183,13 @@ impl<'a> Run<'a> {
             status: old.clone(),
             old,
             events: Vec::new(),
-        })
+        }
+    }
+
+    /// Switches to the namespace's tenant ARM client when it has one.
+    async fn resolve_arm(&mut self) -> Result<(), Error> {
+        self.arm = self.ctx.arm_for(&self.ns).await?;
+        Ok(())
     }
 
     fn event(&mut self, type_: EventType, reason: &str, note: impl Into<String>) {
@@ -205,6 +214,7 @@ impl<'a> Run<'a> {
     }
 
     async fn converge(&mut self) -> Result<Outcome, Error> {
+        self.resolve_arm().await?;
         let key = sshkey::ensure_key(&self.ctx.client, self.vm).await?;
         self.status.ssh_key_secret = Some(key.secret_name.clone());
         self.ensure_resource_group().await?;
@@ -447,6 +457,8 @@ impl<'a> Run<'a> {
             self.status.power_state = None;
         }
         let spec = &self.vm.spec;
+        // A new VM boots fresh: a restart requested before it existed is already satisfied.
+        self.status.last_restart_requested_at = spec.restart_requested_at.clone();
         let user_data =
             cloudinit::user_data(&spec.admin_username, public_key, spec.cloud_init.as_deref());
         let body = build::desired_vm(
@@ -618,6 +630,38 @@ impl<'a> Run<'a> {
             }
         }
 
+        // Grow disks (Azure needs the VM deallocated for that).
+        let growth = self.disk_growth().await?;
+        if !growth.is_empty() {
+            let disks = arm.compute().disks(&spec.resource_group);
+            let list = growth
+                .iter()
+                .map(|(n, s)| format!("{n} to {s} GiB"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            if power != ObservedPower::Deallocated {
+                vms.begin_power(&self.names.vm, PowerAction::Deallocate)
+                    .await?;
+                self.event(
+                    EventType::Normal,
+                    "Deallocating",
+                    format!("deallocating VM {} to grow {list}", self.names.vm),
+                );
+            } else {
+                for (name, size) in &growth {
+                    disks
+                        .update(name, &json!({ "properties": { "diskSizeGB": size } }))
+                        .await?;
+                }
+                self.event(EventType::Normal, "DisksResized", format!("grew {list}"));
+            }
+            return Ok(self.progress(
+                VmPhase::Updating,
+                "ResizingDisks",
+                format!("growing {list}"),
+            ));
+        }
+
         // Restart once per new restartRequestedAt.
         if spec.restart_requested_at.is_some()
             && self.old.last_restart_requested_at != spec.restart_requested_at
@@ -731,6 +775,26 @@ impl<'a> Run<'a> {
         })
     }
 
+    /// Disks smaller than the spec, read from Azure.
+    async fn disk_growth(&self) -> Result<Vec<(String, u32)>, Error> {
+        let spec = &self.vm.spec;
+        if spec.os_disk.size_gib.is_none() && spec.data_disks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let disks = self.arm.compute().disks(&spec.resource_group);
+        let mut current = BTreeMap::new();
+        let mut names = vec![self.names.os_disk.clone()];
+        names.extend(spec.data_disks.iter().map(|d| self.names.data_disk(d.lun)));
+        for name in names {
+            if let Some(d) = disks.get(&name).await?
+                && let Some(size) = d.properties.disk_size_gb
+            {
+                current.insert(name, size);
+            }
+        }
+        Ok(build::disk_growth(spec, &self.names, &current))
+    }
+
     /// Converges the mounts; returns a non-ready health when they are not all mounted.
     async fn converge_mounts(
         &mut self,
@@ -798,8 +862,8 @@ impl<'a> Run<'a> {
             .iter()
             .find(|m| m.state == crate::api::azlinvm::MountState::Failed);
         if let Some(f) = failed {
-            let key = format!("{}/mounts", self.owner.display());
-            let delay = self.ctx.backoff().next_delay(&key);
+            let backoff_key = format!("{}/mounts", self.owner.display());
+            let delay = self.ctx.backoff().next_delay(&backoff_key);
             return Ok(Some((
                 Health::progressing(
                     "MountFailed",
@@ -915,7 +979,7 @@ async fn apply(vm: Arc<AzlinVM>, ctx: &Context, api: &Api<AzlinVM>) -> Result<Ac
     if stalled_on_arm(&vm) {
         return Ok(Action::await_change());
     }
-    let mut run = Run::new(&vm, ctx).await?;
+    let mut run = Run::new(&vm, ctx);
     let result = run.converge().await;
     run.finish(api, result).await
 }
@@ -926,7 +990,7 @@ fn gone(e: &ArmError) -> bool {
 }
 
 async fn cleanup(vm: Arc<AzlinVM>, ctx: &Context, api: &Api<AzlinVM>) -> Result<Action, Error> {
-    let mut run = Run::new(&vm, ctx).await?;
+    let mut run = Run::new(&vm, ctx);
     if run.old.phase != Some(VmPhase::Deleting) {
         run.status.phase = Some(VmPhase::Deleting);
         set_conditions(
@@ -937,9 +1001,12 @@ async fn cleanup(vm: Arc<AzlinVM>, ctx: &Context, api: &Api<AzlinVM>) -> Result<
         );
         write_status(api, &vm.name_any(), vm.status.as_ref(), &run.status).await?;
     }
-    let result = match vm.spec.deletion_policy {
-        DeletionPolicy::Delete => delete_resources(&mut run).await,
-        DeletionPolicy::Retain => release_resources(&mut run).await,
+    let result = match run.resolve_arm().await {
+        Err(e) => Err(e),
+        Ok(()) => match vm.spec.deletion_policy {
+            DeletionPolicy::Delete => delete_resources(&mut run).await,
+            DeletionPolicy::Retain => release_resources(&mut run).await,
+        },
     };
     let recorder = ctx.recorder(KIND);
     let reference: ObjectReference = vm.object_ref(&());
