@@ -797,3 +797,77 @@ async fn deletion_does_not_hang_when_the_resource_group_is_gone() {
         .expect("deletion completes without the resource group");
     env.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_tenant_credential_secret_change_reconciles_the_namespaces_storages() {
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let env = env().await;
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(env.client(), "tenant");
+    env.apply_yaml(&format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: azlin-azure-credentials, namespace: tenant}}\ndata:\n  AZURE_CLIENT_ID: {}\n",
+        b64("only-a-client-id")
+    ))
+    .expect("unusable secret");
+    env.apply_yaml(
+        &storage_yaml("tenantdata", "").replace("namespace: default", "namespace: tenant"),
+    )
+    .expect("applied");
+    let s = env
+        .wait_for(
+            "tenant",
+            "tenantdata",
+            |s: &SharedStorage| {
+                condition(s, STALLED).is_some_and(|(st, r, _)| st == "True" && r == "InvalidSpec")
+            },
+            WAIT,
+        )
+        .await
+        .expect("stalled on the credential");
+    let (_, _, message) = condition(&s, STALLED).expect("Stalled");
+    assert!(message.contains("azlin-azure-credentials"), "{message}");
+    assert!(
+        !message.contains("only-a-client-id"),
+        "no secret values in messages"
+    );
+
+    // Fixing the Secret reconciles the storage at once (a terminal error waits for a change).
+    let tenant_sub = "11111111-2222-3333-4444-555555555555";
+    secrets
+        .patch(
+            "azlin-azure-credentials",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {
+                "AZURE_CLIENT_ID": null,
+                "AZURE_ACCESS_TOKEN": b64("tenant-token"),
+                "AZURE_SUBSCRIPTION_ID": b64(tenant_sub),
+            }})),
+        )
+        .await
+        .expect("secret fixed");
+    let s = env
+        .wait_for(
+            "tenant",
+            "tenantdata",
+            |s: &SharedStorage| is_ready_at(s, 1),
+            WAIT,
+        )
+        .await
+        .expect("Ready with the tenant credential");
+    let account = naming::storage_account_name(tenant_sub, RG, "tenant", "tenantdata");
+    assert_eq!(
+        s.status
+            .as_ref()
+            .and_then(|st| st.storage_account.as_deref()),
+        Some(account.as_str())
+    );
+    assert!(
+        env.emulator()
+            .resource(&format!(
+                "/subscriptions/{tenant_sub}/resourceGroups/{RG}/providers/Microsoft.Storage/storageAccounts/{account}"
+            ))
+            .is_some(),
+        "the account is in the tenant's subscription"
+    );
+    env.shutdown().await;
+}

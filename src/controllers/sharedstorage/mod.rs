@@ -14,7 +14,7 @@
 //!   usage (`shareUsageBytes`, `$expand=stats`) fits, otherwise Stalled `ShrinkBelowUsage`.
 //! - `status.mountedBy`: AzlinVMs of the namespace listing the storage in `spec.mounts[]`,
 //!   and `fleet/<name>` for Fleets with `spec.sharedHome` naming it; kept current by watching
-//!   both kinds.
+//!   both kinds. A change of a namespace's tenant credential Secret reconciles its storages.
 //! - Deletion (finalizer [`FINALIZER`]): with `deletionPolicy: Delete` it is refused while
 //!   anything still mounts the share (Stalled `DeletionBlocked` listing the users); then the
 //!   share and the account are deleted and awaited. With `Retain` the account is tagged
@@ -30,7 +30,7 @@ pub mod status;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::api::core::v1::{ObjectReference, Secret};
 use kube::api::ListParams;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
@@ -49,7 +49,7 @@ use crate::api::fleet::Fleet;
 use crate::api::sharedstorage::{SharedStorage, SharedStorageStatus, StoragePhase};
 use crate::azure::storage::FileShare;
 use crate::azure::{ArmClient, ArmError};
-use crate::controllers::context::Context;
+use crate::controllers::context::{Context, TENANT_CREDENTIALS_SECRET};
 use crate::controllers::error::Error;
 use crate::controllers::naming::{self, Owner, Ownership};
 use crate::controllers::status::{publish_event, write_status};
@@ -85,10 +85,22 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken, gate: ReadyGate
             Api::all(client),
         ),
     };
+    let tenant_secrets: Api<Secret> = match &ctx.settings.namespace {
+        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
+        None => Api::all(ctx.client.clone()),
+    };
     let controller = Controller::new(storages, watcher::Config::default().any_semantic());
     let by_vm = controller.store();
     let by_fleet = controller.store();
+    let by_secret = controller.store();
     let controller = controller
+        .watches(
+            tenant_secrets,
+            watcher::Config::default()
+                .any_semantic()
+                .fields(&format!("metadata.name={TENANT_CREDENTIALS_SECRET}")),
+            move |secret: Secret| storages_in(&by_secret, secret.namespace().as_deref()),
+        )
         .watches(vms, watcher::Config::default().any_semantic(), move |vm| {
             storages_of_vm(&by_vm, &vm)
         })
@@ -98,6 +110,19 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken, gate: ReadyGate
             move |fleet| storages_of_fleet(&by_fleet, &fleet),
         );
     crate::controllers::drive(KIND, controller, reconcile, ctx, shutdown, gate).await;
+}
+
+/// Every storage of `namespace` (a change of its tenant credential concerns them all).
+fn storages_in(store: &Store<Guarded>, namespace: Option<&str>) -> Vec<ObjectRef<Guarded>> {
+    store
+        .state()
+        .iter()
+        .filter(|s| s.meta().namespace.as_deref() == namespace)
+        .filter_map(|s| {
+            let name = s.meta().name.as_deref()?;
+            Some(ObjectRef::new(name).within(namespace.unwrap_or_default()))
+        })
+        .collect()
 }
 
 /// The storages a VM event concerns: those its spec mounts, and those whose status still
@@ -193,6 +218,7 @@ async fn reconcile(storage: Arc<SharedStorage>, ctx: Arc<Context>) -> Result<Act
     .await
     .map_err(|e| match e {
         finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e,
+        finalizer::Error::AddFinalizer(e) | finalizer::Error::RemoveFinalizer(e) => Error::Kube(e),
         other => Error::Finalizer(other.to_string()),
     })
 }
