@@ -20,6 +20,8 @@
 //!   share and the account are deleted and awaited. With `Retain` the account is tagged
 //!   `azlin-operator-released=true` and the finalizer goes at once. A missing account or
 //!   resource group never blocks deletion.
+//! - For the VM side: [`status::mount_source`] is the endpoint to mount (set whenever the
+//!   share exists, also while Stalled or Deleting).
 //! - Templates: [`build::mount_layout`] gives the default mount path and directories of a
 //!   storage (the VM side creates them); [`build::templates_markdown`] renders the README table.
 

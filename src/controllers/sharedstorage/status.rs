@@ -82,6 +82,18 @@ impl Observed {
     }
 }
 
+/// The NFS source VMs should mount for `storage`: its `status.nfsEndpoint`, which is set
+/// whenever the share exists — also while an update is in progress, a shrink is refused
+/// (Stalled) or its deletion is blocked by the very VMs mounting it. Gating mounts on
+/// `Ready=True` instead would unmount every VM in those cases.
+pub fn mount_source(storage: &SharedStorage) -> Option<&str> {
+    storage
+        .status
+        .as_ref()
+        .filter(|s| s.share.is_some())
+        .and_then(|s| s.nfs_endpoint.as_deref())
+}
+
 /// The message of `Ready=True`: endpoint, quota, default mount path and template directories.
 pub fn ready_message(endpoint: &str, quota_gib: u32, layout: &MountLayout) -> String {
     let mut msg = format!(
@@ -230,9 +242,26 @@ mod tests {
             &Users::default(),
         );
         assert!(is_true(&stalled.conditions, STALLED));
+        s.status = Some(stalled.clone());
+        assert_eq!(
+            mount_source(&s),
+            Some("azlinabc.file.core.windows.net:/azlinabc/data"),
+            "a Stalled storage whose share exists is still mountable"
+        );
         assert!(!is_true(&stalled.conditions, READY));
         assert_eq!(stalled.mount_count, Some(0));
         assert!(stalled.mounted_by.is_empty());
+    }
+
+    #[test]
+    fn no_mount_source_without_a_share() {
+        let mut s = storage();
+        assert_eq!(mount_source(&s), None);
+        s.status = Some(SharedStorageStatus {
+            storage_account: Some("a".into()),
+            ..Default::default()
+        });
+        assert_eq!(mount_source(&s), None);
     }
 
     #[test]
