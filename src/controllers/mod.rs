@@ -17,6 +17,7 @@ pub mod error;
 pub mod guest;
 pub mod naming;
 pub mod observe;
+pub mod sharedstorage;
 pub mod status;
 
 use std::fmt::Debug;
@@ -48,11 +49,18 @@ pub async fn run(
     shutdown: CancellationToken,
     readiness: Readiness,
 ) -> Result<(), Error> {
-    let controllers: Vec<BoxFuture<'static, ()>> = vec![Box::pin(azlinvm::run(
-        Arc::clone(&ctx),
-        shutdown.clone(),
-        readiness.register("AzlinVM controller"),
-    ))];
+    let controllers: Vec<BoxFuture<'static, ()>> = vec![
+        Box::pin(azlinvm::run(
+            Arc::clone(&ctx),
+            shutdown.clone(),
+            readiness.register("AzlinVM controller"),
+        )),
+        Box::pin(sharedstorage::run(
+            Arc::clone(&ctx),
+            shutdown.clone(),
+            readiness.register("SharedStorage controller"),
+        )),
+    ];
     futures::future::join_all(controllers).await;
     Ok(())
 }
