@@ -89,9 +89,10 @@ fn ready_count(env: &EmbeddedEnv) -> usize {
         .iter()
         .filter(|vm| {
             vm["metadata"]["generation"] == vm["status"]["observedGeneration"]
-                && vm["status"]["conditions"]
-                    .as_array()
-                    .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+                && vm["status"]["conditions"].as_array().is_some_and(|c| {
+                    c.iter()
+                        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                })
         })
         .count()
 }

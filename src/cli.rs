@@ -117,7 +117,9 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Bench(args) => block_on(async {
             telemetry::init("warn", LogFormat::Text)?;
             let report = crate::bench::run(&args).await?;
-            println!("| VMs | seconds to all Ready | reconciles | ARM requests | writes during a resync at rest | peak RSS (MiB) |");
+            println!(
+                "| VMs | seconds to all Ready | reconciles | ARM requests | writes during a resync at rest | peak RSS (MiB) |"
+            );
             println!("|---|---|---|---|---|---|");
             println!("{}", report.markdown_row());
             Ok(())

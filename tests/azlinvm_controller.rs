@@ -660,21 +660,24 @@ async fn mounts_over_real_ssh_pin_the_host_key_and_unmount_on_removal() {
         "apiVersion: azlin.io/v1alpha1\nkind: SharedStorage\nmetadata: {name: data, namespace: default}\nspec: {resourceGroup: rg-m, location: westus2}\n",
     )
     .expect("storage");
-    // The SharedStorage controller is not part of this test: publish a Ready status by hand.
-    let storages: Api<azlin_operator::api::SharedStorage> =
-        Api::namespaced(env.client(), "default");
-    storages
-        .patch_status(
+    // The SharedStorage controller runs too: wait for its real share and endpoint.
+    let storage = env
+        .wait_for(
+            "default",
             "data",
-            &PatchParams::default(),
-            &Patch::Merge(&json!({"status": {
-                "nfsEndpoint": "acct.file.core.windows.net:/acct/data",
-                "conditions": [{"type": "Ready", "status": "True", "reason": "Ready", "message": "ok",
-                                "lastTransitionTime": "2026-01-01T00:00:00Z"}]
-            }})),
+            |s: &azlin_operator::api::SharedStorage| {
+                s.status.as_ref().is_some_and(|st| {
+                    st.nfs_endpoint.is_some() && conditions::is_true(&st.conditions, "Ready")
+                })
+            },
+            T,
         )
         .await
-        .expect("storage status");
+        .expect("storage Ready");
+    let endpoint = storage
+        .status
+        .and_then(|s| s.nfs_endpoint)
+        .expect("endpoint");
     env.apply_yaml(&vm_yaml(
         "m",
         "  sshKeySecretRef: {name: vm-key}\n  mounts:\n  - storageRef: data\n    path: /mnt/data\n",
@@ -705,7 +708,7 @@ async fn mounts_over_real_ssh_pin_the_host_key_and_unmount_on_removal() {
     let (source, options) = sandbox
         .mounted("/mnt/data")
         .expect("mounted in the sandbox");
-    assert_eq!(source, "acct.file.core.windows.net:/acct/data");
+    assert_eq!(source, endpoint);
     assert!(options.contains("vers=4,minorversion=1"), "{options}");
     assert!(sandbox.fstab().contains("/mnt/data"));
     assert!(

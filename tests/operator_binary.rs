@@ -66,7 +66,11 @@ impl Operator {
                 break format!("http://{}", v["addr"].as_str().expect("addr"));
             }
         };
-        Operator { child, admin, logs: rx }
+        Operator {
+            child,
+            admin,
+            logs: rx,
+        }
     }
 
     fn get(&self, path: &str) -> (u16, String) {
@@ -103,7 +107,10 @@ impl Operator {
             if let Some(s) = self.child.try_wait().expect("wait") {
                 return s;
             }
-            assert!(Instant::now() < deadline, "operator did not exit within 30s of SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "operator did not exit within 30s of SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -132,7 +139,7 @@ fn eventually(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
 fn run_binary_serves_admin_reconciles_hands_over_and_shuts_down() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let api = ApiServer::new();
-    register_azlin_crds(&api).expect("CRDs");
+    register_azlin_crds(&api, true).expect("CRDs");
     let served = rt
         .block_on(api.serve("127.0.0.1:0".parse().expect("addr")))
         .expect("serve the in-memory API");
@@ -143,15 +150,23 @@ fn run_binary_serves_admin_reconciles_hands_over_and_shuts_down() {
     let mut a = Operator::start(&kubeconfig, "replica-a");
     let (code, body) = a.get("/healthz");
     assert_eq!((code, body.trim()), (200, "ok"));
-    eventually("replica A ready and leading", Duration::from_secs(30), || {
-        a.get("/readyz").0 == 200 && a.metric("azlin_leader") == Some(1.0)
-    });
+    eventually(
+        "replica A ready and leading",
+        Duration::from_secs(30),
+        || a.get("/readyz").0 == 200 && a.metric("azlin_leader") == Some(1.0),
+    );
 
     let b = Operator::start(&kubeconfig, "replica-b");
-    eventually("replica B ready as a standby", Duration::from_secs(30), || {
-        b.get("/readyz").0 == 200
-    });
-    assert_eq!(b.metric("azlin_leader").unwrap_or(0.0), 0.0, "only one leader");
+    eventually(
+        "replica B ready as a standby",
+        Duration::from_secs(30),
+        || b.get("/readyz").0 == 200,
+    );
+    assert_eq!(
+        b.metric("azlin_leader").unwrap_or(0.0),
+        0.0,
+        "only one leader"
+    );
     let leases: Api<Lease> = Api::namespaced(api.client(), "default");
     let holder = rt
         .block_on(leases.get("azlin-operator"))
@@ -166,23 +181,33 @@ fn run_binary_serves_admin_reconciles_hands_over_and_shuts_down() {
     )
     .expect("apply AzlinVM");
     let vms: Api<AzlinVM> = Api::namespaced(api.client(), "default");
-    eventually("AzlinVM Ready via the real binary", Duration::from_secs(60), || {
-        rt.block_on(vms.get("dev")).ok().is_some_and(|vm| {
-            vm.status.is_some_and(|s| {
-                azlin_operator::api::conditions::is_true(&s.conditions, "Ready")
+    eventually(
+        "AzlinVM Ready via the real binary",
+        Duration::from_secs(60),
+        || {
+            rt.block_on(vms.get("dev")).ok().is_some_and(|vm| {
+                vm.status.is_some_and(|s| {
+                    azlin_operator::api::conditions::is_true(&s.conditions, "Ready")
+                })
             })
-        })
-    });
+        },
+    );
     let (_, metrics) = a.get("/metrics");
     assert!(metrics.contains("azlin_reconcile_total"), "{metrics}");
     assert!(metrics.contains("azlin_arm_requests_total"), "{metrics}");
 
     // SIGTERM on the leader: clean exit, lease released, the standby takes over.
     let status = a.terminate();
-    assert!(status.success(), "leader exited with {status}: {:?}", a.drain_logs());
-    eventually("replica B takes over the lease", Duration::from_secs(30), || {
-        b.metric("azlin_leader") == Some(1.0)
-    });
+    assert!(
+        status.success(),
+        "leader exited with {status}: {:?}",
+        a.drain_logs()
+    );
+    eventually(
+        "replica B takes over the lease",
+        Duration::from_secs(30),
+        || b.metric("azlin_leader") == Some(1.0),
+    );
     let holder = rt
         .block_on(leases.get("azlin-operator"))
         .expect("lease")

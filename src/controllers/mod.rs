@@ -40,7 +40,7 @@ pub use guest::GuestAccess;
 use crate::runtime::readiness::{Readiness, ReadyGate};
 
 /// Kinds that have a controller (the others are accepted by the API but not reconciled yet).
-pub const KINDS: &[&str] = &["AzlinVM"];
+pub const KINDS: &[&str] = &["AzlinVM", "SharedStorage"];
 
 /// Runs every controller until `shutdown` is cancelled and in-flight reconciles finished.
 /// Each controller registers a readiness gate that turns ready after its cache synced.

@@ -62,11 +62,7 @@ pub fn load(path: &Path) -> Result<Vec<Manifest>, Vec<ManifestError>> {
         })?;
         let mut files: Vec<PathBuf> = entries
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                p.is_file()
-                    && p.extension()
-                        .is_some_and(|x| x == "yaml" || x == "yml")
-            })
+            .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
             .collect();
         files.sort();
         files
@@ -126,7 +122,10 @@ pub fn load(path: &Path) -> Result<Vec<Manifest>, Vec<ManifestError>> {
 }
 
 /// Validates (and defaults) every manifest like the API server would at apply time.
-pub fn validate(admission: &Admission, manifests: &mut [Manifest]) -> Result<(), Vec<ManifestError>> {
+pub fn validate(
+    admission: &Admission,
+    manifests: &mut [Manifest],
+) -> Result<(), Vec<ManifestError>> {
     let mut errors = Vec::new();
     for m in manifests.iter_mut() {
         if let Err(fields) = admission.admit(&mut m.object, None) {
@@ -137,7 +136,11 @@ pub fn validate(admission: &Admission, manifests: &mut [Manifest]) -> Result<(),
             }));
         }
     }
-    if errors.is_empty() { Ok(()) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
 }
 
 /// Renders objects back to a multi-document YAML stream for the in-memory API.

@@ -106,7 +106,8 @@ pub async fn run(args: LocalArgs) -> Result<ExitCode, LocalError> {
     let _served = match args.serve_api {
         Some(addr) => {
             let served = env.api().serve(addr).await?;
-            let path = std::env::temp_dir().join(format!("azlin-local-{}.kubeconfig", served.addr().port()));
+            let path = std::env::temp_dir()
+                .join(format!("azlin-local-{}.kubeconfig", served.addr().port()));
             std::fs::write(&path, served.kubeconfig())?;
             println!(
                 "in-memory Kubernetes API on {}: KUBECONFIG={} kubectl get azlin",
@@ -127,7 +128,10 @@ pub async fn run(args: LocalArgs) -> Result<ExitCode, LocalError> {
     let rows = watch_until_settled(&env, &loaded, Duration::from_secs(args.timeout)).await;
     let ready = table::all_ready(&rows);
     for r in rows.iter().filter(|r| r.state == RowState::Stalled) {
-        println!("Stalled: {} {}: {} ({})", r.kind, r.name, r.message, r.reason);
+        println!(
+            "Stalled: {} {}: {} ({})",
+            r.kind, r.name, r.message, r.reason
+        );
     }
     for r in rows.iter().filter(|r| r.state == RowState::Progressing) {
         println!(
@@ -172,7 +176,11 @@ fn snapshot(env: &EmbeddedEnv, applied: &[Manifest]) -> Vec<Row> {
 
 /// Prints the table (redrawn in place on a terminal, on every change otherwise) until
 /// every object is Ready or Stalled, the timeout passes or Ctrl-C is pressed.
-async fn watch_until_settled(env: &EmbeddedEnv, applied: &[Manifest], timeout: Duration) -> Vec<Row> {
+async fn watch_until_settled(
+    env: &EmbeddedEnv,
+    applied: &[Manifest],
+    timeout: Duration,
+) -> Vec<Row> {
     let deadline = Instant::now() + timeout;
     let terminal = std::io::stdout().is_terminal();
     let mut last = String::new();

@@ -167,8 +167,14 @@ mod tests {
 
     #[test]
     fn ready_needs_the_current_generation() {
-        assert_eq!(row(&obj(2, 2, "True", "False"), true).state, RowState::Ready);
-        assert_eq!(row(&obj(3, 2, "True", "False"), true).state, RowState::Progressing);
+        assert_eq!(
+            row(&obj(2, 2, "True", "False"), true).state,
+            RowState::Ready
+        );
+        assert_eq!(
+            row(&obj(3, 2, "True", "False"), true).state,
+            RowState::Progressing
+        );
     }
 
     #[test]
@@ -176,7 +182,7 @@ mod tests {
         let r = row(&obj(1, 1, "False", "True"), true);
         assert_eq!(r.state, RowState::Stalled);
         assert_eq!(r.message, "stalled msg");
-        assert!(settled(&[r.clone()]));
+        assert!(settled(std::slice::from_ref(&r)));
         assert!(!all_ready(&[r]));
     }
 

@@ -4,9 +4,9 @@
 use kube::Api;
 
 use crate::api::azlinvm::{MountSpec, MountState as ApiMountState, MountStatus};
-use crate::api::conditions;
 use crate::api::{AzlinVM, SharedStorage};
 use crate::controllers::error::Error;
+use crate::controllers::sharedstorage::status::mount_source;
 use crate::ssh::{MountOutcome, MountPlan, MountState, NfsMount};
 
 /// Condition type reporting the mounts.
@@ -21,7 +21,7 @@ pub struct DesiredMount {
     pub path: String,
     /// Read-only.
     pub read_only: bool,
-    /// NFS source when the storage is Ready.
+    /// NFS source once the storage's share exists.
     pub source: Option<String>,
     /// Why it is pending, when `source` is `None`.
     pub pending: String,
@@ -49,17 +49,18 @@ pub async fn resolve(
     let mut out = Vec::new();
     for m in &vm.spec.mounts {
         let storage = api.get_opt(&m.storage_ref).await?;
-        let ready_source = storage.as_ref().and_then(|s| {
-            let st = s.status.as_ref()?;
-            let ready = conditions::is_true(&st.conditions, conditions::READY);
-            ready.then(|| st.nfs_endpoint.clone()).flatten()
-        });
+        // Mount whenever the share exists, not only while the storage is Ready: a quota
+        // change or a blocked deletion must not unmount the share from its users.
+        let ready_source = storage.as_ref().and_then(mount_source).map(str::to_string);
         let pending = match (&storage, &ready_source) {
             (None, _) => format!(
                 "SharedStorage {} not found in namespace {namespace}",
                 m.storage_ref
             ),
-            (Some(_), None) => format!("waiting for SharedStorage {} to be Ready", m.storage_ref),
+            (Some(_), None) => format!(
+                "waiting for SharedStorage {} to create its NFS share",
+                m.storage_ref
+            ),
             (Some(_), Some(_)) => String::new(),
         };
         out.push(DesiredMount {
