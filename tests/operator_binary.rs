@@ -138,6 +138,8 @@ fn eventually(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
 #[test]
 fn run_binary_serves_admin_reconciles_hands_over_and_shuts_down() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
+    // kube clients spawn their buffer worker on the ambient runtime.
+    let _guard = rt.enter();
     let api = ApiServer::new();
     register_azlin_crds(&api, true).expect("CRDs");
     let served = rt
