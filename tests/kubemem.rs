@@ -1338,3 +1338,27 @@ async fn streaming_list_watcher_initialises_and_follows() {
         other => panic!("expected Apply, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn secret_string_data_is_stored_as_base64_data() {
+    use k8s_openapi::api::core::v1::Secret;
+    let api = azlin_operator::kubemem::ApiServer::new();
+    let secrets: kube::Api<Secret> = kube::Api::namespaced(api.client(), "default");
+    let created = secrets
+        .create(
+            &Default::default(),
+            &serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "creds"},
+                "data": {"keep": "YQ==", "AZURE_CLIENT_ID": "b2xk"},
+                "stringData": {"AZURE_CLIENT_ID": "new-id", "AZURE_TENANT_ID": "tenant"}
+            }))
+            .expect("secret"),
+        )
+        .await
+        .expect("create");
+    let data = created.data.expect("data");
+    assert_eq!(data["keep"].0, b"a");
+    assert_eq!(data["AZURE_CLIENT_ID"].0, b"new-id");
+    assert_eq!(data["AZURE_TENANT_ID"].0, b"tenant");
+    assert!(created.string_data.is_none());
+}

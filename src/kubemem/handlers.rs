@@ -91,12 +91,45 @@ fn random_suffix() -> String {
 }
 
 fn run_admission(res: &ResourceInfo, new: &mut Value, old: Option<&Value>) -> Result<(), ApiError> {
+    if res.group.is_empty() && res.kind == "Secret" {
+        merge_string_data(new);
+    }
     if let Some(adm) = &res.admission
         && let Err(causes) = adm.admit(new, old)
     {
         return Err(ApiError::invalid(res, name_of(new), &causes));
     }
     Ok(())
+}
+
+/// Moves a Secret's write-only `stringData` into `data` (base64), overriding keys of
+/// `data`, as the API server does.
+fn merge_string_data(secret: &mut Value) {
+    use base64::Engine as _;
+    let Some(obj) = secret.as_object_mut() else {
+        return;
+    };
+    let Some(Value::Object(string_data)) = obj.remove("stringData") else {
+        return;
+    };
+    let data = obj
+        .entry("data")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if !data.is_object() {
+        *data = Value::Object(Map::new());
+    }
+    if let Some(data) = data.as_object_mut() {
+        for (k, v) in string_data {
+            let text = v
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| v.to_string());
+            data.insert(
+                k,
+                Value::String(base64::engine::general_purpose::STANDARD.encode(text)),
+            );
+        }
+    }
 }
 
 /// The storage key of `name` in `ns` (namespace is ignored for cluster-scoped resources).
