@@ -18,7 +18,14 @@ fn local(args: &[&str]) -> (i32, String) {
 
 #[test]
 fn samples_become_ready_and_exit_zero() {
-    let (code, stdout) = local(&["-f", "config/samples/", "--latency-ms", "20", "--timeout", "240"]);
+    let (code, stdout) = local(&[
+        "-f",
+        "config/samples/",
+        "--latency-ms",
+        "20",
+        "--timeout",
+        "240",
+    ]);
     assert_eq!(code, 0, "local exited {code}:\n{stdout}");
     assert!(stdout.contains("all objects are Ready"), "{stdout}");
     let last_table: Vec<&str> = stdout
@@ -47,13 +54,25 @@ fn samples_become_ready_and_exit_zero() {
 fn invalid_manifests_are_rejected_before_anything_runs() {
     let (code, stdout) = local(&["-f", "config/samples/invalid/"]);
     assert_eq!(code, 1, "{stdout}");
-    let files = std::fs::read_dir(format!("{}/config/samples/invalid", env!("CARGO_MANIFEST_DIR")))
-        .expect("invalid samples")
+    let files = std::fs::read_dir(format!(
+        "{}/config/samples/invalid",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .expect("invalid samples")
+    .count();
+    let rejected = stdout
+        .lines()
+        .filter(|l| l.starts_with("rejected: "))
         .count();
-    let rejected = stdout.lines().filter(|l| l.starts_with("rejected: ")).count();
-    assert!(rejected >= files, "each of {files} files is rejected:\n{stdout}");
+    assert!(
+        rejected >= files,
+        "each of {files} files is rejected:\n{stdout}"
+    );
     assert!(stdout.contains("nothing was applied"), "{stdout}");
-    assert!(!stdout.contains("KIND"), "no table when nothing was applied:\n{stdout}");
+    assert!(
+        !stdout.contains("KIND"),
+        "no table when nothing was applied:\n{stdout}"
+    );
 }
 
 #[test]

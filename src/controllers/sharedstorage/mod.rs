@@ -348,23 +348,27 @@ impl<'a> StatusWriter<'a> {
 /// The users of `storage`: AzlinVMs and Fleets of its namespace that mount it.
 async fn users_of(ctx: &Context, storage: &SharedStorage) -> Result<Users, Error> {
     let ns = storage.namespace().unwrap_or_default();
-    let vms: Api<DeserializeGuard<AzlinVM>> = Api::namespaced(ctx.client.clone(), &ns);
-    let fleets: Api<DeserializeGuard<Fleet>> = Api::namespaced(ctx.client.clone(), &ns);
-    let vms: Vec<AzlinVM> = vms
-        .list(&ListParams::default())
-        .await?
-        .items
-        .into_iter()
-        .filter_map(|g| g.0.ok())
-        .collect();
-    let fleets: Vec<Fleet> = fleets
-        .list(&ListParams::default())
-        .await?
-        .items
-        .into_iter()
-        .filter_map(|g| g.0.ok())
-        .collect();
+    let vms: Vec<AzlinVM> = list_valid(ctx, &ns).await?;
+    let fleets: Vec<Fleet> = list_valid(ctx, &ns).await?;
     Ok(Users::of(&storage.name_any(), &vms, &fleets))
+}
+
+/// The objects of kind `K` in namespace `ns`, skipping those that do not deserialize.
+async fn list_valid<K>(ctx: &Context, ns: &str) -> Result<Vec<K>, Error>
+where
+    K: Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<DeserializeGuard<K>> = Api::namespaced(ctx.client.clone(), ns);
+    Ok(api
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter_map(|g| g.0.ok())
+        .collect())
 }
 
 /// How a converge ended without an error.
