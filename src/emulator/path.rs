@@ -201,36 +201,31 @@ pub fn collection_id(sub: &str, rg: Option<&str>, kind: &Kind, names: &[String])
 mod tests {
     use super::*;
 
+    /// Kind, names and action of `path`, which must parse as a resource route.
+    fn resource_route(path: &str) -> (&'static Kind, Vec<String>, Option<String>) {
+        match parse(path) {
+            Some(Route::Resource {
+                kind,
+                names,
+                action,
+                ..
+            }) => (kind, names, action),
+            _ => panic!("not a resource route: {path}"),
+        }
+    }
+
     #[test]
     fn parses_resource_collection_action_and_share_paths() {
-        let r = parse(
+        let (kind, names, action) = resource_route(
             "/subscriptions/s/resourcegroups/rg/providers/microsoft.compute/virtualmachines/vm1/start",
         );
-        let Some(Route::Resource {
-            kind,
-            names,
-            action,
-            ..
-        }) = r
-        else {
-            panic!("not a resource route")
-        };
         assert_eq!(kind.type_name, "Microsoft.Compute/virtualMachines");
         assert_eq!(names, vec!["vm1".to_string()]);
         assert_eq!(action.as_deref(), Some("start"));
 
-        let r = parse(
+        let (kind, names, action) = resource_route(
             "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/a/fileServices/default/shares/x",
         );
-        let Some(Route::Resource {
-            kind,
-            names,
-            action,
-            ..
-        }) = r
-        else {
-            panic!("not a share route")
-        };
         assert_eq!(
             kind.type_name,
             "Microsoft.Storage/storageAccounts/fileServices/shares"
