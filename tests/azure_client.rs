@@ -8,10 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use azlin_operator::azure::compute::{
-    BillingProfile, DataDisk, Disk, EvictionPolicy, HardwareProfile, ImageReference,
-    ManagedDiskParameters, NetworkInterfaceReference, NetworkInterfaceReferenceProperties,
-    NetworkProfile, OsDisk, OsProfile, PowerAction, PowerState, Priority, StorageProfile,
-    VirtualMachine, VirtualMachineProperties,
+    DataDisk, Disk, EvictionPolicy, HardwareProfile, ImageReference, NetworkProfile, OsDisk,
+    OsProfile, PowerAction, PowerState, Priority, StorageProfile, VirtualMachine,
+    VirtualMachineProperties,
 };
 use azlin_operator::azure::network::{
     NetworkInterface, NetworkSecurityGroup, PublicIpAddress, SecurityRule, Subnet, VirtualNetwork,
@@ -96,23 +95,13 @@ fn vm_body(nic_id: &str, spot: bool) -> VirtualMachine {
                 ..Default::default()
             }),
             storage_profile: Some(StorageProfile {
-                image_reference: Some(ImageReference {
-                    publisher: Some("Canonical".into()),
-                    offer: Some("ubuntu-24_04-lts".into()),
-                    sku: Some("server".into()),
-                    version: Some("latest".into()),
-                    ..Default::default()
-                }),
-                os_disk: Some(OsDisk {
-                    create_option: "FromImage".into(),
-                    delete_option: Some("Delete".into()),
-                    disk_size_gb: Some(64),
-                    managed_disk: Some(ManagedDiskParameters {
-                        storage_account_type: Some("Premium_LRS".into()),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                }),
+                image_reference: Some(ImageReference::marketplace(
+                    "Canonical",
+                    "ubuntu-24_04-lts",
+                    "server",
+                    "latest",
+                )),
+                os_disk: Some(OsDisk::from_image(Some(64), "Premium_LRS")),
                 data_disks: vec![DataDisk {
                     lun: 0,
                     create_option: "Empty".into(),
@@ -128,16 +117,7 @@ fn vm_body(nic_id: &str, spot: bool) -> VirtualMachine {
                 &[SSH_KEY.to_string()],
                 Some("#cloud-config\npackages: [nfs-common]\n"),
             )),
-            network_profile: Some(NetworkProfile {
-                network_interfaces: vec![NetworkInterfaceReference {
-                    id: nic_id.to_string(),
-                    properties: Some(NetworkInterfaceReferenceProperties {
-                        primary: Some(true),
-                        delete_option: Some("Detach".into()),
-                    }),
-                }],
-                ..Default::default()
-            }),
+            network_profile: Some(NetworkProfile::primary_nic(nic_id, "Detach")),
             ..Default::default()
         },
     )
@@ -146,11 +126,7 @@ fn vm_body(nic_id: &str, spot: bool) -> VirtualMachine {
         ("azlin.io/owner", "dev/vm1"),
     ]));
     if spot {
-        vm.properties.priority = Some(Priority::Spot);
-        vm.properties.eviction_policy = Some(EvictionPolicy::Deallocate);
-        vm.properties.billing_profile = Some(BillingProfile {
-            max_price: Some(-1.0),
-        });
+        vm.properties.set_spot(EvictionPolicy::Deallocate, -1.0);
     }
     vm
 }
