@@ -8,18 +8,15 @@ use azlin_operator::api::conditions::{self, READY, STALLED};
 use azlin_operator::controllers::context::EMULATOR_SUBSCRIPTION;
 use azlin_operator::embedded::{EmbeddedEnv, EmbeddedOptions};
 use azlin_operator::emulator::ErrorInjection;
+use azlin_operator::kubemem::testing::eventually;
 use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
 
-const T: Duration = Duration::from_secs(30);
-
-async fn env() -> EmbeddedEnv {
-    EmbeddedEnv::start(EmbeddedOptions::for_tests())
-        .await
-        .expect("embedded env")
-}
+mod support;
+use support::{WAIT, assert_no_writes_at_rest, env, event_reasons, resync_and_wait};
 
 fn vm_yaml(name: &str, extra: &str) -> String {
     format!(
@@ -54,39 +51,43 @@ fn power(vm: &AzlinVM) -> Option<&str> {
 }
 
 async fn wait_ready(env: &EmbeddedEnv, name: &str) -> AzlinVM {
-    env.wait_for("default", name, is_ready, T)
+    env.wait_for("default", name, is_ready, WAIT)
         .await
         .expect("AzlinVM Ready")
 }
 
 async fn patch_spec(env: &EmbeddedEnv, name: &str, spec: Value) {
-    let api: Api<AzlinVM> = Api::namespaced(env.client(), "default");
-    api.patch(
-        name,
-        &PatchParams::default(),
-        &Patch::Merge(&json!({ "spec": spec })),
-    )
-    .await
-    .expect("patch spec");
-}
-
-fn event_reasons(env: &EmbeddedEnv, name: &str) -> Vec<String> {
-    env.api()
-        .list("events.k8s.io/v1", "Event", Some("default"))
-        .into_iter()
-        .filter(|e| e.pointer("/regarding/name").and_then(Value::as_str) == Some(name))
-        .filter_map(|e| e.get("reason").and_then(Value::as_str).map(str::to_string))
-        .collect()
+    support::patch_spec::<AzlinVM>(env, "default", name, spec).await;
 }
 
 async fn wait_event(env: &EmbeddedEnv, name: &str, reason: &str) {
-    azlin_operator::kubemem::testing::eventually(T, &format!("event {reason}"), || async {
-        event_reasons(env, name)
+    eventually(WAIT, &format!("event {reason}"), || async {
+        event_reasons(env, "default", Some(name))
             .iter()
             .any(|r| r == reason)
             .then_some(())
     })
     .await;
+}
+
+/// Waits until `namespace/name` is Stalled (`what` names the wait) and returns the condition.
+async fn wait_stalled(env: &EmbeddedEnv, namespace: &str, name: &str, what: &str) -> Condition {
+    let vm = env
+        .wait_for(
+            namespace,
+            name,
+            |v: &AzlinVM| {
+                v.status
+                    .as_ref()
+                    .is_some_and(|s| conditions::is_true(&s.conditions, STALLED))
+            },
+            WAIT,
+        )
+        .await
+        .expect(what);
+    conditions::find(&vm.status.expect("status").conditions, STALLED)
+        .expect("stalled condition")
+        .clone()
 }
 
 fn count_posts(env: &EmbeddedEnv, action: &str) -> usize {
@@ -174,7 +175,7 @@ async fn create_becomes_ready_with_tagged_resources_and_generated_key() {
     assert_eq!(count_posts(&env, "restart"), 0);
     assert!(st.last_restart_requested_at.is_some());
     let readiness = env.readiness().expect("controllers running").clone();
-    azlin_operator::kubemem::testing::eventually(T, "controller readiness", || async {
+    eventually(WAIT, "controller readiness", || async {
         readiness.is_ready().then_some(())
     })
     .await;
@@ -197,7 +198,7 @@ async fn power_transitions_and_restart_once() {
                 "default",
                 "pw",
                 |v: &AzlinVM| is_ready(v) && power(v) == Some(word),
-                T,
+                WAIT,
             )
             .await
             .expect("power state reached with Ready");
@@ -229,23 +230,13 @@ async fn power_transitions_and_restart_once() {
                     .and_then(|s| s.last_restart_requested_at.as_ref())
                     .is_some()
         },
-        T,
+        WAIT,
     )
     .await
     .expect("restart handled");
     // Further reconciles do not restart again.
-    let before = env.reconciles("AzlinVM");
-    env.resync();
-    azlin_operator::kubemem::testing::eventually(T, "a resync", || async {
-        (env.reconciles("AzlinVM") > before).then_some(())
-    })
-    .await;
-    env.resync();
-    let before = env.reconciles("AzlinVM");
-    azlin_operator::kubemem::testing::eventually(T, "another resync", || async {
-        (env.reconciles("AzlinVM") > before).then_some(())
-    })
-    .await;
+    resync_and_wait(&env, "AzlinVM", "a resync").await;
+    resync_and_wait(&env, "AzlinVM", "another resync").await;
     assert_eq!(count_posts(&env, "restart"), 1);
     wait_event(&env, "pw", "Restarted").await;
     env.shutdown().await;
@@ -270,7 +261,7 @@ async fn resize_tags_and_data_disks() {
             is_ready(v)
                 && v.status.as_ref().and_then(|s| s.size.as_deref()) == Some("Standard_D4s_v5")
         },
-        T,
+        WAIT,
     )
     .await
     .expect("resized");
@@ -291,7 +282,7 @@ async fn resize_tags_and_data_disks() {
                 && v.status.as_ref().and_then(|s| s.size.as_deref()) == Some("Standard_E4s_v5")
                 && power(v) == Some("running")
         },
-        T,
+        WAIT,
     )
     .await
     .expect("resized across families");
@@ -328,7 +319,7 @@ async fn resize_tags_and_data_disks() {
                     ))
                     .is_some_and(|d| d["properties"]["diskSizeGB"] == 64)
         },
-        T,
+        WAIT,
     )
     .await
     .expect("data disk grown");
@@ -354,7 +345,7 @@ async fn out_of_band_changes_are_repaired() {
         "default",
         "oob",
         |v: &AzlinVM| is_ready(v) && power(v) == Some("running"),
-        T,
+        WAIT,
     )
     .await
     .expect("started again");
@@ -374,7 +365,7 @@ async fn out_of_band_changes_are_repaired() {
                         .and_then(|s| s.vm_id.as_deref())
                         .is_some_and(|id| id != first_id)
             },
-            T,
+            WAIT,
         )
         .await
         .expect("recreated");
@@ -401,7 +392,7 @@ async fn spot_eviction_restarts_the_vm() {
         "default",
         "spot",
         |v: &AzlinVM| is_ready(v) && power(v) == Some("running"),
-        T,
+        WAIT,
     )
     .await
     .expect("running again");
@@ -413,22 +404,7 @@ async fn terminal_errors_stall_until_the_spec_is_fixed() {
     let env = env().await;
     env.apply_yaml(&vm_yaml("bad", "").replace("Standard_D2s_v5", "Standard_Nope_v9"))
         .expect("apply");
-    let vm = env
-        .wait_for(
-            "default",
-            "bad",
-            |v: &AzlinVM| {
-                v.status
-                    .as_ref()
-                    .is_some_and(|s| conditions::is_true(&s.conditions, STALLED))
-            },
-            T,
-        )
-        .await
-        .expect("stalled");
-    let stalled = conditions::find(&vm.status.as_ref().expect("status").conditions, STALLED)
-        .expect("stalled condition")
-        .clone();
+    let stalled = wait_stalled(&env, "default", "bad", "stalled").await;
     assert_eq!(stalled.reason, "InvalidParameter", "{stalled:?}");
     assert!(stalled.message.contains("Standard_Nope_v9"), "{stalled:?}");
     patch_spec(&env, "bad", json!({ "size": "Standard_D2s_v5" })).await;
@@ -440,20 +416,7 @@ async fn terminal_errors_stall_until_the_spec_is_fixed() {
         ..ErrorInjection::once("PUT", "virtualMachines/default-quota", 409, "OperationNotAllowed")
     });
     env.apply_yaml(&vm_yaml("quota", "")).expect("apply");
-    let vm = env
-        .wait_for(
-            "default",
-            "quota",
-            |v: &AzlinVM| {
-                v.status
-                    .as_ref()
-                    .is_some_and(|s| conditions::is_true(&s.conditions, STALLED))
-            },
-            T,
-        )
-        .await
-        .expect("stalled on quota");
-    let c = conditions::find(&vm.status.as_ref().expect("status").conditions, STALLED).expect("c");
+    let c = wait_stalled(&env, "default", "quota", "stalled on quota").await;
     assert_eq!(c.reason, "OperationNotAllowed");
     assert!(c.message.contains("quota"));
     patch_spec(&env, "quota", json!({ "size": "Standard_D4s_v5" })).await;
@@ -517,7 +480,7 @@ async fn delete_policies_and_missing_resource_group() {
         .await
         .expect("delete");
     for n in ["del", "keep", "gone"] {
-        env.wait_gone::<AzlinVM>("default", n, T)
+        env.wait_gone::<AzlinVM>("default", n, WAIT)
             .await
             .expect("deleted");
     }
@@ -556,7 +519,7 @@ async fn restart_mid_provisioning_creates_no_duplicates() {
     let mut env = EmbeddedEnv::start(options).await.expect("env");
     env.apply_yaml(&vm_yaml("rst", "")).expect("apply");
     // Wait until the VM PUT was sent, then kill the controllers mid-provisioning.
-    azlin_operator::kubemem::testing::eventually(T, "VM PUT", || async {
+    eventually(WAIT, "VM PUT", || async {
         env.emulator()
             .requests()
             .iter()
@@ -592,33 +555,8 @@ async fn zero_writes_at_rest() {
         .expect("apply");
     wait_ready(&env, "rest").await;
     // Let any follow-up reconcile (status write echo) settle.
-    let settle = env.reconciles("AzlinVM");
-    env.resync();
-    azlin_operator::kubemem::testing::eventually(T, "settling resync", || async {
-        (env.reconciles("AzlinVM") > settle).then_some(())
-    })
-    .await;
-    env.emulator().reset_counts();
-    let mark = env.api().mark();
-    let before = env.reconciles("AzlinVM");
-    env.resync();
-    azlin_operator::kubemem::testing::eventually(T, "resync", || async {
-        (env.reconciles("AzlinVM") > before).then_some(())
-    })
-    .await;
-    let counts = env.emulator().counts();
-    assert!(
-        counts.method("GET") > 0,
-        "the resync read Azure: {counts:?}"
-    );
-    for m in ["PUT", "POST", "DELETE", "PATCH"] {
-        assert_eq!(counts.method(m), 0, "{m} at rest: {counts:?}");
-    }
-    assert_eq!(
-        env.api().writes_since(mark),
-        vec![],
-        "no Kubernetes writes at rest"
-    );
+    resync_and_wait(&env, "AzlinVM", "settling resync").await;
+    assert_no_writes_at_rest(&env, "AzlinVM", 1).await;
     env.shutdown().await;
 }
 
@@ -670,7 +608,7 @@ async fn mounts_over_real_ssh_pin_the_host_key_and_unmount_on_removal() {
                     st.nfs_endpoint.is_some() && conditions::is_true(&st.conditions, "Ready")
                 })
             },
-            T,
+            WAIT,
         )
         .await
         .expect("storage Ready");
@@ -695,7 +633,7 @@ async fn mounts_over_real_ssh_pin_the_host_key_and_unmount_on_removal() {
                                 == azlin_operator::api::azlinvm::MountState::Mounted
                     })
             },
-            T,
+            WAIT,
         )
         .await
         .expect("mounted");
@@ -721,12 +659,7 @@ async fn mounts_over_real_ssh_pin_the_host_key_and_unmount_on_removal() {
     );
     let mounts_before = sandbox.command_log().len();
     // At rest no SSH work is repeated.
-    let before = env.reconciles("AzlinVM");
-    env.resync();
-    azlin_operator::kubemem::testing::eventually(T, "resync", || async {
-        (env.reconciles("AzlinVM") > before).then_some(())
-    })
-    .await;
+    resync_and_wait(&env, "AzlinVM", "resync").await;
     assert_eq!(sandbox.command_log().len(), mounts_before);
 
     patch_spec(&env, "m", json!({ "mounts": [] })).await;
@@ -735,7 +668,7 @@ async fn mounts_over_real_ssh_pin_the_host_key_and_unmount_on_removal() {
             "default",
             "m",
             |v: &AzlinVM| is_ready(v) && v.status.as_ref().is_some_and(|s| s.mounts.is_empty()),
-            T,
+            WAIT,
         )
         .await
         .expect("unmounted");
@@ -758,22 +691,7 @@ async fn mounts_over_real_ssh_pin_the_host_key_and_unmount_on_removal() {
         json!({ "mounts": [{"storageRef": "data", "path": "/mnt/data"}] }),
     )
     .await;
-    let vm = env
-        .wait_for(
-            "default",
-            "m",
-            |v: &AzlinVM| {
-                v.status
-                    .as_ref()
-                    .is_some_and(|s| conditions::is_true(&s.conditions, STALLED))
-            },
-            T,
-        )
-        .await
-        .expect("stalled on host key mismatch");
-    let c = conditions::find(&vm.status.expect("status").conditions, STALLED)
-        .expect("stalled")
-        .clone();
+    let c = wait_stalled(&env, "default", "m", "stalled on host key mismatch").await;
     assert_eq!(c.reason, "HostKeyMismatch", "{c:?}");
     assert!(sandbox.mounted("/mnt/data").is_none());
     env.shutdown().await;
@@ -811,22 +729,7 @@ async fn same_named_azure_resources_not_ours_are_never_touched() {
         .expect("foreign pip");
     env.apply_yaml(&vm_yaml("foreign", "  publicIP: true\n"))
         .expect("apply");
-    let vm = env
-        .wait_for(
-            "default",
-            "foreign",
-            |v: &AzlinVM| {
-                v.status
-                    .as_ref()
-                    .is_some_and(|s| conditions::is_true(&s.conditions, STALLED))
-            },
-            T,
-        )
-        .await
-        .expect("stalled");
-    let c = conditions::find(&vm.status.expect("status").conditions, STALLED)
-        .expect("c")
-        .clone();
+    let c = wait_stalled(&env, "default", "foreign", "stalled").await;
     assert_eq!(c.reason, "ResourceNotManaged");
     assert!(c.message.contains("default-foreign-pip"), "{}", c.message);
     let pip = env
@@ -856,7 +759,7 @@ async fn retained_resources_are_adopted_by_a_new_object() {
     api.delete("adopt", &Default::default())
         .await
         .expect("delete");
-    env.wait_gone::<AzlinVM>("default", "adopt", T)
+    env.wait_gone::<AzlinVM>("default", "adopt", WAIT)
         .await
         .expect("gone");
     let released = env.emulator().resource(&vm_arm_id("adopt")).expect("kept");
@@ -894,7 +797,7 @@ async fn tenant_credentials_secret_selects_the_subscription() {
     env.apply_yaml(&vm_yaml("t1", "").replace("namespace: default", "namespace: tenant"))
         .expect("apply");
     let vm = env
-        .wait_for("tenant", "t1", is_ready, T)
+        .wait_for("tenant", "t1", is_ready, WAIT)
         .await
         .expect("ready");
     let id = vm.status.and_then(|s| s.resource_id).expect("resource id");
@@ -911,22 +814,7 @@ async fn tenant_credentials_secret_selects_the_subscription() {
     .expect("broken secret");
     env.apply_yaml(&vm_yaml("t2", "").replace("namespace: default", "namespace: broken"))
         .expect("apply");
-    let vm = env
-        .wait_for(
-            "broken",
-            "t2",
-            |v: &AzlinVM| {
-                v.status
-                    .as_ref()
-                    .is_some_and(|s| conditions::is_true(&s.conditions, STALLED))
-            },
-            T,
-        )
-        .await
-        .expect("stalled");
-    let c = conditions::find(&vm.status.expect("status").conditions, STALLED)
-        .expect("c")
-        .clone();
+    let c = wait_stalled(&env, "broken", "t2", "stalled").await;
     assert_eq!(c.reason, "InvalidSpec");
     assert!(
         c.message.contains("azlin-azure-credentials"),

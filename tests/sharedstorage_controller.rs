@@ -2,8 +2,6 @@
 //! in-memory Kubernetes API with the CRDs and admission, the ARM emulator over HTTP, and the
 //! controllers running.
 
-use std::time::Duration;
-
 use azlin_operator::api::conditions::{self, READY, STALLED};
 use azlin_operator::api::sharedstorage::{SharedStorage, StoragePhase};
 use azlin_operator::api::{AzlinVM, Fleet};
@@ -11,24 +9,21 @@ use azlin_operator::azure::network::{Subnet, VirtualNetwork};
 use azlin_operator::controllers::context::EMULATOR_SUBSCRIPTION;
 use azlin_operator::controllers::naming;
 use azlin_operator::controllers::sharedstorage::{FINALIZER, KIND};
-use azlin_operator::embedded::{EmbeddedEnv, EmbeddedOptions};
+use azlin_operator::embedded::EmbeddedEnv;
 use azlin_operator::emulator::ErrorInjection;
 use azlin_operator::kubemem::testing::eventually;
+use azlin_operator::kubemem::{RecordedRequest, RequestMark};
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use serde_json::{Value, json};
 
+mod support;
+use support::{WAIT, env, event_reasons, resync_at_rest};
+
 const NS: &str = "default";
 const RG: &str = "rg-storage";
 const LOCATION: &str = "westus2";
-const WAIT: Duration = Duration::from_secs(30);
 const GIB: u64 = 1 << 30;
-
-async fn env() -> EmbeddedEnv {
-    EmbeddedEnv::start(EmbeddedOptions::for_tests())
-        .await
-        .expect("embedded environment starts")
-}
 
 fn storage_yaml(name: &str, extra: &str) -> String {
     format!(
@@ -109,14 +104,7 @@ async fn wait_stalled(env: &EmbeddedEnv, name: &str, reason: &str) -> SharedStor
 }
 
 async fn patch_spec(env: &EmbeddedEnv, name: &str, spec: Value) {
-    storages(env)
-        .patch(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({ "spec": spec })),
-        )
-        .await
-        .expect("spec patched");
+    support::patch_spec::<SharedStorage>(env, NS, name, spec).await;
 }
 
 fn resource(env: &EmbeddedEnv, id: &str) -> Value {
@@ -128,46 +116,26 @@ fn resource(env: &EmbeddedEnv, id: &str) -> Value {
 /// Resyncs twice and waits for the reconciles, then checks that neither ARM nor Kubernetes
 /// saw a write since the counters were reset.
 async fn assert_no_writes_at_rest(env: &EmbeddedEnv) {
-    env.emulator().reset_counts();
-    let mark = env.api().mark();
-    for _ in 0..2 {
-        let before = env.reconciles(KIND);
-        env.resync();
-        eventually(WAIT, "a resync reconcile", || async {
-            (env.reconciles(KIND) > before).then_some(())
+    support::assert_no_writes_at_rest(env, KIND, 2).await;
+}
+
+/// The writes to SharedStorage objects since `mark`.
+fn storage_writes_since(env: &EmbeddedEnv, mark: RequestMark) -> Vec<RecordedRequest> {
+    env.api()
+        .writes_since(mark)
+        .into_iter()
+        .filter(|w| {
+            w.resource
+                .as_deref()
+                .is_some_and(|r| r.starts_with("sharedstorages"))
         })
-        .await;
-    }
-    let counts = env.emulator().counts();
-    for method in ["PUT", "PATCH", "POST", "DELETE"] {
-        assert_eq!(
-            counts.method(method),
-            0,
-            "no ARM {method} at rest: {:?}",
-            counts.by_method_and_type
-        );
-    }
-    assert!(counts.method("GET") > 0, "the resync read Azure");
-    let writes = env.api().writes_since(mark);
-    assert!(
-        writes.is_empty(),
-        "no Kubernetes writes at rest: {writes:?}"
-    );
+        .collect()
 }
 
 /// Like [`assert_no_writes_at_rest`] but only for what this controller writes (storage ARM
 /// resources, SharedStorage objects), while other controllers may still be busy.
 async fn assert_no_storage_writes_at_rest(env: &EmbeddedEnv) {
-    env.emulator().reset_counts();
-    let mark = env.api().mark();
-    for _ in 0..2 {
-        let before = env.reconciles(KIND);
-        env.resync();
-        eventually(WAIT, "a resync reconcile", || async {
-            (env.reconciles(KIND) > before).then_some(())
-        })
-        .await;
-    }
+    let mark = resync_at_rest(env, KIND, 2).await;
     let counts = env.emulator().counts();
     let storage_writes: Vec<_> = counts
         .by_method_and_type
@@ -178,16 +146,7 @@ async fn assert_no_storage_writes_at_rest(env: &EmbeddedEnv) {
         storage_writes.is_empty(),
         "no storage ARM writes at rest: {storage_writes:?}"
     );
-    let writes: Vec<_> = env
-        .api()
-        .writes_since(mark)
-        .into_iter()
-        .filter(|w| {
-            w.resource
-                .as_deref()
-                .is_some_and(|r| r.starts_with("sharedstorages"))
-        })
-        .collect();
+    let writes = storage_writes_since(env, mark);
     assert!(
         writes.is_empty(),
         "no SharedStorage writes at rest: {writes:?}"
@@ -286,7 +245,7 @@ async fn create_becomes_ready_with_an_nfs_account_and_share() {
     assert_eq!(share["properties"]["rootSquash"], json!("RootSquash"));
     assert_eq!(share["properties"]["shareQuota"], json!(150));
 
-    let reasons = event_reasons(&env);
+    let reasons = event_reasons(&env, NS, None);
     for reason in ["NetworkCreated", "StorageAccountCreated", "ShareCreated"] {
         assert!(
             reasons.iter().any(|r| r == reason),
@@ -296,14 +255,6 @@ async fn create_becomes_ready_with_an_nfs_account_and_share() {
 
     assert_no_writes_at_rest(&env).await;
     env.shutdown().await;
-}
-
-fn event_reasons(env: &EmbeddedEnv) -> Vec<String> {
-    env.api()
-        .list("events.k8s.io/v1", "Event", Some(NS))
-        .iter()
-        .filter_map(|e| e["reason"].as_str().map(str::to_string))
-        .collect()
 }
 
 #[tokio::test]
@@ -319,7 +270,7 @@ async fn an_allowed_subnet_without_the_service_endpoint_is_stalled_with_arms_err
     let (_, _, message) = condition(&s, STALLED).expect("Stalled");
     assert!(message.contains("Microsoft.Storage"), "{message}");
     assert!(
-        event_reasons(&env)
+        event_reasons(&env, NS, None)
             .iter()
             .any(|r| r == "NetworkAclsValidationFailure"),
         "a Warning event names the ARM error"
@@ -379,7 +330,11 @@ async fn the_storage_endpoint_is_added_to_an_existing_managed_subnet() {
             .is_some_and(|id| id.ends_with("/some-nsg")),
         "the subnet keeps what it had: {subnet}"
     );
-    assert!(event_reasons(&env).iter().any(|r| r == "NetworkUpdated"));
+    assert!(
+        event_reasons(&env, NS, None)
+            .iter()
+            .any(|r| r == "NetworkUpdated")
+    );
     env.shutdown().await;
 }
 
@@ -423,16 +378,7 @@ async fn a_transient_arm_error_on_a_ready_storage_keeps_its_status() {
         (failed && env.reconciles(KIND) >= before + 2).then_some(())
     })
     .await;
-    let writes: Vec<_> = env
-        .api()
-        .writes_since(mark)
-        .into_iter()
-        .filter(|w| {
-            w.resource
-                .as_deref()
-                .is_some_and(|r| r.starts_with("sharedstorages"))
-        })
-        .collect();
+    let writes = storage_writes_since(&env, mark);
     assert!(writes.is_empty(), "status untouched: {writes:?}");
     let s = storages(&env).get("steady").await.expect("get");
     assert!(is_ready_at(&s, 1));
@@ -605,7 +551,7 @@ async fn delete_is_refused_while_mounted_and_proceeds_once_unmounted() {
     assert!(env.emulator().resource(&share_id("scratch")).is_some());
     assert!(env.emulator().resource(&account_id("scratch")).is_some());
     assert_no_storage_writes_at_rest(&env).await;
-    let blocked = event_reasons(&env)
+    let blocked = event_reasons(&env, NS, None)
         .iter()
         .filter(|r| *r == "DeletionBlocked")
         .count();
