@@ -56,6 +56,18 @@ async fn wait_ready(env: &EmbeddedEnv, name: &str) -> AzlinVM {
         .expect("AzlinVM Ready")
 }
 
+/// Waits until `default/name` is Ready in power state `word` (`what` names the wait).
+async fn wait_power(env: &EmbeddedEnv, name: &str, word: &str, what: &str) -> AzlinVM {
+    env.wait_for(
+        "default",
+        name,
+        |v: &AzlinVM| is_ready(v) && power(v) == Some(word),
+        WAIT,
+    )
+    .await
+    .expect(what)
+}
+
 async fn patch_spec(env: &EmbeddedEnv, name: &str, spec: Value) {
     support::patch_spec::<AzlinVM>(env, "default", name, spec).await;
 }
@@ -193,15 +205,7 @@ async fn power_transitions_and_restart_once() {
         ("Running", "running"),
     ] {
         patch_spec(&env, "pw", json!({ "powerState": state })).await;
-        let vm = env
-            .wait_for(
-                "default",
-                "pw",
-                |v: &AzlinVM| is_ready(v) && power(v) == Some(word),
-                WAIT,
-            )
-            .await
-            .expect("power state reached with Ready");
+        let vm = wait_power(&env, "pw", word, "power state reached with Ready").await;
         assert_eq!(
             env.emulator().resource(&vm_arm_id("pw")).expect("vm")["properties"]["instanceView"]["statuses"]
                 [1]["code"],
@@ -341,14 +345,7 @@ async fn out_of_band_changes_are_repaired() {
         .expect("deallocate out of band");
     env.resync();
     wait_event(&env, "oob", "Repaired").await;
-    env.wait_for(
-        "default",
-        "oob",
-        |v: &AzlinVM| is_ready(v) && power(v) == Some("running"),
-        WAIT,
-    )
-    .await
-    .expect("started again");
+    wait_power(&env, "oob", "running", "started again").await;
 
     env.emulator()
         .delete_out_of_band(&vm_arm_id("oob"))
@@ -388,14 +385,7 @@ async fn spot_eviction_restarts_the_vm() {
     env.emulator().evict_vm(&vm_arm_id("spot")).expect("evict");
     env.resync();
     wait_event(&env, "spot", "SpotEvicted").await;
-    env.wait_for(
-        "default",
-        "spot",
-        |v: &AzlinVM| is_ready(v) && power(v) == Some("running"),
-        WAIT,
-    )
-    .await
-    .expect("running again");
+    wait_power(&env, "spot", "running", "running again").await;
     env.shutdown().await;
 }
 
