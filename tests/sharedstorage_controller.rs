@@ -103,6 +103,12 @@ async fn wait_stalled(env: &EmbeddedEnv, name: &str, reason: &str) -> SharedStor
     .unwrap_or_else(|e| panic!("SharedStorage {name} becomes Stalled {reason}: {e}"))
 }
 
+/// Applies SharedStorage `name` (spec `storage_yaml` plus `extra`) and waits until it is Ready.
+async fn create_ready(env: &EmbeddedEnv, name: &str, extra: &str) -> SharedStorage {
+    env.apply_yaml(&storage_yaml(name, extra)).expect("applied");
+    wait_ready(env, name, 1).await
+}
+
 async fn patch_spec(env: &EmbeddedEnv, name: &str, spec: Value) {
     support::patch_spec::<SharedStorage>(env, NS, name, spec).await;
 }
@@ -315,9 +321,7 @@ async fn create_managed_vnet(env: &EmbeddedEnv, tags: &[(&str, &str)]) {
 async fn the_storage_endpoint_is_added_to_an_existing_managed_subnet() {
     let env = env().await;
     create_managed_vnet(&env, &[(naming::TAG_MANAGED_BY, naming::MANAGED_BY)]).await;
-    env.apply_yaml(&storage_yaml("endpoint", ""))
-        .expect("applied");
-    wait_ready(&env, "endpoint", 1).await;
+    create_ready(&env, "endpoint", "").await;
     let subnet = resource(&env, &managed_subnet_id());
     assert_eq!(
         subnet["properties"]["serviceEndpoints"][0]["service"],
@@ -360,9 +364,7 @@ async fn a_foreign_vnet_with_the_managed_name_is_never_touched() {
 #[tokio::test]
 async fn a_transient_arm_error_on_a_ready_storage_keeps_its_status() {
     let env = env().await;
-    env.apply_yaml(&storage_yaml("steady", ""))
-        .expect("applied");
-    wait_ready(&env, "steady", 1).await;
+    create_ready(&env, "steady", "").await;
     let mark = env.api().mark();
     env.emulator().reset_counts();
     env.emulator().inject_error(ErrorInjection::once(
@@ -388,9 +390,7 @@ async fn a_transient_arm_error_on_a_ready_storage_keeps_its_status() {
 #[tokio::test]
 async fn quota_grows_and_root_squash_changes_then_nothing_is_written_at_rest() {
     let env = env().await;
-    env.apply_yaml(&storage_yaml("grow", "  deletionPolicy: Delete\n"))
-        .expect("applied");
-    wait_ready(&env, "grow", 1).await;
+    create_ready(&env, "grow", "  deletionPolicy: Delete\n").await;
     assert_eq!(
         resource(&env, &share_id("grow"))["properties"]["shareQuota"],
         json!(100)
@@ -414,9 +414,7 @@ async fn quota_grows_and_root_squash_changes_then_nothing_is_written_at_rest() {
 #[tokio::test]
 async fn shrink_below_usage_is_refused_and_a_shrink_above_usage_applies() {
     let env = env().await;
-    env.apply_yaml(&storage_yaml("shrink", "  sizeGiB: 300\n"))
-        .expect("applied");
-    wait_ready(&env, "shrink", 1).await;
+    create_ready(&env, "shrink", "  sizeGiB: 300\n").await;
     // Simulate 250 GiB of data: the emulator keeps the usage figure it is given and reports it
     // back on GET, like Azure's `shareUsageBytes` with `$expand=stats`.
     env.arm()
@@ -477,8 +475,7 @@ async fn wait_mounted_by(env: &EmbeddedEnv, name: &str, want: &[&str]) -> Shared
 #[tokio::test]
 async fn mounted_by_tracks_vms_and_fleets() {
     let env = env().await;
-    env.apply_yaml(&storage_yaml("team", "")).expect("applied");
-    wait_ready(&env, "team", 1).await;
+    create_ready(&env, "team", "").await;
     env.apply_yaml(&vm_yaml("vm1", &["team"])).expect("vm1");
     env.apply_yaml(&vm_yaml("vm2", &[])).expect("vm2");
     wait_mounted_by(&env, "team", &["vm1"]).await;
@@ -522,9 +519,7 @@ async fn mounted_by_tracks_vms_and_fleets() {
 #[tokio::test]
 async fn delete_is_refused_while_mounted_and_proceeds_once_unmounted() {
     let env = env().await;
-    env.apply_yaml(&storage_yaml("scratch", "  deletionPolicy: Delete\n"))
-        .expect("applied");
-    wait_ready(&env, "scratch", 1).await;
+    create_ready(&env, "scratch", "  deletionPolicy: Delete\n").await;
     env.apply_yaml(&vm_yaml("user1", &["scratch"])).expect("vm");
     wait_mounted_by(&env, "scratch", &["user1"]).await;
 
@@ -580,8 +575,7 @@ async fn delete_is_refused_while_mounted_and_proceeds_once_unmounted() {
 #[tokio::test]
 async fn retain_keeps_the_resources_tagged_released_and_a_new_object_adopts_them() {
     let env = env().await;
-    env.apply_yaml(&storage_yaml("keep", "")).expect("applied");
-    let first = wait_ready(&env, "keep", 1).await;
+    let first = create_ready(&env, "keep", "").await;
     env.apply_yaml(&vm_yaml("still-mounting", &["keep"]))
         .expect("vm");
     wait_mounted_by(&env, "keep", &["still-mounting"]).await;
@@ -726,9 +720,7 @@ async fn a_globally_taken_account_name_is_stalled_with_the_arm_code() {
 #[tokio::test]
 async fn deletion_does_not_hang_when_the_resource_group_is_gone() {
     let env = env().await;
-    env.apply_yaml(&storage_yaml("orphan", "  deletionPolicy: Delete\n"))
-        .expect("applied");
-    wait_ready(&env, "orphan", 1).await;
+    create_ready(&env, "orphan", "  deletionPolicy: Delete\n").await;
     env.emulator()
         .delete_out_of_band(&format!(
             "/subscriptions/{EMULATOR_SUBSCRIPTION}/resourceGroups/{RG}"
