@@ -137,6 +137,23 @@ pub enum EmbeddedError {
     Io(#[from] std::io::Error),
 }
 
+/// A namespaced object type the wait helpers can read typed.
+pub trait NamespacedObject:
+    Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+    + Clone
+    + DeserializeOwned
+    + Debug
+{
+}
+
+impl<K> NamespacedObject for K where
+    K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + Debug
+{
+}
+
 /// [`EmbeddedEnv::wait_for`] gave up.
 #[derive(Debug, thiserror::Error)]
 #[error("timed out after {timeout:?} waiting for {what}; last seen: {last}")]
@@ -325,10 +342,7 @@ impl EmbeddedEnv {
         timeout: Duration,
     ) -> Result<K, WaitError>
     where
-        K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
-            + Clone
-            + DeserializeOwned
-            + Debug,
+        K: NamespacedObject,
     {
         let what = format!("{} {namespace}/{name}", K::kind(&()));
         self.poll(
@@ -353,10 +367,7 @@ impl EmbeddedEnv {
         timeout: Duration,
     ) -> Result<(), WaitError>
     where
-        K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
-            + Clone
-            + DeserializeOwned
-            + Debug,
+        K: NamespacedObject,
     {
         let what = format!("{} {namespace}/{name} to be deleted", K::kind(&()));
         self.poll(
@@ -384,10 +395,7 @@ impl EmbeddedEnv {
         check: impl Fn(Option<K>) -> ControlFlow<T, String>,
     ) -> Result<T, WaitError>
     where
-        K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
-            + Clone
-            + DeserializeOwned
-            + Debug,
+        K: NamespacedObject,
     {
         let api: Api<K> = Api::namespaced(self.client(), namespace);
         let deadline = Instant::now() + timeout;

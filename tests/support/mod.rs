@@ -3,12 +3,11 @@
 
 use std::time::Duration;
 
-use azlin_operator::embedded::{EmbeddedEnv, EmbeddedOptions};
+use azlin_operator::embedded::{EmbeddedEnv, EmbeddedOptions, NamespacedObject};
 use azlin_operator::kubemem::RequestMark;
 use azlin_operator::kubemem::testing::eventually;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
-use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 /// How long a test waits for any state.
@@ -24,10 +23,7 @@ pub async fn env() -> EmbeddedEnv {
 /// Merge-patches the `spec` of `namespace/name`.
 pub async fn patch_spec<K>(env: &EmbeddedEnv, namespace: &str, name: &str, spec: Value)
 where
-    K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
-        + Clone
-        + DeserializeOwned
-        + std::fmt::Debug,
+    K: NamespacedObject,
 {
     let api: Api<K> = Api::namespaced(env.client(), namespace);
     api.patch(
