@@ -115,7 +115,7 @@ fn provider_path(sub: String, rg: Option<String>, rest: &[&str]) -> Option<Route
     }
     let mut names = Vec::new();
     let mut i = 2;
-    loop {
+    let action = loop {
         let Some(name) = rest.get(i) else {
             // A type without a name: a collection.
             let kind = kinds::find(&types.join("/"))?;
@@ -129,32 +129,27 @@ fn provider_path(sub: String, rg: Option<String>, rest: &[&str]) -> Option<Route
         names.push(name.to_string());
         i += 1;
         let Some(next) = rest.get(i) else {
-            let kind = kinds::find(&types.join("/"))?;
-            return Some(Route::Resource {
-                kind,
-                sub,
-                rg: rg_name,
-                names,
-                action: None,
-            });
+            break None;
         };
         let candidate = format!("{}/{}", types.join("/"), next);
         if kinds::is_type_prefix(&candidate) {
             types.push(next.to_string());
             i += 1;
         } else if i + 1 == rest.len() {
-            let kind = kinds::find(&types.join("/"))?;
-            return Some(Route::Resource {
-                kind,
-                sub,
-                rg: rg_name,
-                names,
-                action: Some(next.to_string()),
-            });
+            // A trailing action or view segment.
+            break Some(next.to_string());
         } else {
             return None;
         }
-    }
+    };
+    let kind = kinds::find(&types.join("/"))?;
+    Some(Route::Resource {
+        kind,
+        sub,
+        rg: rg_name,
+        names,
+        action,
+    })
 }
 
 /// Canonical resource-group id.
