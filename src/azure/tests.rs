@@ -451,43 +451,30 @@ async fn azure_async_operation_preferred_over_location() {
 
 #[tokio::test]
 async fn put_without_headers_polls_provisioning_state() {
-    let s = ScriptServer::start().await;
-    s.on("PUT", VM, vec![Reply::json(201, vm_body("Creating"))]);
-    s.on(
-        "GET",
-        VM,
-        vec![
-            Reply::json(200, vm_body("Updating")),
-            Reply::json(200, vm_body("Succeeded")),
-        ],
-    );
-    let vm = put_vm(&s.client()).await.expect("ok");
-    assert!(
-        vm.properties
-            .provisioning_state
-            .expect("state")
-            .is_succeeded()
-    );
-    assert_eq!(s.count("GET", VM), 2);
-
-    let s1 = ScriptServer::start().await;
-    s1.on("PUT", VM, vec![Reply::empty(202)]);
-    s1.on(
-        "GET",
-        VM,
-        vec![
-            Reply::json(200, vm_body("Creating")),
-            Reply::json(200, vm_body("Succeeded")),
-        ],
-    );
-    let vm = put_vm(&s1.client()).await.expect("202 without headers");
-    assert!(
-        vm.properties
-            .provisioning_state
-            .expect("state")
-            .is_succeeded()
-    );
-    assert_eq!(s1.count("GET", VM), 2);
+    // 201 with a body, and 202 without any polling header: both poll the resource.
+    for (put, first_state, what) in [
+        (Reply::json(201, vm_body("Creating")), "Updating", "ok"),
+        (Reply::empty(202), "Creating", "202 without headers"),
+    ] {
+        let s = ScriptServer::start().await;
+        s.on("PUT", VM, vec![put]);
+        s.on(
+            "GET",
+            VM,
+            vec![
+                Reply::json(200, vm_body(first_state)),
+                Reply::json(200, vm_body("Succeeded")),
+            ],
+        );
+        let vm = put_vm(&s.client()).await.expect(what);
+        assert!(
+            vm.properties
+                .provisioning_state
+                .expect("state")
+                .is_succeeded()
+        );
+        assert_eq!(s.count("GET", VM), 2, "{what}");
+    }
 
     let s2 = ScriptServer::start().await;
     s2.on("PUT", VM, vec![Reply::json(200, vm_body("Failed"))]);
