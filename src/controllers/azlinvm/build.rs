@@ -587,34 +587,21 @@ mod tests {
     #[test]
     fn power_steps() {
         use compute::PowerState as O;
-        assert_eq!(
-            power_step(PowerState::Running, O::Running),
-            PowerStep::Converged
-        );
-        assert_eq!(
-            power_step(PowerState::Running, O::Deallocated),
-            PowerStep::Start
-        );
-        assert_eq!(
-            power_step(PowerState::Running, O::Stopped),
-            PowerStep::Start
-        );
-        assert_eq!(
-            power_step(PowerState::Stopped, O::Running),
-            PowerStep::PowerOff
-        );
-        assert_eq!(
-            power_step(PowerState::Stopped, O::Deallocated),
-            PowerStep::Start
-        );
-        assert_eq!(
-            power_step(PowerState::Deallocated, O::Stopped),
-            PowerStep::Deallocate
-        );
-        assert_eq!(
-            power_step(PowerState::Deallocated, O::Starting),
-            PowerStep::Wait
-        );
+        for (wanted, observed, step) in [
+            (PowerState::Running, O::Running, PowerStep::Converged),
+            (PowerState::Running, O::Deallocated, PowerStep::Start),
+            (PowerState::Running, O::Stopped, PowerStep::Start),
+            (PowerState::Stopped, O::Running, PowerStep::PowerOff),
+            (PowerState::Stopped, O::Deallocated, PowerStep::Start),
+            (PowerState::Deallocated, O::Stopped, PowerStep::Deallocate),
+            (PowerState::Deallocated, O::Starting, PowerStep::Wait),
+        ] {
+            assert_eq!(
+                power_step(wanted, observed),
+                step,
+                "{wanted:?} from {observed:?}"
+            );
+        }
         assert!(resize_needs_deallocation(
             Some("OperationNotAllowed"),
             "Unable to resize the VM 'x' because the requested size y is not available in the current hardware cluster. Deallocate the VM to resize to any size."
