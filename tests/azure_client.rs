@@ -131,6 +131,12 @@ fn vm_body(nic_id: &str, spot: bool) -> VirtualMachine {
     vm
 }
 
+/// [`network_base`] in resource group `rg` and a [`nic`] named `name` in it; returns the NIC id.
+async fn nic_in_new_network(c: &ArmClient, rg: &str, name: &str) -> String {
+    let subnet = network_base(c, rg).await;
+    nic(c, rg, &subnet, name).await
+}
+
 /// NIC (with public IP and NSG) in the base network; returns the NIC id.
 async fn nic(c: &ArmClient, rg: &str, subnet: &ResourceId, name: &str) -> String {
     let pip = c
@@ -336,8 +342,7 @@ async fn network_resources_and_in_use_conflict() {
 #[tokio::test]
 async fn vm_lifecycle_through_power_states() {
     let (emu, c) = default_emulator().await;
-    let subnet_id = network_base(&c, "vms").await;
-    let nic_id = nic(&c, "vms", &subnet_id, "vm1-nic").await;
+    let nic_id = nic_in_new_network(&c, "vms", "vm1-nic").await;
     let vms = c.compute().virtual_machines("vms");
 
     let vm = vms
@@ -668,8 +673,7 @@ async fn random_faults_and_throttling_are_retried() {
             max_retry_after: Duration::from_millis(20),
         })
         .with_observer(rec.clone());
-    let subnet = network_base(&c, "flaky").await;
-    let nic_id = nic(&c, "flaky", &subnet, "nic").await;
+    let nic_id = nic_in_new_network(&c, "flaky", "nic").await;
     c.compute()
         .virtual_machines("flaky")
         .create_or_update("vm1", &vm_body(&nic_id, false))
@@ -774,8 +778,7 @@ async fn lro_begin_resume_and_rederive_after_restart() {
         ..EmulatorConfig::default()
     })
     .await;
-    let subnet = network_base(&c, "lro").await;
-    let nic_id = nic(&c, "lro", &subnet, "nic").await;
+    let nic_id = nic_in_new_network(&c, "lro", "nic").await;
     let vms = c.compute().virtual_machines("lro");
 
     // Begin a create, "restart" (drop the poller), and re-derive completion from provisioningState.
