@@ -68,6 +68,12 @@ async fn wait_power(env: &EmbeddedEnv, name: &str, word: &str, what: &str) -> Az
     .expect(what)
 }
 
+/// Applies AzlinVM `name` (spec `vm_yaml` plus `extra`) and waits until it is Ready.
+async fn create_ready(env: &EmbeddedEnv, name: &str, extra: &str) -> AzlinVM {
+    env.apply_yaml(&vm_yaml(name, extra)).expect("apply");
+    wait_ready(env, name).await
+}
+
 async fn patch_spec(env: &EmbeddedEnv, name: &str, spec: Value) {
     support::patch_spec::<AzlinVM>(env, "default", name, spec).await;
 }
@@ -197,8 +203,7 @@ async fn create_becomes_ready_with_tagged_resources_and_generated_key() {
 #[tokio::test]
 async fn power_transitions_and_restart_once() {
     let env = env().await;
-    env.apply_yaml(&vm_yaml("pw", "")).expect("apply");
-    wait_ready(&env, "pw").await;
+    create_ready(&env, "pw", "").await;
     for (state, word) in [
         ("Stopped", "stopped"),
         ("Deallocated", "deallocated"),
@@ -249,8 +254,7 @@ async fn power_transitions_and_restart_once() {
 #[tokio::test]
 async fn resize_tags_and_data_disks() {
     let env = env().await;
-    env.apply_yaml(&vm_yaml("rs", "")).expect("apply");
-    wait_ready(&env, "rs").await;
+    create_ready(&env, "rs", "").await;
     // Same family: in-place resize.
     patch_spec(
         &env,
@@ -334,8 +338,7 @@ async fn resize_tags_and_data_disks() {
 #[tokio::test]
 async fn out_of_band_changes_are_repaired() {
     let env = env().await;
-    env.apply_yaml(&vm_yaml("oob", "")).expect("apply");
-    let vm = wait_ready(&env, "oob").await;
+    let vm = create_ready(&env, "oob", "").await;
     let first_id = vm.status.and_then(|s| s.vm_id).expect("vm id");
     env.emulator()
         .set_vm_power_out_of_band(
@@ -436,8 +439,7 @@ async fn transient_errors_back_off_and_recover() {
             "TooManyRequests",
         )
     });
-    env.apply_yaml(&vm_yaml("flaky", "")).expect("apply");
-    let vm = wait_ready(&env, "flaky").await;
+    let vm = create_ready(&env, "flaky", "").await;
     assert!(!conditions::is_true(
         &vm.status.expect("status").conditions,
         STALLED
@@ -541,9 +543,7 @@ async fn restart_mid_provisioning_creates_no_duplicates() {
 #[tokio::test]
 async fn zero_writes_at_rest() {
     let env = env().await;
-    env.apply_yaml(&vm_yaml("rest", "  publicIP: true\n"))
-        .expect("apply");
-    wait_ready(&env, "rest").await;
+    create_ready(&env, "rest", "  publicIP: true\n").await;
     // Let any follow-up reconcile (status write echo) settle.
     resync_and_wait(&env, "AzlinVM", "settling resync").await;
     assert_no_writes_at_rest(&env, "AzlinVM", 1).await;
