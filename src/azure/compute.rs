@@ -858,14 +858,10 @@ impl ResourceOps<'_, SnapshotProperties> {
     pub async fn wait_copy_complete(&self, name: &str) -> Result<Snapshot, ArmError> {
         self.client()
             .wait_until(&self.id(name), |body| {
-                if let Some(state @ (OperationState::Failed | OperationState::Canceled)) =
-                    provisioning_state_of(body)
+                if let Some(status) = provisioning_state_of(body)
+                    .as_ref()
+                    .and_then(OperationState::failed_status)
                 {
-                    let status = if state == OperationState::Failed {
-                        FailedStatus::Failed
-                    } else {
-                        FailedStatus::Canceled
-                    };
                     return Some(Err(ArmError::operation_failed(status, None)));
                 }
                 let snapshot: Snapshot = match decode(body.clone()) {
