@@ -17,6 +17,7 @@
 //! ```
 
 use std::fmt::Debug;
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -134,6 +135,23 @@ pub enum EmbeddedError {
     /// A sandbox directory could not be created.
     #[error("sandbox: {0}")]
     Io(#[from] std::io::Error),
+}
+
+/// A namespaced object type the wait helpers can read typed.
+pub trait NamespacedObject:
+    Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+    + Clone
+    + DeserializeOwned
+    + Debug
+{
+}
+
+impl<K> NamespacedObject for K where
+    K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + Debug
+{
 }
 
 /// [`EmbeddedEnv::wait_for`] gave up.
@@ -324,34 +342,21 @@ impl EmbeddedEnv {
         timeout: Duration,
     ) -> Result<K, WaitError>
     where
-        K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
-            + Clone
-            + DeserializeOwned
-            + Debug,
+        K: NamespacedObject,
     {
-        let api: Api<K> = Api::namespaced(self.client(), namespace);
         let what = format!("{} {namespace}/{name}", K::kind(&()));
-        let deadline = Instant::now() + timeout;
-        loop {
-            let last = match api.get_opt(name).await {
-                Ok(Some(obj)) => {
-                    if predicate(&obj) {
-                        return Ok(obj);
-                    }
-                    format!("{obj:?}")
-                }
-                Ok(None) => "not found".to_string(),
-                Err(e) => format!("error: {e}"),
-            };
-            if Instant::now() > deadline {
-                return Err(WaitError {
-                    what,
-                    timeout,
-                    last,
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        self.poll(
+            namespace,
+            name,
+            what,
+            timeout,
+            |current: Option<K>| match current {
+                Some(obj) if predicate(&obj) => ControlFlow::Break(obj),
+                Some(obj) => ControlFlow::Continue(format!("{obj:?}")),
+                None => ControlFlow::Continue("not found".to_string()),
+            },
+        )
+        .await
     }
 
     /// Polls until `namespace/name` no longer exists.
@@ -362,34 +367,52 @@ impl EmbeddedEnv {
         timeout: Duration,
     ) -> Result<(), WaitError>
     where
-        K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
-            + Clone
-            + DeserializeOwned
-            + Debug,
+        K: NamespacedObject,
+    {
+        let what = format!("{} {namespace}/{name} to be deleted", K::kind(&()));
+        self.poll(
+            namespace,
+            name,
+            what,
+            timeout,
+            |current: Option<K>| match current {
+                None => ControlFlow::Break(()),
+                Some(obj) => ControlFlow::Continue(format!("{obj:?}")),
+            },
+        )
+        .await
+    }
+
+    /// Reads `namespace/name` every 20 ms and hands it (or `None` when missing) to `check`
+    /// until `check` breaks with a value; after `timeout` fails with the last description
+    /// `check` gave (or the last read error).
+    async fn poll<K, T>(
+        &self,
+        namespace: &str,
+        name: &str,
+        what: String,
+        timeout: Duration,
+        check: impl Fn(Option<K>) -> ControlFlow<T, String>,
+    ) -> Result<T, WaitError>
+    where
+        K: NamespacedObject,
     {
         let api: Api<K> = Api::namespaced(self.client(), namespace);
         let deadline = Instant::now() + timeout;
         loop {
-            match api.get_opt(name).await {
-                Ok(None) => return Ok(()),
-                Ok(Some(obj)) => {
-                    if Instant::now() > deadline {
-                        return Err(WaitError {
-                            what: format!("{} {namespace}/{name} to be deleted", K::kind(&())),
-                            timeout,
-                            last: format!("{obj:?}"),
-                        });
-                    }
-                }
-                Err(e) => {
-                    if Instant::now() > deadline {
-                        return Err(WaitError {
-                            what: format!("{} {namespace}/{name} to be deleted", K::kind(&())),
-                            timeout,
-                            last: format!("error: {e}"),
-                        });
-                    }
-                }
+            let last = match api.get_opt(name).await {
+                Ok(current) => match check(current) {
+                    ControlFlow::Break(done) => return Ok(done),
+                    ControlFlow::Continue(last) => last,
+                },
+                Err(e) => format!("error: {e}"),
+            };
+            if Instant::now() > deadline {
+                return Err(WaitError {
+                    what,
+                    timeout,
+                    last,
+                });
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

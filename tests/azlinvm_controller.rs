@@ -8,18 +8,15 @@ use azlin_operator::api::conditions::{self, READY, STALLED};
 use azlin_operator::controllers::context::EMULATOR_SUBSCRIPTION;
 use azlin_operator::embedded::{EmbeddedEnv, EmbeddedOptions};
 use azlin_operator::emulator::ErrorInjection;
+use azlin_operator::kubemem::testing::eventually;
 use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
 
-const T: Duration = Duration::from_secs(30);
-
-async fn env() -> EmbeddedEnv {
-    EmbeddedEnv::start(EmbeddedOptions::for_tests())
-        .await
-        .expect("embedded env")
-}
+mod support;
+use support::{WAIT, assert_no_writes_at_rest, env, event_reasons, resync_and_wait};
 
 fn vm_yaml(name: &str, extra: &str) -> String {
     format!(
@@ -54,39 +51,61 @@ fn power(vm: &AzlinVM) -> Option<&str> {
 }
 
 async fn wait_ready(env: &EmbeddedEnv, name: &str) -> AzlinVM {
-    env.wait_for("default", name, is_ready, T)
+    env.wait_for("default", name, is_ready, WAIT)
         .await
         .expect("AzlinVM Ready")
 }
 
-async fn patch_spec(env: &EmbeddedEnv, name: &str, spec: Value) {
-    let api: Api<AzlinVM> = Api::namespaced(env.client(), "default");
-    api.patch(
+/// Waits until `default/name` is Ready in power state `word` (`what` names the wait).
+async fn wait_power(env: &EmbeddedEnv, name: &str, word: &str, what: &str) -> AzlinVM {
+    env.wait_for(
+        "default",
         name,
-        &PatchParams::default(),
-        &Patch::Merge(&json!({ "spec": spec })),
+        |v: &AzlinVM| is_ready(v) && power(v) == Some(word),
+        WAIT,
     )
     .await
-    .expect("patch spec");
+    .expect(what)
 }
 
-fn event_reasons(env: &EmbeddedEnv, name: &str) -> Vec<String> {
-    env.api()
-        .list("events.k8s.io/v1", "Event", Some("default"))
-        .into_iter()
-        .filter(|e| e.pointer("/regarding/name").and_then(Value::as_str) == Some(name))
-        .filter_map(|e| e.get("reason").and_then(Value::as_str).map(str::to_string))
-        .collect()
+/// Applies AzlinVM `name` (spec `vm_yaml` plus `extra`) and waits until it is Ready.
+async fn create_ready(env: &EmbeddedEnv, name: &str, extra: &str) -> AzlinVM {
+    env.apply_yaml(&vm_yaml(name, extra)).expect("apply");
+    wait_ready(env, name).await
+}
+
+async fn patch_spec(env: &EmbeddedEnv, name: &str, spec: Value) {
+    support::patch_spec::<AzlinVM>(env, "default", name, spec).await;
 }
 
 async fn wait_event(env: &EmbeddedEnv, name: &str, reason: &str) {
-    azlin_operator::kubemem::testing::eventually(T, &format!("event {reason}"), || async {
-        event_reasons(env, name)
+    eventually(WAIT, &format!("event {reason}"), || async {
+        event_reasons(env, "default", Some(name))
             .iter()
             .any(|r| r == reason)
             .then_some(())
     })
     .await;
+}
+
+/// Waits until `namespace/name` is Stalled (`what` names the wait) and returns the condition.
+async fn wait_stalled(env: &EmbeddedEnv, namespace: &str, name: &str, what: &str) -> Condition {
+    let vm = env
+        .wait_for(
+            namespace,
+            name,
+            |v: &AzlinVM| {
+                v.status
+                    .as_ref()
+                    .is_some_and(|s| conditions::is_true(&s.conditions, STALLED))
+            },
+            WAIT,
+        )
+        .await
+        .expect(what);
+    conditions::find(&vm.status.expect("status").conditions, STALLED)
+        .expect("stalled condition")
+        .clone()
 }
 
 fn count_posts(env: &EmbeddedEnv, action: &str) -> usize {
@@ -174,7 +193,7 @@ async fn create_becomes_ready_with_tagged_resources_and_generated_key() {
     assert_eq!(count_posts(&env, "restart"), 0);
     assert!(st.last_restart_requested_at.is_some());
     let readiness = env.readiness().expect("controllers running").clone();
-    azlin_operator::kubemem::testing::eventually(T, "controller readiness", || async {
+    eventually(WAIT, "controller readiness", || async {
         readiness.is_ready().then_some(())
     })
     .await;
@@ -184,23 +203,14 @@ async fn create_becomes_ready_with_tagged_resources_and_generated_key() {
 #[tokio::test]
 async fn power_transitions_and_restart_once() {
     let env = env().await;
-    env.apply_yaml(&vm_yaml("pw", "")).expect("apply");
-    wait_ready(&env, "pw").await;
+    create_ready(&env, "pw", "").await;
     for (state, word) in [
         ("Stopped", "stopped"),
         ("Deallocated", "deallocated"),
         ("Running", "running"),
     ] {
         patch_spec(&env, "pw", json!({ "powerState": state })).await;
-        let vm = env
-            .wait_for(
-                "default",
-                "pw",
-                |v: &AzlinVM| is_ready(v) && power(v) == Some(word),
-                T,
-            )
-            .await
-            .expect("power state reached with Ready");
+        let vm = wait_power(&env, "pw", word, "power state reached with Ready").await;
         assert_eq!(
             env.emulator().resource(&vm_arm_id("pw")).expect("vm")["properties"]["instanceView"]["statuses"]
                 [1]["code"],
@@ -229,23 +239,13 @@ async fn power_transitions_and_restart_once() {
                     .and_then(|s| s.last_restart_requested_at.as_ref())
                     .is_some()
         },
-        T,
+        WAIT,
     )
     .await
     .expect("restart handled");
     // Further reconciles do not restart again.
-    let before = env.reconciles("AzlinVM");
-    env.resync();
-    azlin_operator::kubemem::testing::eventually(T, "a resync", || async {
-        (env.reconciles("AzlinVM") > before).then_some(())
-    })
-    .await;
-    env.resync();
-    let before = env.reconciles("AzlinVM");
-    azlin_operator::kubemem::testing::eventually(T, "another resync", || async {
-        (env.reconciles("AzlinVM") > before).then_some(())
-    })
-    .await;
+    resync_and_wait(&env, "AzlinVM", "a resync").await;
+    resync_and_wait(&env, "AzlinVM", "another resync").await;
     assert_eq!(count_posts(&env, "restart"), 1);
     wait_event(&env, "pw", "Restarted").await;
     env.shutdown().await;
@@ -254,8 +254,7 @@ async fn power_transitions_and_restart_once() {
 #[tokio::test]
 async fn resize_tags_and_data_disks() {
     let env = env().await;
-    env.apply_yaml(&vm_yaml("rs", "")).expect("apply");
-    wait_ready(&env, "rs").await;
+    create_ready(&env, "rs", "").await;
     // Same family: in-place resize.
     patch_spec(
         &env,
@@ -270,7 +269,7 @@ async fn resize_tags_and_data_disks() {
             is_ready(v)
                 && v.status.as_ref().and_then(|s| s.size.as_deref()) == Some("Standard_D4s_v5")
         },
-        T,
+        WAIT,
     )
     .await
     .expect("resized");
@@ -291,7 +290,7 @@ async fn resize_tags_and_data_disks() {
                 && v.status.as_ref().and_then(|s| s.size.as_deref()) == Some("Standard_E4s_v5")
                 && power(v) == Some("running")
         },
-        T,
+        WAIT,
     )
     .await
     .expect("resized across families");
@@ -328,7 +327,7 @@ async fn resize_tags_and_data_disks() {
                     ))
                     .is_some_and(|d| d["properties"]["diskSizeGB"] == 64)
         },
-        T,
+        WAIT,
     )
     .await
     .expect("data disk grown");
@@ -339,8 +338,7 @@ async fn resize_tags_and_data_disks() {
 #[tokio::test]
 async fn out_of_band_changes_are_repaired() {
     let env = env().await;
-    env.apply_yaml(&vm_yaml("oob", "")).expect("apply");
-    let vm = wait_ready(&env, "oob").await;
+    let vm = create_ready(&env, "oob", "").await;
     let first_id = vm.status.and_then(|s| s.vm_id).expect("vm id");
     env.emulator()
         .set_vm_power_out_of_band(
@@ -350,14 +348,7 @@ async fn out_of_band_changes_are_repaired() {
         .expect("deallocate out of band");
     env.resync();
     wait_event(&env, "oob", "Repaired").await;
-    env.wait_for(
-        "default",
-        "oob",
-        |v: &AzlinVM| is_ready(v) && power(v) == Some("running"),
-        T,
-    )
-    .await
-    .expect("started again");
+    wait_power(&env, "oob", "running", "started again").await;
 
     env.emulator()
         .delete_out_of_band(&vm_arm_id("oob"))
@@ -374,7 +365,7 @@ async fn out_of_band_changes_are_repaired() {
                         .and_then(|s| s.vm_id.as_deref())
                         .is_some_and(|id| id != first_id)
             },
-            T,
+            WAIT,
         )
         .await
         .expect("recreated");
@@ -397,14 +388,7 @@ async fn spot_eviction_restarts_the_vm() {
     env.emulator().evict_vm(&vm_arm_id("spot")).expect("evict");
     env.resync();
     wait_event(&env, "spot", "SpotEvicted").await;
-    env.wait_for(
-        "default",
-        "spot",
-        |v: &AzlinVM| is_ready(v) && power(v) == Some("running"),
-        T,
-    )
-    .await
-    .expect("running again");
+    wait_power(&env, "spot", "running", "running again").await;
     env.shutdown().await;
 }
 
@@ -413,22 +397,7 @@ async fn terminal_errors_stall_until_the_spec_is_fixed() {
     let env = env().await;
     env.apply_yaml(&vm_yaml("bad", "").replace("Standard_D2s_v5", "Standard_Nope_v9"))
         .expect("apply");
-    let vm = env
-        .wait_for(
-            "default",
-            "bad",
-            |v: &AzlinVM| {
-                v.status
-                    .as_ref()
-                    .is_some_and(|s| conditions::is_true(&s.conditions, STALLED))
-            },
-            T,
-        )
-        .await
-        .expect("stalled");
-    let stalled = conditions::find(&vm.status.as_ref().expect("status").conditions, STALLED)
-        .expect("stalled condition")
-        .clone();
+    let stalled = wait_stalled(&env, "default", "bad", "stalled").await;
     assert_eq!(stalled.reason, "InvalidParameter", "{stalled:?}");
     assert!(stalled.message.contains("Standard_Nope_v9"), "{stalled:?}");
     patch_spec(&env, "bad", json!({ "size": "Standard_D2s_v5" })).await;
@@ -440,20 +409,7 @@ async fn terminal_errors_stall_until_the_spec_is_fixed() {
         ..ErrorInjection::once("PUT", "virtualMachines/default-quota", 409, "OperationNotAllowed")
     });
     env.apply_yaml(&vm_yaml("quota", "")).expect("apply");
-    let vm = env
-        .wait_for(
-            "default",
-            "quota",
-            |v: &AzlinVM| {
-                v.status
-                    .as_ref()
-                    .is_some_and(|s| conditions::is_true(&s.conditions, STALLED))
-            },
-            T,
-        )
-        .await
-        .expect("stalled on quota");
-    let c = conditions::find(&vm.status.as_ref().expect("status").conditions, STALLED).expect("c");
+    let c = wait_stalled(&env, "default", "quota", "stalled on quota").await;
     assert_eq!(c.reason, "OperationNotAllowed");
     assert!(c.message.contains("quota"));
     patch_spec(&env, "quota", json!({ "size": "Standard_D4s_v5" })).await;
@@ -483,8 +439,7 @@ async fn transient_errors_back_off_and_recover() {
             "TooManyRequests",
         )
     });
-    env.apply_yaml(&vm_yaml("flaky", "")).expect("apply");
-    let vm = wait_ready(&env, "flaky").await;
+    let vm = create_ready(&env, "flaky", "").await;
     assert!(!conditions::is_true(
         &vm.status.expect("status").conditions,
         STALLED
@@ -517,7 +472,7 @@ async fn delete_policies_and_missing_resource_group() {
         .await
         .expect("delete");
     for n in ["del", "keep", "gone"] {
-        env.wait_gone::<AzlinVM>("default", n, T)
+        env.wait_gone::<AzlinVM>("default", n, WAIT)
             .await
             .expect("deleted");
     }
@@ -556,7 +511,7 @@ async fn restart_mid_provisioning_creates_no_duplicates() {
     let mut env = EmbeddedEnv::start(options).await.expect("env");
     env.apply_yaml(&vm_yaml("rst", "")).expect("apply");
     // Wait until the VM PUT was sent, then kill the controllers mid-provisioning.
-    azlin_operator::kubemem::testing::eventually(T, "VM PUT", || async {
+    eventually(WAIT, "VM PUT", || async {
         env.emulator()
             .requests()
             .iter()
@@ -588,37 +543,10 @@ async fn restart_mid_provisioning_creates_no_duplicates() {
 #[tokio::test]
 async fn zero_writes_at_rest() {
     let env = env().await;
-    env.apply_yaml(&vm_yaml("rest", "  publicIP: true\n"))
-        .expect("apply");
-    wait_ready(&env, "rest").await;
+    create_ready(&env, "rest", "  publicIP: true\n").await;
     // Let any follow-up reconcile (status write echo) settle.
-    let settle = env.reconciles("AzlinVM");
-    env.resync();
-    azlin_operator::kubemem::testing::eventually(T, "settling resync", || async {
-        (env.reconciles("AzlinVM") > settle).then_some(())
-    })
-    .await;
-    env.emulator().reset_counts();
-    let mark = env.api().mark();
-    let before = env.reconciles("AzlinVM");
-    env.resync();
-    azlin_operator::kubemem::testing::eventually(T, "resync", || async {
-        (env.reconciles("AzlinVM") > before).then_some(())
-    })
-    .await;
-    let counts = env.emulator().counts();
-    assert!(
-        counts.method("GET") > 0,
-        "the resync read Azure: {counts:?}"
-    );
-    for m in ["PUT", "POST", "DELETE", "PATCH"] {
-        assert_eq!(counts.method(m), 0, "{m} at rest: {counts:?}");
-    }
-    assert_eq!(
-        env.api().writes_since(mark),
-        vec![],
-        "no Kubernetes writes at rest"
-    );
+    resync_and_wait(&env, "AzlinVM", "settling resync").await;
+    assert_no_writes_at_rest(&env, "AzlinVM", 1).await;
     env.shutdown().await;
 }
 
@@ -670,7 +598,7 @@ async fn mounts_over_real_ssh_pin_the_host_key_and_unmount_on_removal() {
                     st.nfs_endpoint.is_some() && conditions::is_true(&st.conditions, "Ready")
                 })
             },
-            T,
+            WAIT,
         )
         .await
         .expect("storage Ready");
@@ -695,7 +623,7 @@ async fn mounts_over_real_ssh_pin_the_host_key_and_unmount_on_removal() {
                                 == azlin_operator::api::azlinvm::MountState::Mounted
                     })
             },
-            T,
+            WAIT,
         )
         .await
         .expect("mounted");
@@ -721,12 +649,7 @@ async fn mounts_over_real_ssh_pin_the_host_key_and_unmount_on_removal() {
     );
     let mounts_before = sandbox.command_log().len();
     // At rest no SSH work is repeated.
-    let before = env.reconciles("AzlinVM");
-    env.resync();
-    azlin_operator::kubemem::testing::eventually(T, "resync", || async {
-        (env.reconciles("AzlinVM") > before).then_some(())
-    })
-    .await;
+    resync_and_wait(&env, "AzlinVM", "resync").await;
     assert_eq!(sandbox.command_log().len(), mounts_before);
 
     patch_spec(&env, "m", json!({ "mounts": [] })).await;
@@ -735,7 +658,7 @@ async fn mounts_over_real_ssh_pin_the_host_key_and_unmount_on_removal() {
             "default",
             "m",
             |v: &AzlinVM| is_ready(v) && v.status.as_ref().is_some_and(|s| s.mounts.is_empty()),
-            T,
+            WAIT,
         )
         .await
         .expect("unmounted");
@@ -758,22 +681,7 @@ async fn mounts_over_real_ssh_pin_the_host_key_and_unmount_on_removal() {
         json!({ "mounts": [{"storageRef": "data", "path": "/mnt/data"}] }),
     )
     .await;
-    let vm = env
-        .wait_for(
-            "default",
-            "m",
-            |v: &AzlinVM| {
-                v.status
-                    .as_ref()
-                    .is_some_and(|s| conditions::is_true(&s.conditions, STALLED))
-            },
-            T,
-        )
-        .await
-        .expect("stalled on host key mismatch");
-    let c = conditions::find(&vm.status.expect("status").conditions, STALLED)
-        .expect("stalled")
-        .clone();
+    let c = wait_stalled(&env, "default", "m", "stalled on host key mismatch").await;
     assert_eq!(c.reason, "HostKeyMismatch", "{c:?}");
     assert!(sandbox.mounted("/mnt/data").is_none());
     env.shutdown().await;
@@ -811,22 +719,7 @@ async fn same_named_azure_resources_not_ours_are_never_touched() {
         .expect("foreign pip");
     env.apply_yaml(&vm_yaml("foreign", "  publicIP: true\n"))
         .expect("apply");
-    let vm = env
-        .wait_for(
-            "default",
-            "foreign",
-            |v: &AzlinVM| {
-                v.status
-                    .as_ref()
-                    .is_some_and(|s| conditions::is_true(&s.conditions, STALLED))
-            },
-            T,
-        )
-        .await
-        .expect("stalled");
-    let c = conditions::find(&vm.status.expect("status").conditions, STALLED)
-        .expect("c")
-        .clone();
+    let c = wait_stalled(&env, "default", "foreign", "stalled").await;
     assert_eq!(c.reason, "ResourceNotManaged");
     assert!(c.message.contains("default-foreign-pip"), "{}", c.message);
     let pip = env
@@ -856,7 +749,7 @@ async fn retained_resources_are_adopted_by_a_new_object() {
     api.delete("adopt", &Default::default())
         .await
         .expect("delete");
-    env.wait_gone::<AzlinVM>("default", "adopt", T)
+    env.wait_gone::<AzlinVM>("default", "adopt", WAIT)
         .await
         .expect("gone");
     let released = env.emulator().resource(&vm_arm_id("adopt")).expect("kept");
@@ -894,7 +787,7 @@ async fn tenant_credentials_secret_selects_the_subscription() {
     env.apply_yaml(&vm_yaml("t1", "").replace("namespace: default", "namespace: tenant"))
         .expect("apply");
     let vm = env
-        .wait_for("tenant", "t1", is_ready, T)
+        .wait_for("tenant", "t1", is_ready, WAIT)
         .await
         .expect("ready");
     let id = vm.status.and_then(|s| s.resource_id).expect("resource id");
@@ -911,22 +804,7 @@ async fn tenant_credentials_secret_selects_the_subscription() {
     .expect("broken secret");
     env.apply_yaml(&vm_yaml("t2", "").replace("namespace: default", "namespace: broken"))
         .expect("apply");
-    let vm = env
-        .wait_for(
-            "broken",
-            "t2",
-            |v: &AzlinVM| {
-                v.status
-                    .as_ref()
-                    .is_some_and(|s| conditions::is_true(&s.conditions, STALLED))
-            },
-            T,
-        )
-        .await
-        .expect("stalled");
-    let c = conditions::find(&vm.status.expect("status").conditions, STALLED)
-        .expect("c")
-        .clone();
+    let c = wait_stalled(&env, "broken", "t2", "stalled").await;
     assert_eq!(c.reason, "InvalidSpec");
     assert!(
         c.message.contains("azlin-azure-credentials"),

@@ -8,10 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use azlin_operator::azure::compute::{
-    BillingProfile, DataDisk, Disk, EvictionPolicy, HardwareProfile, ImageReference,
-    ManagedDiskParameters, NetworkInterfaceReference, NetworkInterfaceReferenceProperties,
-    NetworkProfile, OsDisk, OsProfile, PowerAction, PowerState, Priority, StorageProfile,
-    VirtualMachine, VirtualMachineProperties,
+    DataDisk, Disk, EvictionPolicy, HardwareProfile, ImageReference, NetworkProfile, OsDisk,
+    OsProfile, PowerAction, PowerState, Priority, StorageProfile, VirtualMachine,
+    VirtualMachineProperties,
 };
 use azlin_operator::azure::network::{
     NetworkInterface, NetworkSecurityGroup, PublicIpAddress, SecurityRule, Subnet, VirtualNetwork,
@@ -96,23 +95,13 @@ fn vm_body(nic_id: &str, spot: bool) -> VirtualMachine {
                 ..Default::default()
             }),
             storage_profile: Some(StorageProfile {
-                image_reference: Some(ImageReference {
-                    publisher: Some("Canonical".into()),
-                    offer: Some("ubuntu-24_04-lts".into()),
-                    sku: Some("server".into()),
-                    version: Some("latest".into()),
-                    ..Default::default()
-                }),
-                os_disk: Some(OsDisk {
-                    create_option: "FromImage".into(),
-                    delete_option: Some("Delete".into()),
-                    disk_size_gb: Some(64),
-                    managed_disk: Some(ManagedDiskParameters {
-                        storage_account_type: Some("Premium_LRS".into()),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                }),
+                image_reference: Some(ImageReference::marketplace(
+                    "Canonical",
+                    "ubuntu-24_04-lts",
+                    "server",
+                    "latest",
+                )),
+                os_disk: Some(OsDisk::from_image(Some(64), "Premium_LRS")),
                 data_disks: vec![DataDisk {
                     lun: 0,
                     create_option: "Empty".into(),
@@ -128,16 +117,7 @@ fn vm_body(nic_id: &str, spot: bool) -> VirtualMachine {
                 &[SSH_KEY.to_string()],
                 Some("#cloud-config\npackages: [nfs-common]\n"),
             )),
-            network_profile: Some(NetworkProfile {
-                network_interfaces: vec![NetworkInterfaceReference {
-                    id: nic_id.to_string(),
-                    properties: Some(NetworkInterfaceReferenceProperties {
-                        primary: Some(true),
-                        delete_option: Some("Detach".into()),
-                    }),
-                }],
-                ..Default::default()
-            }),
+            network_profile: Some(NetworkProfile::primary_nic(nic_id, "Detach")),
             ..Default::default()
         },
     )
@@ -146,13 +126,15 @@ fn vm_body(nic_id: &str, spot: bool) -> VirtualMachine {
         ("azlin.io/owner", "dev/vm1"),
     ]));
     if spot {
-        vm.properties.priority = Some(Priority::Spot);
-        vm.properties.eviction_policy = Some(EvictionPolicy::Deallocate);
-        vm.properties.billing_profile = Some(BillingProfile {
-            max_price: Some(-1.0),
-        });
+        vm.properties.set_spot(EvictionPolicy::Deallocate, -1.0);
     }
     vm
+}
+
+/// [`network_base`] in resource group `rg` and a [`nic`] named `name` in it; returns the NIC id.
+async fn nic_in_new_network(c: &ArmClient, rg: &str, name: &str) -> String {
+    let subnet = network_base(c, rg).await;
+    nic(c, rg, &subnet, name).await
 }
 
 /// NIC (with public IP and NSG) in the base network; returns the NIC id.
@@ -360,8 +342,7 @@ async fn network_resources_and_in_use_conflict() {
 #[tokio::test]
 async fn vm_lifecycle_through_power_states() {
     let (emu, c) = default_emulator().await;
-    let subnet_id = network_base(&c, "vms").await;
-    let nic_id = nic(&c, "vms", &subnet_id, "vm1-nic").await;
+    let nic_id = nic_in_new_network(&c, "vms", "vm1-nic").await;
     let vms = c.compute().virtual_machines("vms");
 
     let vm = vms
@@ -692,8 +673,7 @@ async fn random_faults_and_throttling_are_retried() {
             max_retry_after: Duration::from_millis(20),
         })
         .with_observer(rec.clone());
-    let subnet = network_base(&c, "flaky").await;
-    let nic_id = nic(&c, "flaky", &subnet, "nic").await;
+    let nic_id = nic_in_new_network(&c, "flaky", "nic").await;
     c.compute()
         .virtual_machines("flaky")
         .create_or_update("vm1", &vm_body(&nic_id, false))
@@ -798,8 +778,7 @@ async fn lro_begin_resume_and_rederive_after_restart() {
         ..EmulatorConfig::default()
     })
     .await;
-    let subnet = network_base(&c, "lro").await;
-    let nic_id = nic(&c, "lro", &subnet, "nic").await;
+    let nic_id = nic_in_new_network(&c, "lro", "nic").await;
     let vms = c.compute().virtual_machines("lro");
 
     // Begin a create, "restart" (drop the poller), and re-derive completion from provisioningState.

@@ -37,6 +37,10 @@ impl Answer {
             .and_then(Value::as_str)
             .unwrap_or_default()
     }
+    /// Status, error code and error target, compared at once.
+    fn error(&self) -> (StatusCode, &str, &str) {
+        (self.status, self.code(), self.target())
+    }
     fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
@@ -100,6 +104,29 @@ impl Env {
     async fn get(&self, path: &str, api: &str) -> Answer {
         self.send(reqwest::Method::GET, self.url(path, api), None)
             .await
+    }
+    /// POSTs power `action` to `vm` (accepted), then checks that the power state passes
+    /// through `PowerState/{via}` first and reaches `PowerState/{end}`.
+    async fn power_action(&self, vm: &str, action: &str, via: &str, end: &str) {
+        assert_eq!(
+            self.post(&format!("{vm}/{action}"), VM_API).await.status,
+            StatusCode::ACCEPTED
+        );
+        let seen = self.wait_power(vm, &format!("PowerState/{end}")).await;
+        assert_eq!(
+            seen.first().map(String::as_str),
+            Some(format!("PowerState/{via}").as_str()),
+            "{seen:?}"
+        );
+    }
+    /// PUTs an NFS share `home` of 100 GiB into storage account `account` of group `nfs`.
+    async fn put_nfs_home_share(&self, account: &str) -> Answer {
+        self.put(
+            &t::share_id("nfs", account, "home"),
+            STORAGE_API,
+            &t::nfs_share_body(100),
+        )
+        .await
     }
     async fn delete(&self, path: &str, api: &str) -> Answer {
         self.send(reqwest::Method::DELETE, self.url(path, api), None)
@@ -960,7 +987,7 @@ async fn nfs_storage_rules() {
         )
         .await;
     assert_eq!(
-        (small.status, small.code(), small.target()),
+        small.error(),
         (StatusCode::BAD_REQUEST, "InvalidParameter", "shareQuota")
     );
     let share = t::share_id("nfs", "azlinnfs01", "home");
@@ -979,7 +1006,7 @@ async fn nfs_storage_rules() {
         )
         .await;
     assert_eq!(
-        (change.status, change.code(), change.target()),
+        change.error(),
         (
             StatusCode::BAD_REQUEST,
             "InvalidParameter",
@@ -1006,15 +1033,9 @@ async fn nfs_storage_rules() {
         &json!({ "location": "westus2", "sku": { "name": "Standard_LRS" }, "kind": "StorageV2" }),
     )
     .await;
-    let a = env
-        .put(
-            &t::share_id("nfs", "azlinstd01", "home"),
-            STORAGE_API,
-            &t::nfs_share_body(100),
-        )
-        .await;
+    let a = env.put_nfs_home_share("azlinstd01").await;
     assert_eq!(
-        (a.status, a.code(), a.target()),
+        a.error(),
         (
             StatusCode::BAD_REQUEST,
             "FeatureNotSupportedForAccount",
@@ -1025,15 +1046,9 @@ async fn nfs_storage_rules() {
     let mut body = t::nfs_account_body();
     body["properties"]["supportsHttpsTrafficOnly"] = json!(true);
     env.put(&https, STORAGE_API, &body).await;
-    let a = env
-        .put(
-            &t::share_id("nfs", "azlinhttps01", "home"),
-            STORAGE_API,
-            &t::nfs_share_body(100),
-        )
-        .await;
+    let a = env.put_nfs_home_share("azlinhttps01").await;
     assert_eq!(
-        (a.status, a.code(), a.target()),
+        a.error(),
         (
             StatusCode::BAD_REQUEST,
             "InvalidParameter",
@@ -1255,43 +1270,18 @@ async fn power_actions_move_through_instance_view_states() {
         "{codes:?}"
     );
 
-    assert_eq!(
-        env.post(&format!("{vm}/deallocate"), VM_API).await.status,
-        StatusCode::ACCEPTED
-    );
-    let seen = env.wait_power(&vm, "PowerState/deallocated").await;
-    assert_eq!(
-        seen.first().map(String::as_str),
-        Some("PowerState/deallocating"),
-        "{seen:?}"
-    );
+    env.power_action(&vm, "deallocate", "deallocating", "deallocated")
+        .await;
     let a = env.post(&format!("{vm}/restart"), VM_API).await;
     assert_eq!(
         (a.status, a.code()),
         (StatusCode::CONFLICT, "OperationNotAllowed")
     );
 
-    assert_eq!(
-        env.post(&format!("{vm}/start"), VM_API).await.status,
-        StatusCode::ACCEPTED
-    );
-    let seen = env.wait_power(&vm, "PowerState/running").await;
-    assert_eq!(
-        seen.first().map(String::as_str),
-        Some("PowerState/starting"),
-        "{seen:?}"
-    );
+    env.power_action(&vm, "start", "starting", "running").await;
 
-    assert_eq!(
-        env.post(&format!("{vm}/powerOff"), VM_API).await.status,
-        StatusCode::ACCEPTED
-    );
-    let seen = env.wait_power(&vm, "PowerState/stopped").await;
-    assert_eq!(
-        seen.first().map(String::as_str),
-        Some("PowerState/stopping"),
-        "{seen:?}"
-    );
+    env.power_action(&vm, "powerOff", "stopping", "stopped")
+        .await;
     env.wait_succeeded(&vm, VM_API).await;
 
     // Resizing a stopped (still allocated) VM to another family needs deallocation.

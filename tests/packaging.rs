@@ -1053,10 +1053,26 @@ fn lua_file(kind_name: &str) -> String {
     format!("{ARGOCD_DIR}/health/{}.lua", kind_name.to_lowercase())
 }
 
+/// The self-contained Argo CD health script of a kind (Argo CD scripts cannot import each
+/// other): `health/common.lua` with the kind's name and its `health/<kind>.lua` checks put in.
+fn health_script(kind_name: &str) -> String {
+    let common = read(format!("{ARGOCD_DIR}/health/common.lua"));
+    for placeholder in ["{{kind}}", "-- {{checks}}\n"] {
+        assert_eq!(
+            common.matches(placeholder).count(),
+            1,
+            "common.lua must hold {placeholder:?} once"
+        );
+    }
+    common
+        .replace("{{kind}}", kind_name)
+        .replace("-- {{checks}}\n", &read(lua_file(kind_name)))
+}
+
 /// Argo CD's ConfigMap keys, generated from the Lua files.
 fn render_resource_customizations() -> String {
     let mut out = String::from(
-        "# Generated from deploy/argocd/health/*.lua by tests/packaging.rs; do not edit by hand.\n\
+        "# Generated from deploy/argocd/health/common.lua and <kind>.lua by tests/packaging.rs; do not edit by hand.\n\
          # Regenerate: AZLIN_UPDATE_ARGOCD=1 cargo test --test packaging argocd\n\
          # Merge into argocd-cm (or the argo-cd Helm chart's configs.cm values).\n\
          apiVersion: v1\n\
@@ -1069,7 +1085,7 @@ fn render_resource_customizations() -> String {
         out.push_str(&format!(
             "  resource.customizations.health.azlin.io_{k}: |\n"
         ));
-        for line in read(lua_file(k)).lines() {
+        for line in health_script(k).lines() {
             if line.is_empty() {
                 out.push('\n');
             } else {
@@ -1097,7 +1113,7 @@ fn argocd_resource_customizations_embed_the_lua_files() {
         let key = format!("resource.customizations.health.azlin.io_{k}");
         assert_eq!(
             cm["data"][&key].as_str(),
-            Some(read(lua_file(k)).as_str()),
+            Some(health_script(k).as_str()),
             "{key}"
         );
     }
@@ -1127,16 +1143,16 @@ fn to_lua(lua: &mlua::Lua, v: &Value) -> mlua::Result<mlua::Value> {
     })
 }
 
-/// Runs a health script the way Argo CD does: `obj` global, the chunk returns `hs`.
-fn argocd_health(script_path: &str, obj: &Value) -> (String, String) {
+/// Runs the health script of `kind_name` the way Argo CD does: `obj` global, the chunk returns `hs`.
+fn argocd_health(kind_name: &str, obj: &Value) -> (String, String) {
     let lua = mlua::Lua::new();
-    let script = read(script_path);
+    let script = health_script(kind_name);
     let run = || -> mlua::Result<(String, String)> {
         lua.globals().set("obj", to_lua(&lua, obj)?)?;
-        let hs: mlua::Table = lua.load(script.as_str()).set_name(script_path).eval()?;
+        let hs: mlua::Table = lua.load(script.as_str()).set_name(kind_name).eval()?;
         Ok((hs.get("status")?, hs.get("message")?))
     };
-    run().unwrap_or_else(|e| panic!("{script_path} failed: {e}"))
+    run().unwrap_or_else(|e| panic!("{kind_name} health script failed: {e}"))
 }
 
 /// The health fixtures: file name and document (`expected` status/message, `object`).
@@ -1227,7 +1243,7 @@ fn argocd_health_lua_gives_the_expected_status_for_every_fixture() {
             KINDS.iter().any(|(known, _)| *known == k),
             "{file}: kind {k}"
         );
-        let (status, message) = argocd_health(&lua_file(k), obj);
+        let (status, message) = argocd_health(k, obj);
         assert_eq!(
             (status.as_str(), message.as_str()),
             (

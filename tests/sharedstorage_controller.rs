@@ -2,8 +2,6 @@
 //! in-memory Kubernetes API with the CRDs and admission, the ARM emulator over HTTP, and the
 //! controllers running.
 
-use std::time::Duration;
-
 use azlin_operator::api::conditions::{self, READY, STALLED};
 use azlin_operator::api::sharedstorage::{SharedStorage, StoragePhase};
 use azlin_operator::api::{AzlinVM, Fleet};
@@ -11,24 +9,21 @@ use azlin_operator::azure::network::{Subnet, VirtualNetwork};
 use azlin_operator::controllers::context::EMULATOR_SUBSCRIPTION;
 use azlin_operator::controllers::naming;
 use azlin_operator::controllers::sharedstorage::{FINALIZER, KIND};
-use azlin_operator::embedded::{EmbeddedEnv, EmbeddedOptions};
+use azlin_operator::embedded::EmbeddedEnv;
 use azlin_operator::emulator::ErrorInjection;
 use azlin_operator::kubemem::testing::eventually;
+use azlin_operator::kubemem::{RecordedRequest, RequestMark};
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use serde_json::{Value, json};
 
+mod support;
+use support::{WAIT, env, event_reasons, resync_at_rest};
+
 const NS: &str = "default";
 const RG: &str = "rg-storage";
 const LOCATION: &str = "westus2";
-const WAIT: Duration = Duration::from_secs(30);
 const GIB: u64 = 1 << 30;
-
-async fn env() -> EmbeddedEnv {
-    EmbeddedEnv::start(EmbeddedOptions::for_tests())
-        .await
-        .expect("embedded environment starts")
-}
 
 fn storage_yaml(name: &str, extra: &str) -> String {
     format!(
@@ -108,15 +103,14 @@ async fn wait_stalled(env: &EmbeddedEnv, name: &str, reason: &str) -> SharedStor
     .unwrap_or_else(|e| panic!("SharedStorage {name} becomes Stalled {reason}: {e}"))
 }
 
+/// Applies SharedStorage `name` (spec `storage_yaml` plus `extra`) and waits until it is Ready.
+async fn create_ready(env: &EmbeddedEnv, name: &str, extra: &str) -> SharedStorage {
+    env.apply_yaml(&storage_yaml(name, extra)).expect("applied");
+    wait_ready(env, name, 1).await
+}
+
 async fn patch_spec(env: &EmbeddedEnv, name: &str, spec: Value) {
-    storages(env)
-        .patch(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({ "spec": spec })),
-        )
-        .await
-        .expect("spec patched");
+    support::patch_spec::<SharedStorage>(env, NS, name, spec).await;
 }
 
 fn resource(env: &EmbeddedEnv, id: &str) -> Value {
@@ -128,46 +122,26 @@ fn resource(env: &EmbeddedEnv, id: &str) -> Value {
 /// Resyncs twice and waits for the reconciles, then checks that neither ARM nor Kubernetes
 /// saw a write since the counters were reset.
 async fn assert_no_writes_at_rest(env: &EmbeddedEnv) {
-    env.emulator().reset_counts();
-    let mark = env.api().mark();
-    for _ in 0..2 {
-        let before = env.reconciles(KIND);
-        env.resync();
-        eventually(WAIT, "a resync reconcile", || async {
-            (env.reconciles(KIND) > before).then_some(())
+    support::assert_no_writes_at_rest(env, KIND, 2).await;
+}
+
+/// The writes to SharedStorage objects since `mark`.
+fn storage_writes_since(env: &EmbeddedEnv, mark: RequestMark) -> Vec<RecordedRequest> {
+    env.api()
+        .writes_since(mark)
+        .into_iter()
+        .filter(|w| {
+            w.resource
+                .as_deref()
+                .is_some_and(|r| r.starts_with("sharedstorages"))
         })
-        .await;
-    }
-    let counts = env.emulator().counts();
-    for method in ["PUT", "PATCH", "POST", "DELETE"] {
-        assert_eq!(
-            counts.method(method),
-            0,
-            "no ARM {method} at rest: {:?}",
-            counts.by_method_and_type
-        );
-    }
-    assert!(counts.method("GET") > 0, "the resync read Azure");
-    let writes = env.api().writes_since(mark);
-    assert!(
-        writes.is_empty(),
-        "no Kubernetes writes at rest: {writes:?}"
-    );
+        .collect()
 }
 
 /// Like [`assert_no_writes_at_rest`] but only for what this controller writes (storage ARM
 /// resources, SharedStorage objects), while other controllers may still be busy.
 async fn assert_no_storage_writes_at_rest(env: &EmbeddedEnv) {
-    env.emulator().reset_counts();
-    let mark = env.api().mark();
-    for _ in 0..2 {
-        let before = env.reconciles(KIND);
-        env.resync();
-        eventually(WAIT, "a resync reconcile", || async {
-            (env.reconciles(KIND) > before).then_some(())
-        })
-        .await;
-    }
+    let mark = resync_at_rest(env, KIND, 2).await;
     let counts = env.emulator().counts();
     let storage_writes: Vec<_> = counts
         .by_method_and_type
@@ -178,16 +152,7 @@ async fn assert_no_storage_writes_at_rest(env: &EmbeddedEnv) {
         storage_writes.is_empty(),
         "no storage ARM writes at rest: {storage_writes:?}"
     );
-    let writes: Vec<_> = env
-        .api()
-        .writes_since(mark)
-        .into_iter()
-        .filter(|w| {
-            w.resource
-                .as_deref()
-                .is_some_and(|r| r.starts_with("sharedstorages"))
-        })
-        .collect();
+    let writes = storage_writes_since(env, mark);
     assert!(
         writes.is_empty(),
         "no SharedStorage writes at rest: {writes:?}"
@@ -286,7 +251,7 @@ async fn create_becomes_ready_with_an_nfs_account_and_share() {
     assert_eq!(share["properties"]["rootSquash"], json!("RootSquash"));
     assert_eq!(share["properties"]["shareQuota"], json!(150));
 
-    let reasons = event_reasons(&env);
+    let reasons = event_reasons(&env, NS, None);
     for reason in ["NetworkCreated", "StorageAccountCreated", "ShareCreated"] {
         assert!(
             reasons.iter().any(|r| r == reason),
@@ -296,14 +261,6 @@ async fn create_becomes_ready_with_an_nfs_account_and_share() {
 
     assert_no_writes_at_rest(&env).await;
     env.shutdown().await;
-}
-
-fn event_reasons(env: &EmbeddedEnv) -> Vec<String> {
-    env.api()
-        .list("events.k8s.io/v1", "Event", Some(NS))
-        .iter()
-        .filter_map(|e| e["reason"].as_str().map(str::to_string))
-        .collect()
 }
 
 #[tokio::test]
@@ -319,7 +276,7 @@ async fn an_allowed_subnet_without_the_service_endpoint_is_stalled_with_arms_err
     let (_, _, message) = condition(&s, STALLED).expect("Stalled");
     assert!(message.contains("Microsoft.Storage"), "{message}");
     assert!(
-        event_reasons(&env)
+        event_reasons(&env, NS, None)
             .iter()
             .any(|r| r == "NetworkAclsValidationFailure"),
         "a Warning event names the ARM error"
@@ -364,9 +321,7 @@ async fn create_managed_vnet(env: &EmbeddedEnv, tags: &[(&str, &str)]) {
 async fn the_storage_endpoint_is_added_to_an_existing_managed_subnet() {
     let env = env().await;
     create_managed_vnet(&env, &[(naming::TAG_MANAGED_BY, naming::MANAGED_BY)]).await;
-    env.apply_yaml(&storage_yaml("endpoint", ""))
-        .expect("applied");
-    wait_ready(&env, "endpoint", 1).await;
+    create_ready(&env, "endpoint", "").await;
     let subnet = resource(&env, &managed_subnet_id());
     assert_eq!(
         subnet["properties"]["serviceEndpoints"][0]["service"],
@@ -379,7 +334,11 @@ async fn the_storage_endpoint_is_added_to_an_existing_managed_subnet() {
             .is_some_and(|id| id.ends_with("/some-nsg")),
         "the subnet keeps what it had: {subnet}"
     );
-    assert!(event_reasons(&env).iter().any(|r| r == "NetworkUpdated"));
+    assert!(
+        event_reasons(&env, NS, None)
+            .iter()
+            .any(|r| r == "NetworkUpdated")
+    );
     env.shutdown().await;
 }
 
@@ -405,9 +364,7 @@ async fn a_foreign_vnet_with_the_managed_name_is_never_touched() {
 #[tokio::test]
 async fn a_transient_arm_error_on_a_ready_storage_keeps_its_status() {
     let env = env().await;
-    env.apply_yaml(&storage_yaml("steady", ""))
-        .expect("applied");
-    wait_ready(&env, "steady", 1).await;
+    create_ready(&env, "steady", "").await;
     let mark = env.api().mark();
     env.emulator().reset_counts();
     env.emulator().inject_error(ErrorInjection::once(
@@ -423,16 +380,7 @@ async fn a_transient_arm_error_on_a_ready_storage_keeps_its_status() {
         (failed && env.reconciles(KIND) >= before + 2).then_some(())
     })
     .await;
-    let writes: Vec<_> = env
-        .api()
-        .writes_since(mark)
-        .into_iter()
-        .filter(|w| {
-            w.resource
-                .as_deref()
-                .is_some_and(|r| r.starts_with("sharedstorages"))
-        })
-        .collect();
+    let writes = storage_writes_since(&env, mark);
     assert!(writes.is_empty(), "status untouched: {writes:?}");
     let s = storages(&env).get("steady").await.expect("get");
     assert!(is_ready_at(&s, 1));
@@ -442,9 +390,7 @@ async fn a_transient_arm_error_on_a_ready_storage_keeps_its_status() {
 #[tokio::test]
 async fn quota_grows_and_root_squash_changes_then_nothing_is_written_at_rest() {
     let env = env().await;
-    env.apply_yaml(&storage_yaml("grow", "  deletionPolicy: Delete\n"))
-        .expect("applied");
-    wait_ready(&env, "grow", 1).await;
+    create_ready(&env, "grow", "  deletionPolicy: Delete\n").await;
     assert_eq!(
         resource(&env, &share_id("grow"))["properties"]["shareQuota"],
         json!(100)
@@ -468,9 +414,7 @@ async fn quota_grows_and_root_squash_changes_then_nothing_is_written_at_rest() {
 #[tokio::test]
 async fn shrink_below_usage_is_refused_and_a_shrink_above_usage_applies() {
     let env = env().await;
-    env.apply_yaml(&storage_yaml("shrink", "  sizeGiB: 300\n"))
-        .expect("applied");
-    wait_ready(&env, "shrink", 1).await;
+    create_ready(&env, "shrink", "  sizeGiB: 300\n").await;
     // Simulate 250 GiB of data: the emulator keeps the usage figure it is given and reports it
     // back on GET, like Azure's `shareUsageBytes` with `$expand=stats`.
     env.arm()
@@ -531,8 +475,7 @@ async fn wait_mounted_by(env: &EmbeddedEnv, name: &str, want: &[&str]) -> Shared
 #[tokio::test]
 async fn mounted_by_tracks_vms_and_fleets() {
     let env = env().await;
-    env.apply_yaml(&storage_yaml("team", "")).expect("applied");
-    wait_ready(&env, "team", 1).await;
+    create_ready(&env, "team", "").await;
     env.apply_yaml(&vm_yaml("vm1", &["team"])).expect("vm1");
     env.apply_yaml(&vm_yaml("vm2", &[])).expect("vm2");
     wait_mounted_by(&env, "team", &["vm1"]).await;
@@ -576,9 +519,7 @@ async fn mounted_by_tracks_vms_and_fleets() {
 #[tokio::test]
 async fn delete_is_refused_while_mounted_and_proceeds_once_unmounted() {
     let env = env().await;
-    env.apply_yaml(&storage_yaml("scratch", "  deletionPolicy: Delete\n"))
-        .expect("applied");
-    wait_ready(&env, "scratch", 1).await;
+    create_ready(&env, "scratch", "  deletionPolicy: Delete\n").await;
     env.apply_yaml(&vm_yaml("user1", &["scratch"])).expect("vm");
     wait_mounted_by(&env, "scratch", &["user1"]).await;
 
@@ -605,7 +546,7 @@ async fn delete_is_refused_while_mounted_and_proceeds_once_unmounted() {
     assert!(env.emulator().resource(&share_id("scratch")).is_some());
     assert!(env.emulator().resource(&account_id("scratch")).is_some());
     assert_no_storage_writes_at_rest(&env).await;
-    let blocked = event_reasons(&env)
+    let blocked = event_reasons(&env, NS, None)
         .iter()
         .filter(|r| *r == "DeletionBlocked")
         .count();
@@ -634,8 +575,7 @@ async fn delete_is_refused_while_mounted_and_proceeds_once_unmounted() {
 #[tokio::test]
 async fn retain_keeps_the_resources_tagged_released_and_a_new_object_adopts_them() {
     let env = env().await;
-    env.apply_yaml(&storage_yaml("keep", "")).expect("applied");
-    let first = wait_ready(&env, "keep", 1).await;
+    let first = create_ready(&env, "keep", "").await;
     env.apply_yaml(&vm_yaml("still-mounting", &["keep"]))
         .expect("vm");
     wait_mounted_by(&env, "keep", &["still-mounting"]).await;
@@ -780,9 +720,7 @@ async fn a_globally_taken_account_name_is_stalled_with_the_arm_code() {
 #[tokio::test]
 async fn deletion_does_not_hang_when_the_resource_group_is_gone() {
     let env = env().await;
-    env.apply_yaml(&storage_yaml("orphan", "  deletionPolicy: Delete\n"))
-        .expect("applied");
-    wait_ready(&env, "orphan", 1).await;
+    create_ready(&env, "orphan", "  deletionPolicy: Delete\n").await;
     env.emulator()
         .delete_out_of_band(&format!(
             "/subscriptions/{EMULATOR_SUBSCRIPTION}/resourceGroups/{RG}"

@@ -13,9 +13,20 @@ use azlin_operator::ssh::keys::generate_ed25519;
 use azlin_operator::ssh::nfs::{FSTAB_MARKER, NFS_MOUNT_OPTIONS};
 use azlin_operator::ssh::testing::{MountSandbox, SANDBOX_ADMIN, TestSshd};
 use azlin_operator::ssh::{
-    CommandOutput, HostKeyPolicy, MountPlan, MountState, NfsMount, SharedHome, SshCommand,
-    SshConfig, SshError, SshObserver, SshPhase, SshRunner, SshTarget, apply_mounts,
+    CommandOutput, HostKeyPolicy, MountOutcome, MountPlan, MountResult, MountState, NfsMount,
+    SharedHome, SshCommand, SshConfig, SshError, SshObserver, SshPhase, SshRunner, SshTarget,
+    apply_mounts,
 };
+
+/// The `/home/azureuser` result of a run in which every mount converged.
+fn converged_home(outcome: &MountOutcome) -> &MountResult {
+    assert!(outcome.all_converged(), "{:?}", outcome.results);
+    outcome
+        .results
+        .iter()
+        .find(|r| r.path == "/home/azureuser")
+        .expect("home result")
+}
 
 const SRC_DATA: &str = "acct1.file.core.windows.net:/acct1/data";
 const SRC_MODELS: &str = "acct1.file.core.windows.net:/acct1/models";
@@ -562,12 +573,7 @@ async fn shared_home_over_ssh_seeds_once_never_overwrites_and_skips_secrets() {
     let outcome = apply_mounts(&runner, &pinned(&sshd), &plan, &vm1.script_env())
         .await
         .expect("vm1 run");
-    assert!(outcome.all_converged(), "{:?}", outcome.results);
-    let home = outcome
-        .results
-        .iter()
-        .find(|r| r.path == "/home/azureuser")
-        .expect("home result");
+    let home = converged_home(&outcome);
     assert_eq!(home.message, "mounted; seeded from the local home");
     let share = vm1.share_dir(SRC_HOME);
     let on_share = |rel: &str| fs::read_to_string(share.join(rel)).ok();
@@ -626,12 +632,7 @@ async fn shared_home_over_ssh_seeds_once_never_overwrites_and_skips_secrets() {
     let outcome = apply_mounts(&runner, &pinned(&sshd), &plan, &vm2.script_env())
         .await
         .expect("vm2 run");
-    assert!(outcome.all_converged(), "{:?}", outcome.results);
-    let home = outcome
-        .results
-        .iter()
-        .find(|r| r.path == "/home/azureuser")
-        .expect("home result");
+    let home = converged_home(&outcome);
     assert_eq!(
         home.message,
         "mounted; share already has content, not seeded"

@@ -46,6 +46,19 @@ pub struct ImageReference {
     pub extra: Map<String, Value>,
 }
 
+impl ImageReference {
+    /// The marketplace image `publisher:offer:sku:version`.
+    pub fn marketplace(publisher: &str, offer: &str, sku: &str, version: &str) -> ImageReference {
+        ImageReference {
+            publisher: Some(publisher.to_string()),
+            offer: Some(offer.to_string()),
+            sku: Some(sku.to_string()),
+            version: Some(version.to_string()),
+            ..Default::default()
+        }
+    }
+}
+
 /// `managedDisk` of an OS or data disk.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -86,6 +99,23 @@ pub struct OsDisk {
     /// Other fields (`osType`, `caching`, ...), preserved.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+}
+
+impl OsDisk {
+    /// An OS disk created from the image on a `storage_account_type` managed disk of
+    /// `size_gb` GiB (the image's size when `None`), deleted with the VM.
+    pub fn from_image(size_gb: Option<u32>, storage_account_type: &str) -> OsDisk {
+        OsDisk {
+            create_option: "FromImage".into(),
+            delete_option: Some("Delete".into()),
+            disk_size_gb: size_gb,
+            managed_disk: Some(ManagedDiskParameters {
+                storage_account_type: Some(storage_account_type.to_string()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
 }
 
 /// An entry of `dataDisks`.
@@ -254,6 +284,23 @@ pub struct NetworkProfile {
     pub extra: Map<String, Value>,
 }
 
+impl NetworkProfile {
+    /// A single primary NIC `nic_id`, with `delete_option` (`Delete` or `Detach`) applied when
+    /// the VM is deleted.
+    pub fn primary_nic(nic_id: &str, delete_option: &str) -> NetworkProfile {
+        NetworkProfile {
+            network_interfaces: vec![NetworkInterfaceReference {
+                id: nic_id.to_string(),
+                properties: Some(NetworkInterfaceReferenceProperties {
+                    primary: Some(true),
+                    delete_option: Some(delete_option.to_string()),
+                }),
+            }],
+            ..Default::default()
+        }
+    }
+}
+
 /// VM priority.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Priority {
@@ -415,6 +462,18 @@ pub struct VirtualMachineProperties {
     /// Other properties, preserved.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+}
+
+impl VirtualMachineProperties {
+    /// Makes the VM a Spot VM: evicted with `eviction_policy`, paying at most `max_price`
+    /// USD/hour (-1: up to the on-demand price).
+    pub fn set_spot(&mut self, eviction_policy: EvictionPolicy, max_price: f64) {
+        self.priority = Some(Priority::Spot);
+        self.eviction_policy = Some(eviction_policy);
+        self.billing_profile = Some(BillingProfile {
+            max_price: Some(max_price),
+        });
+    }
 }
 
 /// A virtual machine.
@@ -799,14 +858,10 @@ impl ResourceOps<'_, SnapshotProperties> {
     pub async fn wait_copy_complete(&self, name: &str) -> Result<Snapshot, ArmError> {
         self.client()
             .wait_until(&self.id(name), |body| {
-                if let Some(state @ (OperationState::Failed | OperationState::Canceled)) =
-                    provisioning_state_of(body)
+                if let Some(status) = provisioning_state_of(body)
+                    .as_ref()
+                    .and_then(OperationState::failed_status)
                 {
-                    let status = if state == OperationState::Failed {
-                        FailedStatus::Failed
-                    } else {
-                        FailedStatus::Canceled
-                    };
                     return Some(Err(ArmError::operation_failed(status, None)));
                 }
                 let snapshot: Snapshot = match decode(body.clone()) {
@@ -837,7 +892,7 @@ mod tests {
 
     #[test]
     fn vm_body_has_all_fields() {
-        let vm = VirtualMachine {
+        let mut vm = VirtualMachine {
             zones: vec!["1".into()],
             ..Resource::new(
                 "westus2",
@@ -847,23 +902,13 @@ mod tests {
                         ..Default::default()
                     }),
                     storage_profile: Some(StorageProfile {
-                        image_reference: Some(ImageReference {
-                            publisher: Some("Canonical".into()),
-                            offer: Some("ubuntu-24_04-lts".into()),
-                            sku: Some("server".into()),
-                            version: Some("latest".into()),
-                            ..Default::default()
-                        }),
-                        os_disk: Some(OsDisk {
-                            create_option: "FromImage".into(),
-                            delete_option: Some("Delete".into()),
-                            disk_size_gb: Some(128),
-                            managed_disk: Some(ManagedDiskParameters {
-                                storage_account_type: Some("Premium_LRS".into()),
-                                ..Default::default()
-                            }),
-                            ..Default::default()
-                        }),
+                        image_reference: Some(ImageReference::marketplace(
+                            "Canonical",
+                            "ubuntu-24_04-lts",
+                            "server",
+                            "latest",
+                        )),
+                        os_disk: Some(OsDisk::from_image(Some(128), "Premium_LRS")),
                         data_disks: vec![DataDisk {
                             lun: 0,
                             create_option: "Empty".into(),
@@ -878,25 +923,12 @@ mod tests {
                         &["ssh-ed25519 AAAA test\n".to_string()],
                         Some("#cloud-config\n"),
                     )),
-                    network_profile: Some(NetworkProfile {
-                        network_interfaces: vec![NetworkInterfaceReference {
-                            id: "/nic".into(),
-                            properties: Some(NetworkInterfaceReferenceProperties {
-                                primary: Some(true),
-                                delete_option: Some("Delete".into()),
-                            }),
-                        }],
-                        ..Default::default()
-                    }),
-                    priority: Some(Priority::Spot),
-                    eviction_policy: Some(EvictionPolicy::Deallocate),
-                    billing_profile: Some(BillingProfile {
-                        max_price: Some(-1.0),
-                    }),
+                    network_profile: Some(NetworkProfile::primary_nic("/nic", "Delete")),
                     ..Default::default()
                 },
             )
         };
+        vm.properties.set_spot(EvictionPolicy::Deallocate, -1.0);
         let v = serde_json::to_value(&vm).expect("ser");
         let p = &v["properties"];
         assert_eq!(v["zones"], json!(["1"]));

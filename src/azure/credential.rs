@@ -412,16 +412,22 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn caches_until_near_expiry() {
+    /// A credential over a [`Counting`] source of `ttl` tokens, and its fetch counter.
+    fn counting_credential(ttl: Duration) -> (ArmCredential, Arc<AtomicU32>) {
         let calls = Arc::new(AtomicU32::new(0));
         let cred = ArmCredential::from_source(
             Box::new(Counting {
                 calls: calls.clone(),
-                ttl: Duration::from_secs(3600),
+                ttl,
             }),
             ARM_SCOPE,
         );
+        (cred, calls)
+    }
+
+    #[tokio::test]
+    async fn caches_until_near_expiry() {
+        let (cred, calls) = counting_credential(Duration::from_secs(3600));
         let clone = cred.clone();
         assert_eq!(cred.token().await.expect("token").expose(), "tok-1");
         assert_eq!(clone.token().await.expect("token").expose(), "tok-1");
@@ -437,15 +443,8 @@ mod tests {
 
     #[tokio::test]
     async fn refreshes_tokens_inside_margin() {
-        let calls = Arc::new(AtomicU32::new(0));
         // Tokens that expire within the refresh margin are never reused.
-        let cred = ArmCredential::from_source(
-            Box::new(Counting {
-                calls: calls.clone(),
-                ttl: REFRESH_MARGIN / 2,
-            }),
-            ARM_SCOPE,
-        );
+        let (cred, calls) = counting_credential(REFRESH_MARGIN / 2);
         assert_eq!(cred.token().await.expect("token").expose(), "tok-1");
         assert_eq!(cred.token().await.expect("token").expose(), "tok-2");
         assert_eq!(calls.load(Ordering::SeqCst), 2);
@@ -453,14 +452,7 @@ mod tests {
 
     #[tokio::test]
     async fn concurrent_callers_share_one_fetch() {
-        let calls = Arc::new(AtomicU32::new(0));
-        let cred = ArmCredential::from_source(
-            Box::new(Counting {
-                calls: calls.clone(),
-                ttl: Duration::from_secs(3600),
-            }),
-            ARM_SCOPE,
-        );
+        let (cred, calls) = counting_credential(Duration::from_secs(3600));
         let tasks: Vec<_> = (0..16)
             .map(|_| {
                 let c = cred.clone();

@@ -54,6 +54,16 @@ impl OperationState {
     pub fn is_terminal(&self) -> bool {
         !matches!(self, OperationState::InProgress(_))
     }
+
+    /// How a `Failed` or `Canceled` state is reported in [`ArmError::OperationFailed`];
+    /// `None` for the other states.
+    pub fn failed_status(&self) -> Option<FailedStatus> {
+        match self {
+            OperationState::Failed => Some(FailedStatus::Failed),
+            OperationState::Canceled => Some(FailedStatus::Canceled),
+            OperationState::Succeeded | OperationState::InProgress(_) => None,
+        }
+    }
 }
 
 /// What a poller watches next.
@@ -119,11 +129,7 @@ fn retry_after_ms(headers: &reqwest::header::HeaderMap) -> Option<u64> {
 }
 
 fn provisioning_failure(state: &OperationState, url: &str) -> ArmError {
-    let status = if *state == OperationState::Canceled {
-        FailedStatus::Canceled
-    } else {
-        FailedStatus::Failed
-    };
+    let status = state.failed_status().unwrap_or(FailedStatus::Failed);
     let path = url.split('?').next().unwrap_or(url);
     ArmError::operation_failed(
         status,

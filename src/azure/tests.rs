@@ -116,12 +116,7 @@ async fn throttled_429_honours_retry_after_then_succeeds() {
     let c = ArmClient::new(config)
         .expect("client")
         .with_observer(rec.clone());
-    let vm = c
-        .compute()
-        .virtual_machines("rg")
-        .get("vm1")
-        .await
-        .expect("retried");
+    let vm = get_vm(&c).await.expect("retried");
     assert!(vm.is_some());
     let retries = rec.retries.lock().expect("lock").clone();
     assert_eq!(
@@ -151,11 +146,7 @@ async fn retry_after_is_capped_by_policy() {
         ],
     );
     let (c, rec) = observed(&s);
-    c.compute()
-        .virtual_machines("rg")
-        .get("vm1")
-        .await
-        .expect("retried");
+    get_vm(&c).await.expect("retried");
     let retries = rec.retries.lock().expect("lock").clone();
     assert_eq!(retries.len(), 1);
     assert_eq!(retries[0].1, s.config().retry.max_retry_after);
@@ -174,14 +165,7 @@ async fn server_errors_are_retried_then_surface() {
         ],
     );
     let (c, rec) = observed(&s);
-    assert!(
-        c.compute()
-            .virtual_machines("rg")
-            .get("vm1")
-            .await
-            .expect("retried")
-            .is_some()
-    );
+    assert!(get_vm(&c).await.expect("retried").is_some());
     assert_eq!(s.count("GET", VM), 3);
     let attempts: Vec<u32> = rec
         .retries
@@ -202,12 +186,7 @@ async fn server_errors_are_retried_then_surface() {
         max_retries: 2,
         ..s2.config().retry
     });
-    let e = c2
-        .compute()
-        .virtual_machines("rg")
-        .get("vm1")
-        .await
-        .expect_err("gives up");
+    let e = get_vm(&c2).await.expect_err("gives up");
     assert!(matches!(e, ArmError::Server { status: 500, .. }), "{e:?}");
     assert!(e.is_transient());
     assert_eq!(s2.count("GET", VM), 3, "first attempt + 2 retries");
@@ -315,12 +294,7 @@ async fn put_polls_azure_async_operation_then_gets_resource() {
     );
     s.on("GET", VM, vec![Reply::json(200, vm_body("Succeeded"))]);
     let c = s.client();
-    let vm = c
-        .compute()
-        .virtual_machines("rg")
-        .create_or_update("vm1", &vm_body_typed())
-        .await
-        .expect("created");
+    let vm = put_vm(&c).await.expect("created");
     assert!(
         vm.properties
             .provisioning_state
@@ -341,6 +315,19 @@ fn vm_body_typed() -> compute::VirtualMachine {
     serde_json::from_value(vm_body("Creating")).expect("vm")
 }
 
+/// GETs `rg/vm1`.
+async fn get_vm(c: &ArmClient) -> Result<Option<compute::VirtualMachine>, ArmError> {
+    c.compute().virtual_machines("rg").get("vm1").await
+}
+
+/// PUTs [`vm_body_typed`] as `rg/vm1`.
+async fn put_vm(c: &ArmClient) -> Result<compute::VirtualMachine, ArmError> {
+    c.compute()
+        .virtual_machines("rg")
+        .create_or_update("vm1", &vm_body_typed())
+        .await
+}
+
 #[tokio::test]
 async fn failed_operation_surfaces_arm_error() {
     let s = ScriptServer::start().await;
@@ -353,13 +340,7 @@ async fn failed_operation_surfaces_arm_error() {
         ],
     );
     s.on("GET", OP, vec![Reply::json(200, json!({"status": "Failed", "error": {"code": "AllocationFailed", "message": "no capacity"}}))]);
-    let e = s
-        .client()
-        .compute()
-        .virtual_machines("rg")
-        .create_or_update("vm1", &vm_body_typed())
-        .await
-        .expect_err("failed");
+    let e = put_vm(&s.client()).await.expect_err("failed");
     assert!(
         matches!(&e, ArmError::OperationFailed { status: FailedStatus::Failed, code, message, .. } if code == "AllocationFailed" && message == "no capacity"),
         "{e:?}"
@@ -470,65 +451,34 @@ async fn azure_async_operation_preferred_over_location() {
 
 #[tokio::test]
 async fn put_without_headers_polls_provisioning_state() {
-    let s = ScriptServer::start().await;
-    s.on("PUT", VM, vec![Reply::json(201, vm_body("Creating"))]);
-    s.on(
-        "GET",
-        VM,
-        vec![
-            Reply::json(200, vm_body("Updating")),
-            Reply::json(200, vm_body("Succeeded")),
-        ],
-    );
-    let vm = s
-        .client()
-        .compute()
-        .virtual_machines("rg")
-        .create_or_update("vm1", &vm_body_typed())
-        .await
-        .expect("ok");
-    assert!(
-        vm.properties
-            .provisioning_state
-            .expect("state")
-            .is_succeeded()
-    );
-    assert_eq!(s.count("GET", VM), 2);
-
-    let s1 = ScriptServer::start().await;
-    s1.on("PUT", VM, vec![Reply::empty(202)]);
-    s1.on(
-        "GET",
-        VM,
-        vec![
-            Reply::json(200, vm_body("Creating")),
-            Reply::json(200, vm_body("Succeeded")),
-        ],
-    );
-    let vm = s1
-        .client()
-        .compute()
-        .virtual_machines("rg")
-        .create_or_update("vm1", &vm_body_typed())
-        .await
-        .expect("202 without headers");
-    assert!(
-        vm.properties
-            .provisioning_state
-            .expect("state")
-            .is_succeeded()
-    );
-    assert_eq!(s1.count("GET", VM), 2);
+    // 201 with a body, and 202 without any polling header: both poll the resource.
+    for (put, first_state, what) in [
+        (Reply::json(201, vm_body("Creating")), "Updating", "ok"),
+        (Reply::empty(202), "Creating", "202 without headers"),
+    ] {
+        let s = ScriptServer::start().await;
+        s.on("PUT", VM, vec![put]);
+        s.on(
+            "GET",
+            VM,
+            vec![
+                Reply::json(200, vm_body(first_state)),
+                Reply::json(200, vm_body("Succeeded")),
+            ],
+        );
+        let vm = put_vm(&s.client()).await.expect(what);
+        assert!(
+            vm.properties
+                .provisioning_state
+                .expect("state")
+                .is_succeeded()
+        );
+        assert_eq!(s.count("GET", VM), 2, "{what}");
+    }
 
     let s2 = ScriptServer::start().await;
     s2.on("PUT", VM, vec![Reply::json(200, vm_body("Failed"))]);
-    let e = s2
-        .client()
-        .compute()
-        .virtual_machines("rg")
-        .create_or_update("vm1", &vm_body_typed())
-        .await
-        .expect_err("failed");
+    let e = put_vm(&s2.client()).await.expect_err("failed");
     assert_eq!(e.code(), Some("ProvisioningStateFailed"));
 }
 
@@ -759,13 +709,7 @@ async fn foreign_operation_url_is_refused() {
                 .header("Azure-AsyncOperation", "http://elsewhere.invalid/op"),
         ],
     );
-    let e = s
-        .client()
-        .compute()
-        .virtual_machines("rg")
-        .create_or_update("vm1", &vm_body_typed())
-        .await
-        .expect_err("refused");
+    let e = put_vm(&s.client()).await.expect_err("refused");
     assert!(matches!(e, ArmError::Protocol(_)), "{e:?}");
 }
 

@@ -124,6 +124,57 @@ fn rg_prefix(id: &str) -> String {
     id.split("/providers/").next().unwrap_or(id).to_string()
 }
 
+/// Where the disks a VM creates implicitly (OS disk from image, empty data disks) are put.
+struct DiskHome<'a> {
+    rg: &'a str,
+    location: &'a str,
+    vm_id: &'a str,
+    zones: Option<&'a Value>,
+}
+
+impl DiskHome<'_> {
+    /// Creates the managed disk that the VM's OS or data disk entry `disk` describes, managed by
+    /// the VM: named `disk.name` (else `default_name()`), SKU `managedDisk.storageAccountType`
+    /// (else `Premium_LRS`), `diskSizeGB` (else `default_size`), with `props`. Records the name
+    /// and `managedDisk` (id and SKU) in `disk` and returns the size.
+    fn create_disk(
+        &self,
+        store: &mut Store,
+        disk: &mut Value,
+        default_name: impl FnOnce() -> String,
+        default_size: i64,
+        props: Value,
+    ) -> i64 {
+        let name = disk
+            .get("name")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .unwrap_or_else(default_name);
+        let id = format!("{}/providers/Microsoft.Compute/disks/{name}", self.rg);
+        let sku = disk
+            .pointer("/managedDisk/storageAccountType")
+            .and_then(Value::as_str)
+            .unwrap_or("Premium_LRS")
+            .to_string();
+        let size = disk
+            .get("diskSizeGB")
+            .and_then(Value::as_i64)
+            .unwrap_or(default_size);
+        store.put(new_disk(
+            &id,
+            self.location,
+            &sku,
+            size,
+            props,
+            Some(self.vm_id),
+            self.zones,
+        ));
+        disk["name"] = Value::from(name);
+        disk["managedDisk"] = json!({ "id": id, "storageAccountType": sku });
+        size
+    }
+}
+
 fn size_of(entry: &Entry) -> Option<&'static catalog::VmSize> {
     entry
         .str_at("/properties/hardwareProfile/vmSize")
@@ -515,11 +566,11 @@ impl VmHooks {
                 _ => {}
             }
         }
-        let nics = body
-            .pointer("/properties/networkProfile/networkInterfaces")
-            .and_then(Value::as_array)
-            .filter(|a| !a.is_empty())
-            .ok_or_else(|| ArmError::required("networkProfile.networkInterfaces"))?;
+        let nics = v::req_nonempty_array(
+            body,
+            "/properties/networkProfile/networkInterfaces",
+            "networkProfile.networkInterfaces",
+        )?;
         let primaries = nics
             .iter()
             .filter(|n| n.pointer("/properties/primary").and_then(Value::as_bool) == Some(true))
@@ -607,6 +658,12 @@ impl VmHooks {
         let vm_id = ctx.id.to_string();
         let rg = rg_prefix(&vm_id);
         let zones = ctx.body.get("zones").cloned();
+        let home = DiskHome {
+            rg: &rg,
+            location: &location,
+            vm_id: &vm_id,
+            zones: zones.as_ref(),
+        };
         let previous_disks: Vec<String> = ctx
             .existing
             .as_ref()
@@ -655,18 +712,6 @@ impl VmHooks {
                     attach_disk(ctx.store, &id, Some(&vm_id));
                 }
                 _ => {
-                    let name = os
-                        .get("name")
-                        .and_then(Value::as_str)
-                        .map(str::to_string)
-                        .unwrap_or_else(|| format!("{}_OsDisk_1_{}", ctx.name, hex32()));
-                    let id = format!("{rg}/providers/Microsoft.Compute/disks/{name}");
-                    let sku = os
-                        .pointer("/managedDisk/storageAccountType")
-                        .and_then(Value::as_str)
-                        .unwrap_or("Premium_LRS")
-                        .to_string();
-                    let size = os.get("diskSizeGB").and_then(Value::as_i64).unwrap_or(30);
                     let image = ctx
                         .body
                         .pointer("/properties/storageProfile/imageReference")
@@ -677,18 +722,15 @@ impl VmHooks {
                         "hyperVGeneration": "V2",
                         "creationData": { "createOption": "FromImage", "imageReference": image },
                     });
-                    ctx.store.put(new_disk(
-                        &id,
-                        &location,
-                        &sku,
-                        size,
+                    let vm_name = ctx.name;
+                    let size = home.create_disk(
+                        ctx.store,
+                        &mut os,
+                        || format!("{vm_name}_OsDisk_1_{}", hex32()),
+                        30,
                         props,
-                        Some(&vm_id),
-                        zones.as_ref(),
-                    ));
-                    os["name"] = Value::from(name);
+                    );
                     os["diskSizeGB"] = Value::from(size);
-                    os["managedDisk"] = json!({ "id": id, "storageAccountType": sku });
                 }
             }
             os["osType"] = Value::from("Linux");
@@ -720,29 +762,14 @@ impl VmHooks {
                 Some(id) => attach_disk(ctx.store, &id, Some(&vm_id)),
                 None => {
                     let lun = disk.get("lun").and_then(Value::as_i64).unwrap_or(0);
-                    let name = disk
-                        .get("name")
-                        .and_then(Value::as_str)
-                        .map(str::to_string)
-                        .unwrap_or_else(|| format!("{}_DataDisk_{lun}", ctx.name));
-                    let id = format!("{rg}/providers/Microsoft.Compute/disks/{name}");
-                    let sku = disk
-                        .pointer("/managedDisk/storageAccountType")
-                        .and_then(Value::as_str)
-                        .unwrap_or("Premium_LRS")
-                        .to_string();
-                    let size = disk.get("diskSizeGB").and_then(Value::as_i64).unwrap_or(32);
-                    ctx.store.put(new_disk(
-                        &id,
-                        &location,
-                        &sku,
-                        size,
+                    let vm_name = ctx.name;
+                    home.create_disk(
+                        ctx.store,
+                        disk,
+                        || format!("{vm_name}_DataDisk_{lun}"),
+                        32,
                         json!({ "creationData": { "createOption": "Empty" } }),
-                        Some(&vm_id),
-                        zones.as_ref(),
-                    ));
-                    disk["name"] = Value::from(name);
-                    disk["managedDisk"] = json!({ "id": id, "storageAccountType": sku });
+                    );
                 }
             }
             if disk.get("deleteOption").is_none() {

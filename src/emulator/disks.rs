@@ -218,11 +218,7 @@ impl Hooks for DiskHooks {
         }
         let location = ctx.location();
         if let Some(old) = ctx.existing.clone() {
-            let old_size = old
-                .body
-                .pointer("/properties/diskSizeGB")
-                .and_then(Value::as_i64)
-                .unwrap_or(0);
+            let old_size = old.i64_at("/properties/diskSizeGB").unwrap_or(0);
             let new_size = size.unwrap_or(old_size);
             if new_size < old_size {
                 return Err(ArmError::invalid(
@@ -277,11 +273,7 @@ impl Hooks for DiskHooks {
                         ),
                     ));
                 }
-                let source_size = source
-                    .body
-                    .pointer("/properties/diskSizeGB")
-                    .and_then(Value::as_i64)
-                    .unwrap_or(30);
+                let source_size = source.i64_at("/properties/diskSizeGB").unwrap_or(30);
                 let size = size.unwrap_or(source_size);
                 if size < source_size {
                     return Err(ArmError::invalid(

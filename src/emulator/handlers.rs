@@ -265,7 +265,7 @@ fn rg_of(id: &str) -> Option<&str> {
 /// 404 `ResourceNotFound` in ARM's wording.
 pub fn not_found(kind: &Kind, id: &str, name: &str) -> ArmError {
     let rg = rg_of(id).unwrap_or_default();
-    if std::ptr::eq(kind, &kinds::RESOURCE_GROUP) {
+    if kind.is_resource_group() {
         return rg_not_found(name);
     }
     ArmError::not_found(
@@ -294,7 +294,7 @@ fn existing<'s>(
     id: &str,
     name: &str,
 ) -> Result<&'s Entry, ArmError> {
-    if !std::ptr::eq(kind, &kinds::RESOURCE_GROUP)
+    if !kind.is_resource_group()
         && let Some(rg) = rg_of(id)
     {
         rg_entry(store, sub, rg)?;
@@ -466,7 +466,7 @@ fn put(
     name: &str,
     req: &Req<'_>,
 ) -> Result<Response, ArmError> {
-    let is_rg = std::ptr::eq(kind, &kinds::RESOURCE_GROUP);
+    let is_rg = kind.is_resource_group();
     if kind.provisioning != Provisioning::Async
         && let Some(failure) = &req.fail_operation
     {
@@ -614,7 +614,7 @@ fn delete(
     name: &str,
     req: &Req<'_>,
 ) -> Result<Response, ArmError> {
-    let is_rg = std::ptr::eq(kind, &kinds::RESOURCE_GROUP);
+    let is_rg = kind.is_resource_group();
     let mut store = shared.store();
     if !is_rg && let Some(rg) = rg_of(id) {
         rg_entry(&store, sub, rg)?;

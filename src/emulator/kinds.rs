@@ -148,6 +148,11 @@ pub struct Kind {
 }
 
 impl Kind {
+    /// Whether this is the resource-group kind ([`RESOURCE_GROUP`]).
+    pub fn is_resource_group(&self) -> bool {
+        std::ptr::eq(self, &RESOURCE_GROUP)
+    }
+
     /// The provider namespace, e.g. `Microsoft.Compute`.
     pub fn namespace(&self) -> &'static str {
         self.type_name.split('/').next().unwrap_or(self.type_name)

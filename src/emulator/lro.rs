@@ -210,45 +210,37 @@ pub fn provider_headers(
     with_location: bool,
     settings: &Settings,
 ) -> HeaderMap {
-    let mut headers = HeaderMap::new();
     let prefix = format!("{base}/subscriptions/{sub}/providers/{namespace}/locations/{location}");
-    insert(
-        &mut headers,
-        "azure-asyncoperation",
-        &format!(
-            "{prefix}/operations/{}?api-version={}",
-            op.id, op.api_version
-        ),
-    );
+    let mut urls = vec![("azure-asyncoperation", op_url(&prefix, "operations", op))];
     if with_location {
-        insert(
-            &mut headers,
-            "location",
-            &format!(
-                "{prefix}/operationResults/{}?api-version={}",
-                op.id, op.api_version
-            ),
-        );
+        urls.push(("location", op_url(&prefix, "operationResults", op)));
     }
-    insert(
-        &mut headers,
-        "retry-after",
-        &retry_after(settings).to_string(),
-    );
-    headers
+    polling_headers(&urls, settings)
 }
 
 /// Polling headers of a resource-group deletion (`Location` only, as ARM does).
 pub fn rg_headers(base: &str, sub: &str, op: &Operation, settings: &Settings) -> HeaderMap {
+    let prefix = format!("{base}/subscriptions/{sub}");
+    polling_headers(
+        &[("location", op_url(&prefix, "operationresults", op))],
+        settings,
+    )
+}
+
+/// `{prefix}/{segment}/{op id}?api-version={op api-version}`.
+fn op_url(prefix: &str, segment: &str, op: &Operation) -> String {
+    format!(
+        "{prefix}/{segment}/{}?api-version={}",
+        op.id, op.api_version
+    )
+}
+
+/// The polling `urls` as headers, followed by `Retry-After`.
+fn polling_headers(urls: &[(&'static str, String)], settings: &Settings) -> HeaderMap {
     let mut headers = HeaderMap::new();
-    insert(
-        &mut headers,
-        "location",
-        &format!(
-            "{base}/subscriptions/{sub}/operationresults/{}?api-version={}",
-            op.id, op.api_version
-        ),
-    );
+    for (name, url) in urls {
+        insert(&mut headers, name, url);
+    }
     insert(
         &mut headers,
         "retry-after",

@@ -200,16 +200,25 @@ fn validate_subnet(
             &format!("{target}serviceEndpoints[{i}].service"),
         )?;
     }
-    if let Some(nsg) = opt_str(body, "/properties/networkSecurityGroup/id")
-        && store.get(nsg).is_none()
-    {
-        return Err(bad_reference(
-            nsg,
-            name,
-            &format!("{target}networkSecurityGroup.id"),
-        ));
+    check_nsg_reference(
+        store,
+        body,
+        name,
+        &format!("{target}networkSecurityGroup.id"),
+    )
+}
+
+/// Fails with [`bad_reference`] when `body` (of resource `by`) names an NSG that does not exist.
+fn check_nsg_reference(
+    store: &Store,
+    body: &Value,
+    by: &str,
+    target: &str,
+) -> Result<(), ArmError> {
+    match opt_str(body, "/properties/networkSecurityGroup/id") {
+        Some(nsg) if store.get(nsg).is_none() => Err(bad_reference(nsg, by, target)),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 /// Virtual networks; inline `properties.subnets` are kept as subnet child resources.
@@ -218,12 +227,11 @@ pub struct VnetHooks;
 impl Hooks for VnetHooks {
     fn put(&self, ctx: &mut PutCtx<'_>) -> Result<(), ArmError> {
         v::check_resource_name(ctx.name)?;
-        let prefixes = ctx
-            .body
-            .pointer("/properties/addressSpace/addressPrefixes")
-            .and_then(Value::as_array)
-            .filter(|a| !a.is_empty())
-            .ok_or_else(|| ArmError::required("properties.addressSpace.addressPrefixes"))?;
+        let prefixes = v::req_nonempty_array(
+            &ctx.body,
+            "/properties/addressSpace/addressPrefixes",
+            "properties.addressSpace.addressPrefixes",
+        )?;
         check_prefixes(prefixes, "properties.addressSpace.addressPrefixes")?;
         let inline: Vec<Value> =
             opt_array(&ctx.body, "/properties/subnets", "properties.subnets")?.to_vec();
@@ -625,23 +633,19 @@ pub struct NicHooks;
 impl Hooks for NicHooks {
     fn put(&self, ctx: &mut PutCtx<'_>) -> Result<(), ArmError> {
         v::check_resource_name(ctx.name)?;
-        let configs = ctx
-            .body
-            .pointer("/properties/ipConfigurations")
-            .and_then(Value::as_array)
-            .filter(|a| !a.is_empty())
-            .cloned()
-            .ok_or_else(|| ArmError::required("properties.ipConfigurations"))?;
+        let configs = v::req_nonempty_array(
+            &ctx.body,
+            "/properties/ipConfigurations",
+            "properties.ipConfigurations",
+        )?
+        .to_vec();
         let location = ctx.location();
-        if let Some(nsg) = opt_str(&ctx.body, "/properties/networkSecurityGroup/id")
-            && ctx.store.get(nsg).is_none()
-        {
-            return Err(bad_reference(
-                nsg,
-                ctx.id,
-                "properties.networkSecurityGroup.id",
-            ));
-        }
+        check_nsg_reference(
+            ctx.store,
+            &ctx.body,
+            ctx.id,
+            "properties.networkSecurityGroup.id",
+        )?;
         // Validate every configuration before allocating anything.
         for (i, config) in configs.iter().enumerate() {
             let t = |f: &str| format!("properties.ipConfigurations[{i}].{f}");

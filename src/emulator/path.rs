@@ -115,7 +115,7 @@ fn provider_path(sub: String, rg: Option<String>, rest: &[&str]) -> Option<Route
     }
     let mut names = Vec::new();
     let mut i = 2;
-    loop {
+    let action = loop {
         let Some(name) = rest.get(i) else {
             // A type without a name: a collection.
             let kind = kinds::find(&types.join("/"))?;
@@ -129,32 +129,27 @@ fn provider_path(sub: String, rg: Option<String>, rest: &[&str]) -> Option<Route
         names.push(name.to_string());
         i += 1;
         let Some(next) = rest.get(i) else {
-            let kind = kinds::find(&types.join("/"))?;
-            return Some(Route::Resource {
-                kind,
-                sub,
-                rg: rg_name,
-                names,
-                action: None,
-            });
+            break None;
         };
         let candidate = format!("{}/{}", types.join("/"), next);
         if kinds::is_type_prefix(&candidate) {
             types.push(next.to_string());
             i += 1;
         } else if i + 1 == rest.len() {
-            let kind = kinds::find(&types.join("/"))?;
-            return Some(Route::Resource {
-                kind,
-                sub,
-                rg: rg_name,
-                names,
-                action: Some(next.to_string()),
-            });
+            // A trailing action or view segment.
+            break Some(next.to_string());
         } else {
             return None;
         }
-    }
+    };
+    let kind = kinds::find(&types.join("/"))?;
+    Some(Route::Resource {
+        kind,
+        sub,
+        rg: rg_name,
+        names,
+        action,
+    })
 }
 
 /// Canonical resource-group id.
@@ -201,36 +196,31 @@ pub fn collection_id(sub: &str, rg: Option<&str>, kind: &Kind, names: &[String])
 mod tests {
     use super::*;
 
+    /// Kind, names and action of `path`, which must parse as a resource route.
+    fn resource_route(path: &str) -> (&'static Kind, Vec<String>, Option<String>) {
+        match parse(path) {
+            Some(Route::Resource {
+                kind,
+                names,
+                action,
+                ..
+            }) => (kind, names, action),
+            _ => panic!("not a resource route: {path}"),
+        }
+    }
+
     #[test]
     fn parses_resource_collection_action_and_share_paths() {
-        let r = parse(
+        let (kind, names, action) = resource_route(
             "/subscriptions/s/resourcegroups/rg/providers/microsoft.compute/virtualmachines/vm1/start",
         );
-        let Some(Route::Resource {
-            kind,
-            names,
-            action,
-            ..
-        }) = r
-        else {
-            panic!("not a resource route")
-        };
         assert_eq!(kind.type_name, "Microsoft.Compute/virtualMachines");
         assert_eq!(names, vec!["vm1".to_string()]);
         assert_eq!(action.as_deref(), Some("start"));
 
-        let r = parse(
+        let (kind, names, action) = resource_route(
             "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/a/fileServices/default/shares/x",
         );
-        let Some(Route::Resource {
-            kind,
-            names,
-            action,
-            ..
-        }) = r
-        else {
-            panic!("not a share route")
-        };
         assert_eq!(
             kind.type_name,
             "Microsoft.Storage/storageAccounts/fileServices/shares"

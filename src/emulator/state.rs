@@ -37,6 +37,11 @@ impl Entry {
         self.body.pointer(pointer).and_then(Value::as_str)
     }
 
+    /// An integer at a JSON pointer of the body.
+    pub fn i64_at(&self, pointer: &str) -> Option<i64> {
+        self.body.pointer(pointer).and_then(Value::as_i64)
+    }
+
     /// An internal string fact.
     pub fn meta_str(&self, key: &str) -> Option<&str> {
         self.meta.get(key).and_then(Value::as_str)

@@ -303,11 +303,9 @@ impl Hooks for ShareHooks {
         }
         let quota = quota
             .or_else(|| {
-                ctx.existing.as_ref().and_then(|e| {
-                    e.body
-                        .pointer("/properties/shareQuota")
-                        .and_then(Value::as_i64)
-                })
+                ctx.existing
+                    .as_ref()
+                    .and_then(|e| e.i64_at("/properties/shareQuota"))
             })
             .unwrap_or(if premium { 100 } else { 5120 });
         let squash = squash.map(str::to_string).or_else(|| {

@@ -110,6 +110,19 @@ pub fn opt_array<'a>(
     }
 }
 
+/// A required non-empty array; missing, non-array and empty all answer that `target` is required.
+pub fn req_nonempty_array<'a>(
+    body: &'a Value,
+    pointer: &str,
+    target: &str,
+) -> Result<&'a [Value], ArmError> {
+    body.pointer(pointer)
+        .and_then(Value::as_array)
+        .filter(|a| !a.is_empty())
+        .map(Vec::as_slice)
+        .ok_or_else(|| ArmError::required(target))
+}
+
 /// Linux VM / computer name: 1–64 characters, not all digits, no special characters,
 /// not starting with `_` nor ending with `.` or `-`.
 pub fn check_vm_name(name: &str, target: &str) -> Result<(), ArmError> {

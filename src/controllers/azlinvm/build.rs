@@ -7,8 +7,7 @@ use crate::api::PowerState;
 use crate::api::azlinvm::{AzlinVMSpec, EvictionPolicy};
 use crate::azure::compute::{
     self, BillingProfile, DataDisk, HardwareProfile, ImageReference, ManagedDiskParameters,
-    NetworkInterfaceReference, NetworkInterfaceReferenceProperties, NetworkProfile, OsDisk,
-    OsProfile, Priority, StorageProfile, VirtualMachine, VirtualMachineProperties,
+    NetworkProfile, OsDisk, OsProfile, StorageProfile, VirtualMachine, VirtualMachineProperties,
 };
 use crate::azure::network::{
     NetworkInterface, NetworkSecurityGroup, PublicIpAddress, SecurityRule, Subnet, VirtualNetwork,
@@ -76,42 +75,24 @@ pub fn desired_vm(
     custom_data: &str,
 ) -> VirtualMachine {
     let image = &spec.image;
-    let (priority, eviction_policy, billing_profile) = match &spec.spot {
-        Some(spot) => (
-            Some(Priority::Spot),
-            Some(match spot.eviction_policy {
-                EvictionPolicy::Deallocate => compute::EvictionPolicy::Deallocate,
-                EvictionPolicy::Delete => compute::EvictionPolicy::Delete,
-            }),
-            Some(BillingProfile {
-                max_price: Some(spot.max_price),
-            }),
-        ),
-        None => (None, None, None),
-    };
-    let props = VirtualMachineProperties {
+    let mut props = VirtualMachineProperties {
         hardware_profile: Some(HardwareProfile {
             vm_size: spec.size.clone(),
             ..Default::default()
         }),
         storage_profile: Some(StorageProfile {
-            image_reference: Some(ImageReference {
-                publisher: Some(image.publisher.clone()),
-                offer: Some(image.offer.clone()),
-                sku: Some(image.sku.clone()),
-                version: Some(image.version.clone()),
-                ..Default::default()
-            }),
+            image_reference: Some(ImageReference::marketplace(
+                &image.publisher,
+                &image.offer,
+                &image.sku,
+                &image.version,
+            )),
             os_disk: Some(OsDisk {
                 name: Some(names.os_disk.clone()),
-                create_option: "FromImage".into(),
-                delete_option: Some("Delete".into()),
-                disk_size_gb: spec.os_disk.size_gib.and_then(|s| u32::try_from(s).ok()),
-                managed_disk: Some(ManagedDiskParameters {
-                    storage_account_type: Some(spec.os_disk.disk_type.as_str().into()),
-                    ..Default::default()
-                }),
-                ..Default::default()
+                ..OsDisk::from_image(
+                    spec.os_disk.size_gib.and_then(|s| u32::try_from(s).ok()),
+                    spec.os_disk.disk_type.as_str(),
+                )
             }),
             data_disks: data_disks(spec, names),
             ..Default::default()
@@ -122,21 +103,18 @@ pub fn desired_vm(
             &[ssh_public_key.to_string()],
             Some(custom_data),
         )),
-        network_profile: Some(NetworkProfile {
-            network_interfaces: vec![NetworkInterfaceReference {
-                id: nic_id.to_string(),
-                properties: Some(NetworkInterfaceReferenceProperties {
-                    primary: Some(true),
-                    delete_option: Some("Detach".into()),
-                }),
-            }],
-            ..Default::default()
-        }),
-        priority,
-        eviction_policy,
-        billing_profile,
+        network_profile: Some(NetworkProfile::primary_nic(nic_id, "Detach")),
         ..Default::default()
     };
+    if let Some(spot) = &spec.spot {
+        props.set_spot(
+            match spot.eviction_policy {
+                EvictionPolicy::Deallocate => compute::EvictionPolicy::Deallocate,
+                EvictionPolicy::Delete => compute::EvictionPolicy::Delete,
+            },
+            spot.max_price,
+        );
+    }
     let mut vm = Resource::new(spec.location.clone(), props).with_tags(tags.clone());
     if let Some(z) = spec.zone {
         vm.zones = vec![z.as_str().to_string()];
@@ -609,34 +587,21 @@ mod tests {
     #[test]
     fn power_steps() {
         use compute::PowerState as O;
-        assert_eq!(
-            power_step(PowerState::Running, O::Running),
-            PowerStep::Converged
-        );
-        assert_eq!(
-            power_step(PowerState::Running, O::Deallocated),
-            PowerStep::Start
-        );
-        assert_eq!(
-            power_step(PowerState::Running, O::Stopped),
-            PowerStep::Start
-        );
-        assert_eq!(
-            power_step(PowerState::Stopped, O::Running),
-            PowerStep::PowerOff
-        );
-        assert_eq!(
-            power_step(PowerState::Stopped, O::Deallocated),
-            PowerStep::Start
-        );
-        assert_eq!(
-            power_step(PowerState::Deallocated, O::Stopped),
-            PowerStep::Deallocate
-        );
-        assert_eq!(
-            power_step(PowerState::Deallocated, O::Starting),
-            PowerStep::Wait
-        );
+        for (wanted, observed, step) in [
+            (PowerState::Running, O::Running, PowerStep::Converged),
+            (PowerState::Running, O::Deallocated, PowerStep::Start),
+            (PowerState::Running, O::Stopped, PowerStep::Start),
+            (PowerState::Stopped, O::Running, PowerStep::PowerOff),
+            (PowerState::Stopped, O::Deallocated, PowerStep::Start),
+            (PowerState::Deallocated, O::Stopped, PowerStep::Deallocate),
+            (PowerState::Deallocated, O::Starting, PowerStep::Wait),
+        ] {
+            assert_eq!(
+                power_step(wanted, observed),
+                step,
+                "{wanted:?} from {observed:?}"
+            );
+        }
         assert!(resize_needs_deallocation(
             Some("OperationNotAllowed"),
             "Unable to resize the VM 'x' because the requested size y is not available in the current hardware cluster. Deallocate the VM to resize to any size."

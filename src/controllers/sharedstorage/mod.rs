@@ -49,7 +49,7 @@ use crate::api::common::DeletionPolicy;
 use crate::api::conditions::{self, Health};
 use crate::api::fleet::Fleet;
 use crate::api::sharedstorage::{SharedStorage, SharedStorageStatus, StoragePhase};
-use crate::azure::storage::FileShare;
+use crate::azure::storage::{FileShare, StorageAccount};
 use crate::azure::{ArmClient, ArmError};
 use crate::controllers::context::{Context, TENANT_CREDENTIALS_SECRET};
 use crate::controllers::error::Error;
@@ -348,23 +348,27 @@ impl<'a> StatusWriter<'a> {
 /// The users of `storage`: AzlinVMs and Fleets of its namespace that mount it.
 async fn users_of(ctx: &Context, storage: &SharedStorage) -> Result<Users, Error> {
     let ns = storage.namespace().unwrap_or_default();
-    let vms: Api<DeserializeGuard<AzlinVM>> = Api::namespaced(ctx.client.clone(), &ns);
-    let fleets: Api<DeserializeGuard<Fleet>> = Api::namespaced(ctx.client.clone(), &ns);
-    let vms: Vec<AzlinVM> = vms
-        .list(&ListParams::default())
-        .await?
-        .items
-        .into_iter()
-        .filter_map(|g| g.0.ok())
-        .collect();
-    let fleets: Vec<Fleet> = fleets
-        .list(&ListParams::default())
-        .await?
-        .items
-        .into_iter()
-        .filter_map(|g| g.0.ok())
-        .collect();
+    let vms: Vec<AzlinVM> = list_valid(ctx, &ns).await?;
+    let fleets: Vec<Fleet> = list_valid(ctx, &ns).await?;
     Ok(Users::of(&storage.name_any(), &vms, &fleets))
+}
+
+/// The objects of kind `K` in namespace `ns`, skipping those that do not deserialize.
+async fn list_valid<K>(ctx: &Context, ns: &str) -> Result<Vec<K>, Error>
+where
+    K: Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<DeserializeGuard<K>> = Api::namespaced(ctx.client.clone(), ns);
+    Ok(api
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter_map(|g| g.0.ok())
+        .collect())
 }
 
 /// How a converge ended without an error.
@@ -769,28 +773,62 @@ async fn cleanup(
     }
 }
 
-/// `deletionPolicy: Retain`: tags the account released (if it exists and is ours).
-async fn release(storage: &SharedStorage, ctx: &Context) -> Result<String, Error> {
+/// The storage account a finalizer cleanup works on.
+enum CleanupAccount {
+    /// It does not exist.
+    Missing,
+    /// It exists but is not ours, for this reason.
+    Foreign(String),
+    /// It exists and is ours.
+    Ours(Box<StorageAccount>),
+}
+
+/// The ARM client of the storage's namespace, its Azure names, and its storage account.
+async fn cleanup_account(
+    storage: &SharedStorage,
+    ctx: &Context,
+) -> Result<(ArmClient, Target, CleanupAccount), Error> {
     let arm = ctx
         .arm_for(&storage.namespace().unwrap_or_default())
         .await?;
     let t = Target::new(storage, &arm);
-    let accounts = arm.storage().accounts(&t.resource_group);
-    let Some(actual) = accounts.get(&t.account).await? else {
-        return Ok(format!(
-            "storage account {} does not exist; nothing to retain",
-            t.account
-        ));
+    let found = match arm
+        .storage()
+        .accounts(&t.resource_group)
+        .get(&t.account)
+        .await?
+    {
+        None => CleanupAccount::Missing,
+        Some(actual) => match naming::ownership(&actual.tags, &t.owner) {
+            Ownership::Foreign { reason } => CleanupAccount::Foreign(reason),
+            _ => CleanupAccount::Ours(Box::new(actual)),
+        },
     };
-    if let Ownership::Foreign { reason } = naming::ownership(&actual.tags, &t.owner) {
-        return Ok(format!(
-            "storage account {} is not managed by this SharedStorage ({reason}); left untouched",
-            t.account
-        ));
-    }
+    Ok((arm, t, found))
+}
+
+/// `deletionPolicy: Retain`: tags the account released (if it exists and is ours).
+async fn release(storage: &SharedStorage, ctx: &Context) -> Result<String, Error> {
+    let (arm, t, found) = cleanup_account(storage, ctx).await?;
+    let actual = match found {
+        CleanupAccount::Missing => {
+            return Ok(format!(
+                "storage account {} does not exist; nothing to retain",
+                t.account
+            ));
+        }
+        CleanupAccount::Foreign(reason) => {
+            return Ok(format!(
+                "storage account {} is not managed by this SharedStorage ({reason}); left untouched",
+                t.account
+            ));
+        }
+        CleanupAccount::Ours(actual) => actual,
+    };
     let tags = naming::released(&actual.tags);
     if tags != actual.tags {
-        accounts
+        arm.storage()
+            .accounts(&t.resource_group)
             .update(&t.account, &json!({ "tags": tags }))
             .await?;
     }
@@ -806,25 +844,27 @@ async fn release(storage: &SharedStorage, ctx: &Context) -> Result<String, Error
 /// waits. A missing account (or resource group) counts as deleted; an account that is not
 /// ours is left alone.
 async fn delete_azure(storage: &SharedStorage, ctx: &Context) -> Result<String, Error> {
-    let arm = ctx
-        .arm_for(&storage.namespace().unwrap_or_default())
-        .await?;
-    let t = Target::new(storage, &arm);
-    let accounts = arm.storage().accounts(&t.resource_group);
-    let Some(actual) = accounts.get(&t.account).await? else {
-        return Ok(format!("storage account {} is already gone", t.account));
-    };
-    if let Ownership::Foreign { reason } = naming::ownership(&actual.tags, &t.owner) {
-        return Ok(format!(
-            "storage account {} is not managed by this SharedStorage ({reason}); not deleted",
-            t.account
-        ));
+    let (arm, t, found) = cleanup_account(storage, ctx).await?;
+    match found {
+        CleanupAccount::Missing => {
+            return Ok(format!("storage account {} is already gone", t.account));
+        }
+        CleanupAccount::Foreign(reason) => {
+            return Ok(format!(
+                "storage account {} is not managed by this SharedStorage ({reason}); not deleted",
+                t.account
+            ));
+        }
+        CleanupAccount::Ours(_) => {}
     }
     arm.storage()
         .file_shares(&t.resource_group, &t.account)
         .delete(&t.name)
         .await?;
-    accounts.delete(&t.account).await?;
+    arm.storage()
+        .accounts(&t.resource_group)
+        .delete(&t.account)
+        .await?;
     Ok(format!(
         "deleted NFS share {} and storage account {}",
         t.name, t.account
