@@ -954,3 +954,63 @@ async fn tenant_secret_client_uses_its_own_subscription() {
     );
     assert!(emu.requests().iter().any(|r| r.path.contains(other_sub)));
 }
+
+#[tokio::test]
+async fn generic_resource_listing_filters_by_tag_on_the_server() {
+    let (emu, c) = default_emulator().await;
+    network_base(&c, "rg-list").await;
+    for (name, owner) in [("pip-a", "a"), ("pip-b", "b")] {
+        let mut pip = PublicIpAddress::standard_static(LOC);
+        pip.tags = tags(&[("owner", owner)]);
+        c.network()
+            .public_ips("rg-list")
+            .create_or_update(name, &pip)
+            .await
+            .expect("public ip");
+    }
+    let all = c
+        .resources()
+        .list_resources("rg-list", None)
+        .await
+        .expect("list all");
+    let mut names: Vec<&str> = all.iter().filter_map(|r| r.name.as_deref()).collect();
+    names.sort();
+    // Top-level resources only: the subnet is part of the vnet.
+    assert_eq!(names, ["nsg", "pip-a", "pip-b", "vnet"]);
+    let owned = c
+        .resources()
+        .list_resources("rg-list", Some(&TagFilter::eq("owner", "a")))
+        .await
+        .expect("list filtered");
+    assert_eq!(
+        owned
+            .iter()
+            .filter_map(|r| r.name.as_deref())
+            .collect::<Vec<_>>(),
+        ["pip-a"]
+    );
+    // The filter is applied by the server (ARM semantics), not only re-checked by the client.
+    let raw = reqwest::Client::new()
+        .get(format!(
+            "{}/subscriptions/{}/resourceGroups/rg-list/resources?api-version=2021-04-01&$filter={}",
+            emu.base_url(),
+            c.subscription_id(),
+            url::form_urlencoded::byte_serialize(b"tagName eq 'owner' and tagValue eq 'b'")
+                .collect::<String>()
+        ))
+        .bearer_auth("token")
+        .send()
+        .await
+        .expect("raw list");
+    assert_eq!(raw.status(), 200);
+    let body: serde_json::Value = raw.json().await.expect("json");
+    let value = body["value"].as_array().expect("value");
+    assert_eq!(value.len(), 1);
+    assert_eq!(value[0]["name"], "pip-b");
+    assert!(value[0].get("properties").is_none(), "GenericResource view");
+    let missing = c.resources().list_resources("no-such-rg", None).await;
+    assert!(
+        matches!(&missing, Err(e) if e.code() == Some("ResourceGroupNotFound")),
+        "{missing:?}"
+    );
+}

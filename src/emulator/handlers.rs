@@ -10,6 +10,7 @@ use serde_json::{Map, Value, json};
 use super::catalog;
 use super::context::Shared;
 use super::error::ArmError;
+use super::filter::ListFilter;
 use super::kinds::{self, Kind, Provisioning, PutCtx};
 use super::lro;
 use super::path::{self, Route};
@@ -39,6 +40,7 @@ pub fn route_label(route: &Route, method: &Method) -> String {
         Route::ResourceGroups { .. } | Route::ResourceGroup { .. } => {
             kinds::RESOURCE_GROUP.type_name.to_string()
         }
+        Route::GenericResources { .. } => "Microsoft.Resources/resources".to_string(),
         Route::RgOperationResult { .. } => "Microsoft.Resources/operationResults".to_string(),
         Route::Operation {
             namespace, result, ..
@@ -69,14 +71,37 @@ pub fn dispatch(shared: &Arc<Shared>, route: Route, req: &Req<'_>) -> Result<Res
         Route::ResourceGroups { sub } => {
             check_rg_api(req.api_version)?;
             only(req, &[Method::GET])?;
+            let filter = ListFilter::parse(req.query.get("$filter").map(String::as_str))?;
             let store = shared.store();
             let items: Vec<&Entry> = store
                 .under(
                     &format!("/subscriptions/{sub}/resourceGroups"),
                     kinds::RESOURCE_GROUP.type_name,
                 )
+                .filter(|e| filter.matches(&e.body))
                 .collect();
             Ok(page(shared, &store, &items, req))
+        }
+        Route::GenericResources { sub, rg } => {
+            check_rg_api(req.api_version)?;
+            only(req, &[Method::GET])?;
+            let filter = ListFilter::parse(req.query.get("$filter").map(String::as_str))?;
+            let store = shared.store();
+            let group = rg_entry(&store, &sub, &rg)?;
+            let prefix = format!("{}/providers", group.id);
+            // Top-level resources only (`providers/{ns}/{type}/{name}`), as ARM lists them.
+            let items: Vec<&Entry> = store
+                .all_under(&prefix)
+                .filter(|e| {
+                    e.id[prefix.len()..]
+                        .split('/')
+                        .filter(|s| !s.is_empty())
+                        .count()
+                        == 3
+                })
+                .filter(|e| filter.matches(&e.body))
+                .collect();
+            Ok(page_with(shared, &items, req, generic_resource))
         }
         Route::ResourceGroup { sub, rg } => {
             check_rg_api(req.api_version)?;
@@ -336,23 +361,56 @@ fn sub_of(id: &str) -> String {
 }
 
 fn page(shared: &Shared, store: &Store, items: &[&Entry], req: &Req<'_>) -> Response {
+    let expand = expand_instance_view(req);
+    page_with(shared, items, req, |e| render(shared, store, e, expand))
+}
+
+/// The `GenericResource` view of an entry in `/resources` lists.
+fn generic_resource(e: &Entry) -> Value {
+    let mut out = serde_json::Map::new();
+    for key in [
+        "id", "name", "type", "location", "tags", "kind", "sku", "zones",
+    ] {
+        if let Some(v) = e.body.get(key) {
+            out.insert(key.to_string(), v.clone());
+        }
+    }
+    Value::Object(out)
+}
+
+/// One page of `items` rendered by `render`, with a `nextLink` (keeping `$filter`) when more follow.
+fn page_with(
+    shared: &Shared,
+    items: &[&Entry],
+    req: &Req<'_>,
+    render: impl Fn(&Entry) -> Value,
+) -> Response {
     let size = shared.settings.page_size.max(1);
     let skip: usize = req
         .query
         .get("$skiptoken")
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
-    let expand = expand_instance_view(req);
     let value: Vec<Value> = items
         .iter()
         .skip(skip)
         .take(size)
-        .map(|e| render(shared, store, e, expand))
+        .map(|e| render(e))
         .collect();
     let mut body = json!({ "value": value });
     if skip + size < items.len() {
+        let filter = req
+            .query
+            .get("$filter")
+            .map(|f| {
+                format!(
+                    "&$filter={}",
+                    url::form_urlencoded::byte_serialize(f.as_bytes()).collect::<String>()
+                )
+            })
+            .unwrap_or_default();
         body["nextLink"] = Value::from(format!(
-            "{}{}?api-version={}&$skiptoken={}",
+            "{}{}?api-version={}&$skiptoken={}{filter}",
             req.base,
             req.path,
             req.api_version,

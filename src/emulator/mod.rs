@@ -29,6 +29,7 @@ mod counts;
 mod disks;
 mod error;
 mod faults;
+mod filter;
 mod handlers;
 mod kinds;
 mod lro;

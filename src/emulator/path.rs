@@ -16,6 +16,13 @@ pub enum Route {
         /// Resource group name.
         rg: String,
     },
+    /// `/subscriptions/{sub}/resourcegroups/{rg}/resources`: every resource of a group.
+    GenericResources {
+        /// Subscription id.
+        sub: String,
+        /// Resource group name.
+        rg: String,
+    },
     /// `/subscriptions/{sub}/operationresults/{id}` (resource-group deletion `Location`).
     RgOperationResult {
         /// Operation id.
@@ -70,6 +77,10 @@ pub fn parse(path: &str) -> Option<Route> {
     match (segs[2].to_ascii_lowercase().as_str(), segs.len()) {
         ("resourcegroups", 3) => Some(Route::ResourceGroups { sub }),
         ("resourcegroups", 4) => Some(Route::ResourceGroup {
+            sub,
+            rg: segs[3].to_string(),
+        }),
+        ("resourcegroups", 5) if eq(segs[4], "resources") => Some(Route::GenericResources {
             sub,
             rg: segs[3].to_string(),
         }),

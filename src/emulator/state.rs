@@ -186,12 +186,17 @@ impl Store {
         prefix: &str,
         kind: &'a str,
     ) -> impl Iterator<Item = &'a Entry> + 'a {
+        self.all_under(prefix)
+            .filter(move |e| e.kind.eq_ignore_ascii_case(kind))
+    }
+
+    /// Every resource whose id starts with `prefix/` (case-insensitive).
+    pub fn all_under<'a>(&'a self, prefix: &str) -> impl Iterator<Item = &'a Entry> + 'a {
         let start = format!("{}/", prefix.to_ascii_lowercase());
         self.resources
             .range(start.clone()..)
             .take_while(move |(k, _)| k.starts_with(&start))
             .map(|(_, e)| e)
-            .filter(move |e| e.kind.eq_ignore_ascii_case(kind))
     }
 
     /// All resources of a type.
