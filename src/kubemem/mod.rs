@@ -17,7 +17,14 @@
 //! behaves like `Background`; garbage collection runs synchronously right after the owner is
 //! removed; dependents created for an already-absent owner are not collected; dry-run is not
 //! supported; lists and ownership treat lists as atomic; strategic merge patch is a merge patch;
-//! each served version of a CRD has its own storage; no discovery endpoints (`/api`, `/apis`).
+//! each served version of a CRD has its own storage; discovery is the legacy (unaggregated) format
+//! only and the OpenAPI v3 document holds PATCH operations but no schemas (enough for `kubectl
+//! apply`, not for `kubectl explain`); Table output is not produced for watches.
+//!
+//! For real clients over HTTP ([`ApiServer::serve`]): discovery (`/version`, `/api`, `/apis`,
+//! `/api/v1`, `/apis/{group}/{version}`, with CRD short names and categories) and server-side
+//! printing (`Accept: application/json;as=Table;v=v1;g=meta.k8s.io`, with a CRD's
+//! `additionalPrinterColumns`) make `kubectl get`, `describe`, `apply` and `api-resources` work.
 //!
 //! ```no_run
 //! # async fn doc() -> Result<(), Box<dyn std::error::Error>> {
@@ -29,15 +36,18 @@
 //! # Ok(()) }
 //! ```
 
+mod discovery;
 mod error;
 mod gc;
 mod handlers;
+mod openapi;
 mod patch;
 mod registry;
 mod router;
 mod selector;
 mod serve;
 mod store;
+mod table;
 pub mod testing;
 mod watch;
 
@@ -60,7 +70,7 @@ use serde_json::Value;
 
 pub use error::{ApiError, FieldCause, KubeMemError};
 pub use patch::{Endpoint, ManagedFields, Operation, PatchKind};
-pub use registry::{Admission, ResourceInfo};
+pub use registry::{Admission, PrinterColumn, ResourceInfo};
 pub use router::Verb;
 pub use selector::{FieldSelector, LabelSelector, Selector};
 pub use serve::Served;
@@ -345,6 +355,7 @@ impl ApiServer {
                 .to_string()
         };
         let content_type = header(http::header::CONTENT_TYPE);
+        let accept = header(http::header::ACCEPT);
         let user_agent = header(http::header::USER_AGENT);
         let path = parts.uri.path().to_string();
         let call = Call {
@@ -353,21 +364,42 @@ impl ApiServer {
             user_agent: &user_agent,
             body: &body,
             bookmark_every: self.inner.config.bookmark_interval,
-            metadata_only: header(http::header::ACCEPT).contains("as=PartialObjectMetadata"),
+            metadata_only: accept.contains("as=PartialObjectMetadata"),
         };
+        let wants_table = table::requested(&accept);
         let (verb, resource, result) = {
             let mut st = self.state();
-            match router::parse_path(&st, &path) {
-                Err(e) => (Verb::Unknown, None, Err(e)),
-                Ok(target) => {
-                    let verb = router::classify(&parts.method, &target, &query);
-                    let resource = Some(target.res.group_resource());
-                    (
-                        verb,
-                        resource,
-                        router::dispatch(&mut st, &target, verb, &call),
-                    )
-                }
+            let doc = if parts.method == http::Method::GET {
+                discovery::document(&st.registry, &path)
+                    .or_else(|| openapi::document(&st.registry, &path))
+            } else {
+                None
+            };
+            match doc {
+                Some(doc) => (Verb::Get, None, doc.map(|v| Reply::Json(StatusCode::OK, v))),
+                None => match router::parse_path(&st, &path) {
+                    Err(e) => (Verb::Unknown, None, Err(e)),
+                    Ok(target) => {
+                        let verb = router::classify(&parts.method, &target, &query);
+                        let resource = Some(target.res.group_resource());
+                        let mut result = router::dispatch(&mut st, &target, verb, &call);
+                        if wants_table && matches!(verb, Verb::Get | Verb::List) {
+                            result = result.and_then(|reply| match reply {
+                                Reply::Json(code, body) if code.is_success() => {
+                                    let include = table::IncludeObject::parse(
+                                        query.get("includeObject").map(String::as_str),
+                                    )?;
+                                    Ok(Reply::Json(
+                                        code,
+                                        table::to_table(&target.res, &body, include),
+                                    ))
+                                }
+                                other => Ok(other),
+                            });
+                        }
+                        (verb, resource, result)
+                    }
+                },
             }
         };
         let response = match result {
