@@ -113,7 +113,7 @@ impl Cluster {
             .expect("seed vm");
         let client_status = json!({
             "status": {
-                "phase": "Ready",
+                "phase": "Running",
                 "powerState": "Running",
                 "privateIP": "10.0.0.4",
                 "publicIP": "20.1.2.3",
@@ -181,7 +181,7 @@ async fn get_by_short_name_shows_printer_columns_and_status_values() {
         dev[..6],
         cells(&[
             "dev",
-            "Ready",
+            "Running",
             "Running",
             "Standard_D4s_v5",
             "10.0.0.4",
@@ -217,7 +217,7 @@ async fn get_by_short_name_shows_printer_columns_and_status_values() {
         row(&rows, "dev")[..8],
         cells(&[
             "dev",
-            "Ready",
+            "Running",
             "Running",
             "Standard_D4s_v5",
             "10.0.0.4",
@@ -229,7 +229,7 @@ async fn get_by_short_name_shows_printer_columns_and_status_values() {
     );
 
     let one = c.ok(&["get", "azlinvm", "dev", "--no-headers"]).await;
-    assert_eq!(table(&one)[0][..2], cells(&["dev", "Ready"])[..], "{one}");
+    assert_eq!(table(&one)[0][..2], cells(&["dev", "Running"])[..], "{one}");
     let missing = c.fails(&["get", "avm", "nope"]).await;
     assert!(
         missing.contains(r#"azlinvms.azlin.io "nope" not found"#),
@@ -253,7 +253,7 @@ async fn get_by_category_lists_every_azlin_kind() {
         row(&rows, "azlinvm.azlin.io/dev")[..6],
         cells(&[
             "azlinvm.azlin.io/dev",
-            "Ready",
+            "Running",
             "Running",
             "Standard_D4s_v5",
             "10.0.0.4",
@@ -282,7 +282,7 @@ async fn get_yaml_and_json_show_the_stored_object() {
     let v: Value = serde_saphyr::from_str(&out).expect("yaml");
     assert_eq!(v["kind"], json!("AzlinVM"));
     assert_eq!(v["spec"]["location"], json!("westus2"));
-    assert_eq!(v["status"]["phase"], json!("Ready"));
+    assert_eq!(v["status"]["phase"], json!("Running"));
     assert_eq!(v["status"]["privateIP"], json!("10.0.0.4"));
     let out = c
         .ok(&["get", "avm", "dev", "-o", "jsonpath={.status.powerState}"])
@@ -368,18 +368,29 @@ async fn describe_shows_spec_status_and_events() {
              firstTimestamp: \"2026-01-01T00:00:00Z\"\nlastTimestamp: \"2026-01-01T00:00:00Z\"\n"
         ))
         .expect("seed event");
+    // What kube-runtime's Recorder writes: an events.k8s.io/v1 Event.
+    c.api
+        .apply_yaml(&format!(
+            "apiVersion: events.k8s.io/v1\nkind: Event\nmetadata: {{name: dev.2, namespace: default}}\n\
+             regarding: {{apiVersion: azlin.io/v1alpha1, kind: AzlinVM, name: dev, namespace: default, uid: {uid}}}\n\
+             reason: PowerChanged\nnote: VM dev was started\ntype: Normal\naction: Reconcile\n\
+             reportingController: azlin-operator\nreportingInstance: local\n\
+             eventTime: \"2026-01-01T00:00:01.000000Z\"\n"
+        ))
+        .expect("seed events.k8s.io event");
     let out = c.ok(&["describe", "avm", "dev"]).await;
     for want in [
         "Name:         dev",
         "Kind:         AzlinVM",
-        "Phase:",
-        "Ready",
-        "Private Ip:",
-        "10.0.0.4",
+        "Type:                  Ready",
+        "Phase:                   Running",
+        "Private Ip:              10.0.0.4",
         "Events:",
         "Provisioned",
         "azlin-operator",
         "VM dev is running",
+        "PowerChanged",
+        "VM dev was started",
     ] {
         assert!(out.contains(want), "{want:?} missing in:\n{out}");
     }
@@ -392,6 +403,7 @@ async fn describe_shows_spec_status_and_events() {
         "{events}"
     );
     assert!(events.contains("azlinvm/dev"), "{events}");
+    assert!(events.contains("VM dev was started"), "{events}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -478,4 +490,56 @@ async fn server_side_apply_works_too() {
         .map(|a| a.iter().filter_map(|m| m["manager"].as_str()).collect())
         .unwrap_or_default();
     assert_eq!(managers, vec!["kubectl"], "{vm}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_watch_prints_a_row_per_change() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    let c = Cluster::start().await;
+    c.seed_vm().await;
+    let mut child = tokio::process::Command::new(kubectl_bin())
+        .args(["get", "avm", "-w"])
+        .arg("--kubeconfig")
+        .arg(c.dir.path().join("kubeconfig"))
+        .arg("--cache-dir")
+        .arg(c.dir.path().join("cache"))
+        .env("HOME", c.dir.path())
+        .env_remove("KUBECONFIG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn kubectl -w");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let deadline = std::time::Duration::from_secs(30);
+    let mut seen = Vec::new();
+    let mut next_row = async |seen: &mut Vec<String>| -> Vec<String> {
+        let line = tokio::time::timeout(deadline, lines.next_line())
+            .await
+            .unwrap_or_else(|_| panic!("no output from kubectl -w; so far: {seen:?}"))
+            .expect("read")
+            .unwrap_or_else(|| panic!("kubectl -w ended; so far: {seen:?}"));
+        seen.push(line.clone());
+        line.split_whitespace().map(str::to_string).collect()
+    };
+    assert_eq!(
+        next_row(&mut seen).await[..2],
+        cells(&["NAME", "PHASE"])[..]
+    );
+    assert_eq!(
+        next_row(&mut seen).await[..2],
+        cells(&["dev", "Running"])[..]
+    );
+    c.patch_status(
+        "dev",
+        json!({"status": {"phase": "Updating", "powerState": "Running", "privateIP": "10.0.0.4"}}),
+    )
+    .await;
+    assert_eq!(
+        next_row(&mut seen).await[..3],
+        cells(&["dev", "Updating", "Running"])[..],
+        "{seen:?}"
+    );
+    child.kill().await.expect("kill kubectl -w");
 }

@@ -19,7 +19,9 @@
 //! supported; lists and ownership treat lists as atomic; strategic merge patch is a merge patch;
 //! each served version of a CRD has its own storage; discovery is the legacy (unaggregated) format
 //! only and the OpenAPI v3 document holds PATCH operations but no schemas (enough for `kubectl
-//! apply`, not for `kubectl explain`); Table output is not produced for watches.
+//! apply`, not for `kubectl explain`); the two Event
+//! APIs have separate storage, but lists of core `v1` events include the `events.k8s.io/v1` ones
+//! (converted), so `kubectl describe` shows events a kube-runtime `Recorder` wrote.
 //!
 //! For real clients over HTTP ([`ApiServer::serve`]): discovery (`/version`, `/api`, `/apis`,
 //! `/api/v1`, `/apis/{group}/{version}`, with CRD short names and categories) and server-side
@@ -38,6 +40,7 @@
 
 mod discovery;
 mod error;
+mod event_view;
 mod gc;
 mod handlers;
 mod openapi;
@@ -358,6 +361,11 @@ impl ApiServer {
         let accept = header(http::header::ACCEPT);
         let user_agent = header(http::header::USER_AGENT);
         let path = parts.uri.path().to_string();
+        let table_mode = if table::requested(&accept) {
+            table::IncludeObject::parse(query.get("includeObject").map(String::as_str)).map(Some)
+        } else {
+            Ok(None)
+        };
         let call = Call {
             query: &query,
             content_type: &content_type,
@@ -365,8 +373,8 @@ impl ApiServer {
             body: &body,
             bookmark_every: self.inner.config.bookmark_interval,
             metadata_only: accept.contains("as=PartialObjectMetadata"),
+            table: table_mode.clone().ok().flatten(),
         };
-        let wants_table = table::requested(&accept);
         let (verb, resource, result) = {
             let mut st = self.state();
             let doc = if parts.method == http::Method::GET {
@@ -383,18 +391,20 @@ impl ApiServer {
                         let verb = router::classify(&parts.method, &target, &query);
                         let resource = Some(target.res.group_resource());
                         let mut result = router::dispatch(&mut st, &target, verb, &call);
-                        if wants_table && matches!(verb, Verb::Get | Verb::List) {
-                            result = result.and_then(|reply| match reply {
-                                Reply::Json(code, body) if code.is_success() => {
-                                    let include = table::IncludeObject::parse(
-                                        query.get("includeObject").map(String::as_str),
-                                    )?;
-                                    Ok(Reply::Json(
-                                        code,
-                                        table::to_table(&target.res, &body, include),
-                                    ))
-                                }
-                                other => Ok(other),
+                        if matches!(verb, Verb::Get | Verb::List | Verb::Watch) {
+                            result = table_mode.and_then(|mode| {
+                                let reply = result?;
+                                Ok(match (mode, reply) {
+                                    (Some(include), Reply::Json(code, body))
+                                        if code.is_success() && verb != Verb::Watch =>
+                                    {
+                                        Reply::Json(
+                                            code,
+                                            table::to_table(&target.res, &body, include),
+                                        )
+                                    }
+                                    (_, other) => other,
+                                })
                             });
                         }
                         (verb, resource, result)
