@@ -543,3 +543,17 @@ async fn get_watch_prints_a_row_per_change() {
     );
     child.kill().await.expect("kill kubectl -w");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_uses_the_crd_schema() {
+    let c = Cluster::start().await;
+    let out = c.ok(&["explain", "avm"]).await;
+    assert!(
+        out.contains("KIND:       AzlinVM") && out.contains("An Azure Linux development VM"),
+        "{out}"
+    );
+    let out = c.ok(&["explain", "avm.spec.size"]).await;
+    assert!(out.contains("FIELD: size <string>"), "{out}");
+    let out = c.ok(&["explain", "avm.spec", "--recursive"]).await;
+    assert!(out.contains("resourceGroup"), "{out}");
+}

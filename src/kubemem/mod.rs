@@ -18,15 +18,16 @@
 //! removed; dependents created for an already-absent owner are not collected; dry-run is not
 //! supported; lists and ownership treat lists as atomic; strategic merge patch is a merge patch;
 //! each served version of a CRD has its own storage; discovery is the legacy (unaggregated) format
-//! only and the OpenAPI v3 document holds PATCH operations but no schemas (enough for `kubectl
-//! apply`, not for `kubectl explain`); the two Event
+//! only; the OpenAPI v3 document holds only PATCH operations and CRD schemas (enough for `kubectl
+//! apply` and `kubectl explain` of custom resources); the two Event
 //! APIs have separate storage, but lists of core `v1` events include the `events.k8s.io/v1` ones
 //! (converted), so `kubectl describe` shows events a kube-runtime `Recorder` wrote.
 //!
 //! For real clients over HTTP ([`ApiServer::serve`]): discovery (`/version`, `/api`, `/apis`,
 //! `/api/v1`, `/apis/{group}/{version}`, with CRD short names and categories) and server-side
 //! printing (`Accept: application/json;as=Table;v=v1;g=meta.k8s.io`, with a CRD's
-//! `additionalPrinterColumns`) make `kubectl get`, `describe`, `apply` and `api-resources` work.
+//! `additionalPrinterColumns`, also for watches) make `kubectl get [-w]`, `describe`, `apply`,
+//! `explain` and `api-resources` work.
 //!
 //! ```no_run
 //! # async fn doc() -> Result<(), Box<dyn std::error::Error>> {

@@ -6,8 +6,9 @@
 //! client-side validation) and which patch type to use (JSON merge patch for custom resources,
 //! as no strategic merge patch content type is advertised for them).
 //!
-//! Schemas are not published (`components.schemas` is empty): `kubectl explain` does not work.
-//! `/openapi/v2` is not served.
+//! The schemas of custom resources (their CRD's `openAPIV3Schema`, with `apiVersion`, `kind` and
+//! `metadata` added) are published under `components.schemas` for `kubectl explain`; core kinds
+//! have no schema. `/openapi/v2` is not served.
 
 use std::collections::BTreeMap;
 
@@ -68,8 +69,39 @@ fn query_param(name: &str, description: &str) -> Value {
     })
 }
 
+/// `io.azlin.v1alpha1.AzlinVM` for `azlin.io/v1alpha1` `AzlinVM`, as the API server names them.
+fn schema_name(r: &ResourceInfo) -> String {
+    let group: Vec<&str> = r.group.split('.').rev().collect();
+    format!("{}.{}.{}", group.join("."), r.version, r.kind)
+}
+
+/// A resource's published schema with the object envelope fields and its GVK.
+fn published_schema(r: &ResourceInfo, gvk: &Value) -> Option<Value> {
+    let mut schema = r.schema.clone()?;
+    let obj = schema.as_object_mut()?;
+    let props = obj
+        .entry("properties")
+        .or_insert_with(|| json!({}))
+        .as_object_mut()?;
+    props.entry("apiVersion").or_insert_with(|| json!({
+        "type": "string",
+        "description": "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources",
+    }));
+    props.entry("kind").or_insert_with(|| json!({
+        "type": "string",
+        "description": "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds",
+    }));
+    props.entry("metadata").or_insert_with(|| json!({
+        "type": "object",
+        "description": "Standard object's metadata. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata",
+    }));
+    obj.insert("x-kubernetes-group-version-kind".into(), json!([gvk]));
+    Some(schema)
+}
+
 fn group_version(resources: &[&ResourceInfo]) -> Value {
     let mut paths: BTreeMap<String, Value> = BTreeMap::new();
+    let mut schemas: BTreeMap<String, Value> = BTreeMap::new();
     for r in resources {
         let gvk = json!({"group": r.group, "version": r.version, "kind": r.kind});
         let ns = if r.namespaced {
@@ -100,12 +132,15 @@ fn group_version(resources: &[&ResourceInfo]) -> Value {
             "responses": {"200": {"description": "OK"}},
         });
         paths.insert(item, json!({"patch": patch}));
+        if let Some(schema) = published_schema(r, &gvk) {
+            schemas.insert(schema_name(r), schema);
+        }
     }
     json!({
         "openapi": "3.0.0",
         "info": {"title": "Kubernetes", "version": format!("v{KUBE_MAJOR}.{KUBE_MINOR}.0")},
         "paths": paths,
-        "components": {"schemas": {}},
+        "components": {"schemas": schemas},
     })
 }
 

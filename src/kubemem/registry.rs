@@ -44,6 +44,9 @@ pub struct ResourceInfo {
     pub categories: Vec<String>,
     /// Columns of the `Table` view after `Name` (a CRD's `additionalPrinterColumns`).
     pub printer_columns: Vec<PrinterColumn>,
+    /// OpenAPI v3 schema of the objects (a CRD version's `openAPIV3Schema`), published for
+    /// `kubectl explain`.
+    pub schema: Option<Value>,
 }
 
 /// One column of the server-side `Table` view of a resource.
@@ -92,6 +95,7 @@ impl std::fmt::Debug for ResourceInfo {
             .field("short_names", &self.short_names)
             .field("categories", &self.categories)
             .field("printer_columns", &self.printer_columns)
+            .field("schema", &self.schema.is_some())
             .finish()
     }
 }
@@ -113,6 +117,7 @@ impl ResourceInfo {
             short_names: Vec::new(),
             categories: Vec::new(),
             printer_columns: vec![PrinterColumn::age()],
+            schema: None,
         }
     }
 
@@ -268,6 +273,11 @@ pub(crate) fn crd_resources(
                     .collect(),
                 _ => vec![PrinterColumn::age()],
             },
+            schema: v
+                .schema
+                .as_ref()
+                .and_then(|s| s.open_api_v3_schema.as_ref())
+                .and_then(|s| serde_json::to_value(s).ok()),
         })
         .collect();
     if out.is_empty() {
