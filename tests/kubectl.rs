@@ -557,3 +557,28 @@ async fn explain_uses_the_crd_schema() {
     let out = c.ok(&["explain", "avm.spec", "--recursive"]).await;
     assert!(out.contains("resourceGroup"), "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_dry_run_is_refused_not_persisted() {
+    let c = Cluster::start().await;
+    let err = c
+        .fails(&[
+            "apply",
+            "--dry-run=server",
+            "-f",
+            "config/samples/azlinvm.yaml",
+        ])
+        .await;
+    assert!(err.contains("dry"), "{err}");
+    assert!(c.vm("devbox").is_none(), "a dry run must not create the VM");
+    let out = c
+        .ok(&[
+            "apply",
+            "--dry-run=client",
+            "-f",
+            "config/samples/azlinvm.yaml",
+        ])
+        .await;
+    assert_eq!(out.trim(), "azlinvm.azlin.io/devbox created (dry run)");
+    assert!(c.vm("devbox").is_none());
+}

@@ -16,7 +16,7 @@
 //! Simplifications (documented, deliberate): namespaces need not exist; `Foreground` deletion
 //! behaves like `Background`; garbage collection runs synchronously right after the owner is
 //! removed; dependents created for an already-absent owner are not collected; dry-run is not
-//! supported; lists and ownership treat lists as atomic; strategic merge patch is a merge patch;
+//! supported (writes with `dryRun` get 400); lists and ownership treat lists as atomic; strategic merge patch is a merge patch;
 //! each served version of a CRD has its own storage; discovery is the legacy (unaggregated) format
 //! only; the OpenAPI v3 document holds only PATCH operations and CRD schemas (enough for `kubectl
 //! apply` and `kubectl explain` of custom resources); the two Event

@@ -123,7 +123,6 @@ fn group_version(resources: &[&ResourceInfo]) -> Value {
             "x-kubernetes-action": "patch",
             "x-kubernetes-group-version-kind": gvk,
             "parameters": [
-                query_param("dryRun", "When present, indicates that modifications should not be persisted."),
                 query_param("fieldManager", "Name of the actor making the change."),
                 query_param("fieldValidation", "How unknown and duplicate fields are handled: Ignore, Warn or Strict."),
                 query_param("force", "Force apply requests to take ownership of conflicting fields."),

@@ -168,6 +168,12 @@ pub(crate) fn dispatch(
     verb: Verb,
     call: &Call<'_>,
 ) -> Result<Reply, ApiError> {
+    if verb.is_write() && call.query.get("dryRun").is_some_and(|d| !d.is_empty()) {
+        // Rejected rather than ignored: a client asking for a dry run must not get a real write.
+        return Err(ApiError::bad_request(
+            "dry-run is not supported by this in-memory API server",
+        ));
+    }
     let res = target.res.clone();
     let ns = target.namespace.clone().unwrap_or_default();
     let endpoint = if target.subresource.is_some() {
