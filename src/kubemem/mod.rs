@@ -122,7 +122,8 @@ pub struct RecordedRequest {
     pub query: String,
     /// API verb.
     pub verb: Verb,
-    /// Resource (`plural.group` or plural) when the path named one.
+    /// Resource (`plural.group` or plural) when the path named one (`None` for discovery and
+    /// OpenAPI documents, which are recorded as [`Verb::Get`]).
     pub resource: Option<String>,
     /// HTTP status of the response.
     pub status: u16,
@@ -391,23 +392,24 @@ impl ApiServer {
                     Ok(target) => {
                         let verb = router::classify(&parts.method, &target, &query);
                         let resource = Some(target.res.group_resource());
-                        let mut result = router::dispatch(&mut st, &target, verb, &call);
-                        if matches!(verb, Verb::Get | Verb::List | Verb::Watch) {
-                            result = table_mode.and_then(|mode| {
-                                let reply = result?;
-                                Ok(match (mode, reply) {
-                                    (Some(include), Reply::Json(code, body))
-                                        if code.is_success() && verb != Verb::Watch =>
+                        let reads = matches!(verb, Verb::Get | Verb::List | Verb::Watch);
+                        let result = match &table_mode {
+                            Err(e) if reads => Err(e.clone()),
+                            mode => {
+                                router::dispatch(&mut st, &target, verb, &call).map(|reply| match (
+                                    reply, mode,
+                                ) {
+                                    (Reply::Json(code, body), Ok(Some(include)))
+                                        if code.is_success()
+                                            && matches!(verb, Verb::Get | Verb::List) =>
                                     {
-                                        Reply::Json(
-                                            code,
-                                            table::to_table(&target.res, &body, include),
-                                        )
+                                        let t = table::to_table(&target.res, &body, *include);
+                                        Reply::Json(code, t)
                                     }
-                                    (_, other) => other,
+                                    (other, _) => other,
                                 })
-                            });
-                        }
+                            }
+                        };
                         (verb, resource, result)
                     }
                 },

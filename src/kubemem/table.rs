@@ -187,14 +187,13 @@ fn column_defs(res: &ResourceInfo) -> Vec<Column<'_>> {
 /// Converts a get (one object) or list (`items`) response body into a Table.
 pub(crate) fn to_table(res: &ResourceInfo, body: &Value, include: IncludeObject) -> Value {
     let columns = column_defs(res);
-    let single = [body.clone()];
     let (items, metadata): (&[Value], Value) = match body.get("items").and_then(Value::as_array) {
         Some(items) => (
             items,
             body.get("metadata").cloned().unwrap_or_else(|| json!({})),
         ),
         None => (
-            &single,
+            std::slice::from_ref(body),
             json!({"resourceVersion": body.pointer("/metadata/resourceVersion").cloned().unwrap_or(json!(""))}),
         ),
     };
@@ -523,6 +522,49 @@ mod tests {
         assert_eq!(cell(&col(".status.phase", "string"), &o), Value::Null);
         assert_eq!(cell(&col(".spec.n", "string"), &o), json!("3"));
         assert!(JsonPath::parse(".a[").is_none());
+    }
+
+    #[test]
+    fn list_tables_follow_include_object() {
+        let mut res = ResourceInfo::core("azlin.io", "v1alpha1", "azlinvms", "AzlinVM", true);
+        res.custom = true;
+        res.printer_columns = vec![
+            PrinterColumn {
+                priority: 1,
+                ..col(".spec.location", "string")
+            },
+            PrinterColumn::age(),
+        ];
+        let list = json!({
+            "kind": "AzlinVMList",
+            "metadata": {"resourceVersion": "7", "continue": "c"},
+            "items": [{"metadata": {"name": "a", "namespace": "default"}, "spec": {"location": "westus2"}}],
+        });
+        let t = to_table(&res, &list, IncludeObject::Metadata);
+        assert_eq!(t["kind"], json!("Table"));
+        assert_eq!(
+            t["metadata"],
+            json!({"resourceVersion": "7", "continue": "c"})
+        );
+        let names: Vec<&Value> = t["columnDefinitions"]
+            .as_array()
+            .map(|c| c.iter().map(|d| &d["name"]).collect())
+            .unwrap_or_default();
+        assert_eq!(names, vec!["Name", "X", "Age"]);
+        assert_eq!(t["columnDefinitions"][1]["priority"], json!(1));
+        assert_eq!(t["rows"][0]["cells"], json!(["a", "westus2", null]));
+        assert_eq!(
+            t["rows"][0]["object"]["kind"],
+            json!("PartialObjectMetadata")
+        );
+        let full = to_table(&res, &list, IncludeObject::Object);
+        assert_eq!(
+            full["rows"][0]["object"]["spec"]["location"],
+            json!("westus2")
+        );
+        let none = to_table(&res, &list, IncludeObject::None);
+        assert!(none["rows"][0].get("object").is_none());
+        assert!(IncludeObject::parse(Some("Everything")).is_err());
     }
 
     #[test]
