@@ -16,8 +16,18 @@
 //! Simplifications (documented, deliberate): namespaces need not exist; `Foreground` deletion
 //! behaves like `Background`; garbage collection runs synchronously right after the owner is
 //! removed; dependents created for an already-absent owner are not collected; dry-run is not
-//! supported; lists and ownership treat lists as atomic; strategic merge patch is a merge patch;
-//! each served version of a CRD has its own storage; no discovery endpoints (`/api`, `/apis`).
+//! supported (writes with `dryRun` get 400); lists and ownership treat lists as atomic; strategic merge patch is a merge patch;
+//! each served version of a CRD has its own storage; discovery is the legacy (unaggregated) format
+//! only; the OpenAPI v3 document holds only PATCH operations and CRD schemas (enough for `kubectl
+//! apply` and `kubectl explain` of custom resources); the two Event
+//! APIs have separate storage, but lists of core `v1` events include the `events.k8s.io/v1` ones
+//! (converted), so `kubectl describe` shows events a kube-runtime `Recorder` wrote.
+//!
+//! For real clients over HTTP ([`ApiServer::serve`]): discovery (`/version`, `/api`, `/apis`,
+//! `/api/v1`, `/apis/{group}/{version}`, with CRD short names and categories) and server-side
+//! printing (`Accept: application/json;as=Table;v=v1;g=meta.k8s.io`, with a CRD's
+//! `additionalPrinterColumns`, also for watches) make `kubectl get [-w]`, `describe`, `apply`,
+//! `explain` and `api-resources` work.
 //!
 //! ```no_run
 //! # async fn doc() -> Result<(), Box<dyn std::error::Error>> {
@@ -29,15 +39,19 @@
 //! # Ok(()) }
 //! ```
 
+mod discovery;
 mod error;
+mod event_view;
 mod gc;
 mod handlers;
+mod openapi;
 mod patch;
 mod registry;
 mod router;
 mod selector;
 mod serve;
 mod store;
+mod table;
 pub mod testing;
 mod watch;
 
@@ -60,7 +74,7 @@ use serde_json::Value;
 
 pub use error::{ApiError, FieldCause, KubeMemError};
 pub use patch::{Endpoint, ManagedFields, Operation, PatchKind};
-pub use registry::{Admission, ResourceInfo};
+pub use registry::{Admission, PrinterColumn, ResourceInfo};
 pub use router::Verb;
 pub use selector::{FieldSelector, LabelSelector, Selector};
 pub use serve::Served;
@@ -108,7 +122,8 @@ pub struct RecordedRequest {
     pub query: String,
     /// API verb.
     pub verb: Verb,
-    /// Resource (`plural.group` or plural) when the path named one.
+    /// Resource (`plural.group` or plural) when the path named one (`None` for discovery and
+    /// OpenAPI documents, which are recorded as [`Verb::Get`]).
     pub resource: Option<String>,
     /// HTTP status of the response.
     pub status: u16,
@@ -345,29 +360,59 @@ impl ApiServer {
                 .to_string()
         };
         let content_type = header(http::header::CONTENT_TYPE);
+        let accept = header(http::header::ACCEPT);
         let user_agent = header(http::header::USER_AGENT);
         let path = parts.uri.path().to_string();
+        let table_mode = if table::requested(&accept) {
+            table::IncludeObject::parse(query.get("includeObject").map(String::as_str)).map(Some)
+        } else {
+            Ok(None)
+        };
         let call = Call {
             query: &query,
             content_type: &content_type,
             user_agent: &user_agent,
             body: &body,
             bookmark_every: self.inner.config.bookmark_interval,
-            metadata_only: header(http::header::ACCEPT).contains("as=PartialObjectMetadata"),
+            metadata_only: accept.contains("as=PartialObjectMetadata"),
+            table: table_mode.clone().ok().flatten(),
         };
         let (verb, resource, result) = {
             let mut st = self.state();
-            match router::parse_path(&st, &path) {
-                Err(e) => (Verb::Unknown, None, Err(e)),
-                Ok(target) => {
-                    let verb = router::classify(&parts.method, &target, &query);
-                    let resource = Some(target.res.group_resource());
-                    (
-                        verb,
-                        resource,
-                        router::dispatch(&mut st, &target, verb, &call),
-                    )
-                }
+            let doc = if parts.method == http::Method::GET {
+                discovery::document(&st.registry, &path)
+                    .or_else(|| openapi::document(&st.registry, &path))
+            } else {
+                None
+            };
+            match doc {
+                Some(doc) => (Verb::Get, None, doc.map(|v| Reply::Json(StatusCode::OK, v))),
+                None => match router::parse_path(&st, &path) {
+                    Err(e) => (Verb::Unknown, None, Err(e)),
+                    Ok(target) => {
+                        let verb = router::classify(&parts.method, &target, &query);
+                        let resource = Some(target.res.group_resource());
+                        let reads = matches!(verb, Verb::Get | Verb::List | Verb::Watch);
+                        let result = match &table_mode {
+                            Err(e) if reads => Err(e.clone()),
+                            mode => {
+                                router::dispatch(&mut st, &target, verb, &call).map(|reply| match (
+                                    reply, mode,
+                                ) {
+                                    (Reply::Json(code, body), Ok(Some(include)))
+                                        if code.is_success()
+                                            && matches!(verb, Verb::Get | Verb::List) =>
+                                    {
+                                        let t = table::to_table(&target.res, &body, *include);
+                                        Reply::Json(code, t)
+                                    }
+                                    (other, _) => other,
+                                })
+                            }
+                        };
+                        (verb, resource, result)
+                    }
+                },
             }
         };
         let response = match result {

@@ -36,6 +36,48 @@ pub struct ResourceInfo {
     pub custom: bool,
     /// Admission hook for the main resource.
     pub admission: Option<Arc<dyn Admission>>,
+    /// Singular name (discovery), lowercase kind by default.
+    pub singular: String,
+    /// Short names (discovery), e.g. `avm`.
+    pub short_names: Vec<String>,
+    /// Categories (discovery), e.g. `azlin` for `kubectl get azlin`.
+    pub categories: Vec<String>,
+    /// Columns of the `Table` view after `Name` (a CRD's `additionalPrinterColumns`).
+    pub printer_columns: Vec<PrinterColumn>,
+    /// OpenAPI v3 schema of the objects (a CRD version's `openAPIV3Schema`), published for
+    /// `kubectl explain`.
+    pub schema: Option<Value>,
+}
+
+/// One column of the server-side `Table` view of a resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrinterColumn {
+    /// Header.
+    pub name: String,
+    /// OpenAPI type: `string`, `integer`, `number`, `boolean` or `date`.
+    pub type_: String,
+    /// OpenAPI format (e.g. `name`), may be empty.
+    pub format: String,
+    /// Description shown by `kubectl explain`-like tools.
+    pub description: String,
+    /// 0 for default output, higher for `-o wide` only.
+    pub priority: i32,
+    /// Simple JSONPath evaluated against the object (see `table`), e.g. `.status.phase`.
+    pub json_path: String,
+}
+
+impl PrinterColumn {
+    /// The `Age` column every resource shows by default.
+    pub fn age() -> Self {
+        Self {
+            name: "Age".to_string(),
+            type_: "date".to_string(),
+            format: String::new(),
+            description: "CreationTimestamp is a timestamp representing the server time when this object was created.".to_string(),
+            priority: 0,
+            json_path: ".metadata.creationTimestamp".to_string(),
+        }
+    }
 }
 
 impl std::fmt::Debug for ResourceInfo {
@@ -49,12 +91,18 @@ impl std::fmt::Debug for ResourceInfo {
             .field("status_subresource", &self.status_subresource)
             .field("custom", &self.custom)
             .field("admission", &self.admission.is_some())
+            .field("singular", &self.singular)
+            .field("short_names", &self.short_names)
+            .field("categories", &self.categories)
+            .field("printer_columns", &self.printer_columns)
+            .field("schema", &self.schema.is_some())
             .finish()
     }
 }
 
 impl ResourceInfo {
-    /// A built-in resource without status subresource or admission.
+    /// A built-in resource without status subresource or admission (singular name: lowercase
+    /// kind; no short names or categories; an `Age` printer column).
     pub fn core(group: &str, version: &str, plural: &str, kind: &str, namespaced: bool) -> Self {
         Self {
             group: group.to_string(),
@@ -65,7 +113,18 @@ impl ResourceInfo {
             status_subresource: false,
             custom: false,
             admission: None,
+            singular: kind.to_lowercase(),
+            short_names: Vec::new(),
+            categories: Vec::new(),
+            printer_columns: vec![PrinterColumn::age()],
+            schema: None,
         }
+    }
+
+    /// The same resource with these short names.
+    pub fn with_short_names(mut self, names: &[&str]) -> Self {
+        self.short_names = names.iter().map(|n| n.to_string()).collect();
+        self
     }
 
     /// `v1` or `group/version`.
@@ -110,10 +169,12 @@ impl Registry {
         let mut r = Self::default();
         for info in [
             ResourceInfo::core("", "v1", "secrets", "Secret", true),
-            ResourceInfo::core("", "v1", "configmaps", "ConfigMap", true),
-            ResourceInfo::core("", "v1", "events", "Event", true),
-            ResourceInfo::core("", "v1", "namespaces", "Namespace", false),
-            ResourceInfo::core("", "v1", "serviceaccounts", "ServiceAccount", true),
+            ResourceInfo::core("", "v1", "configmaps", "ConfigMap", true).with_short_names(&["cm"]),
+            ResourceInfo::core("", "v1", "events", "Event", true).with_short_names(&["ev"]),
+            ResourceInfo::core("", "v1", "namespaces", "Namespace", false)
+                .with_short_names(&["ns"]),
+            ResourceInfo::core("", "v1", "serviceaccounts", "ServiceAccount", true)
+                .with_short_names(&["sa"]),
             ResourceInfo::core("events.k8s.io", "v1", "events", "Event", true),
             ResourceInfo::core("coordination.k8s.io", "v1", "leases", "Lease", true),
         ] {
@@ -142,6 +203,11 @@ impl Registry {
         self.by_path
             .get(&(group.to_string(), version.to_string(), plural.to_string()))
             .cloned()
+    }
+
+    /// Every served resource, ordered by (group, version, plural).
+    pub fn all(&self) -> impl Iterator<Item = &Arc<ResourceInfo>> {
+        self.by_path.values()
     }
 
     /// Resource for an `apiVersion` and `kind`.
@@ -185,6 +251,33 @@ pub(crate) fn crd_resources(
             status_subresource: v.subresources.as_ref().is_some_and(|s| s.status.is_some()),
             custom: true,
             admission: admission.clone(),
+            singular: spec
+                .names
+                .singular
+                .clone()
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| spec.names.kind.to_lowercase()),
+            short_names: spec.names.short_names.clone().unwrap_or_default(),
+            categories: spec.names.categories.clone().unwrap_or_default(),
+            printer_columns: match &v.additional_printer_columns {
+                Some(cols) if !cols.is_empty() => cols
+                    .iter()
+                    .map(|c| PrinterColumn {
+                        name: c.name.clone(),
+                        type_: c.type_.clone(),
+                        format: c.format.clone().unwrap_or_default(),
+                        description: c.description.clone().unwrap_or_default(),
+                        priority: c.priority.unwrap_or(0),
+                        json_path: c.json_path.clone(),
+                    })
+                    .collect(),
+                _ => vec![PrinterColumn::age()],
+            },
+            schema: v
+                .schema
+                .as_ref()
+                .and_then(|s| s.open_api_v3_schema.as_ref())
+                .and_then(|s| serde_json::to_value(s).ok()),
         })
         .collect();
     if out.is_empty() {

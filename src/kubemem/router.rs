@@ -12,12 +12,14 @@ use http::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use super::error::ApiError;
+use super::event_view;
 use super::gc;
 use super::handlers::{self, CreateOwnership, UpdateOwnership};
 use super::patch::{Endpoint, ManagedFields, PatchKind, apply_patch, parse_apply_body};
 use super::registry::ResourceInfo;
 use super::selector::Selector;
 use super::store::{Propagation, State};
+use super::table::IncludeObject;
 use super::watch::{self, WatchRequest};
 
 /// API verb of a request, as in Kubernetes audit logs.
@@ -133,6 +135,9 @@ pub(crate) struct Call<'a> {
     pub body: &'a [u8],
     /// `Accept` asked for `PartialObjectMetadata`.
     pub metadata_only: bool,
+    /// `Accept` asked for a Table (only used by watches; gets and lists are converted after
+    /// dispatch).
+    pub table: Option<IncludeObject>,
     pub bookmark_every: Duration,
 }
 
@@ -163,6 +168,12 @@ pub(crate) fn dispatch(
     verb: Verb,
     call: &Call<'_>,
 ) -> Result<Reply, ApiError> {
+    if verb.is_write() && call.query.get("dryRun").is_some_and(|d| !d.is_empty()) {
+        // Rejected rather than ignored: a client asking for a dry run must not get a real write.
+        return Err(ApiError::bad_request(
+            "dry-run is not supported by this in-memory API server",
+        ));
+    }
     let res = target.res.clone();
     let ns = target.namespace.clone().unwrap_or_default();
     let endpoint = if target.subresource.is_some() {
@@ -204,6 +215,7 @@ pub(crate) fn dispatch(
                 ),
                 namespace: target.namespace.clone(),
                 metadata_only: call.metadata_only,
+                table: call.table,
                 selector: Selector::parse(
                     q.get("labelSelector").map(String::as_str),
                     q.get("fieldSelector").map(String::as_str),
@@ -468,16 +480,6 @@ fn list(
         .get("limit")
         .and_then(|l| l.parse().ok())
         .filter(|l: &usize| *l > 0);
-    let objs: Vec<Arc<Value>> = if at == current {
-        state
-            .range(&res.id(), namespace)
-            .map(|(_, s)| s.obj.clone())
-            .collect()
-    } else {
-        state.snapshot_at(res, namespace, at)?
-    };
-    let mut items = Vec::new();
-    let mut cont = None;
     let key_of = |o: &Value| {
         (
             o.pointer("/metadata/namespace")
@@ -487,6 +489,26 @@ fn list(
             handlers::name_of(o).to_string(),
         )
     };
+    let mut objs: Vec<Arc<Value>> = if at == current {
+        state
+            .range(&res.id(), namespace)
+            .map(|(_, s)| s.obj.clone())
+            .collect()
+    } else {
+        state.snapshot_at(res, namespace, at)?
+    };
+    if at == current && event_view::is_core_event(res) {
+        let own: std::collections::HashSet<(String, String)> =
+            objs.iter().map(|o| key_of(o)).collect();
+        objs.extend(
+            event_view::converted(state, namespace)
+                .into_iter()
+                .filter(|o| !own.contains(&key_of(o))),
+        );
+        objs.sort_by_key(|o| key_of(o));
+    }
+    let mut items = Vec::new();
+    let mut cont = None;
     for o in objs {
         if let Some(a) = &after
             && key_of(&o) <= *a

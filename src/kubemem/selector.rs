@@ -1,5 +1,7 @@
 //! Label selectors (`=`, `==`, `!=`, `in`, `notin`, exists, `!exists`) and field selectors
-//! (`metadata.name`, `metadata.namespace`).
+//! (`metadata.name`, `metadata.namespace`, and the Event fields `involvedObject.*`, `regarding.*`,
+//! `reason`, `type`, `source`, `reportingComponent`, `reportingController` that `kubectl describe`
+//! uses; the Event fields are accepted for every kind, where they match nothing).
 
 use serde_json::Value;
 
@@ -107,7 +109,7 @@ struct FieldReq {
     negate: bool,
 }
 
-/// A parsed field selector over `metadata.name` and `metadata.namespace`.
+/// A parsed field selector over `metadata.name`, `metadata.namespace` and Event fields.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct FieldSelector(Vec<FieldReq>);
 
@@ -130,6 +132,22 @@ impl FieldSelector {
             let pointer = match field.trim() {
                 "metadata.name" => "/metadata/name",
                 "metadata.namespace" => "/metadata/namespace",
+                "involvedObject.kind" => "/involvedObject/kind",
+                "involvedObject.namespace" => "/involvedObject/namespace",
+                "involvedObject.name" => "/involvedObject/name",
+                "involvedObject.uid" => "/involvedObject/uid",
+                "involvedObject.apiVersion" => "/involvedObject/apiVersion",
+                "involvedObject.resourceVersion" => "/involvedObject/resourceVersion",
+                "involvedObject.fieldPath" => "/involvedObject/fieldPath",
+                "regarding.kind" => "/regarding/kind",
+                "regarding.namespace" => "/regarding/namespace",
+                "regarding.name" => "/regarding/name",
+                "regarding.uid" => "/regarding/uid",
+                "reason" => "/reason",
+                "type" => "/type",
+                "reportingComponent" => "/reportingComponent",
+                "reportingController" => "/reportingController",
+                "source" => "/source/component",
                 other => {
                     return Err(ApiError::bad_request(format!(
                         "field label not supported: {other}"
@@ -209,5 +227,12 @@ mod tests {
         assert!(FieldSelector::parse("metadata.name=x").is_ok_and(|f| f.matches(&o)));
         assert!(FieldSelector::parse("metadata.namespace!=ns").is_ok_and(|f| !f.matches(&o)));
         assert!(FieldSelector::parse("spec.x=1").is_err());
+        let ev = json!({"involvedObject": {"kind": "AzlinVM", "name": "dev", "uid": "u"}});
+        assert!(
+            FieldSelector::parse(
+                "involvedObject.kind=AzlinVM,involvedObject.name=dev,involvedObject.uid=u"
+            )
+            .is_ok_and(|f| f.matches(&ev))
+        );
     }
 }

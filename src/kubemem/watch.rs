@@ -15,6 +15,7 @@ use super::error::ApiError;
 use super::registry::ResourceInfo;
 use super::selector::Selector;
 use super::store::{Broadcast, EventType, HistEvent, State, expired};
+use super::table::IncludeObject;
 
 /// Parsed watch query parameters.
 #[derive(Debug, Clone)]
@@ -33,11 +34,15 @@ pub struct WatchRequest {
     pub selector: Selector,
     /// Send `PartialObjectMetadata` objects instead of full ones.
     pub metadata_only: bool,
+    /// Send each object as a one-row `meta.k8s.io/v1` Table (`kubectl get -w`).
+    pub table: Option<IncludeObject>,
 }
 
 impl WatchRequest {
-    fn event(&self, etype: &str, obj: &Value) -> Bytes {
-        if self.metadata_only {
+    fn event(&self, res: &ResourceInfo, etype: &str, obj: &Value) -> Bytes {
+        if let Some(include) = self.table {
+            line(etype, &super::table::to_table(res, obj, include))
+        } else if self.metadata_only {
             line(etype, &super::handlers::metadata_only(obj))
         } else {
             line(etype, obj)
@@ -130,7 +135,7 @@ pub fn start(
         None | Some("0") => {
             for (_, s) in state.range(&res_id, req.namespace.as_deref()) {
                 if req.selector.matches(&s.obj) {
-                    queue.push_back(req.event("ADDED", &s.obj));
+                    queue.push_back(req.event(&res, "ADDED", &s.obj));
                 }
             }
             if req.send_initial_events && req.allow_bookmarks {
@@ -145,7 +150,7 @@ pub fn start(
             if req.send_initial_events {
                 for (_, s) in state.range(&res_id, req.namespace.as_deref()) {
                     if req.selector.matches(&s.obj) {
-                        queue.push_back(req.event("ADDED", &s.obj));
+                        queue.push_back(req.event(&res, "ADDED", &s.obj));
                     }
                 }
                 if req.allow_bookmarks {
@@ -159,7 +164,7 @@ pub fn start(
             } else {
                 for ev in state.events_after(n)? {
                     if let Some((t, o)) = classify(&ev, &res_id, &req) {
-                        queue.push_back(req.event(t.as_str(), o));
+                        queue.push_back(req.event(&res, t.as_str(), o));
                     }
                 }
                 current.max(n)
@@ -202,7 +207,7 @@ pub fn start(
                         if ev.rv > st.start_rv {
                             st.last_rv = st.last_rv.max(ev.rv);
                             if let Some((t, o)) = classify(&ev, &st.res_id, &st.req) {
-                                let b = st.req.event(t.as_str(), o);
+                                let b = st.req.event(&st.res, t.as_str(), o);
                                 st.queue.push_back(b);
                             }
                         }
