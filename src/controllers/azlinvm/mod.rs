@@ -34,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 use self::build::{PowerStep, VmChange, VmNames};
 use crate::api::azlinvm::{AzlinVMStatus, VmPhase};
 use crate::api::conditions::{self, Health};
-use crate::api::{AzlinVM, DeletionPolicy, PowerState, SharedStorage};
+use crate::api::{AzlinVM, DeletionPolicy, Fleet, PowerState, SharedStorage};
 use crate::azure::compute::{PowerAction, PowerState as ObservedPower, VirtualMachineStatus};
 use crate::azure::{ArmClient, ArmError, OperationState, ResourceId};
 use crate::controllers::context::{Context, TENANT_CREDENTIALS_SECRET};
@@ -79,7 +79,8 @@ fn refs_where(
 }
 
 /// The AzlinVM controller: watches AzlinVMs, the Secrets holding their keys, the namespaces'
-/// tenant credential Secrets and the SharedStorage objects they mount.
+/// tenant credential Secrets, the SharedStorage objects they mount and the Fleets controlling
+/// them (a Fleet's `sharedHome` is mounted on its members).
 pub fn controller(ctx: &Context) -> Controller<DeserializeGuard<AzlinVM>> {
     let c = Controller::new(
         api_of::<DeserializeGuard<AzlinVM>>(ctx),
@@ -87,6 +88,7 @@ pub fn controller(ctx: &Context) -> Controller<DeserializeGuard<AzlinVM>> {
     );
     let store = c.store();
     let secrets_store = store.clone();
+    let fleets_store = store.clone();
     c.watches(
         api_of::<Secret>(ctx),
         watcher::Config::default(),
@@ -109,6 +111,21 @@ pub fn controller(ctx: &Context) -> Controller<DeserializeGuard<AzlinVM>> {
             let name = storage.meta().name.clone().unwrap_or_default();
             refs_where(&store, storage.meta().namespace.clone(), |vm| {
                 vm.spec.mounts.iter().any(|m| m.storage_ref == name)
+                    || vm
+                        .status
+                        .iter()
+                        .flat_map(|s| &s.mounts)
+                        .any(|m| m.storage_ref == name)
+            })
+        },
+    )
+    .watches(
+        api_of::<DeserializeGuard<Fleet>>(ctx),
+        watcher::Config::default(),
+        move |fleet: DeserializeGuard<Fleet>| {
+            let name = fleet.meta().name.clone().unwrap_or_default();
+            refs_where(&fleets_store, fleet.meta().namespace.clone(), |vm| {
+                mounts::fleet_owner(vm).is_some_and(|o| o.name == name)
             })
         },
     )

@@ -1,13 +1,34 @@
-//! NFS mounts of a VM: resolve `spec.mounts[]` to SharedStorage endpoints, decide whether the
-//! guest must be contacted, and turn script results into `status.mounts[]`.
+//! NFS mounts of a VM: resolve `spec.mounts[]` (and the shared home of the VM's Fleet) to
+//! SharedStorage endpoints, decide whether the guest must be contacted, and turn script
+//! results into `status.mounts[]`.
+//!
+//! ## Shared home
+//! An AzlinVM whose controller ownerReference is a Fleet (`azlin.io/v1alpha1`) with
+//! `spec.sharedHome` gets that SharedStorage mounted over `/home/<adminUsername>` (uid/gid
+//! 1000, seeded once from the existing home's dotfiles, secrets never copied, per-VM
+//! `authorized_keys` kept on the local disk; see [`crate::ssh::nfs`]). It is one entry of
+//! `status.mounts[]` with the storage's name and path `/home/<adminUsername>`.
+//!
+//! Removing `sharedHome` (or the ownerReference) makes the script unmount the home like any
+//! removed mount: a plain `umount` (never forced or lazy) and then the `/etc/fstab` line is
+//! dropped. The local home underneath is visible again as it was before the share was
+//! mounted; what was written while shared stays on the share. The sshd drop-in and the
+//! local copy of `authorized_keys` stay (harmless: the drop-in also reads
+//! `.ssh/authorized_keys`). A home is often busy — any login session, and on a real VM the
+//! operator's own SSH session as the admin user, whose `sudo` runs with the home as working
+//! directory — and then `umount` fails: the share stays mounted and in `/etc/fstab`, and the
+//! home stays in `status.mounts[]` as `Failed` with the reason (and `Mounted` is False)
+//! while the operator retries with backoff, instead of claiming it was removed.
 
-use kube::Api;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::{Api, Resource};
 
 use crate::api::azlinvm::{MountSpec, MountState as ApiMountState, MountStatus};
+use crate::api::fleet::Fleet;
 use crate::api::{AzlinVM, SharedStorage};
 use crate::controllers::error::Error;
 use crate::controllers::sharedstorage::status::mount_source;
-use crate::ssh::{MountOutcome, MountPlan, MountState, NfsMount};
+use crate::ssh::{MountOutcome, MountPlan, MountState, NfsMount, SharedHome};
 
 /// Condition type reporting the mounts.
 pub const MOUNTED: &str = "Mounted";
@@ -25,6 +46,8 @@ pub struct DesiredMount {
     pub source: Option<String>,
     /// Why it is pending, when `source` is `None`.
     pub pending: String,
+    /// For the shared home of the VM's Fleet: the admin user whose home it is.
+    pub home_user: Option<String>,
 }
 
 /// Mount point of `m`: its `path`, else the storage template's, else `/mnt/<storageRef>`.
@@ -39,7 +62,58 @@ pub fn mount_path(m: &MountSpec, storage: Option<&SharedStorage>) -> String {
         .unwrap_or_else(|| format!("/mnt/{}", m.storage_ref))
 }
 
-/// Resolves `spec.mounts[]` against the SharedStorage objects of the VM's namespace.
+/// A SharedStorage reference resolved in the VM's namespace.
+struct Share {
+    storage: Option<SharedStorage>,
+    source: Option<String>,
+    pending: String,
+}
+
+/// Looks up SharedStorage `name`: its NFS source once the share exists, else why not.
+async fn resolve_share(
+    api: &Api<SharedStorage>,
+    namespace: &str,
+    name: &str,
+) -> Result<Share, Error> {
+    let storage = api.get_opt(name).await?;
+    // Mount whenever the share exists, not only while the storage is Ready: a quota
+    // change or a blocked deletion must not unmount the share from its users.
+    let source = storage.as_ref().and_then(mount_source).map(str::to_string);
+    let pending = match (&storage, &source) {
+        (None, _) => format!("SharedStorage {name} not found in namespace {namespace}"),
+        (Some(_), None) => format!("waiting for SharedStorage {name} to create its NFS share"),
+        (Some(_), Some(_)) => String::new(),
+    };
+    Ok(Share {
+        storage,
+        source,
+        pending,
+    })
+}
+
+/// The controller ownerReference of `vm` to a Fleet (`azlin.io/v1alpha1`), if any.
+pub fn fleet_owner(vm: &AzlinVM) -> Option<&OwnerReference> {
+    vm.metadata.owner_references.as_deref()?.iter().find(|o| {
+        o.controller == Some(true)
+            && o.kind == Fleet::kind(&())
+            && o.api_version == Fleet::api_version(&())
+    })
+}
+
+/// Path a shared home of `user` is mounted on (as [`SharedHome::path`]).
+pub fn home_path(user: &str) -> String {
+    format!("/home/{user}")
+}
+
+/// Whether `path` is a user's home, i.e. can only be a shared home (plain mounts may not
+/// use `/home/<name>`, see [`crate::ssh::validate_mount_path`]).
+fn is_home_path(path: &str) -> bool {
+    path.strip_prefix("/home/")
+        .is_some_and(|u| !u.is_empty() && !u.contains('/'))
+}
+
+/// Resolves `spec.mounts[]` and the shared home of the VM's Fleet against the SharedStorage
+/// objects of the VM's namespace.
 pub async fn resolve(
     client: &kube::Client,
     namespace: &str,
@@ -48,30 +122,75 @@ pub async fn resolve(
     let api: Api<SharedStorage> = Api::namespaced(client.clone(), namespace);
     let mut out = Vec::new();
     for m in &vm.spec.mounts {
-        let storage = api.get_opt(&m.storage_ref).await?;
-        // Mount whenever the share exists, not only while the storage is Ready: a quota
-        // change or a blocked deletion must not unmount the share from its users.
-        let ready_source = storage.as_ref().and_then(mount_source).map(str::to_string);
-        let pending = match (&storage, &ready_source) {
-            (None, _) => format!(
-                "SharedStorage {} not found in namespace {namespace}",
-                m.storage_ref
-            ),
-            (Some(_), None) => format!(
-                "waiting for SharedStorage {} to create its NFS share",
-                m.storage_ref
-            ),
-            (Some(_), Some(_)) => String::new(),
-        };
+        let share = resolve_share(&api, namespace, &m.storage_ref).await?;
         out.push(DesiredMount {
             storage_ref: m.storage_ref.clone(),
-            path: mount_path(m, storage.as_ref()),
+            path: mount_path(m, share.storage.as_ref()),
             read_only: m.read_only,
-            source: ready_source,
-            pending,
+            source: share.source,
+            pending: share.pending,
+            home_user: None,
         });
     }
+    out.extend(resolve_shared_home(client, &api, namespace, vm).await?);
     Ok(out)
+}
+
+/// The shared home of the Fleet controlling `vm`: `None` without such a Fleet owner or when
+/// the Fleet has no `sharedHome`; pending while the Fleet (same uid) or storage is missing.
+async fn resolve_shared_home(
+    client: &kube::Client,
+    storages: &Api<SharedStorage>,
+    namespace: &str,
+    vm: &AzlinVM,
+) -> Result<Option<DesiredMount>, Error> {
+    let Some(owner) = fleet_owner(vm) else {
+        return Ok(None);
+    };
+    let user = vm.spec.admin_username.clone();
+    let path = home_path(&user);
+    let fleets: Api<Fleet> = Api::namespaced(client.clone(), namespace);
+    let fleet = fleets
+        .get_opt(&owner.name)
+        .await?
+        .filter(|f| f.metadata.uid.as_deref() == Some(owner.uid.as_str()));
+    let (storage_ref, share) = match fleet {
+        None => {
+            // The storage is unknown without the Fleet: keep the one last reported.
+            let last = vm
+                .status
+                .iter()
+                .flat_map(|s| &s.mounts)
+                .find(|m| m.path == path)
+                .map(|m| m.storage_ref.clone())
+                .unwrap_or_default();
+            let pending = format!(
+                "Fleet {} (uid {}) not found in namespace {namespace}",
+                owner.name, owner.uid
+            );
+            let share = Share {
+                storage: None,
+                source: None,
+                pending,
+            };
+            (last, share)
+        }
+        Some(f) => match f.spec.shared_home {
+            None => return Ok(None),
+            Some(name) => {
+                let share = resolve_share(storages, namespace, &name).await?;
+                (name, share)
+            }
+        },
+    };
+    Ok(Some(DesiredMount {
+        storage_ref,
+        path,
+        read_only: false,
+        source: share.source,
+        pending: share.pending,
+        home_user: Some(user),
+    }))
 }
 
 /// The plan for the guest: the mounts whose storage is ready (others are left out, and
@@ -80,6 +199,7 @@ pub fn plan(desired: &[DesiredMount]) -> MountPlan {
     MountPlan {
         mounts: desired
             .iter()
+            .filter(|d| d.home_user.is_none())
             .filter_map(|d| {
                 d.source.as_ref().map(|s| NfsMount {
                     source: s.clone(),
@@ -88,12 +208,14 @@ pub fn plan(desired: &[DesiredMount]) -> MountPlan {
                 })
             })
             .collect(),
-        shared_home: None,
+        shared_home: desired
+            .iter()
+            .find_map(|d| Some(SharedHome::new(d.source.clone()?, d.home_user.clone()?))),
     }
 }
 
 /// Whether the guest must be contacted: a ready mount is not yet Mounted at its path, or a
-/// mount in the status is no longer wanted (must be unmounted).
+/// mount in the status (Mounted, or Failed such as a busy unmount) is no longer wanted.
 pub fn needs_run(desired: &[DesiredMount], current: &[MountStatus]) -> bool {
     let ready_missing = desired.iter().any(|d| {
         d.source.is_some()
@@ -104,7 +226,7 @@ pub fn needs_run(desired: &[DesiredMount], current: &[MountStatus]) -> bool {
             })
     });
     let removed = current.iter().any(|c| {
-        c.state == ApiMountState::Mounted
+        c.state != ApiMountState::Pending
             && !desired
                 .iter()
                 .any(|d| d.path == c.path && d.source.is_some())
@@ -114,12 +236,13 @@ pub fn needs_run(desired: &[DesiredMount], current: &[MountStatus]) -> bool {
 
 /// `status.mounts[]` from the desired mounts and, when the guest was contacted, its results.
 /// Without results, the previous state of a mount is kept when it is still wanted and ready.
+/// Mounts no longer wanted but still on the VM follow (see [`still_on_vm`]).
 pub fn statuses(
     desired: &[DesiredMount],
     outcome: Option<&MountOutcome>,
     previous: &[MountStatus],
 ) -> Vec<MountStatus> {
-    desired
+    let mut out: Vec<MountStatus> = desired
         .iter()
         .map(|d| {
             if d.source.is_none() {
@@ -157,6 +280,52 @@ pub fn statuses(
                     }),
             }
         })
+        .collect();
+    out.extend(still_on_vm(desired, outcome, previous));
+    out
+}
+
+/// Mounts no longer wanted that are still on the VM: with results, those whose removal
+/// failed (e.g. a busy unmount; the script keeps their `/etc/fstab` line); without, those
+/// the previous status showed on the VM (removed while the VM was not reachable).
+fn still_on_vm(
+    desired: &[DesiredMount],
+    outcome: Option<&MountOutcome>,
+    previous: &[MountStatus],
+) -> Vec<MountStatus> {
+    // As in the plan: a pending mount is not wanted on the VM yet.
+    let wanted = |path: &str| desired.iter().any(|d| d.path == path && d.source.is_some());
+    let Some(outcome) = outcome else {
+        return previous
+            .iter()
+            .filter(|p| p.state != ApiMountState::Pending && !wanted(&p.path))
+            .cloned()
+            .collect();
+    };
+    outcome
+        .results
+        .iter()
+        .filter(|r| r.state == MountState::Failed && !wanted(&r.path))
+        .map(|r| MountStatus {
+            storage_ref: previous
+                .iter()
+                .find(|p| p.path == r.path)
+                .map(|p| p.storage_ref.clone())
+                .unwrap_or_default(),
+            path: r.path.clone(),
+            state: ApiMountState::Failed,
+            message: if is_home_path(&r.path) {
+                format!(
+                    "the shared home is no longer wanted but stays mounted: {}; a process still \
+                     uses the home (a login session; on a VM also the operator's SSH session as \
+                     the admin user, whose working directory is the home): retried with backoff, \
+                     or unmount it by hand and the operator drops the /etc/fstab line",
+                    r.message
+                )
+            } else {
+                format!("no longer wanted but still mounted: {}", r.message)
+            },
+        })
         .collect()
 }
 
@@ -181,6 +350,22 @@ mod tests {
             read_only: false,
             source: Some("a.file.core.windows.net:/a/data".into()),
             pending: String::new(),
+            home_user: None,
+        }
+    }
+
+    fn home(source: Option<&str>) -> DesiredMount {
+        DesiredMount {
+            storage_ref: "home".into(),
+            path: home_path("azureuser"),
+            read_only: false,
+            source: source.map(str::to_string),
+            pending: if source.is_some() {
+                String::new()
+            } else {
+                "waiting".into()
+            },
+            home_user: Some("azureuser".into()),
         }
     }
 
@@ -251,5 +436,106 @@ mod tests {
         assert!(removals_done(&outcome, &d));
         let kept = statuses(&d, None, &s);
         assert_eq!(kept, s);
+    }
+
+    #[test]
+    fn fleet_owner_needs_a_controller_reference_to_a_fleet() {
+        let owner = |kind: &str, api_version: &str, controller: Option<bool>| OwnerReference {
+            api_version: api_version.into(),
+            kind: kind.into(),
+            name: "team".into(),
+            uid: "u1".into(),
+            controller,
+            block_owner_deletion: None,
+        };
+        let mut vm = AzlinVM::new(
+            "vm",
+            serde_json::from_value(serde_json::json!({
+                "resourceGroup": "rg", "location": "westus2"
+            }))
+            .expect("spec"),
+        );
+        assert!(fleet_owner(&vm).is_none());
+        vm.metadata.owner_references = Some(vec![
+            owner("Fleet", "azlin.io/v1alpha1", None),
+            owner("Fleet", "other.io/v1", Some(true)),
+            owner("ReplicaSet", "apps/v1", Some(true)),
+        ]);
+        assert!(fleet_owner(&vm).is_none());
+        vm.metadata
+            .owner_references
+            .as_mut()
+            .expect("refs")
+            .push(owner("Fleet", "azlin.io/v1alpha1", Some(true)));
+        assert_eq!(fleet_owner(&vm).map(|o| o.name.as_str()), Some("team"));
+    }
+
+    #[test]
+    fn shared_home_is_planned_reported_and_left_alone_at_rest() {
+        let src = "a.file.core.windows.net:/a/home";
+        let d = vec![ready("/mnt/data"), home(Some(src))];
+        let p = plan(&d);
+        assert_eq!(p.mounts.len(), 1);
+        assert_eq!(p.shared_home, Some(SharedHome::new(src, "azureuser")));
+        assert_eq!(p.paths(), vec!["/mnt/data", "/home/azureuser"]);
+        // Pending: no shared home in the plan, no guest run for it.
+        let pending = [home(None)];
+        assert_eq!(plan(&pending).shared_home, None);
+        assert!(!needs_run(&pending, &[]));
+        let mounted = MountStatus {
+            storage_ref: "home".into(),
+            ..st("/home/azureuser", ApiMountState::Mounted)
+        };
+        assert!(!needs_run(
+            &[home(Some(src))],
+            std::slice::from_ref(&mounted)
+        ));
+        assert!(needs_run(&[home(Some(src))], &[]));
+        // Removed (sharedHome dropped): run to unmount it.
+        assert!(needs_run(&[], std::slice::from_ref(&mounted)));
+    }
+
+    #[test]
+    fn a_busy_removal_stays_in_the_status_until_done() {
+        let mounted = MountStatus {
+            storage_ref: "home".into(),
+            ..st("/home/azureuser", ApiMountState::Mounted)
+        };
+        let result = |state, message: &str| MountOutcome {
+            results: vec![MountResult {
+                path: "/home/azureuser".into(),
+                state,
+                message: message.into(),
+            }],
+            host_key_fingerprint: "SHA256:x".into(),
+            exit_status: Some(u32::from(state == MountState::Failed)),
+        };
+        // Not reachable: still shown as it was, and still to be removed.
+        let kept = statuses(&[], None, std::slice::from_ref(&mounted));
+        assert_eq!(kept, vec![mounted.clone()]);
+        let busy = result(
+            MountState::Failed,
+            "unmount failed (the /etc/fstab entry is kept): target is busy.",
+        );
+        let s = statuses(&[], Some(&busy), std::slice::from_ref(&mounted));
+        assert_eq!(s.len(), 1);
+        assert_eq!(s[0].state, ApiMountState::Failed);
+        assert_eq!(s[0].storage_ref, "home");
+        assert!(s[0].message.contains("target is busy"), "{}", s[0].message);
+        assert!(s[0].message.contains("stays mounted"), "{}", s[0].message);
+        assert!(needs_run(&[], &s), "a failed removal is retried");
+        // Pending again (e.g. the Fleet is gone): still reported as on the VM, and retried.
+        let both = statuses(&[home(None)], Some(&busy), std::slice::from_ref(&mounted));
+        let states: Vec<ApiMountState> = both.iter().map(|m| m.state).collect();
+        assert_eq!(states, [ApiMountState::Pending, ApiMountState::Failed]);
+        assert!(needs_run(&[home(None)], &both));
+        let done = result(
+            MountState::Unmounted,
+            "unmounted and removed from /etc/fstab",
+        );
+        assert!(statuses(&[], Some(&done), &s).is_empty());
+        assert!(is_home_path("/home/azureuser"));
+        assert!(!is_home_path("/home/azureuser/x"));
+        assert!(!is_home_path("/mnt/data"));
     }
 }
