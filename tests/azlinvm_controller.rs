@@ -817,3 +817,239 @@ async fn tenant_credentials_secret_selects_the_subscription() {
     );
     env.shutdown().await;
 }
+
+#[tokio::test]
+async fn fleet_shared_home_is_mounted_seeded_once_and_unmounted_when_removed() {
+    use azlin_operator::api::azlinvm::MountState;
+    use azlin_operator::api::{Fleet, SharedStorage};
+    use azlin_operator::controllers::GuestAccess;
+    use azlin_operator::embedded::GuestMode;
+    use azlin_operator::ssh::nfs::{FSTAB_MARKER, SEED_MOUNT_POINT};
+    use azlin_operator::ssh::testing::{MountSandbox, SANDBOX_ADMIN, TestSshd};
+    use azlin_operator::ssh::{SshConfig, SshRunner};
+    use std::sync::Arc;
+
+    let sshd = TestSshd::start().expect("test sshd (apt-get install openssh-server)");
+    // The VM's admin user azureuser (1000:1000 in the sandbox) with its local home, as in
+    // tests/ssh_mounts.rs; seeding runs as that uid (root + setpriv, as in CI).
+    let sandbox = MountSandbox::new().expect("sandbox");
+    let home = sandbox.path(&format!("/home/{SANDBOX_ADMIN}"));
+    for (rel, contents) in [
+        (".bashrc", "local bashrc\n"),
+        (".ssh/authorized_keys", "ssh-ed25519 AAAAvm vm\n"),
+        (".ssh/id_ed25519", "PRIVATE\n"),
+        (".aws/credentials", "secret\n"),
+    ] {
+        let p = home.join(rel);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(p, contents).expect("write");
+    }
+    let chown = std::process::Command::new("chown")
+        .args(["-R", "1000:1000"])
+        .arg(&home)
+        .status()
+        .expect("chown");
+    assert!(chown.success());
+
+    let mut options = EmbeddedOptions::for_tests();
+    options.emulator.vm_address = Some("127.0.0.1".parse().expect("ip"));
+    options.guest = GuestMode::Custom(GuestAccess::Ssh {
+        runner: SshRunner::new(SshConfig::default()),
+        port: sshd.port(),
+        env: Arc::new(sandbox.script_env()),
+        login_user: Some(sshd.user().to_string()),
+    });
+    let env = EmbeddedEnv::start(options).await.expect("env");
+    let secrets: Api<Secret> = Api::namespaced(env.client(), "default");
+    let key = Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some("vm-key".into()),
+            ..Default::default()
+        },
+        type_: Some("kubernetes.io/ssh-auth".into()),
+        data: Some(sshd.client_key_pair().secret_data()),
+        ..Default::default()
+    };
+    secrets
+        .create(&Default::default(), &key)
+        .await
+        .expect("key secret");
+
+    // No Fleet controller runs: the Fleet only carries sharedHome.
+    env.apply_yaml(
+        "apiVersion: azlin.io/v1alpha1\nkind: Fleet\nmetadata: {name: team, namespace: default}\nspec:\n  replicas: 1\n  sharedHome: home\n  template:\n    spec: {resourceGroup: rg-team, location: westus2}\n",
+    )
+    .expect("fleet");
+    env.apply_yaml(
+        "apiVersion: azlin.io/v1alpha1\nkind: SharedStorage\nmetadata: {name: home, namespace: default}\nspec: {resourceGroup: rg-team, location: westus2}\n",
+    )
+    .expect("storage");
+    let fleets: Api<Fleet> = Api::namespaced(env.client(), "default");
+    let fleet_uid = fleets
+        .get("team")
+        .await
+        .expect("fleet")
+        .metadata
+        .uid
+        .expect("uid");
+    env.apply_yaml(&format!(
+        "apiVersion: azlin.io/v1alpha1\nkind: AzlinVM\nmetadata:\n  name: team-001\n  namespace: default\n  ownerReferences:\n  - {{apiVersion: azlin.io/v1alpha1, kind: Fleet, name: team, uid: {fleet_uid}, controller: true}}\nspec:\n  resourceGroup: rg-team\n  location: westus2\n  size: Standard_D2s_v5\n  sshKeySecretRef: {{name: vm-key}}\n"
+    ))
+    .expect("vm");
+
+    let home_path = format!("/home/{SANDBOX_ADMIN}");
+    let home_mounted = |v: &AzlinVM| {
+        is_ready(v)
+            && v.status.as_ref().is_some_and(|s| {
+                s.mounts.len() == 1
+                    && s.mounts[0].storage_ref == "home"
+                    && s.mounts[0].path == home_path
+                    && s.mounts[0].state == MountState::Mounted
+            })
+    };
+    let vm = env
+        .wait_for("default", "team-001", home_mounted, WAIT)
+        .await
+        .expect("shared home mounted");
+    let st = vm.status.expect("status");
+    let mounted = conditions::find(&st.conditions, "Mounted").expect("Mounted condition");
+    assert_eq!(mounted.status, "True", "{mounted:?}");
+    assert!(mounted.message.contains(&home_path), "{mounted:?}");
+    let storage: SharedStorage = env
+        .wait_for("default", "home", |_: &SharedStorage| true, WAIT)
+        .await
+        .expect("storage");
+    let endpoint = storage
+        .status
+        .as_ref()
+        .and_then(|s| s.nfs_endpoint.clone())
+        .expect("endpoint");
+    assert_eq!(
+        storage.status.as_ref().map(|s| s.mounted_by.clone()),
+        Some(vec!["fleet/team".to_string()])
+    );
+    let (source, _) = sandbox.mounted(&home_path).expect("home mounted");
+    assert_eq!(source, endpoint);
+    assert_eq!(
+        sandbox
+            .fstab()
+            .matches(&format!("{FSTAB_MARKER}{home_path}\n"))
+            .count(),
+        1
+    );
+    // Seeded once from the local home, as the admin user, without secrets.
+    let share = sandbox.share_dir(&endpoint);
+    assert_eq!(
+        std::fs::read_to_string(share.join(".bashrc"))
+            .ok()
+            .as_deref(),
+        Some("local bashrc\n")
+    );
+    assert!(share.join(".azlin-operator/seeded").exists());
+    for secret in [".ssh/id_ed25519", ".ssh/authorized_keys", ".aws"] {
+        assert!(!share.join(secret).exists(), "{secret} copied");
+    }
+    // The copy runs as the admin user (`find` through the fake runuser) only when seeding.
+    let seedings = |log: &[String]| {
+        log.iter()
+            .filter(|l| *l == &format!("runuser {SANDBOX_ADMIN} find"))
+            .count()
+    };
+    assert_eq!(seedings(&sandbox.command_log()), 1);
+    assert!(sandbox.mounted(SEED_MOUNT_POINT).is_none());
+
+    // At rest: no SSH work, no writes.
+    resync_and_wait(&env, "AzlinVM", "settling resync").await;
+    let log_before = sandbox.command_log().len();
+    assert_no_writes_at_rest(&env, "AzlinVM", 2).await;
+    assert_eq!(
+        sandbox.command_log().len(),
+        log_before,
+        "no SSH work at rest"
+    );
+
+    // sharedHome removed from the Fleet: the members are reconciled and unmount it.
+    support::patch_spec::<Fleet>(&env, "default", "team", json!({ "sharedHome": null })).await;
+    let vm = env
+        .wait_for(
+            "default",
+            "team-001",
+            |v: &AzlinVM| is_ready(v) && v.status.as_ref().is_some_and(|s| s.mounts.is_empty()),
+            WAIT,
+        )
+        .await
+        .expect("home unmounted");
+    assert!(conditions::find(&vm.status.expect("status").conditions, "Mounted").is_none());
+    assert!(sandbox.mounted(&home_path).is_none());
+    assert!(!sandbox.fstab().contains(&home_path));
+    // The local home is back as it was; per-VM keys are still usable.
+    assert_eq!(
+        std::fs::read_to_string(home.join(".ssh/authorized_keys"))
+            .ok()
+            .as_deref(),
+        Some("ssh-ed25519 AAAAvm vm\n")
+    );
+    env.wait_for(
+        "default",
+        "home",
+        |s: &SharedStorage| s.status.as_ref().is_some_and(|st| st.mounted_by.is_empty()),
+        WAIT,
+    )
+    .await
+    .expect("mountedBy follows the Fleet");
+
+    // Back again: mounted, not re-seeded (the share has content), nothing overwritten.
+    std::fs::write(share.join(".bashrc"), "edited on the share\n").expect("edit share");
+    std::fs::write(home.join(".vimrc"), "local only\n").expect("local file");
+    support::patch_spec::<Fleet>(&env, "default", "team", json!({ "sharedHome": "home" })).await;
+    env.wait_for("default", "team-001", home_mounted, WAIT)
+        .await
+        .expect("shared home mounted again");
+    assert_eq!(seedings(&sandbox.command_log()), 1, "seeded once");
+    assert_eq!(
+        std::fs::read_to_string(share.join(".bashrc"))
+            .ok()
+            .as_deref(),
+        Some("edited on the share\n")
+    );
+    assert!(!share.join(".vimrc").exists());
+
+    // A busy home cannot be unmounted: it stays mounted, in fstab, and Failed in status.
+    sandbox.fail_umount(&home_path).expect("busy home");
+    support::patch_spec::<Fleet>(&env, "default", "team", json!({ "sharedHome": null })).await;
+    let vm = env
+        .wait_for(
+            "default",
+            "team-001",
+            |v: &AzlinVM| {
+                v.status
+                    .as_ref()
+                    .is_some_and(|s| s.mounts.len() == 1 && s.mounts[0].state == MountState::Failed)
+            },
+            WAIT,
+        )
+        .await
+        .expect("busy unmount surfaced");
+    let st = vm.status.expect("status");
+    assert_eq!(st.mounts[0].path, home_path);
+    assert_eq!(st.mounts[0].storage_ref, "home");
+    assert!(
+        st.mounts[0].message.contains("target is busy")
+            && st.mounts[0].message.contains("stays mounted"),
+        "{:?}",
+        st.mounts[0]
+    );
+    let mounted = conditions::find(&st.conditions, "Mounted").expect("Mounted condition");
+    assert_eq!(
+        (mounted.status.as_str(), mounted.reason.as_str()),
+        ("False", "MountFailed")
+    );
+    assert!(sandbox.mounted(&home_path).is_some());
+    assert!(
+        sandbox
+            .fstab()
+            .contains(&format!("{FSTAB_MARKER}{home_path}\n"))
+    );
+
+    env.shutdown().await;
+}
