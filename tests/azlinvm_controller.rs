@@ -1014,6 +1014,40 @@ async fn fleet_shared_home_is_mounted_seeded_once_and_unmounted_when_removed() {
     );
     assert!(!share.join(".vimrc").exists());
 
+    // Without the ownerReference the VM is no Fleet member: the home is unmounted too.
+    let vms: Api<AzlinVM> = Api::namespaced(env.client(), "default");
+    let owner_refs = |refs: Value| {
+        let vms = vms.clone();
+        async move {
+            vms.patch(
+                "team-001",
+                &PatchParams::default(),
+                &Patch::Merge(&json!({ "metadata": { "ownerReferences": refs } })),
+            )
+            .await
+            .expect("ownerReferences patched");
+        }
+    };
+    owner_refs(Value::Null).await;
+    env.wait_for(
+        "default",
+        "team-001",
+        |v: &AzlinVM| is_ready(v) && v.status.as_ref().is_some_and(|s| s.mounts.is_empty()),
+        WAIT,
+    )
+    .await
+    .expect("unmounted without the ownerReference");
+    assert!(sandbox.mounted(&home_path).is_none());
+    owner_refs(json!([{
+        "apiVersion": "azlin.io/v1alpha1", "kind": "Fleet", "name": "team",
+        "uid": fleet_uid, "controller": true
+    }]))
+    .await;
+    env.wait_for("default", "team-001", home_mounted, WAIT)
+        .await
+        .expect("mounted again with the ownerReference");
+    assert_eq!(seedings(&sandbox.command_log()), 1, "still seeded once");
+
     // A busy home cannot be unmounted: it stays mounted, in fstab, and Failed in status.
     sandbox.fail_umount(&home_path).expect("busy home");
     support::patch_spec::<Fleet>(&env, "default", "team", json!({ "sharedHome": null })).await;
