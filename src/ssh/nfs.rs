@@ -512,7 +512,9 @@ impl ScriptEnv {
     pub fn production() -> Self {
         Self {
             root: String::new(),
-            shell: "sudo -n sh -s".into(),
+            // Leave the login directory first: sshd starts commands in the user's home,
+            // and a shell sitting there would keep a shared home busy for `umount`.
+            shell: "cd / && exec sudo -n sh -s".into(),
             mount_table: "/proc/self/mounts".into(),
             mount: "mount".into(),
             umount: "umount".into(),
@@ -960,6 +962,13 @@ az_do_home() {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn production_script_does_not_run_inside_the_login_home() {
+        // A shell whose working directory is the home would keep a shared home busy.
+        let env = ScriptEnv::production();
+        assert!(env.shell.starts_with("cd / && exec "), "{}", env.shell);
+    }
+
     use super::*;
     use crate::ssh::testing::{MountSandbox, SANDBOX_ADMIN};
     use std::io::Write as _;
