@@ -525,9 +525,12 @@ fn put(
     req: &Req<'_>,
 ) -> Result<Response, ArmError> {
     let is_rg = kind.is_resource_group();
-    if kind.provisioning != Provisioning::Async
-        && let Some(failure) = &req.fail_operation
-    {
+    let creates_async = match kind.provisioning {
+        Provisioning::Async => true,
+        Provisioning::AcceptedOnCreate => store_has_no(shared, id),
+        Provisioning::Sync | Provisioning::Untracked => false,
+    };
+    if !creates_async && let Some(failure) = &req.fail_operation {
         // Synchronous kinds have no operation to fail: answer the error directly.
         return Err(failure.clone());
     }
@@ -614,8 +617,15 @@ fn put(
         StatusCode::OK
     };
     let mut headers = HeaderMap::new();
-    match kind.provisioning {
-        Provisioning::Async => {
+    let mut status = status;
+    let mut with_body = true;
+    let provisioning = match kind.provisioning {
+        Provisioning::AcceptedOnCreate if !created => Provisioning::Sync,
+        p => p,
+    };
+    match provisioning {
+        Provisioning::Async | Provisioning::AcceptedOnCreate => {
+            let accepted = provisioning == Provisioning::AcceptedOnCreate;
             entry.set_provisioning(if created { "Creating" } else { "Updating" });
             store.put(entry);
             let op_id = lro::begin(
@@ -629,15 +639,30 @@ fn put(
             );
             let location = lro::location_of(&store, id);
             if let Some(op) = store.operations.get(&op_id) {
-                headers = lro::provider_headers(
-                    req.base,
-                    sub,
-                    kind.namespace(),
-                    &location,
-                    op,
-                    false,
-                    &shared.settings,
-                );
+                headers = if accepted {
+                    lro::location_headers(
+                        req.base,
+                        sub,
+                        kind.namespace(),
+                        &location,
+                        op,
+                        &shared.settings,
+                    )
+                } else {
+                    lro::provider_headers(
+                        req.base,
+                        sub,
+                        kind.namespace(),
+                        &location,
+                        op,
+                        false,
+                        &shared.settings,
+                    )
+                };
+            }
+            if accepted {
+                status = StatusCode::ACCEPTED;
+                with_body = false;
             }
         }
         Provisioning::Sync => {
@@ -661,7 +686,16 @@ fn put(
         .unwrap_or(Value::Null);
     drop(store);
     shared.changed();
-    Ok((status, headers, axum::Json(body)).into_response())
+    if with_body {
+        Ok((status, headers, axum::Json(body)).into_response())
+    } else {
+        Ok((status, headers).into_response())
+    }
+}
+
+/// True when `id` does not exist yet (a PUT creates it).
+fn store_has_no(shared: &Shared, id: &str) -> bool {
+    shared.store().get(id).is_none()
 }
 
 fn delete(

@@ -16,6 +16,9 @@ use super::{compute, disks, network, resources, storage};
 pub enum Provisioning {
     /// PUT answers `Creating`/`Updating` plus `Azure-AsyncOperation`; `Succeeded` after the latency.
     Async,
+    /// Create answers `202 Accepted` with only `Location` and no body (as storage accounts
+    /// do), `Succeeded` after the latency; an update of an existing resource completes at once.
+    AcceptedOnCreate,
     /// PUT completes at once with `Succeeded`.
     Sync,
     /// The type has no `provisioningState` and completes at once (file shares).

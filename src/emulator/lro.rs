@@ -218,6 +218,23 @@ pub fn provider_headers(
     polling_headers(&urls, settings)
 }
 
+/// Polling headers of a create answered `202 Accepted` with only a `Location`
+/// (`.../locations/{loc}/operationResults/{id}`), as storage accounts do.
+pub fn location_headers(
+    base: &str,
+    sub: &str,
+    namespace: &str,
+    location: &str,
+    op: &Operation,
+    settings: &Settings,
+) -> HeaderMap {
+    let prefix = format!("{base}/subscriptions/{sub}/providers/{namespace}/locations/{location}");
+    polling_headers(
+        &[("location", op_url(&prefix, "operationResults", op))],
+        settings,
+    )
+}
+
 /// Polling headers of a resource-group deletion (`Location` only, as ARM does).
 pub fn rg_headers(base: &str, sub: &str, op: &Operation, settings: &Settings) -> HeaderMap {
     let prefix = format!("{base}/subscriptions/{sub}");

@@ -15,7 +15,7 @@ use super::validation::{
 pub static STORAGE_ACCOUNT: Kind = Kind {
     type_name: "Microsoft.Storage/storageAccounts",
     api_versions: STORAGE_API,
-    provisioning: Provisioning::Async,
+    provisioning: Provisioning::AcceptedOnCreate,
     located: true,
     parent_strip: 0,
     actions: &[],
