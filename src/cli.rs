@@ -115,7 +115,7 @@ pub fn main(cli: Cli) -> ExitCode {
             };
         }
         Command::Bench(args) => block_on(async {
-            telemetry::init("warn", LogFormat::Text)?;
+            telemetry::init_stderr("warn", LogFormat::Text)?;
             let report = crate::bench::run(&args).await?;
             println!(
                 "| VMs | seconds to all Ready | reconciles | ARM requests | writes during a resync at rest | peak RSS (MiB) |"

@@ -3,6 +3,11 @@
 use std::process::Command;
 
 fn local(args: &[&str]) -> (i32, String) {
+    let (code, stdout, _) = local_with_logs(args);
+    (code, stdout)
+}
+
+fn local_with_logs(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_azlin-operator"))
         .arg("local")
         .args(args)
@@ -13,6 +18,7 @@ fn local(args: &[&str]) -> (i32, String) {
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
 

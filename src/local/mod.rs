@@ -34,7 +34,7 @@ pub struct LocalArgs {
     #[arg(long, value_name = "MS", default_value_t = 200)]
     pub latency_ms: u64,
     /// Also serve the in-memory Kubernetes API over HTTP on this loopback address and
-    /// write a kubeconfig next to the sandboxes, so `kubectl` can inspect the objects.
+    /// write a kubeconfig to the temporary directory, so `kubectl` can inspect the objects.
     #[arg(long, value_name = "ADDR")]
     pub serve_api: Option<SocketAddr>,
     /// Keep running after everything settled, until Ctrl-C (e.g. to look around with kubectl).
@@ -70,7 +70,7 @@ pub enum LocalError {
 
 /// Runs `local` and returns the process exit code.
 pub async fn run(args: LocalArgs) -> Result<ExitCode, LocalError> {
-    telemetry::init(&args.log_level, LogFormat::Text)?;
+    telemetry::init_stderr(&args.log_level, LogFormat::Text)?;
     let mut loaded: Vec<Manifest> = Vec::new();
     let mut problems = Vec::new();
     for path in &args.filename {

@@ -64,10 +64,33 @@ pub fn filter(level: &str) -> Result<EnvFilter, TelemetryError> {
 /// Returns [`TelemetryError::AlreadyInitialised`] instead of panicking when a global
 /// subscriber already exists.
 pub fn init(level: &str, format: LogFormat) -> Result<(), TelemetryError> {
+    install(level, format, false)
+}
+
+/// Like [`init`], but writes to stderr (for commands whose stdout is their output,
+/// such as `local`'s table).
+pub fn init_stderr(level: &str, format: LogFormat) -> Result<(), TelemetryError> {
+    install(level, format, true)
+}
+
+fn install(level: &str, format: LogFormat, stderr: bool) -> Result<(), TelemetryError> {
     let filter = filter(level)?;
-    let is_terminal = std::io::stdout().is_terminal();
+    let is_terminal = if stderr {
+        std::io::stderr().is_terminal()
+    } else {
+        std::io::stdout().is_terminal()
+    };
+    let writer =
+        tracing_subscriber::fmt::writer::BoxMakeWriter::new(move || -> Box<dyn std::io::Write> {
+            if stderr {
+                Box::new(std::io::stderr())
+            } else {
+                Box::new(std::io::stdout())
+            }
+        });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_writer(writer)
         .with_target(true);
     let result = match format.resolve(is_terminal) {
         LogFormat::Json => builder
