@@ -552,38 +552,11 @@ async fn zero_writes_at_rest() {
 
 #[tokio::test]
 async fn mounts_over_real_ssh_pin_the_host_key_and_unmount_on_removal() {
-    use azlin_operator::controllers::GuestAccess;
-    use azlin_operator::embedded::GuestMode;
     use azlin_operator::ssh::testing::{MountSandbox, TestSshd};
-    use azlin_operator::ssh::{SshConfig, SshRunner};
-    use std::sync::Arc;
 
     let sshd = TestSshd::start().expect("test sshd (apt-get install openssh-server)");
     let sandbox = MountSandbox::new().expect("sandbox");
-    let mut options = EmbeddedOptions::for_tests();
-    options.emulator.vm_address = Some("127.0.0.1".parse().expect("ip"));
-    options.guest = GuestMode::Custom(GuestAccess::Ssh {
-        runner: SshRunner::new(SshConfig::default()),
-        port: sshd.port(),
-        env: Arc::new(sandbox.script_env()),
-        login_user: Some(sshd.user().to_string()),
-    });
-    let env = EmbeddedEnv::start(options).await.expect("env");
-
-    let secrets: Api<Secret> = Api::namespaced(env.client(), "default");
-    let key = Secret {
-        metadata: kube::api::ObjectMeta {
-            name: Some("vm-key".into()),
-            ..Default::default()
-        },
-        type_: Some("kubernetes.io/ssh-auth".into()),
-        data: Some(sshd.client_key_pair().secret_data()),
-        ..Default::default()
-    };
-    secrets
-        .create(&Default::default(), &key)
-        .await
-        .expect("key secret");
+    let env = ssh_env(&sshd, &sandbox).await;
     env.apply_yaml(
         "apiVersion: azlin.io/v1alpha1\nkind: SharedStorage\nmetadata: {name: data, namespace: default}\nspec: {resourceGroup: rg-m, location: westus2}\n",
     )
@@ -822,12 +795,8 @@ async fn tenant_credentials_secret_selects_the_subscription() {
 async fn fleet_shared_home_is_mounted_seeded_once_and_unmounted_when_removed() {
     use azlin_operator::api::azlinvm::MountState;
     use azlin_operator::api::{Fleet, SharedStorage};
-    use azlin_operator::controllers::GuestAccess;
-    use azlin_operator::embedded::GuestMode;
     use azlin_operator::ssh::nfs::{FSTAB_MARKER, SEED_MOUNT_POINT};
     use azlin_operator::ssh::testing::{MountSandbox, SANDBOX_ADMIN, TestSshd};
-    use azlin_operator::ssh::{SshConfig, SshRunner};
-    use std::sync::Arc;
 
     let sshd = TestSshd::start().expect("test sshd (apt-get install openssh-server)");
     // The VM's admin user azureuser (1000:1000 in the sandbox) with its local home, as in
@@ -851,29 +820,7 @@ async fn fleet_shared_home_is_mounted_seeded_once_and_unmounted_when_removed() {
         .expect("chown");
     assert!(chown.success());
 
-    let mut options = EmbeddedOptions::for_tests();
-    options.emulator.vm_address = Some("127.0.0.1".parse().expect("ip"));
-    options.guest = GuestMode::Custom(GuestAccess::Ssh {
-        runner: SshRunner::new(SshConfig::default()),
-        port: sshd.port(),
-        env: Arc::new(sandbox.script_env()),
-        login_user: Some(sshd.user().to_string()),
-    });
-    let env = EmbeddedEnv::start(options).await.expect("env");
-    let secrets: Api<Secret> = Api::namespaced(env.client(), "default");
-    let key = Secret {
-        metadata: kube::api::ObjectMeta {
-            name: Some("vm-key".into()),
-            ..Default::default()
-        },
-        type_: Some("kubernetes.io/ssh-auth".into()),
-        data: Some(sshd.client_key_pair().secret_data()),
-        ..Default::default()
-    };
-    secrets
-        .create(&Default::default(), &key)
-        .await
-        .expect("key secret");
+    let env = ssh_env(&sshd, &sandbox).await;
 
     // No Fleet controller runs: the Fleet only carries sharedHome.
     env.apply_yaml(
@@ -1086,4 +1033,43 @@ async fn fleet_shared_home_is_mounted_seeded_once_and_unmounted_when_removed() {
     );
 
     env.shutdown().await;
+}
+
+/// An embedded environment whose VMs are reached over SSH at `sshd` (VM address 127.0.0.1,
+/// the guest script running in `sandbox`), with the Secret `vm-key` holding the key `sshd`
+/// accepts.
+async fn ssh_env(
+    sshd: &azlin_operator::ssh::testing::TestSshd,
+    sandbox: &azlin_operator::ssh::testing::MountSandbox,
+) -> EmbeddedEnv {
+    use azlin_operator::controllers::GuestAccess;
+    use azlin_operator::embedded::GuestMode;
+    use azlin_operator::ssh::{SshConfig, SshRunner};
+    use std::sync::Arc;
+
+    let mut options = EmbeddedOptions::for_tests();
+    options.emulator.vm_address = Some("127.0.0.1".parse().expect("ip"));
+    options.guest = GuestMode::Custom(GuestAccess::Ssh {
+        runner: SshRunner::new(SshConfig::default()),
+        port: sshd.port(),
+        env: Arc::new(sandbox.script_env()),
+        login_user: Some(sshd.user().to_string()),
+    });
+    let env = EmbeddedEnv::start(options).await.expect("env");
+
+    let secrets: Api<Secret> = Api::namespaced(env.client(), "default");
+    let key = Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some("vm-key".into()),
+            ..Default::default()
+        },
+        type_: Some("kubernetes.io/ssh-auth".into()),
+        data: Some(sshd.client_key_pair().secret_data()),
+        ..Default::default()
+    };
+    secrets
+        .create(&Default::default(), &key)
+        .await
+        .expect("key secret");
+    env
 }
