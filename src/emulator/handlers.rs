@@ -525,15 +525,6 @@ fn put(
     req: &Req<'_>,
 ) -> Result<Response, ArmError> {
     let is_rg = kind.is_resource_group();
-    let creates_async = match kind.provisioning {
-        Provisioning::Async => true,
-        Provisioning::AcceptedOnCreate => store_has_no(shared, id),
-        Provisioning::Sync | Provisioning::Untracked => false,
-    };
-    if !creates_async && let Some(failure) = &req.fail_operation {
-        // Synchronous kinds have no operation to fail: answer the error directly.
-        return Err(failure.clone());
-    }
     let request = parse_body(req)?;
     let mut store = shared.store();
     if is_rg {
@@ -559,6 +550,15 @@ fn put(
         None => None,
     };
     let previous = store.get(id).cloned();
+    let creates_async = match kind.provisioning {
+        Provisioning::Async => true,
+        Provisioning::AcceptedOnCreate => previous.is_none(),
+        Provisioning::Sync | Provisioning::Untracked => false,
+    };
+    if !creates_async && let Some(failure) = &req.fail_operation {
+        // Synchronous writes have no operation to fail: answer the error directly.
+        return Err(failure.clone());
+    }
     if previous.is_some() {
         busy_error(kind, &store, id)?;
     }
@@ -691,11 +691,6 @@ fn put(
     } else {
         Ok((status, headers).into_response())
     }
-}
-
-/// True when `id` does not exist yet (a PUT creates it).
-fn store_has_no(shared: &Shared, id: &str) -> bool {
-    shared.store().get(id).is_none()
 }
 
 fn delete(
