@@ -157,11 +157,7 @@ pub fn main(cli: Cli) -> ExitCode {
 
 /// Runs `fut` on a multi-threaded tokio runtime.
 fn block_on<F: std::future::Future<Output = Result<(), CliError>>>(fut: F) -> Result<(), CliError> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(CliError::Runtime)?
-        .block_on(fut)
+    runtime()?.block_on(fut)
 }
 
 /// Runs `fut` (which yields an exit code) on a multi-threaded tokio runtime.
@@ -170,11 +166,15 @@ where
     F: std::future::Future<Output = Result<ExitCode, E>>,
     CliError: From<E>,
 {
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    Ok(runtime()?.block_on(fut)?)
+}
+
+/// A multi-threaded tokio runtime with I/O and timers.
+fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(CliError::Runtime)?;
-    Ok(rt.block_on(fut)?)
+        .map_err(CliError::Runtime)
 }
 
 fn crds(args: &CrdsArgs) -> Result<(), CliError> {
