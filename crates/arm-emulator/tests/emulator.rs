@@ -1,0 +1,1971 @@
+//! The ARM emulator over real HTTP (reqwest to 127.0.0.1:0).
+
+use std::time::{Duration, Instant};
+
+use azlin_arm_emulator::testing::{self as t, DISK_API, NETWORK_API, RG_API, STORAGE_API, VM_API};
+use azlin_arm_emulator::{Emulator, EmulatorConfig, EmulatorHandle, ErrorInjection, PowerState};
+use futures::StreamExt;
+use reqwest::StatusCode;
+use reqwest::header::HeaderMap;
+use serde_json::{Value, json};
+
+struct Env {
+    handle: EmulatorHandle,
+    client: reqwest::Client,
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Value,
+}
+
+impl Answer {
+    fn code(&self) -> &str {
+        self.body
+            .pointer("/error/code")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    }
+    fn target(&self) -> &str {
+        self.body
+            .pointer("/error/target")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    }
+    /// Status, error code and error target, compared at once.
+    fn error(&self) -> (StatusCode, &str, &str) {
+        (self.status, self.code(), self.target())
+    }
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+    fn state(&self) -> &str {
+        self.body
+            .pointer("/properties/provisioningState")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    }
+}
+
+fn config(latency_ms: u64) -> EmulatorConfig {
+    EmulatorConfig {
+        latency: Duration::from_millis(latency_ms),
+        ..EmulatorConfig::default()
+    }
+}
+
+impl Env {
+    async fn start(config: EmulatorConfig) -> Self {
+        let handle = Emulator::start(config).await.expect("emulator starts");
+        Self {
+            handle,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    fn url(&self, path: &str, api: &str) -> String {
+        if path.starts_with("http") {
+            return path.to_string();
+        }
+        let sep = if path.contains('?') { '&' } else { '?' };
+        format!("{}{path}{sep}api-version={api}", self.handle.base_url())
+    }
+
+    async fn send(&self, method: reqwest::Method, url: String, body: Option<&Value>) -> Answer {
+        let mut req = self.client.request(method, url).bearer_auth("test-token");
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().await.expect("request sent");
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.expect("body read");
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    async fn put(&self, path: &str, api: &str, body: &Value) -> Answer {
+        self.send(reqwest::Method::PUT, self.url(path, api), Some(body))
+            .await
+    }
+    async fn get(&self, path: &str, api: &str) -> Answer {
+        self.send(reqwest::Method::GET, self.url(path, api), None)
+            .await
+    }
+    /// POSTs power `action` to `vm` (accepted), then checks that the power state passes
+    /// through `PowerState/{via}` first and reaches `PowerState/{end}`.
+    async fn power_action(&self, vm: &str, action: &str, via: &str, end: &str) {
+        assert_eq!(
+            self.post(&format!("{vm}/{action}"), VM_API).await.status,
+            StatusCode::ACCEPTED
+        );
+        let seen = self.wait_power(vm, &format!("PowerState/{end}")).await;
+        assert_eq!(
+            seen.first().map(String::as_str),
+            Some(format!("PowerState/{via}").as_str()),
+            "{seen:?}"
+        );
+    }
+    /// PUTs an NFS share `home` of 100 GiB into storage account `account` of group `nfs`.
+    async fn put_nfs_home_share(&self, account: &str) -> Answer {
+        self.put(
+            &t::share_id("nfs", account, "home"),
+            STORAGE_API,
+            &t::nfs_share_body(100),
+        )
+        .await
+    }
+    async fn delete(&self, path: &str, api: &str) -> Answer {
+        self.send(reqwest::Method::DELETE, self.url(path, api), None)
+            .await
+    }
+    async fn patch(&self, path: &str, api: &str, body: &Value) -> Answer {
+        self.send(reqwest::Method::PATCH, self.url(path, api), Some(body))
+            .await
+    }
+    async fn post(&self, path: &str, api: &str) -> Answer {
+        self.send(reqwest::Method::POST, self.url(path, api), Some(&json!({})))
+            .await
+    }
+
+    /// Polls GET until provisioningState is Succeeded (no provisioningState counts as done, as ARM says).
+    async fn wait_succeeded(&self, path: &str, api: &str) -> Answer {
+        eventually(&format!("{path} succeeds"), 10, async || {
+            let a = self.get(path, api).await;
+            let done = a.state() == "Succeeded"
+                || a.body.pointer("/properties/provisioningState").is_none();
+            if a.status == StatusCode::OK && done {
+                Ok(a)
+            } else {
+                Err(format!("{} {}", a.status, a.body))
+            }
+        })
+        .await
+    }
+
+    /// Polls GET until 404.
+    async fn wait_gone(&self, path: &str, api: &str) {
+        eventually(&format!("{path} goes away"), 10, async || {
+            let a = self.get(path, api).await;
+            if a.status == StatusCode::NOT_FOUND {
+                Ok(())
+            } else {
+                Err(format!("{} {}", a.status, a.body))
+            }
+        })
+        .await
+    }
+
+    /// Polls a VM's instance view until the power status is `code`; returns the power statuses seen.
+    async fn wait_power(&self, vm: &str, code: &str) -> Vec<String> {
+        let mut seen: Vec<String> = Vec::new();
+        eventually(&format!("{vm} reaches {code}"), 10, async || {
+            let a = self.get(&format!("{vm}/instanceView"), VM_API).await;
+            let power = statuses(&a.body)
+                .into_iter()
+                .find(|s| s.starts_with("PowerState/"))
+                .unwrap_or_default();
+            if seen.last() != Some(&power) {
+                seen.push(power.clone());
+            }
+            if power == code {
+                Ok(())
+            } else {
+                Err(format!("{seen:?}"))
+            }
+        })
+        .await;
+        seen
+    }
+
+    /// Polls a URL until it answers `status`.
+    async fn wait_status(&self, url: &str, api: &str, status: StatusCode) -> Answer {
+        eventually(&format!("{url} answers {status}"), 10, async || {
+            let a = self.get(url, api).await;
+            if a.status == status {
+                Ok(a)
+            } else {
+                Err(format!("{} {}", a.status, a.body))
+            }
+        })
+        .await
+    }
+
+    /// Resource group + vnet (subnet `default`), all Succeeded.
+    async fn network(&self, rg: &str) -> String {
+        assert_eq!(
+            self.put(&t::rg_id(rg), RG_API, &t::rg_body()).await.status,
+            StatusCode::CREATED
+        );
+        let vnet = t::vnet_id(rg, "vnet");
+        assert_eq!(
+            self.put(&vnet, NETWORK_API, &t::vnet_body()).await.status,
+            StatusCode::CREATED
+        );
+        self.wait_succeeded(&vnet, NETWORK_API).await;
+        t::subnet_id(rg, "vnet", "default")
+    }
+
+    /// NIC + VM, both Succeeded; returns the VM id.
+    async fn vm(&self, rg: &str, subnet: &str, name: &str, size: &str) -> String {
+        let nic = t::nic_id(rg, &format!("{name}-nic"));
+        let a = self
+            .put(&nic, NETWORK_API, &t::nic_body(subnet, None))
+            .await;
+        assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+        let vm = t::vm_id(rg, name);
+        let a = self.put(&vm, VM_API, &t::vm_body(&nic, size)).await;
+        assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+        self.wait_succeeded(&vm, VM_API).await;
+        vm
+    }
+}
+
+/// Retries `check` every 10 ms until it succeeds; fails the test with its last error after `secs`.
+async fn eventually<T>(
+    what: &str,
+    secs: u64,
+    mut check: impl AsyncFnMut() -> Result<T, String>,
+) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        match check().await {
+            Ok(v) => return v,
+            Err(last) => assert!(
+                Instant::now() < deadline,
+                "timed out waiting until {what}: {last}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn statuses(view: &Value) -> Vec<String> {
+    view.get("statuses")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s.get("code").and_then(Value::as_str).map(str::to_string))
+        .collect()
+}
+
+/// Lists a collection following nextLink; returns all items.
+async fn list_items(env: &Env, path: &str, api: &str) -> Vec<Value> {
+    let mut items = Vec::new();
+    let mut url = env.url(path, api);
+    loop {
+        let a = env.send(reqwest::Method::GET, url.clone(), None).await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+        items.extend(a.body["value"].as_array().cloned().unwrap_or_default());
+        match a.body.get("nextLink").and_then(Value::as_str) {
+            Some(next) => url = next.to_string(),
+            None => return items,
+        }
+    }
+}
+
+/// Lists a collection following nextLink; returns all ids.
+async fn list_all(env: &Env, path: &str, api: &str) -> Vec<String> {
+    list_items(env, path, api)
+        .await
+        .iter()
+        .filter_map(|i| i["id"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// PUT 201 then PUT 200, GET and list show it.
+async fn create_update_get_list(env: &Env, id: &str, api: &str, body: &Value, collection: &str) {
+    let created = env.put(id, api, body).await;
+    if id.contains("/Microsoft.Storage/storageAccounts/") && !id.contains("/fileServices/") {
+        // Storage accounts answer a create with 202, a Location to poll and no body.
+        assert_eq!(
+            created.status,
+            StatusCode::ACCEPTED,
+            "create {id}: {}",
+            created.body
+        );
+        assert!(
+            created.header("location").is_some(),
+            "no Location on create of {id}"
+        );
+        assert!(created.header("azure-asyncoperation").is_none());
+        assert!(created.body.is_null(), "no body: {}", created.body);
+    } else {
+        assert_eq!(
+            created.status,
+            StatusCode::CREATED,
+            "create {id}: {}",
+            created.body
+        );
+        assert!(
+            created.body["id"]
+                .as_str()
+                .is_some_and(|i| i.eq_ignore_ascii_case(id)),
+            "{}",
+            created.body
+        );
+    }
+    let got = env.wait_succeeded(id, api).await;
+    let mut update = body.clone();
+    if got.body.get("location").is_some() {
+        update["tags"] = json!({ "updated": "yes" });
+    }
+    let updated = env.put(id, api, &update).await;
+    assert_eq!(
+        updated.status,
+        StatusCode::OK,
+        "update {id}: {}",
+        updated.body
+    );
+    env.wait_succeeded(id, api).await;
+    let ids = list_all(env, collection, api).await;
+    assert!(
+        ids.iter().any(|i| i.eq_ignore_ascii_case(id)),
+        "{id} not listed in {collection}: {ids:?}"
+    );
+}
+
+async fn delete_and_wait(env: &Env, id: &str, api: &str) {
+    let a = env.delete(id, api).await;
+    assert_eq!(a.status, StatusCode::ACCEPTED, "delete {id}: {}", a.body);
+    assert!(
+        a.header("location").is_some(),
+        "no Location on delete of {id}"
+    );
+    env.wait_gone(id, api).await;
+}
+
+#[tokio::test]
+async fn every_resource_type_create_update_get_list_delete() {
+    let env = Env::start(config(30)).await;
+    let rg = "crud";
+    let rg_id = t::rg_id(rg);
+    let created = env.put(&rg_id, RG_API, &t::rg_body()).await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    assert_eq!(created.state(), "Succeeded");
+    assert_eq!(
+        env.put(&rg_id, RG_API, &t::rg_body()).await.status,
+        StatusCode::OK
+    );
+    let rgs = list_all(
+        &env,
+        &format!("/subscriptions/{}/resourcegroups", t::SUBSCRIPTION),
+        RG_API,
+    )
+    .await;
+    assert!(rgs.contains(&rg_id));
+    // Case-insensitive path segments, as ARM.
+    let lower = env
+        .get(
+            &rg_id
+                .to_lowercase()
+                .replace("resourcegroups", "RESOURCEGROUPS"),
+            RG_API,
+        )
+        .await;
+    assert_eq!(lower.status, StatusCode::OK);
+
+    let prov = |p: &str| format!("{rg_id}/providers/{p}");
+    let vnet = t::vnet_id(rg, "vnet");
+    create_update_get_list(
+        &env,
+        &vnet,
+        NETWORK_API,
+        &t::vnet_body(),
+        &prov("Microsoft.Network/virtualNetworks"),
+    )
+    .await;
+    let subnet = format!("{vnet}/subnets/extra");
+    create_update_get_list(
+        &env,
+        &subnet,
+        NETWORK_API,
+        &json!({ "properties": { "addressPrefix": "10.0.16.0/24" } }),
+        &format!("{vnet}/subnets"),
+    )
+    .await;
+    // The vnet shows both subnets.
+    let v = env.get(&vnet, NETWORK_API).await;
+    assert_eq!(
+        v.body["properties"]["subnets"].as_array().map(Vec::len),
+        Some(2),
+        "{}",
+        v.body
+    );
+    let nsg = prov("Microsoft.Network/networkSecurityGroups/nsg");
+    let nsg_body = json!({ "location": "westus2", "properties": { "securityRules": [{ "name": "ssh", "properties": {
+        "protocol": "Tcp", "access": "Allow", "direction": "Inbound", "priority": 100,
+        "sourceAddressPrefix": "*", "sourcePortRange": "*", "destinationAddressPrefix": "*", "destinationPortRange": "22" } }] } });
+    create_update_get_list(
+        &env,
+        &nsg,
+        NETWORK_API,
+        &nsg_body,
+        &prov("Microsoft.Network/networkSecurityGroups"),
+    )
+    .await;
+    let pip = prov("Microsoft.Network/publicIPAddresses/pip");
+    let pip_body = json!({ "location": "westus2", "sku": { "name": "Standard" }, "properties": { "publicIPAllocationMethod": "Static" } });
+    create_update_get_list(
+        &env,
+        &pip,
+        NETWORK_API,
+        &pip_body,
+        &prov("Microsoft.Network/publicIPAddresses"),
+    )
+    .await;
+    let nic = t::nic_id(rg, "nic");
+    create_update_get_list(
+        &env,
+        &nic,
+        NETWORK_API,
+        &t::nic_body(&t::subnet_id(rg, "vnet", "default"), Some(&pip)),
+        &prov("Microsoft.Network/networkInterfaces"),
+    )
+    .await;
+    let n = env.get(&nic, NETWORK_API).await;
+    assert_eq!(
+        n.body
+            .pointer("/properties/ipConfigurations/0/properties/privateIPAddress")
+            .and_then(Value::as_str),
+        Some("10.0.0.4")
+    );
+    let vm = t::vm_id(rg, "vm");
+    let mut vm_body = t::vm_body(&nic, "Standard_E16as_v5");
+    vm_body["properties"]["networkProfile"]["networkInterfaces"][0]["properties"]["deleteOption"] =
+        json!("Detach");
+    create_update_get_list(
+        &env,
+        &vm,
+        VM_API,
+        &vm_body,
+        &prov("Microsoft.Compute/virtualMachines"),
+    )
+    .await;
+    let got = env.get(&vm, VM_API).await;
+    assert!(
+        got.body
+            .pointer("/properties/vmId")
+            .and_then(Value::as_str)
+            .is_some_and(|v| uuid::Uuid::parse_str(v).is_ok())
+    );
+    assert_eq!(got.body["type"], "Microsoft.Compute/virtualMachines");
+    let patched = env
+        .patch(&vm, VM_API, &json!({ "tags": { "owner": "alice" } }))
+        .await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.body);
+    assert_eq!(patched.body["tags"]["owner"], "alice");
+    assert_eq!(
+        patched.body["properties"]["vmId"],
+        got.body["properties"]["vmId"]
+    );
+    env.wait_succeeded(&vm, VM_API).await;
+    let disk = prov("Microsoft.Compute/disks/data1");
+    let disk_body = json!({ "location": "westus2", "sku": { "name": "Premium_LRS" }, "properties": { "creationData": { "createOption": "Empty" }, "diskSizeGB": 64 } });
+    create_update_get_list(
+        &env,
+        &disk,
+        DISK_API,
+        &disk_body,
+        &prov("Microsoft.Compute/disks"),
+    )
+    .await;
+    let snap = prov("Microsoft.Compute/snapshots/snap1");
+    let snap_body = json!({ "location": "westus2", "properties": { "incremental": true, "creationData": { "createOption": "Copy", "sourceResourceId": disk } } });
+    create_update_get_list(
+        &env,
+        &snap,
+        DISK_API,
+        &snap_body,
+        &prov("Microsoft.Compute/snapshots"),
+    )
+    .await;
+    let account = t::account_id(rg, "azlincrud01");
+    create_update_get_list(
+        &env,
+        &account,
+        STORAGE_API,
+        &t::nfs_account_body(),
+        &prov("Microsoft.Storage/storageAccounts"),
+    )
+    .await;
+    let share = t::share_id(rg, "azlincrud01", "home");
+    create_update_get_list(
+        &env,
+        &share,
+        STORAGE_API,
+        &t::nfs_share_body(100),
+        &format!("{account}/fileServices/default/shares"),
+    )
+    .await;
+    // Subscription-wide list.
+    let all = list_all(
+        &env,
+        &format!(
+            "/subscriptions/{}/providers/Microsoft.Compute/virtualMachines",
+            t::SUBSCRIPTION
+        ),
+        VM_API,
+    )
+    .await;
+    assert!(all.contains(&vm));
+
+    // Deletes, dependants first.
+    let share_delete = env.delete(&share, STORAGE_API).await;
+    assert_eq!(share_delete.status, StatusCode::ACCEPTED);
+    env.wait_gone(&share, STORAGE_API).await;
+    for (id, api) in [
+        (&vm, VM_API),
+        (&nic, NETWORK_API),
+        (&pip, NETWORK_API),
+        (&nsg, NETWORK_API),
+        (&snap, DISK_API),
+        (&disk, DISK_API),
+        (&account, STORAGE_API),
+        (&subnet, NETWORK_API),
+        (&vnet, NETWORK_API),
+    ] {
+        delete_and_wait(&env, id, api).await;
+    }
+    // Deleting what is not there is 204; a missing resource group is 404.
+    assert_eq!(env.delete(&vm, VM_API).await.status, StatusCode::NO_CONTENT);
+    delete_and_wait(&env, &rg_id, RG_API).await;
+    let missing = env.delete(&rg_id, RG_API).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert_eq!(missing.code(), "ResourceGroupNotFound");
+}
+
+#[tokio::test]
+async fn long_running_operations_expose_headers_and_poll_to_completion() {
+    let env = Env::start(config(800)).await;
+    let subnet = env.network("lro").await;
+    let nic = t::nic_id("lro", "nic");
+    env.put(&nic, NETWORK_API, &t::nic_body(&subnet, None))
+        .await;
+    let vm = t::vm_id("lro", "vm");
+    let a = env
+        .put(&vm, VM_API, &t::vm_body(&nic, "Standard_D2s_v5"))
+        .await;
+    assert_eq!(a.status, StatusCode::CREATED);
+    assert_eq!(a.state(), "Creating");
+    assert_eq!(a.header("retry-after"), Some("1"));
+    let op_url = a
+        .header("azure-asyncoperation")
+        .expect("Azure-AsyncOperation")
+        .to_string();
+    assert!(
+        op_url.contains("/providers/Microsoft.Compute/locations/westus2/operations/"),
+        "{op_url}"
+    );
+    let first = env.get(&op_url, VM_API).await;
+    assert_eq!(first.body["status"], "InProgress");
+    // A power action while the create runs conflicts.
+    let busy = env.post(&format!("{vm}/start"), VM_API).await;
+    assert_eq!(busy.status, StatusCode::CONFLICT);
+    assert_eq!(busy.code(), "AnotherOperationInProgress");
+    let done = eventually("the create operation succeeds", 10, async || {
+        let s = env.get(&op_url, VM_API).await;
+        assert!(
+            s.body["status"] == "InProgress" || s.body["status"] == "Succeeded",
+            "{}",
+            s.body
+        );
+        if s.body["status"] == "Succeeded" {
+            Ok(s)
+        } else {
+            Err(s.body.to_string())
+        }
+    })
+    .await;
+    assert!(done.body.get("endTime").is_some());
+    assert_eq!(env.get(&vm, VM_API).await.state(), "Succeeded");
+
+    // POST action: 202 + Location + Azure-AsyncOperation; Location answers 202 then 204.
+    let a = env.post(&format!("{vm}/powerOff"), VM_API).await;
+    assert_eq!(a.status, StatusCode::ACCEPTED);
+    assert!(a.header("azure-asyncoperation").is_some());
+    let location = a.header("location").expect("Location").to_string();
+    assert!(location.contains("/operationResults/"));
+    let poll = env.get(&location, VM_API).await;
+    assert_eq!(poll.status, StatusCode::ACCEPTED);
+    assert!(poll.header("retry-after").is_some());
+    env.wait_status(&location, VM_API, StatusCode::NO_CONTENT)
+        .await;
+
+    // Resource-group delete: Location under /subscriptions/{sub}/operationresults, removes everything.
+    let a = env.delete(&t::rg_id("lro"), RG_API).await;
+    assert_eq!(a.status, StatusCode::ACCEPTED);
+    let location = a.header("location").expect("Location").to_string();
+    assert!(location.contains("/operationresults/"), "{location}");
+    assert_eq!(env.get(&t::rg_id("lro"), RG_API).await.state(), "Deleting");
+    let refused = env
+        .put(
+            &t::nic_id("lro", "late"),
+            NETWORK_API,
+            &t::nic_body(&subnet, None),
+        )
+        .await;
+    assert_eq!(refused.code(), "ResourceGroupBeingDeleted");
+    env.wait_status(&location, RG_API, StatusCode::NO_CONTENT)
+        .await;
+    assert_eq!(env.get(&vm, VM_API).await.code(), "ResourceGroupNotFound");
+    assert!(env.handle.resource(&nic).is_none());
+}
+
+#[tokio::test]
+async fn invalid_bodies_are_rejected_with_code_and_target() {
+    let env = Env::start(config(0)).await;
+    let subnet = env.network("bad").await;
+    let nic = t::nic_id("bad", "nic");
+    env.put(&nic, NETWORK_API, &t::nic_body(&subnet, None))
+        .await;
+    env.wait_succeeded(&nic, NETWORK_API).await;
+    let vm = t::vm_id("bad", "vm");
+    let base = t::vm_body(&nic, "Standard_E16as_v5");
+    let with = |pointer: &str, value: Value| {
+        let mut b = base.clone();
+        let (parent, key) = pointer.rsplit_once('/').expect("pointer");
+        match b.pointer_mut(parent) {
+            Some(Value::Object(m)) => {
+                m.insert(key.to_string(), value);
+            }
+            Some(Value::Array(a)) => {
+                a[key.parse::<usize>().expect("index")] = value;
+            }
+            _ => panic!("no parent {parent}"),
+        }
+        b
+    };
+    let without = |parent: &str, key: &str| {
+        let mut b = base.clone();
+        if let Some(Value::Object(m)) = b.pointer_mut(parent) {
+            m.remove(key);
+        }
+        b
+    };
+    let spot = |size: &str, max_price: Value| {
+        let mut b = t::vm_body(&nic, size);
+        b["properties"]["priority"] = json!("Spot");
+        b["properties"]["billingProfile"] = json!({ "maxPrice": max_price });
+        b
+    };
+    let nsg_rule = |priority: i64| {
+        json!({ "location": "westus2", "properties": { "securityRules": [{ "name": "ssh", "properties": {
+            "protocol": "Tcp", "access": "Allow", "direction": "Inbound", "priority": priority } }] } })
+    };
+    let nsg = t::resource_id("bad", "Microsoft.Network/networkSecurityGroups", "nsg");
+    let cases: Vec<(String, &str, Value, u16, &str, &str)> = vec![
+        (
+            vm.clone(),
+            VM_API,
+            spot("Standard_B2s", json!(-1)),
+            409,
+            "SkuNotAvailable",
+            "vmSize",
+        ),
+        (
+            vm.clone(),
+            VM_API,
+            spot("Standard_D2s_v5", json!(0)),
+            400,
+            "InvalidParameter",
+            "billingProfile.maxPrice",
+        ),
+        (
+            vm.clone(),
+            VM_API,
+            with("/properties/billingProfile", json!({ "maxPrice": 0.5 })),
+            400,
+            "InvalidParameter",
+            "billingProfile",
+        ),
+        (
+            vm.clone(),
+            VM_API,
+            with(
+                "/properties/storageProfile/dataDisks",
+                json!([
+            { "lun": 0, "createOption": "Empty", "diskSizeGB": 64 }, { "lun": 0, "createOption": "Empty", "diskSizeGB": 64 }]),
+            ),
+            400,
+            "InvalidParameter",
+            "dataDisks.lun",
+        ),
+        (
+            vm.clone(),
+            VM_API,
+            with(
+                "/properties/storageProfile/osDisk/createOption",
+                json!("Sideways"),
+            ),
+            400,
+            "InvalidParameter",
+            "osDisk.createOption",
+        ),
+        (
+            nsg.clone(),
+            NETWORK_API,
+            nsg_rule(50),
+            400,
+            "SecurityRuleInvalidPriority",
+            "properties.securityRules[0].properties.priority",
+        ),
+        (
+            vm.clone(),
+            VM_API,
+            without("", "location"),
+            400,
+            "LocationRequired",
+            "location",
+        ),
+        (
+            vm.clone(),
+            VM_API,
+            with("/location", json!("marsnorth")),
+            400,
+            "LocationNotAvailableForResourceType",
+            "location",
+        ),
+        (
+            vm.clone(),
+            VM_API,
+            without("/properties/hardwareProfile", "vmSize"),
+            400,
+            "InvalidParameter",
+            "hardwareProfile.vmSize",
+        ),
+        (
+            vm.clone(),
+            VM_API,
+            with(
+                "/properties/hardwareProfile/vmSize",
+                json!("Standard_Nope_v9"),
+            ),
+            400,
+            "InvalidParameter",
+            "vmSize",
+        ),
+        (
+            vm.clone(),
+            VM_API,
+            with(
+                "/properties/storageProfile/imageReference/offer",
+                json!("nope"),
+            ),
+            404,
+            "PlatformImageNotFound",
+            "imageReference",
+        ),
+        (
+            vm.clone(),
+            VM_API,
+            with("/properties/priority", json!("Cheap")),
+            400,
+            "InvalidParameter",
+            "priority",
+        ),
+        (
+            vm.clone(),
+            VM_API,
+            with("/properties/evictionPolicy", json!("Delete")),
+            400,
+            "InvalidParameter",
+            "evictionPolicy",
+        ),
+        (
+            vm.clone(),
+            VM_API,
+            without("/properties/networkProfile", "networkInterfaces"),
+            400,
+            "InvalidParameter",
+            "networkProfile.networkInterfaces",
+        ),
+        (
+            vm.clone(),
+            VM_API,
+            with("/properties/osProfile/adminUsername", json!("root")),
+            400,
+            "InvalidParameter",
+            "adminUsername",
+        ),
+        (
+            vm.clone(),
+            VM_API,
+            with("/properties/osProfile/customData", json!("%%% not base64")),
+            400,
+            "InvalidParameter",
+            "customData",
+        ),
+        (
+            vm.clone(),
+            VM_API,
+            with(
+                "/properties/osProfile/linuxConfiguration/ssh/publicKeys",
+                json!([]),
+            ),
+            400,
+            "InvalidParameter",
+            "linuxConfiguration",
+        ),
+        (
+            vm.clone(),
+            VM_API,
+            with(
+                "/properties/osProfile/linuxConfiguration/ssh/publicKeys/0/path",
+                json!("/root/.ssh/authorized_keys"),
+            ),
+            400,
+            "InvalidParameter",
+            "linuxConfiguration.ssh.publicKeys.path",
+        ),
+        (
+            vm.clone(),
+            VM_API,
+            with("/zones", json!(["7"])),
+            400,
+            "InvalidParameter",
+            "zones",
+        ),
+        (
+            t::vm_id("bad", "bad!name"),
+            VM_API,
+            base.clone(),
+            400,
+            "InvalidParameter",
+            "name",
+        ),
+        (
+            t::vm_id("bad", &"x".repeat(65)),
+            VM_API,
+            base.clone(),
+            400,
+            "InvalidParameter",
+            "name",
+        ),
+        (
+            t::vnet_id("bad", "v2"),
+            NETWORK_API,
+            json!({ "location": "westus2", "properties": {} }),
+            400,
+            "InvalidParameter",
+            "properties.addressSpace.addressPrefixes",
+        ),
+        (
+            t::subnet_id("bad", "vnet", "outside"),
+            NETWORK_API,
+            json!({ "properties": { "addressPrefix": "192.168.0.0/24" } }),
+            400,
+            "NetcfgSubnetRangeOutsideVnet",
+            "properties.addressPrefix",
+        ),
+        (
+            t::nic_id("bad", "n2"),
+            NETWORK_API,
+            t::nic_body(&t::subnet_id("bad", "vnet", "missing"), None),
+            400,
+            "InvalidResourceReference",
+            "properties.ipConfigurations[0].properties.subnet.id",
+        ),
+        (
+            t::resource_id("bad", "Microsoft.Network/publicIPAddresses", "p"),
+            NETWORK_API,
+            json!({ "location": "westus2", "sku": { "name": "Standard" }, "properties": { "publicIPAllocationMethod": "Dynamic" } }),
+            400,
+            "StandardSkuPublicIPAddressesMustBeStatic",
+            "properties.publicIPAllocationMethod",
+        ),
+        (
+            t::resource_id("bad", "Microsoft.Compute/disks", "d"),
+            DISK_API,
+            json!({ "location": "westus2", "properties": { "creationData": { "createOption": "Empty" } } }),
+            400,
+            "InvalidParameter",
+            "diskSizeGB",
+        ),
+        (
+            t::resource_id("bad", "Microsoft.Compute/disks", "d"),
+            DISK_API,
+            json!({ "location": "westus2", "sku": { "name": "Gold_LRS" }, "properties": { "creationData": { "createOption": "Empty" }, "diskSizeGB": 4 } }),
+            400,
+            "InvalidParameter",
+            "sku.name",
+        ),
+        (
+            t::account_id("bad", "Not_Valid"),
+            STORAGE_API,
+            t::nfs_account_body(),
+            400,
+            "AccountNameInvalid",
+            "accountName",
+        ),
+        (
+            t::account_id("bad", "ab"),
+            STORAGE_API,
+            t::nfs_account_body(),
+            400,
+            "AccountNameInvalid",
+            "accountName",
+        ),
+        (
+            t::account_id("bad", "azlinbad01"),
+            STORAGE_API,
+            json!({ "location": "westus2", "sku": { "name": "Standard_LRS" }, "kind": "FileStorage" }),
+            400,
+            "InvalidParameter",
+            "sku.name",
+        ),
+        (
+            t::account_id("bad", "azlinbad01"),
+            STORAGE_API,
+            json!({ "location": "westus2", "sku": { "name": "Premium_LRS" } }),
+            400,
+            "InvalidParameter",
+            "kind",
+        ),
+        (
+            t::account_id("bad", "azlinbad02"),
+            STORAGE_API,
+            json!({ "location": "westus2", "sku": { "name": "Premium_LRS" }, "kind": "FileStorage",
+            "properties": { "networkAcls": { "defaultAction": "Sideways" } } }),
+            400,
+            "InvalidParameter",
+            "networkAcls.defaultAction",
+        ),
+    ];
+    for (id, api, body, status, code, target) in cases {
+        let a = env.put(&id, api, &body).await;
+        assert_eq!(a.status.as_u16(), status, "{id} {body}: {}", a.body);
+        assert_eq!(a.code(), code, "{id}: {}", a.body);
+        assert_eq!(a.target(), target, "{id}: {}", a.body);
+        assert!(
+            a.body
+                .pointer("/error/message")
+                .and_then(Value::as_str)
+                .is_some_and(|m| !m.is_empty())
+        );
+    }
+    // Malformed JSON.
+    let raw = env
+        .client
+        .put(env.url(&vm, VM_API))
+        .bearer_auth("x")
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(raw.status(), StatusCode::BAD_REQUEST);
+    // Nothing invalid was stored.
+    assert_eq!(env.get(&vm, VM_API).await.code(), "ResourceNotFound");
+}
+
+#[tokio::test]
+async fn nfs_storage_rules() {
+    let env = Env::start(config(0)).await;
+    let subnet = env.network("nfs").await;
+    let account = t::account_id("nfs", "azlinnfs01");
+    assert_eq!(
+        env.put(&account, STORAGE_API, &t::nfs_account_body())
+            .await
+            .status,
+        StatusCode::ACCEPTED
+    );
+    env.wait_succeeded(&account, STORAGE_API).await;
+    // Globally unique names.
+    env.put(&t::rg_id("other"), RG_API, &t::rg_body()).await;
+    let taken = env
+        .put(
+            &t::account_id("other", "azlinnfs01"),
+            STORAGE_API,
+            &t::nfs_account_body(),
+        )
+        .await;
+    assert_eq!(taken.status, StatusCode::CONFLICT);
+    assert_eq!(taken.code(), "StorageAccountAlreadyTaken");
+    // Premium quota floor.
+    let small = env
+        .put(
+            &t::share_id("nfs", "azlinnfs01", "home"),
+            STORAGE_API,
+            &t::nfs_share_body(50),
+        )
+        .await;
+    assert_eq!(
+        small.error(),
+        (StatusCode::BAD_REQUEST, "InvalidParameter", "shareQuota")
+    );
+    let share = t::share_id("nfs", "azlinnfs01", "home");
+    let ok = env.put(&share, STORAGE_API, &t::nfs_share_body(100)).await;
+    assert_eq!(ok.status, StatusCode::CREATED, "{}", ok.body);
+    assert_eq!(
+        ok.body.pointer("/properties/enabledProtocols"),
+        Some(&json!("NFS"))
+    );
+    // enabledProtocols is fixed at creation.
+    let change = env
+        .put(
+            &share,
+            STORAGE_API,
+            &json!({ "properties": { "enabledProtocols": "SMB", "shareQuota": 200 } }),
+        )
+        .await;
+    assert_eq!(
+        change.error(),
+        (
+            StatusCode::BAD_REQUEST,
+            "InvalidParameter",
+            "enabledProtocols"
+        )
+    );
+    let grow = env
+        .put(
+            &share,
+            STORAGE_API,
+            &json!({ "properties": { "shareQuota": 200 } }),
+        )
+        .await;
+    assert_eq!(grow.status, StatusCode::OK);
+    assert_eq!(
+        grow.body.pointer("/properties/enabledProtocols"),
+        Some(&json!("NFS"))
+    );
+    // NFS on a Standard StorageV2 account, and on an https-only Premium account.
+    let std_account = t::account_id("nfs", "azlinstd01");
+    env.put(
+        &std_account,
+        STORAGE_API,
+        &json!({ "location": "westus2", "sku": { "name": "Standard_LRS" }, "kind": "StorageV2" }),
+    )
+    .await;
+    let a = env.put_nfs_home_share("azlinstd01").await;
+    assert_eq!(
+        a.error(),
+        (
+            StatusCode::BAD_REQUEST,
+            "FeatureNotSupportedForAccount",
+            "enabledProtocols"
+        )
+    );
+    let https = t::account_id("nfs", "azlinhttps01");
+    let mut body = t::nfs_account_body();
+    body["properties"]["supportsHttpsTrafficOnly"] = json!(true);
+    env.put(&https, STORAGE_API, &body).await;
+    let a = env.put_nfs_home_share("azlinhttps01").await;
+    assert_eq!(
+        a.error(),
+        (
+            StatusCode::BAD_REQUEST,
+            "InvalidParameter",
+            "enabledProtocols"
+        )
+    );
+    // Network rules need the Microsoft.Storage service endpoint on the subnet.
+    let plain = t::subnet_id("nfs", "vnet", "plain");
+    env.put(
+        &plain,
+        NETWORK_API,
+        &json!({ "properties": { "addressPrefix": "10.0.32.0/24" } }),
+    )
+    .await;
+    let mut acl = t::nfs_account_body();
+    acl["properties"]["networkAcls"] = json!({ "defaultAction": "Deny", "bypass": "AzureServices", "virtualNetworkRules": [{ "id": plain, "action": "Allow" }] });
+    let a = env
+        .put(&t::account_id("nfs", "azlinacl01"), STORAGE_API, &acl)
+        .await;
+    assert_eq!(a.code(), "NetworkAclsValidationFailure", "{}", a.body);
+    acl["properties"]["networkAcls"]["virtualNetworkRules"][0]["id"] = json!(subnet);
+    let a = env
+        .put(&t::account_id("nfs", "azlinacl01"), STORAGE_API, &acl)
+        .await;
+    assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.body);
+}
+
+#[tokio::test]
+async fn authentication_api_version_and_not_found_errors() {
+    let env = Env::start(config(0)).await;
+    let url = env.url(&t::rg_id("auth"), RG_API);
+    let none = env.client.get(&url).send().await.expect("sent");
+    assert_eq!(none.status(), StatusCode::UNAUTHORIZED);
+    assert!(none.headers().get("www-authenticate").is_some());
+    let body: Value = none.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "AuthenticationFailed");
+    let empty = env
+        .client
+        .get(&url)
+        .header("authorization", "Bearer ")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(empty.status(), StatusCode::UNAUTHORIZED);
+    let body: Value = empty.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "InvalidAuthenticationToken");
+
+    let a = env.get(&t::rg_id("missing"), RG_API).await;
+    assert_eq!(
+        (a.status, a.code()),
+        (StatusCode::NOT_FOUND, "ResourceGroupNotFound")
+    );
+    let a = env.get(&t::vm_id("missing", "vm"), VM_API).await;
+    assert_eq!(
+        (a.status, a.code()),
+        (StatusCode::NOT_FOUND, "ResourceGroupNotFound")
+    );
+    env.put(&t::rg_id("auth"), RG_API, &t::rg_body()).await;
+    let a = env.get(&t::vm_id("auth", "vm"), VM_API).await;
+    assert_eq!(
+        (a.status, a.code()),
+        (StatusCode::NOT_FOUND, "ResourceNotFound")
+    );
+    let a = env
+        .get(&t::subnet_id("auth", "novnet", "s"), NETWORK_API)
+        .await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND);
+    let a = env
+        .put(
+            &t::subnet_id("auth", "novnet", "s"),
+            NETWORK_API,
+            &json!({ "properties": { "addressPrefix": "10.0.0.0/24" } }),
+        )
+        .await;
+    assert_eq!(
+        (a.status, a.code()),
+        (StatusCode::NOT_FOUND, "ParentResourceNotFound")
+    );
+
+    let a = env.get(&t::rg_id("auth"), "2099-01-01").await;
+    assert_eq!(
+        (a.status, a.code()),
+        (StatusCode::BAD_REQUEST, "InvalidApiVersionParameter")
+    );
+    let a = env.get(&t::vm_id("auth", "vm"), "2099-01-01").await;
+    assert_eq!(
+        (a.status, a.code()),
+        (StatusCode::BAD_REQUEST, "NoRegisteredProviderFound")
+    );
+    let a = env
+        .send(
+            reqwest::Method::GET,
+            format!("{}{}", env.handle.base_url(), t::rg_id("auth")),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (a.status, a.code()),
+        (StatusCode::BAD_REQUEST, "MissingApiVersionParameter")
+    );
+    // ARM headers on every answer.
+    assert!(a.header("x-ms-request-id").is_some());
+    assert!(a.header("x-ms-correlation-request-id").is_some());
+    let g = env.get(&t::rg_id("auth"), RG_API).await;
+    assert!(
+        g.header("x-ms-ratelimit-remaining-subscription-reads")
+            .and_then(|v| v.parse::<u32>().ok())
+            .is_some()
+    );
+    let p = env.put(&t::rg_id("auth"), RG_API, &t::rg_body()).await;
+    assert!(
+        p.header("x-ms-ratelimit-remaining-subscription-writes")
+            .is_some()
+    );
+}
+
+#[tokio::test]
+async fn dependants_block_deletes_and_vm_delete_honours_delete_options() {
+    let env = Env::start(config(10)).await;
+    let subnet = env.network("deps").await;
+    let vm = env.vm("deps", &subnet, "vm1", "Standard_D2s_v5").await;
+    let nic = t::nic_id("deps", "vm1-nic");
+    let a = env.delete(&nic, NETWORK_API).await;
+    assert_eq!(
+        (a.status, a.code()),
+        (StatusCode::BAD_REQUEST, "NicInUse"),
+        "{}",
+        a.body
+    );
+    let a = env.delete(&subnet, NETWORK_API).await;
+    assert_eq!(
+        (a.status, a.code()),
+        (StatusCode::BAD_REQUEST, "InUseSubnetCannotBeDeleted"),
+        "{}",
+        a.body
+    );
+    let os_disk = env
+        .get(&vm, VM_API)
+        .await
+        .body
+        .pointer("/properties/storageProfile/osDisk/managedDisk/id")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .expect("os disk id");
+    let d = env.get(&os_disk, DISK_API).await;
+    assert_eq!(
+        d.body["managedBy"].as_str().map(str::to_lowercase),
+        Some(vm.to_lowercase())
+    );
+    let a = env.delete(&os_disk, DISK_API).await;
+    assert_eq!(
+        (a.status, a.code()),
+        (StatusCode::CONFLICT, "OperationNotAllowed"),
+        "{}",
+        a.body
+    );
+    // A vnet PUT that leaves out an in-use subnet would delete it: refused.
+    let mut no_subnets = t::vnet_body();
+    no_subnets["properties"]["subnets"] = json!([]);
+    let a = env
+        .put(&t::vnet_id("deps", "vnet"), NETWORK_API, &no_subnets)
+        .await;
+    assert_eq!(
+        (a.status, a.code()),
+        (StatusCode::BAD_REQUEST, "InUseSubnetCannotBeDeleted"),
+        "{}",
+        a.body
+    );
+    // A second VM cannot take a NIC that is in use.
+    let a = env
+        .put(
+            &t::vm_id("deps", "vm2"),
+            VM_API,
+            &t::vm_body(&nic, "Standard_D2s_v5"),
+        )
+        .await;
+    assert_eq!(a.code(), "NicInUse");
+    // Deleting the VM deletes the NIC and OS disk (deleteOption Delete), then the subnet can go.
+    delete_and_wait(&env, &vm, VM_API).await;
+    assert_eq!(
+        env.get(&nic, NETWORK_API).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        env.get(&os_disk, DISK_API).await.status,
+        StatusCode::NOT_FOUND
+    );
+    // deleteOption Detach keeps the NIC, now free.
+    let nic3 = t::nic_id("deps", "nic3");
+    env.put(&nic3, NETWORK_API, &t::nic_body(&subnet, None))
+        .await;
+    let mut body = t::vm_body(&nic3, "Standard_D2s_v5");
+    body["properties"]["networkProfile"]["networkInterfaces"][0]["properties"]["deleteOption"] =
+        json!("Detach");
+    let vm3 = t::vm_id("deps", "vm3");
+    env.put(&vm3, VM_API, &body).await;
+    env.wait_succeeded(&vm3, VM_API).await;
+    delete_and_wait(&env, &vm3, VM_API).await;
+    let kept = env.get(&nic3, NETWORK_API).await;
+    assert_eq!(kept.status, StatusCode::OK);
+    assert!(kept.body.pointer("/properties/virtualMachine").is_none());
+    delete_and_wait(&env, &nic3, NETWORK_API).await;
+    delete_and_wait(&env, &subnet, NETWORK_API).await;
+}
+
+#[tokio::test]
+async fn power_actions_move_through_instance_view_states() {
+    let env = Env::start(config(400)).await;
+    let subnet = env.network("pwr").await;
+    let vm = env.vm("pwr", &subnet, "vm", "Standard_E16as_v5").await;
+    let view = env.get(&format!("{vm}?$expand=instanceView"), VM_API).await;
+    let codes = statuses(&view.body["properties"]["instanceView"]);
+    assert!(
+        codes.contains(&"ProvisioningState/succeeded".to_string()),
+        "{codes:?}"
+    );
+    assert!(
+        codes.contains(&"PowerState/running".to_string()),
+        "{codes:?}"
+    );
+
+    env.power_action(&vm, "deallocate", "deallocating", "deallocated")
+        .await;
+    let a = env.post(&format!("{vm}/restart"), VM_API).await;
+    assert_eq!(
+        (a.status, a.code()),
+        (StatusCode::CONFLICT, "OperationNotAllowed")
+    );
+
+    env.power_action(&vm, "start", "starting", "running").await;
+
+    env.power_action(&vm, "powerOff", "stopping", "stopped")
+        .await;
+    env.wait_succeeded(&vm, VM_API).await;
+
+    // Resizing a stopped (still allocated) VM to another family needs deallocation.
+    let nic = t::nic_id("pwr", "vm-nic");
+    let a = env
+        .put(&vm, VM_API, &t::vm_body(&nic, "Standard_B2s"))
+        .await;
+    assert_eq!(
+        (a.status, a.code()),
+        (StatusCode::CONFLICT, "OperationNotAllowed"),
+        "{}",
+        a.body
+    );
+    // Within the family it is fine; after deallocation any size is.
+    let a = env
+        .put(&vm, VM_API, &t::vm_body(&nic, "Standard_E8as_v5"))
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    env.wait_succeeded(&vm, VM_API).await;
+    env.post(&format!("{vm}/deallocate"), VM_API).await;
+    env.wait_power(&vm, "PowerState/deallocated").await;
+    env.wait_succeeded(&vm, VM_API).await;
+    let a = env
+        .put(&vm, VM_API, &t::vm_body(&nic, "Standard_B2s"))
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+}
+
+#[tokio::test]
+async fn regional_core_quota_is_enforced() {
+    let env = Env::start(EmulatorConfig {
+        core_quota: 20,
+        ..config(0)
+    })
+    .await;
+    let subnet = env.network("quota").await;
+    env.vm("quota", &subnet, "vm1", "Standard_E16as_v5").await;
+    let nic = t::nic_id("quota", "vm2-nic");
+    env.put(&nic, NETWORK_API, &t::nic_body(&subnet, None))
+        .await;
+    let a = env
+        .put(
+            &t::vm_id("quota", "vm2"),
+            VM_API,
+            &t::vm_body(&nic, "Standard_E16as_v5"),
+        )
+        .await;
+    assert_eq!(
+        (a.status, a.code()),
+        (StatusCode::CONFLICT, "OperationNotAllowed")
+    );
+    assert!(
+        a.body
+            .pointer("/error/message")
+            .and_then(Value::as_str)
+            .is_some_and(|m| m.contains("quota"))
+    );
+    let a = env
+        .put(
+            &t::vm_id("quota", "vm2"),
+            VM_API,
+            &t::vm_body(&nic, "Standard_D4s_v5"),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+}
+
+#[tokio::test]
+async fn snapshots_incremental_restore_and_cross_region_copy() {
+    let env = Env::start(config(40)).await;
+    let subnet = env.network("snap").await;
+    let vm = env.vm("snap", &subnet, "vm", "Standard_D2s_v5").await;
+    let os_disk = env
+        .get(&vm, VM_API)
+        .await
+        .body
+        .pointer("/properties/storageProfile/osDisk/managedDisk/id")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .expect("os disk");
+    let snap = t::resource_id("snap", "Microsoft.Compute/snapshots", "daily");
+    let a = env.put(&snap, DISK_API, &json!({ "location": "westus2", "properties": { "incremental": true, "creationData": { "createOption": "Copy", "sourceResourceId": os_disk } } })).await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+    let s = env.wait_succeeded(&snap, DISK_API).await;
+    assert_eq!(s.body["properties"]["incremental"], true);
+    assert_eq!(s.body["properties"]["diskSizeGB"], 30);
+    // Restore: a disk from the snapshot.
+    let restored = t::resource_id("snap", "Microsoft.Compute/disks", "restore-test");
+    let a = env.put(&restored, DISK_API, &json!({ "location": "westus2", "properties": { "creationData": { "createOption": "Copy", "sourceResourceId": snap } } })).await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+    let d = env.wait_succeeded(&restored, DISK_API).await;
+    assert_eq!(d.body["properties"]["diskSizeGB"], 30);
+    assert_eq!(d.body["properties"]["diskState"], "Unattached");
+    // Cross-region: Copy is refused, CopyStart progresses to 100.
+    env.put(&t::rg_id("dr"), RG_API, &json!({ "location": "eastus2" }))
+        .await;
+    let remote = t::resource_id("dr", "Microsoft.Compute/snapshots", "daily-eastus2");
+    let a = env.put(&remote, DISK_API, &json!({ "location": "eastus2", "properties": { "incremental": true, "creationData": { "createOption": "Copy", "sourceResourceId": snap } } })).await;
+    assert_eq!(
+        (a.status, a.target()),
+        (StatusCode::BAD_REQUEST, "creationData.createOption")
+    );
+    let a = env.put(&remote, DISK_API, &json!({ "location": "eastus2", "properties": { "incremental": true, "creationData": { "createOption": "CopyStart", "sourceResourceId": snap } } })).await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+    let first = a.body["properties"]["completionPercent"]
+        .as_i64()
+        .expect("completionPercent");
+    assert!(first < 100);
+    let mut last = first;
+    eventually("the CopyStart snapshot reaches 100%", 10, async || {
+        let s = env.get(&remote, DISK_API).await;
+        let pct = s.body["properties"]["completionPercent"]
+            .as_i64()
+            .expect("completionPercent");
+        assert!(pct >= last, "completion went backwards");
+        last = pct;
+        if pct == 100 {
+            Ok(())
+        } else {
+            Err(format!("{pct}%"))
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn throttle_and_fault_injection() {
+    let throttled = Env::start(EmulatorConfig {
+        throttle_rate: 1.0,
+        ..config(0)
+    })
+    .await;
+    let a = throttled.get(&t::rg_id("x"), RG_API).await;
+    assert_eq!(
+        (a.status, a.code()),
+        (StatusCode::TOO_MANY_REQUESTS, "TooManyRequests")
+    );
+    assert!(
+        a.header("retry-after")
+            .and_then(|v| v.parse::<u64>().ok())
+            .is_some()
+    );
+
+    let faulty = Env::start(EmulatorConfig {
+        fault_rate: 1.0,
+        ..config(0)
+    })
+    .await;
+    let a = faulty.get(&t::rg_id("x"), RG_API).await;
+    assert_eq!(
+        (a.status, a.code()),
+        (StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError")
+    );
+
+    // The token bucket runs dry: writes burst 200 * 0.01 = 2.
+    let limited = Env::start(EmulatorConfig {
+        rate_limit_scale: 0.01,
+        ..config(0)
+    })
+    .await;
+    let first = limited.put(&t::rg_id("a"), RG_API, &t::rg_body()).await;
+    assert_eq!(
+        first.header("x-ms-ratelimit-remaining-subscription-writes"),
+        Some("1")
+    );
+    limited.put(&t::rg_id("b"), RG_API, &t::rg_body()).await;
+    let third = limited.put(&t::rg_id("c"), RG_API, &t::rg_body()).await;
+    assert_eq!(
+        (third.status, third.code()),
+        (
+            StatusCode::TOO_MANY_REQUESTS,
+            "SubscriptionRequestsThrottled"
+        )
+    );
+    assert!(third.header("retry-after").is_some());
+}
+
+#[tokio::test]
+async fn test_control_api_over_http_and_handle() {
+    let env = Env::start(config(20)).await;
+    let subnet = env.network("ctl").await;
+    let nic = t::nic_id("ctl", "spot-nic");
+    env.put(&nic, NETWORK_API, &t::nic_body(&subnet, None))
+        .await;
+    let spot = t::vm_id("ctl", "spot");
+    let mut body = t::vm_body(&nic, "Standard_D2s_v5");
+    body["properties"]["priority"] = json!("Spot");
+    body["properties"]["evictionPolicy"] = json!("Deallocate");
+    body["properties"]["billingProfile"] = json!({ "maxPrice": -1 });
+    assert_eq!(
+        env.put(&spot, VM_API, &body).await.status,
+        StatusCode::CREATED
+    );
+    env.wait_succeeded(&spot, VM_API).await;
+
+    let counts = env.handle.counts();
+    assert_eq!(counts.get("PUT", "Microsoft.Compute/virtualMachines"), 1);
+    assert_eq!(counts.get("PUT", "Microsoft.Network/networkInterfaces"), 1);
+    assert!(counts.get("GET", "Microsoft.Compute/virtualMachines") >= 1);
+    let admin = |p: &str| format!("{}/_emulator{p}", env.handle.base_url());
+    let over_http: Value = env
+        .client
+        .get(admin("/counts"))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        over_http["byMethodAndType"]["PUT Microsoft.Compute/virtualMachines"],
+        1
+    );
+    let log: Vec<Value> = env
+        .client
+        .get(admin("/requests"))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert!(
+        log.iter()
+            .any(|r| r["method"] == "PUT" && r["status"] == 201)
+    );
+    assert_eq!(
+        env.client
+            .post(admin("/counts/reset"))
+            .send()
+            .await
+            .expect("sent")
+            .status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(env.handle.counts().total, 0);
+
+    // Spot eviction with Deallocate.
+    let r = env
+        .client
+        .post(admin("/vms/evict"))
+        .json(&json!({ "id": spot }))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    env.wait_power(&spot, "PowerState/deallocated").await;
+    // Out-of-band power changes, over HTTP and the handle.
+    let r = env
+        .client
+        .post(admin("/vms/power"))
+        .json(&json!({ "id": spot, "state": "running" }))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    env.wait_power(&spot, "PowerState/running").await;
+    env.handle
+        .set_vm_power_out_of_band(&spot, PowerState::Stopped)
+        .expect("power change");
+    env.wait_power(&spot, "PowerState/stopped").await;
+    let view = env.handle.resource(&spot).expect("resource");
+    assert!(
+        statuses(&view["properties"]["instanceView"]).contains(&"PowerState/stopped".to_string())
+    );
+
+    // Eviction with Delete removes the VM (and its NIC, deleteOption Delete).
+    let nic2 = t::nic_id("ctl", "spot2-nic");
+    env.put(&nic2, NETWORK_API, &t::nic_body(&subnet, None))
+        .await;
+    let spot2 = t::vm_id("ctl", "spot2");
+    let mut body2 = t::vm_body(&nic2, "Standard_D2s_v5");
+    body2["properties"]["priority"] = json!("Spot");
+    body2["properties"]["evictionPolicy"] = json!("Delete");
+    env.put(&spot2, VM_API, &body2).await;
+    env.wait_succeeded(&spot2, VM_API).await;
+    env.handle.evict_vm(&spot2).expect("evicted");
+    assert_eq!(env.get(&spot2, VM_API).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        env.get(&nic2, NETWORK_API).await.status,
+        StatusCode::NOT_FOUND
+    );
+    // Regular VMs cannot be evicted.
+    let regular = env.vm("ctl", &subnet, "regular", "Standard_D2s_v5").await;
+    assert!(env.handle.evict_vm(&regular).is_err());
+
+    // Injected one-shot errors.
+    let r = env
+        .client
+        .post(admin("/inject"))
+        .json(&json!({ "method": "GET", "pathContains": "virtualMachines/regular", "status": 409, "code": "Conflict", "retryAfter": 3 }))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let a = env.get(&regular, VM_API).await;
+    assert_eq!(
+        (a.status, a.code(), a.header("retry-after")),
+        (StatusCode::CONFLICT, "Conflict", Some("3"))
+    );
+    assert_eq!(env.get(&regular, VM_API).await.status, StatusCode::OK);
+    env.handle.inject_error(ErrorInjection::once(
+        "PUT",
+        "networkInterfaces",
+        500,
+        "InternalServerError",
+    ));
+    let a = env
+        .put(
+            &t::nic_id("ctl", "x"),
+            NETWORK_API,
+            &t::nic_body(&subnet, None),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::INTERNAL_SERVER_ERROR);
+
+    // Out-of-band delete.
+    let r = env
+        .client
+        .post(admin("/delete"))
+        .json(&json!({ "id": regular }))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        env.get(&regular, VM_API).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert!(env.handle.delete_out_of_band(&regular).is_err());
+}
+
+#[tokio::test]
+async fn state_file_persists_across_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("arm.json");
+    let first = Env::start(EmulatorConfig {
+        state_file: Some(path.clone()),
+        ..config(0)
+    })
+    .await;
+    let subnet = first.network("persist").await;
+    let vm = first.vm("persist", &subnet, "vm", "Standard_D2s_v5").await;
+    let before = first.get(&vm, VM_API).await.body;
+    // Saved on change, before any shutdown.
+    eventually("the state file holds the VM", 10, async || {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        if text.contains(&vm) {
+            Ok(())
+        } else {
+            Err(format!("{} bytes", text.len()))
+        }
+    })
+    .await;
+    first.handle.shutdown().await.expect("shutdown saves");
+    assert!(path.exists());
+
+    let second = Env::start(EmulatorConfig {
+        state_file: Some(path.clone()),
+        ..config(0)
+    })
+    .await;
+    let after = second.get(&vm, VM_API).await;
+    assert_eq!(after.status, StatusCode::OK);
+    assert_eq!(
+        after.body["properties"]["vmId"],
+        before["properties"]["vmId"]
+    );
+    // Dependants survived too: the NIC is still in use.
+    assert_eq!(
+        second
+            .delete(&t::nic_id("persist", "vm-nic"), NETWORK_API)
+            .await
+            .code(),
+        "NicInUse"
+    );
+    // An operation in flight at shutdown is completed on load.
+    let a = second.post(&format!("{vm}/deallocate"), VM_API).await;
+    assert_eq!(a.status, StatusCode::ACCEPTED);
+    second.handle.shutdown().await.expect("shutdown");
+    let third = Env::start(EmulatorConfig {
+        state_file: Some(path),
+        ..config(0)
+    })
+    .await;
+    third.wait_power(&vm, "PowerState/deallocated").await;
+}
+
+#[tokio::test]
+async fn serves_https_with_a_generated_certificate() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .expect("cert");
+    let cert_path = dir.path().join("cert.pem");
+    let key_path = dir.path().join("key.pem");
+    std::fs::write(&cert_path, certified.cert.pem()).expect("write cert");
+    std::fs::write(&key_path, certified.signing_key.serialize_pem()).expect("write key");
+    let handle = Emulator::start(EmulatorConfig {
+        tls: Some((cert_path, key_path)),
+        ..config(0)
+    })
+    .await
+    .expect("starts");
+    assert!(handle.base_url().starts_with("https://"));
+    let ca = reqwest::Certificate::from_pem(certified.cert.pem().as_bytes()).expect("ca");
+    let client = reqwest::Client::builder()
+        .tls_certs_only([ca])
+        .build()
+        .expect("client");
+    let url = format!(
+        "{}{}?api-version={RG_API}",
+        handle.base_url(),
+        t::rg_id("tls")
+    );
+    let resp = client
+        .put(&url)
+        .bearer_auth("t")
+        .json(&t::rg_body())
+        .send()
+        .await
+        .expect("https request");
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    // A client that does not trust the certificate fails the handshake.
+    let untrusting = reqwest::Client::builder()
+        .tls_certs_only([])
+        .build()
+        .expect("client");
+    assert!(untrusting.get(&url).bearer_auth("t").send().await.is_err());
+    handle.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn thousand_concurrent_vm_creates() {
+    let env = Env::start(EmulatorConfig {
+        rate_limit_scale: 100.0,
+        ..config(50)
+    })
+    .await;
+    let subnet = env.network("fleet").await;
+    let results: Vec<(StatusCode, StatusCode)> = futures::stream::iter(0..1000)
+        .map(|i| {
+            let env = &env;
+            let subnet = subnet.clone();
+            async move {
+                let nic = t::nic_id("fleet", &format!("vm-{i:04}-nic"));
+                let n = env
+                    .put(&nic, NETWORK_API, &t::nic_body(&subnet, None))
+                    .await
+                    .status;
+                let vm = env
+                    .put(
+                        &t::vm_id("fleet", &format!("vm-{i:04}")),
+                        VM_API,
+                        &t::vm_body(&nic, "Standard_D2s_v5"),
+                    )
+                    .await
+                    .status;
+                (n, vm)
+            }
+        })
+        .buffer_unordered(100)
+        .collect()
+        .await;
+    assert!(
+        results
+            .iter()
+            .all(|r| *r == (StatusCode::CREATED, StatusCode::CREATED)),
+        "some creates failed"
+    );
+    let collection = format!(
+        "{}/providers/Microsoft.Compute/virtualMachines",
+        t::rg_id("fleet")
+    );
+    eventually("1000 VMs are listed as Succeeded", 30, async || {
+        let vms = list_items(&env, &collection, VM_API).await;
+        assert_eq!(vms.len(), 1000);
+        let succeeded = vms
+            .iter()
+            .filter(|v| v.pointer("/properties/provisioningState") == Some(&json!("Succeeded")))
+            .count();
+        if succeeded == 1000 {
+            Ok(())
+        } else {
+            Err(format!("{succeeded} succeeded"))
+        }
+    })
+    .await;
+    // Every NIC got its own address.
+    let nics = list_all(
+        &env,
+        &format!(
+            "{}/providers/Microsoft.Network/networkInterfaces",
+            t::rg_id("fleet")
+        ),
+        NETWORK_API,
+    )
+    .await;
+    assert_eq!(nics.len(), 1000);
+    let nic_items = list_items(
+        &env,
+        &format!(
+            "{}/providers/Microsoft.Network/networkInterfaces",
+            t::rg_id("fleet")
+        ),
+        NETWORK_API,
+    )
+    .await;
+    let addresses: std::collections::HashSet<&str> = nic_items
+        .iter()
+        .filter_map(|n| {
+            n.pointer("/properties/ipConfigurations/0/properties/privateIPAddress")
+                .and_then(Value::as_str)
+        })
+        .collect();
+    assert_eq!(addresses.len(), 1000);
+    assert_eq!(
+        env.handle
+            .counts()
+            .get("PUT", "Microsoft.Compute/virtualMachines"),
+        1000
+    );
+}
+
+#[tokio::test]
+async fn vm_address_is_reported_as_private_and_public_ip() {
+    let env = Env::start(EmulatorConfig {
+        vm_address: Some("127.0.0.1".parse().expect("ip")),
+        ..config(0)
+    })
+    .await;
+    let subnet = env.network("addr").await;
+    let pip = t::resource_id("addr", "Microsoft.Network/publicIPAddresses", "pip");
+    env.put(&pip, NETWORK_API, &json!({ "location": "westus2", "sku": { "name": "Standard" }, "properties": { "publicIPAllocationMethod": "Static" } })).await;
+    let nic = t::nic_id("addr", "nic");
+    env.put(&nic, NETWORK_API, &t::nic_body(&subnet, Some(&pip)))
+        .await;
+    let n = env.get(&nic, NETWORK_API).await;
+    assert_eq!(
+        n.body
+            .pointer("/properties/ipConfigurations/0/properties/privateIPAddress"),
+        Some(&json!("127.0.0.1"))
+    );
+    let p = env.get(&pip, NETWORK_API).await;
+    assert_eq!(
+        p.body.pointer("/properties/ipAddress"),
+        Some(&json!("127.0.0.1"))
+    );
+    // The public IP is in use by the NIC.
+    assert_eq!(
+        env.delete(&pip, NETWORK_API).await.code(),
+        "PublicIPAddressCannotBeDeleted"
+    );
+}
+
+#[derive(clap::Parser)]
+struct Cli {
+    #[command(flatten)]
+    emulator: azlin_arm_emulator::EmulatorArgs,
+}
+
+#[tokio::test]
+async fn cli_flags_parse_validate_and_start() {
+    use clap::Parser;
+    assert!(Cli::try_parse_from(["emulator", "--fault-rate", "1.5"]).is_err());
+    assert!(Cli::try_parse_from(["emulator", "--tls-cert", "cert.pem"]).is_err());
+    let cli = Cli::try_parse_from([
+        "emulator",
+        "--listen",
+        "127.0.0.1:0",
+        "--latency-ms",
+        "5",
+        "--throttle-rate",
+        "0",
+        "--vm-address",
+        "127.0.0.1",
+        "--core-quota",
+        "64",
+        "--page-size",
+        "2",
+    ])
+    .expect("flags parse");
+    assert_eq!(cli.emulator.latency_ms, 5);
+    let env = Env::start(cli.emulator.into()).await;
+    for rg in ["a", "b", "c"] {
+        env.put(&t::rg_id(rg), RG_API, &t::rg_body()).await;
+    }
+    // Page size 2: the third group comes on the nextLink page.
+    let first = env
+        .get(
+            &format!("/subscriptions/{}/resourcegroups", t::SUBSCRIPTION),
+            RG_API,
+        )
+        .await;
+    assert_eq!(first.body["value"].as_array().map(Vec::len), Some(2));
+    assert!(first.body.get("nextLink").is_some());
+    assert_eq!(
+        list_all(
+            &env,
+            &format!("/subscriptions/{}/resourcegroups", t::SUBSCRIPTION),
+            RG_API
+        )
+        .await
+        .len(),
+        3
+    );
+}
+
+#[tokio::test]
+async fn injected_asynchronous_failures_end_operations_failed() {
+    let env = Env::start(config(20)).await;
+    let subnet = env.network("fail").await;
+    let nic = t::nic_id("fail", "nic");
+    env.put(&nic, NETWORK_API, &t::nic_body(&subnet, None))
+        .await;
+    env.handle.inject_error(ErrorInjection::failed_operation(
+        "PUT",
+        "virtualMachines/vm",
+        409,
+        "AllocationFailed",
+    ));
+    let vm = t::vm_id("fail", "vm");
+    let a = env
+        .put(&vm, VM_API, &t::vm_body(&nic, "Standard_D2s_v5"))
+        .await;
+    assert_eq!(a.status, StatusCode::CREATED);
+    let op_url = a
+        .header("azure-asyncoperation")
+        .expect("Azure-AsyncOperation")
+        .to_string();
+    let failed = eventually("the operation fails", 10, async || {
+        let s = env.get(&op_url, VM_API).await;
+        if s.body["status"] == "Failed" {
+            Ok(s)
+        } else {
+            Err(s.body.to_string())
+        }
+    })
+    .await;
+    assert_eq!(failed.body["error"]["code"], "AllocationFailed");
+    let got = env.get(&vm, VM_API).await;
+    assert_eq!(got.state(), "Failed");
+    let view = env.get(&format!("{vm}/instanceView"), VM_API).await;
+    assert!(
+        statuses(&view.body).contains(&"ProvisioningState/failed".to_string()),
+        "{}",
+        view.body
+    );
+    // A retry of the PUT recovers.
+    let retry = env
+        .put(&vm, VM_API, &t::vm_body(&nic, "Standard_D2s_v5"))
+        .await;
+    assert_eq!(retry.status, StatusCode::OK);
+    env.wait_succeeded(&vm, VM_API).await;
+
+    // Over HTTP: a failing delete; its Location URL answers the injected status with the error.
+    let admin = format!("{}/_emulator/inject", env.handle.base_url());
+    let r = env
+        .client
+        .post(admin)
+        .json(&json!({ "method": "DELETE", "pathContains": "virtualMachines/vm", "status": 500, "code": "InternalExecutionError", "failOperation": true }))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let d = env.delete(&vm, VM_API).await;
+    assert_eq!(d.status, StatusCode::ACCEPTED);
+    let location = d.header("location").expect("Location").to_string();
+    let end = env
+        .wait_status(&location, VM_API, StatusCode::INTERNAL_SERVER_ERROR)
+        .await;
+    assert_eq!(end.code(), "InternalExecutionError");
+    assert_eq!(env.get(&vm, VM_API).await.state(), "Failed");
+}

@@ -1,0 +1,614 @@
+//! Pure desired-state builders: the ARM bodies of a VM and its NIC, public IP and managed
+//! network, the read-modify-write updates of existing resources, and the power step to take.
+
+use std::collections::BTreeMap;
+
+use crate::api::PowerState;
+use crate::api::azlinvm::{AzlinVMSpec, EvictionPolicy};
+use crate::controllers::naming;
+use azlin_arm::compute::{
+    self, BillingProfile, DataDisk, HardwareProfile, ImageReference, ManagedDiskParameters,
+    NetworkProfile, OsDisk, OsProfile, StorageProfile, VirtualMachine, VirtualMachineProperties,
+};
+use azlin_arm::network::{
+    NetworkInterface, NetworkSecurityGroup, PublicIpAddress, SecurityRule, Subnet, VirtualNetwork,
+};
+use azlin_arm::{Resource, SubResource};
+
+/// Deterministic names of one AzlinVM's Azure resources.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VmNames {
+    /// VM (and host) name.
+    pub vm: String,
+    /// NIC.
+    pub nic: String,
+    /// Public IP.
+    pub pip: String,
+    /// OS disk.
+    pub os_disk: String,
+}
+
+impl VmNames {
+    /// Names of AzlinVM `namespace/name`.
+    pub fn new(namespace: &str, name: &str) -> Self {
+        let vm = naming::vm_name(namespace, name);
+        Self {
+            nic: naming::nic_name(&vm),
+            pip: naming::public_ip_name(&vm),
+            os_disk: naming::os_disk_name(&vm),
+            vm,
+        }
+    }
+
+    /// Data disk at `lun`.
+    pub fn data_disk(&self, lun: i32) -> String {
+        naming::data_disk_name(&self.vm, lun)
+    }
+}
+
+fn data_disks(spec: &AzlinVMSpec, names: &VmNames) -> Vec<DataDisk> {
+    spec.data_disks
+        .iter()
+        .map(|d| DataDisk {
+            lun: u32::try_from(d.lun).unwrap_or(0),
+            name: Some(names.data_disk(d.lun)),
+            create_option: "Empty".into(),
+            disk_size_gb: u32::try_from(d.size_gib).ok(),
+            delete_option: Some("Delete".into()),
+            managed_disk: Some(ManagedDiskParameters {
+                storage_account_type: Some(d.disk_type.as_str().into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .collect()
+}
+
+/// The VM body to create: image, OS disk (deleted with the VM), data disks, admin user with
+/// SSH key only and cloud-init, the NIC, Spot settings, zone and tags.
+pub fn desired_vm(
+    spec: &AzlinVMSpec,
+    names: &VmNames,
+    tags: &BTreeMap<String, String>,
+    nic_id: &str,
+    ssh_public_key: &str,
+    custom_data: &str,
+) -> VirtualMachine {
+    let image = &spec.image;
+    let mut props = VirtualMachineProperties {
+        hardware_profile: Some(HardwareProfile {
+            vm_size: spec.size.clone(),
+            ..Default::default()
+        }),
+        storage_profile: Some(StorageProfile {
+            image_reference: Some(ImageReference::marketplace(
+                &image.publisher,
+                &image.offer,
+                &image.sku,
+                &image.version,
+            )),
+            os_disk: Some(OsDisk {
+                name: Some(names.os_disk.clone()),
+                ..OsDisk::from_image(
+                    spec.os_disk.size_gib.and_then(|s| u32::try_from(s).ok()),
+                    spec.os_disk.disk_type.as_str(),
+                )
+            }),
+            data_disks: data_disks(spec, names),
+            ..Default::default()
+        }),
+        os_profile: Some(OsProfile::linux_ssh(
+            &names.vm,
+            &spec.admin_username,
+            &[ssh_public_key.to_string()],
+            Some(custom_data),
+        )),
+        network_profile: Some(NetworkProfile::primary_nic(nic_id, "Detach")),
+        ..Default::default()
+    };
+    if let Some(spot) = &spec.spot {
+        props.set_spot(
+            match spot.eviction_policy {
+                EvictionPolicy::Deallocate => compute::EvictionPolicy::Deallocate,
+                EvictionPolicy::Delete => compute::EvictionPolicy::Delete,
+            },
+            spot.max_price,
+        );
+    }
+    let mut vm = Resource::new(spec.location.clone(), props).with_tags(tags.clone());
+    if let Some(z) = spec.zone {
+        vm.zones = vec![z.as_str().to_string()];
+    }
+    vm
+}
+
+/// One difference between an existing VM and its spec.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VmChange {
+    /// `hardwareProfile.vmSize` differs.
+    Resize {
+        /// Current size.
+        from: String,
+        /// Wanted size.
+        to: String,
+    },
+    /// Tags differ.
+    Tags,
+    /// Data disks were added or removed.
+    DataDisks,
+    /// The Spot max price differs.
+    SpotPrice,
+}
+
+/// The current size of a VM.
+pub fn vm_size(vm: &VirtualMachine) -> Option<&str> {
+    vm.properties
+        .hardware_profile
+        .as_ref()
+        .map(|h| h.vm_size.as_str())
+}
+
+/// A read-modify-write update of `observed` towards the spec (size, tags, data disks added or
+/// removed, Spot max price), or `None` when nothing differs. Growing an existing disk is not
+/// done here.
+pub fn vm_update(
+    observed: &VirtualMachine,
+    spec: &AzlinVMSpec,
+    names: &VmNames,
+    tags: &BTreeMap<String, String>,
+) -> Option<(VirtualMachine, Vec<VmChange>)> {
+    let mut body = observed.clone();
+    let mut changes = Vec::new();
+    body.properties.provisioning_state = None;
+    body.properties.instance_view = None;
+    let current = vm_size(observed).unwrap_or_default().to_string();
+    if !current.eq_ignore_ascii_case(&spec.size) {
+        changes.push(VmChange::Resize {
+            from: current,
+            to: spec.size.clone(),
+        });
+        body.properties.hardware_profile = Some(HardwareProfile {
+            vm_size: spec.size.clone(),
+            ..observed
+                .properties
+                .hardware_profile
+                .clone()
+                .unwrap_or_default()
+        });
+    }
+    if observed.tags != *tags {
+        changes.push(VmChange::Tags);
+        body.tags = tags.clone();
+    }
+    if let Some(storage) = body.properties.storage_profile.as_mut() {
+        let wanted: Vec<u32> = spec
+            .data_disks
+            .iter()
+            .filter_map(|d| u32::try_from(d.lun).ok())
+            .collect();
+        let before = storage.data_disks.len();
+        storage.data_disks.retain(|d| wanted.contains(&d.lun));
+        let mut changed = storage.data_disks.len() != before;
+        for d in data_disks(spec, names) {
+            if !storage.data_disks.iter().any(|e| e.lun == d.lun) {
+                storage.data_disks.push(d);
+                changed = true;
+            }
+        }
+        if changed {
+            storage.data_disks.sort_by_key(|d| d.lun);
+            changes.push(VmChange::DataDisks);
+        }
+    }
+    if let Some(spot) = &spec.spot {
+        let current = observed
+            .properties
+            .billing_profile
+            .as_ref()
+            .and_then(|b| b.max_price);
+        if current != Some(spot.max_price) {
+            changes.push(VmChange::SpotPrice);
+            body.properties.billing_profile = Some(BillingProfile {
+                max_price: Some(spot.max_price),
+            });
+        }
+    }
+    (!changes.is_empty()).then_some((body, changes))
+}
+
+/// Disks to grow: `(disk name, wanted GiB)` for the OS disk (when `spec.osDisk.sizeGiB` is
+/// set) and the data disks whose current size (from `current`, by disk name) is smaller than
+/// the spec. Disks not in `current` (not created yet) are skipped.
+pub fn disk_growth(
+    spec: &AzlinVMSpec,
+    names: &VmNames,
+    current: &BTreeMap<String, u32>,
+) -> Vec<(String, u32)> {
+    let mut wanted: Vec<(String, Option<i32>)> =
+        vec![(names.os_disk.clone(), spec.os_disk.size_gib)];
+    wanted.extend(
+        spec.data_disks
+            .iter()
+            .map(|d| (names.data_disk(d.lun), Some(d.size_gib))),
+    );
+    wanted
+        .into_iter()
+        .filter_map(|(name, size)| {
+            let want = u32::try_from(size?).ok()?;
+            let have = *current.get(&name)?;
+            (have < want).then_some((name, want))
+        })
+        .collect()
+}
+
+/// Whether Azure refused a resize because the VM must be deallocated first.
+pub fn resize_needs_deallocation(code: Option<&str>, message: &str) -> bool {
+    code.is_some_and(|c| c.eq_ignore_ascii_case("OperationNotAllowed"))
+        && (message.contains("Deallocate the VM") || message.contains("current hardware cluster"))
+}
+
+/// The NIC body: one dynamic IP configuration in `subnet_id`, optionally with the public IP.
+pub fn desired_nic(
+    location: &str,
+    subnet_id: &str,
+    pip_id: Option<&str>,
+    tags: &BTreeMap<String, String>,
+) -> NetworkInterface {
+    NetworkInterface::build(location, subnet_id, pip_id.map(str::to_string), None)
+        .with_tags(tags.clone())
+}
+
+fn same_id(a: Option<&str>, b: Option<&str>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
+        (None, None) => true,
+        _ => false,
+    }
+}
+
+/// A read-modify-write update of an existing NIC (public IP reference, tags), or `None`.
+/// The subnet of a NIC cannot change (the schema keeps `spec.network` immutable).
+pub fn nic_update(
+    observed: &NetworkInterface,
+    pip_id: Option<&str>,
+    tags: &BTreeMap<String, String>,
+) -> Option<NetworkInterface> {
+    let mut body = observed.clone();
+    body.properties.provisioning_state = None;
+    body.properties.virtual_machine = None;
+    let mut changed = false;
+    if let Some(cfg) = body.properties.ip_configurations.first_mut() {
+        let current = cfg
+            .properties
+            .public_ip_address
+            .as_ref()
+            .map(|s| s.id.as_str());
+        if !same_id(current, pip_id) {
+            cfg.properties.public_ip_address = pip_id.map(SubResource::new);
+            changed = true;
+        }
+        cfg.properties.provisioning_state = None;
+    }
+    if observed.tags != *tags {
+        body.tags = tags.clone();
+        changed = true;
+    }
+    changed.then_some(body)
+}
+
+/// A Standard static public IP (zonal when the VM is).
+pub fn desired_pip(
+    location: &str,
+    zone: Option<&str>,
+    tags: &BTreeMap<String, String>,
+) -> PublicIpAddress {
+    let mut pip = PublicIpAddress::standard_static(location).with_tags(tags.clone());
+    if let Some(z) = zone {
+        pip.zones = vec![z.to_string()];
+    }
+    pip
+}
+
+/// The managed NSG: SSH (22/tcp) allowed inbound.
+pub fn managed_nsg(location: &str) -> NetworkSecurityGroup {
+    NetworkSecurityGroup::build(
+        location,
+        vec![SecurityRule::allow_inbound_tcp("allow-ssh", 1000, 22, "*")],
+    )
+    .with_tags(naming::managed_network_tags())
+}
+
+/// The managed subnet: [`naming::MANAGED_SUBNET_PREFIX`], the NSG and the
+/// `Microsoft.Storage` service endpoint (for NFS shares).
+pub fn managed_subnet(nsg_id: &str) -> Subnet {
+    Subnet::build(naming::MANAGED_SUBNET, naming::MANAGED_SUBNET_PREFIX)
+        .with_service_endpoint(naming::STORAGE_SERVICE_ENDPOINT)
+        .with_nsg(nsg_id)
+}
+
+/// Whether an existing managed subnet has what [`managed_subnet`] sets.
+pub fn subnet_ok(subnet: &Subnet, nsg_id: &str) -> bool {
+    let p = &subnet.properties;
+    p.service_endpoints.iter().any(|e| {
+        e.service
+            .eq_ignore_ascii_case(naming::STORAGE_SERVICE_ENDPOINT)
+    }) && same_id(
+        p.network_security_group.as_ref().map(|s| s.id.as_str()),
+        Some(nsg_id),
+    )
+}
+
+/// The managed virtual network with its subnet.
+pub fn managed_vnet(location: &str, nsg_id: &str) -> VirtualNetwork {
+    VirtualNetwork::build(
+        location,
+        &[naming::MANAGED_VNET_PREFIX],
+        vec![managed_subnet(nsg_id)],
+    )
+    .with_tags(naming::managed_network_tags())
+}
+
+/// The next power action to take.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PowerStep {
+    /// Already in the wanted state.
+    Converged,
+    /// Azure is changing the power state: wait.
+    Wait,
+    /// Start the VM.
+    Start,
+    /// Power it off (stays allocated).
+    PowerOff,
+    /// Deallocate it.
+    Deallocate,
+}
+
+/// The step from `observed` towards `desired`. A deallocated VM that should be `Stopped` is
+/// started first (Azure can only power off a running VM).
+pub fn power_step(desired: PowerState, observed: compute::PowerState) -> PowerStep {
+    use compute::PowerState as O;
+    match (desired, observed) {
+        (_, O::Starting | O::Stopping | O::Deallocating) => PowerStep::Wait,
+        (PowerState::Running, O::Running) => PowerStep::Converged,
+        (PowerState::Running, _) => PowerStep::Start,
+        (PowerState::Stopped, O::Stopped) => PowerStep::Converged,
+        (PowerState::Stopped, O::Running) => PowerStep::PowerOff,
+        (PowerState::Stopped, _) => PowerStep::Start,
+        (PowerState::Deallocated, O::Deallocated) => PowerStep::Converged,
+        (PowerState::Deallocated, _) => PowerStep::Deallocate,
+    }
+}
+
+/// The status word of an observed power state (`running`, `deallocated`, ...).
+pub fn power_word(p: compute::PowerState) -> &'static str {
+    use compute::PowerState as O;
+    match p {
+        O::Starting => "starting",
+        O::Running => "running",
+        O::Stopping => "stopping",
+        O::Stopped => "stopped",
+        O::Deallocating => "deallocating",
+        O::Deallocated => "deallocated",
+        O::Unknown => "unknown",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::azlinvm::{DataDiskSpec, DiskType, SpotSpec, Zone};
+
+    fn spec() -> AzlinVMSpec {
+        serde_json::from_value(serde_json::json!({
+            "resourceGroup": "rg", "location": "westus2", "size": "Standard_D2s_v5"
+        }))
+        .expect("spec")
+    }
+
+    fn tags() -> BTreeMap<String, String> {
+        [("managed-by".to_string(), "azlin-operator".to_string())].into()
+    }
+
+    #[test]
+    fn desired_vm_shape() {
+        let mut s = spec();
+        s.spot = Some(SpotSpec {
+            max_price: -1.0,
+            eviction_policy: EvictionPolicy::Deallocate,
+        });
+        s.zone = Some(Zone::Two);
+        s.data_disks = vec![DataDiskSpec {
+            lun: 1,
+            size_gib: 64,
+            disk_type: DiskType::StandardSsdLrs,
+        }];
+        let names = VmNames::new("ns", "dev");
+        let vm = desired_vm(
+            &s,
+            &names,
+            &tags(),
+            "/nic",
+            "ssh-ed25519 AAA",
+            "#cloud-config",
+        );
+        let v = serde_json::to_value(&vm).expect("json");
+        assert_eq!(v["location"], "westus2");
+        assert_eq!(v["zones"], serde_json::json!(["2"]));
+        assert_eq!(
+            v["properties"]["hardwareProfile"]["vmSize"],
+            "Standard_D2s_v5"
+        );
+        assert_eq!(v["properties"]["priority"], "Spot");
+        assert_eq!(v["properties"]["evictionPolicy"], "Deallocate");
+        assert_eq!(v["properties"]["billingProfile"]["maxPrice"], -1.0);
+        let os = &v["properties"]["storageProfile"]["osDisk"];
+        assert_eq!(os["name"], "ns-dev-osdisk");
+        assert_eq!(os["deleteOption"], "Delete");
+        assert_eq!(os["managedDisk"]["storageAccountType"], "Premium_LRS");
+        let dd = &v["properties"]["storageProfile"]["dataDisks"][0];
+        assert_eq!(dd["name"], "ns-dev-data-1");
+        assert_eq!(dd["diskSizeGB"], 64);
+        assert_eq!(dd["managedDisk"]["storageAccountType"], "StandardSSD_LRS");
+        let osp = &v["properties"]["osProfile"];
+        assert_eq!(osp["computerName"], "ns-dev");
+        assert_eq!(osp["adminUsername"], "azureuser");
+        assert_eq!(
+            osp["linuxConfiguration"]["disablePasswordAuthentication"],
+            true
+        );
+        assert!(osp["customData"].is_string());
+        assert_eq!(
+            v["properties"]["networkProfile"]["networkInterfaces"][0]["id"],
+            "/nic"
+        );
+        assert_eq!(v["tags"]["managed-by"], "azlin-operator");
+        let plain = desired_vm(&spec(), &names, &tags(), "/nic", "k", "c");
+        assert!(plain.properties.priority.is_none());
+        assert!(plain.zones.is_empty());
+    }
+
+    #[test]
+    fn vm_update_detects_only_real_differences() {
+        let names = VmNames::new("ns", "dev");
+        let s = spec();
+        let mut observed = desired_vm(&s, &names, &tags(), "/nic", "k", "c");
+        observed.properties.provisioning_state =
+            Some(azlin_arm::ProvisioningState("Succeeded".into()));
+        assert_eq!(vm_update(&observed, &s, &names, &tags()), None);
+
+        let mut bigger = s.clone();
+        bigger.size = "Standard_D4s_v5".into();
+        bigger.data_disks = vec![DataDiskSpec {
+            lun: 0,
+            size_gib: 32,
+            disk_type: DiskType::PremiumLrs,
+        }];
+        let mut new_tags = tags();
+        new_tags.insert("team".into(), "a".into());
+        let (body, changes) = vm_update(&observed, &bigger, &names, &new_tags).expect("changes");
+        assert_eq!(
+            changes,
+            vec![
+                VmChange::Resize {
+                    from: "Standard_D2s_v5".into(),
+                    to: "Standard_D4s_v5".into()
+                },
+                VmChange::Tags,
+                VmChange::DataDisks
+            ]
+        );
+        assert_eq!(vm_size(&body), Some("Standard_D4s_v5"));
+        assert_eq!(body.tags, new_tags);
+        assert!(body.properties.provisioning_state.is_none());
+        let disks = &body
+            .properties
+            .storage_profile
+            .as_ref()
+            .expect("sp")
+            .data_disks;
+        assert_eq!(disks.len(), 1);
+        assert_eq!(disks[0].name.as_deref(), Some("ns-dev-data-0"));
+
+        // Case-insensitive size comparison, as ARM normalises.
+        let mut lower = s.clone();
+        lower.size = "standard_d2s_v5".into();
+        assert_eq!(vm_update(&observed, &lower, &names, &tags()), None);
+    }
+
+    #[test]
+    fn disks_only_grow_when_smaller_and_existing() {
+        let names = VmNames::new("ns", "dev");
+        let mut s = spec();
+        s.os_disk.size_gib = Some(64);
+        s.data_disks = vec![
+            DataDiskSpec {
+                lun: 0,
+                size_gib: 100,
+                disk_type: DiskType::PremiumLrs,
+            },
+            DataDiskSpec {
+                lun: 1,
+                size_gib: 10,
+                disk_type: DiskType::PremiumLrs,
+            },
+        ];
+        let current: BTreeMap<String, u32> = [
+            ("ns-dev-osdisk".to_string(), 30),
+            ("ns-dev-data-0".to_string(), 100),
+        ]
+        .into();
+        assert_eq!(
+            disk_growth(&s, &names, &current),
+            vec![("ns-dev-osdisk".to_string(), 64)]
+        );
+        s.os_disk.size_gib = None;
+        assert!(disk_growth(&s, &names, &current).is_empty());
+    }
+
+    #[test]
+    fn nic_update_tracks_public_ip_and_tags() {
+        let nic = desired_nic("westus2", "/subnet", None, &tags());
+        assert!(nic_update(&nic, None, &tags()).is_none());
+        let with_pip = nic_update(&nic, Some("/pip"), &tags()).expect("update");
+        assert_eq!(
+            with_pip.properties.ip_configurations[0]
+                .properties
+                .public_ip_address
+                .as_ref()
+                .map(|s| s.id.as_str()),
+            Some("/pip")
+        );
+        assert!(nic_update(&with_pip, Some("/PIP"), &tags()).is_none());
+        assert!(nic_update(&with_pip, None, &tags()).is_some());
+    }
+
+    #[test]
+    fn managed_network_shape() {
+        let subnet = managed_subnet("/nsg");
+        assert!(subnet_ok(&subnet, "/nsg"));
+        assert!(!subnet_ok(
+            &Subnet::build("default", "10.42.0.0/20"),
+            "/nsg"
+        ));
+        let vnet = managed_vnet("westus2", "/nsg");
+        assert_eq!(vnet.properties.subnets.len(), 1);
+        assert!(naming::is_managed(&vnet.tags));
+        let nsg = managed_nsg("westus2");
+        assert_eq!(nsg.properties.security_rules.len(), 1);
+        assert_eq!(
+            nsg.properties.security_rules[0]
+                .properties
+                .destination_port_range
+                .as_deref(),
+            Some("22")
+        );
+    }
+
+    #[test]
+    fn power_steps() {
+        use compute::PowerState as O;
+        for (wanted, observed, step) in [
+            (PowerState::Running, O::Running, PowerStep::Converged),
+            (PowerState::Running, O::Deallocated, PowerStep::Start),
+            (PowerState::Running, O::Stopped, PowerStep::Start),
+            (PowerState::Stopped, O::Running, PowerStep::PowerOff),
+            (PowerState::Stopped, O::Deallocated, PowerStep::Start),
+            (PowerState::Deallocated, O::Stopped, PowerStep::Deallocate),
+            (PowerState::Deallocated, O::Starting, PowerStep::Wait),
+        ] {
+            assert_eq!(
+                power_step(wanted, observed),
+                step,
+                "{wanted:?} from {observed:?}"
+            );
+        }
+        assert!(resize_needs_deallocation(
+            Some("OperationNotAllowed"),
+            "Unable to resize the VM 'x' because the requested size y is not available in the current hardware cluster. Deallocate the VM to resize to any size."
+        ));
+        assert!(!resize_needs_deallocation(
+            Some("OperationNotAllowed"),
+            "quota"
+        ));
+    }
+}

@@ -1,0 +1,350 @@
+//! Everything a reconcile needs: the Kubernetes client, ARM access (default and
+//! per-namespace tenant credentials), metrics, guest (SSH) access, event recorders and
+//! settings, built with [`ContextBuilder`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::Stream;
+use k8s_openapi::api::core::v1::Secret;
+use kube::Api;
+use kube::runtime::events::{Recorder, Reporter};
+use tokio::sync::broadcast;
+
+use super::error::{Backoff, Error};
+use super::guest::GuestAccess;
+use super::observe::{ArmMetrics, SshMetrics};
+use crate::runtime::metrics::Metrics;
+use crate::runtime::settings::Settings;
+use crate::ssh::{SshConfig, SshRunner};
+use azlin_arm::{ArmClient, ArmConfig, CredentialChoice};
+
+/// Name of the optional per-namespace Secret with a tenant's Azure credential
+/// (keys documented in [`azlin_arm::credential`]).
+pub const TENANT_CREDENTIALS_SECRET: &str = "azlin-azure-credentials";
+
+/// Subscription id used with the emulator when none is configured.
+pub const EMULATOR_SUBSCRIPTION: &str = "00000000-0000-0000-0000-000000000000";
+
+/// Bearer token sent to the emulator (it accepts any token).
+pub const EMULATOR_TOKEN: &str = "azlin-emulator-token";
+
+/// Settings of the controllers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControllerSettings {
+    /// Watch only this namespace (all when `None`).
+    pub namespace: Option<String>,
+    /// SSH port connected to on every VM.
+    pub ssh_port: u16,
+    /// Objects reconciled concurrently per controller.
+    pub concurrency: u16,
+    /// Requeue interval while Azure is still working (provisioning, power changes, deletes).
+    pub progress_requeue: Duration,
+    /// Requeue interval at rest (periodic drift detection).
+    pub resync_interval: Duration,
+    /// First retry delay after a transient error.
+    pub backoff_min: Duration,
+    /// Largest retry delay after transient errors.
+    pub backoff_max: Duration,
+    /// `reportingInstance` of events (e.g. the pod name).
+    pub instance: Option<String>,
+}
+
+impl Default for ControllerSettings {
+    fn default() -> Self {
+        Self {
+            namespace: None,
+            ssh_port: 22,
+            concurrency: 4,
+            progress_requeue: Duration::from_secs(10),
+            resync_interval: Duration::from_secs(300),
+            backoff_min: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(300),
+            instance: std::env::var("POD_NAME").ok().filter(|s| !s.is_empty()),
+        }
+    }
+}
+
+impl ControllerSettings {
+    /// Settings from the operator's command line.
+    pub fn from_runtime(settings: &Settings) -> Self {
+        Self {
+            namespace: settings.namespace.clone(),
+            ssh_port: settings.ssh_port,
+            concurrency: settings.concurrency,
+            ..Self::default()
+        }
+    }
+
+    /// Fast intervals for the embedded environment (tests, `local`, benchmarks).
+    pub fn fast() -> Self {
+        Self {
+            progress_requeue: Duration::from_millis(100),
+            resync_interval: Duration::from_secs(30),
+            backoff_min: Duration::from_millis(50),
+            backoff_max: Duration::from_secs(2),
+            ..Self::default()
+        }
+    }
+}
+
+/// The default ARM client for `settings`: the configured endpoint, subscription and CA file
+/// with a credential chosen from the environment (workload identity, client secret or managed
+/// identity); with `emulator_url`, the emulator with a static token instead.
+pub fn arm_client_from_settings(
+    settings: &Settings,
+    emulator_url: Option<&str>,
+) -> Result<ArmClient, Error> {
+    let config = match emulator_url {
+        Some(url) => ArmConfig::for_emulator(
+            url,
+            settings
+                .subscription_id
+                .clone()
+                .unwrap_or_else(|| EMULATOR_SUBSCRIPTION.to_string()),
+            EMULATOR_TOKEN,
+        )?,
+        None => {
+            let subscription = settings.subscription_id.clone().ok_or_else(|| {
+                Error::Config(
+                    "no Azure subscription: set --subscription-id (AZLIN_SUBSCRIPTION_ID)".into(),
+                )
+            })?;
+            let mut c = ArmConfig::new(subscription, CredentialChoice::from_env()?)
+                .with_endpoint(settings.azure_endpoint.as_str())?;
+            if let Some(ca) = &settings.azure_ca_file {
+                c = c.with_ca_file(ca);
+            }
+            c
+        }
+    };
+    Ok(ArmClient::new(config)?)
+}
+
+/// Counters of finished reconciles, per kind (for tests and `local` progress).
+#[derive(Debug, Default)]
+pub struct ReconcileStats {
+    completed: Mutex<BTreeMap<String, u64>>,
+}
+
+impl ReconcileStats {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, u64>> {
+        // Plain counters: usable even after a panic elsewhere.
+        self.completed.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Counts one finished reconcile (success or error) of `kind`.
+    pub fn record(&self, kind: &str) {
+        *self.lock().entry(kind.to_string()).or_default() += 1;
+    }
+
+    /// Finished reconciles of `kind` so far.
+    pub fn completed(&self, kind: &str) -> u64 {
+        self.lock().get(kind).copied().unwrap_or(0)
+    }
+}
+
+/// Shared state of the controllers.
+pub struct Context {
+    /// Kubernetes client.
+    pub client: kube::Client,
+    /// Metrics registry.
+    pub metrics: Metrics,
+    /// How VMs' guest OS is reached (SSH, or the local sandbox).
+    pub guest: GuestAccess,
+    /// Settings.
+    pub settings: ControllerSettings,
+    /// Finished reconciles per kind.
+    pub stats: ReconcileStats,
+    arm: ArmClient,
+    tenants: tokio::sync::Mutex<HashMap<String, (String, ArmClient)>>,
+    recorders: Mutex<HashMap<String, Recorder>>,
+    backoff: Backoff,
+    resync: broadcast::Sender<()>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("arm", &self.arm)
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Context {
+    /// The default ARM client (the operator's own credential).
+    pub fn default_arm(&self) -> &ArmClient {
+        &self.arm
+    }
+
+    /// The ARM client for objects in `namespace`: the tenant credential of Secret
+    /// [`TENANT_CREDENTIALS_SECRET`] in that namespace when it exists (cached per
+    /// resourceVersion), else the default client. Secret values are never logged.
+    pub async fn arm_for(&self, namespace: &str) -> Result<ArmClient, Error> {
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
+        let Some(secret) = secrets.get_opt(TENANT_CREDENTIALS_SECRET).await? else {
+            self.tenants.lock().await.remove(namespace);
+            return Ok(self.arm.clone());
+        };
+        let rv = secret.metadata.resource_version.clone().unwrap_or_default();
+        let mut cache = self.tenants.lock().await;
+        if let Some((cached_rv, client)) = cache.get(namespace)
+            && *cached_rv == rv
+        {
+            return Ok(client.clone());
+        }
+        let data: BTreeMap<String, Vec<u8>> = secret
+            .data
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, v.0))
+            .collect();
+        let client = self
+            .arm
+            .for_tenant_secret(&data)
+            .map_err(|e| Error::InvalidSpec {
+                field: format!("Secret {namespace}/{TENANT_CREDENTIALS_SECRET}"),
+                message: e.to_string(),
+            })?;
+        tracing::info!(
+            namespace,
+            "using the tenant Azure credential of Secret {TENANT_CREDENTIALS_SECRET}"
+        );
+        cache.insert(namespace.to_string(), (rv, client.clone()));
+        Ok(client)
+    }
+
+    /// The shared event recorder of controller `kind` (one per controller).
+    pub fn recorder(&self, kind: &str) -> Recorder {
+        let mut map = self.recorders.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(kind.to_string())
+            .or_insert_with(|| {
+                Recorder::new(
+                    self.client.clone(),
+                    Reporter {
+                        controller: format!("azlin-operator/{}", kind.to_ascii_lowercase()),
+                        instance: self.settings.instance.clone(),
+                    },
+                )
+            })
+            .clone()
+    }
+
+    /// Per-object retry backoff of the controllers.
+    pub fn backoff(&self) -> &Backoff {
+        &self.backoff
+    }
+
+    /// Asks every controller to reconcile all its objects now.
+    pub fn resync(&self) {
+        // No receiver means no controller is running: nothing to resync.
+        let _ = self.resync.send(());
+    }
+
+    /// A stream yielding once per [`Context::resync`] call (for `reconcile_all_on`).
+    pub fn resync_stream(&self) -> impl Stream<Item = ()> + Send + 'static {
+        let rx = self.resync.subscribe();
+        futures::stream::unfold(rx, |mut rx| async move {
+            match rx.recv().await {
+                Ok(()) | Err(broadcast::error::RecvError::Lagged(_)) => Some(((), rx)),
+                Err(broadcast::error::RecvError::Closed) => None,
+            }
+        })
+    }
+}
+
+/// Builds a [`Context`].
+pub struct ContextBuilder {
+    client: kube::Client,
+    arm: ArmClient,
+    metrics: Metrics,
+    guest: Option<GuestAccess>,
+    settings: ControllerSettings,
+    ssh_config: SshConfig,
+}
+
+impl ContextBuilder {
+    /// A builder with default metrics, settings and SSH guest access.
+    pub fn new(client: kube::Client, arm: ArmClient) -> Self {
+        Self {
+            client,
+            arm,
+            metrics: Metrics::new(),
+            guest: None,
+            settings: ControllerSettings::default(),
+            ssh_config: SshConfig::default(),
+        }
+    }
+
+    /// A builder for `azlin-operator run`: the default ARM client from `settings` (see
+    /// [`arm_client_from_settings`]; `emulator_url` when `--emulator` started one) and the
+    /// controller settings, SSH port and SSH concurrency from the flags.
+    pub fn from_settings(
+        client: kube::Client,
+        settings: &Settings,
+        emulator_url: Option<&str>,
+    ) -> Result<Self, Error> {
+        let arm = arm_client_from_settings(settings, emulator_url)?;
+        Ok(Self::new(client, arm)
+            .settings(ControllerSettings::from_runtime(settings))
+            .ssh_config(SshConfig {
+                max_concurrency: usize::from(settings.ssh_concurrency),
+                ..SshConfig::default()
+            }))
+    }
+
+    /// Uses this metrics registry (ARM and SSH activity is reported to it).
+    pub fn metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Uses these settings.
+    pub fn settings(mut self, settings: ControllerSettings) -> Self {
+        self.settings = settings;
+        self
+    }
+
+    /// SSH settings of the default guest access.
+    pub fn ssh_config(mut self, config: SshConfig) -> Self {
+        self.ssh_config = config;
+        self
+    }
+
+    /// Uses this guest access instead of SSH on `settings.ssh_port`.
+    pub fn guest(mut self, guest: GuestAccess) -> Self {
+        self.guest = Some(guest);
+        self
+    }
+
+    /// The context.
+    pub fn build(self) -> Arc<Context> {
+        let arm = self
+            .arm
+            .with_observer(Arc::new(ArmMetrics(self.metrics.clone())));
+        let guest = self.guest.unwrap_or_else(|| {
+            GuestAccess::ssh(
+                SshRunner::with_observer(
+                    self.ssh_config,
+                    Arc::new(SshMetrics(self.metrics.clone())),
+                ),
+                self.settings.ssh_port,
+            )
+        });
+        let (resync, _) = broadcast::channel(16);
+        Arc::new(Context {
+            client: self.client,
+            metrics: self.metrics,
+            guest,
+            backoff: Backoff::new(self.settings.backoff_min, self.settings.backoff_max),
+            settings: self.settings,
+            stats: ReconcileStats::default(),
+            arm,
+            tenants: tokio::sync::Mutex::new(HashMap::new()),
+            recorders: Mutex::new(HashMap::new()),
+            resync,
+        })
+    }
+}

@@ -1,0 +1,1077 @@
+//! Whole-controller tests of the AzlinVM controller on the embedded environment: the
+//! in-memory Kubernetes API and the ARM emulator over real HTTP.
+
+use std::time::Duration;
+
+use azlin_arm_emulator::ErrorInjection;
+use azlin_kubemem::testing::eventually;
+use azlin_operator::api::AzlinVM;
+use azlin_operator::api::conditions::{self, READY, STALLED};
+use azlin_operator::controllers::context::EMULATOR_SUBSCRIPTION;
+use azlin_operator::embedded::{EmbeddedEnv, EmbeddedOptions};
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::Api;
+use kube::api::{Patch, PatchParams};
+use serde_json::{Value, json};
+
+mod support;
+use support::{WAIT, assert_no_writes_at_rest, env, event_reasons, resync_and_wait};
+
+fn vm_yaml(name: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: azlin.io/v1alpha1\nkind: AzlinVM\nmetadata:\n  name: {name}\n  namespace: default\nspec:\n  resourceGroup: rg-{name}\n  location: westus2\n  size: Standard_D2s_v5\n{extra}"
+    )
+}
+
+fn rg_id(name: &str) -> String {
+    format!("/subscriptions/{EMULATOR_SUBSCRIPTION}/resourceGroups/rg-{name}")
+}
+
+fn arm_id(name: &str, kind: &str, resource: &str) -> String {
+    format!("{}/providers/{kind}/{resource}", rg_id(name))
+}
+
+fn vm_arm_id(name: &str) -> String {
+    arm_id(
+        name,
+        "Microsoft.Compute/virtualMachines",
+        &format!("default-{name}"),
+    )
+}
+
+fn is_ready(vm: &AzlinVM) -> bool {
+    vm.status.as_ref().is_some_and(|s| {
+        s.observed_generation == vm.metadata.generation && conditions::is_true(&s.conditions, READY)
+    })
+}
+
+fn power(vm: &AzlinVM) -> Option<&str> {
+    vm.status.as_ref().and_then(|s| s.power_state.as_deref())
+}
+
+async fn wait_ready(env: &EmbeddedEnv, name: &str) -> AzlinVM {
+    env.wait_for("default", name, is_ready, WAIT)
+        .await
+        .expect("AzlinVM Ready")
+}
+
+/// Waits until `default/name` is Ready in power state `word` (`what` names the wait).
+async fn wait_power(env: &EmbeddedEnv, name: &str, word: &str, what: &str) -> AzlinVM {
+    env.wait_for(
+        "default",
+        name,
+        |v: &AzlinVM| is_ready(v) && power(v) == Some(word),
+        WAIT,
+    )
+    .await
+    .expect(what)
+}
+
+/// Applies AzlinVM `name` (spec `vm_yaml` plus `extra`) and waits until it is Ready.
+async fn create_ready(env: &EmbeddedEnv, name: &str, extra: &str) -> AzlinVM {
+    env.apply_yaml(&vm_yaml(name, extra)).expect("apply");
+    wait_ready(env, name).await
+}
+
+async fn patch_spec(env: &EmbeddedEnv, name: &str, spec: Value) {
+    support::patch_spec::<AzlinVM>(env, "default", name, spec).await;
+}
+
+async fn wait_event(env: &EmbeddedEnv, name: &str, reason: &str) {
+    eventually(WAIT, &format!("event {reason}"), || async {
+        event_reasons(env, "default", Some(name))
+            .iter()
+            .any(|r| r == reason)
+            .then_some(())
+    })
+    .await;
+}
+
+/// Waits until `namespace/name` is Stalled (`what` names the wait) and returns the condition.
+async fn wait_stalled(env: &EmbeddedEnv, namespace: &str, name: &str, what: &str) -> Condition {
+    let vm = env
+        .wait_for(
+            namespace,
+            name,
+            |v: &AzlinVM| {
+                v.status
+                    .as_ref()
+                    .is_some_and(|s| conditions::is_true(&s.conditions, STALLED))
+            },
+            WAIT,
+        )
+        .await
+        .expect(what);
+    conditions::find(&vm.status.expect("status").conditions, STALLED)
+        .expect("stalled condition")
+        .clone()
+}
+
+fn count_posts(env: &EmbeddedEnv, action: &str) -> usize {
+    env.emulator()
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with(&format!("/{action}")))
+        .count()
+}
+
+#[tokio::test]
+async fn create_becomes_ready_with_tagged_resources_and_generated_key() {
+    let env = env().await;
+    env.apply_yaml(&vm_yaml(
+        "dev",
+        "  publicIP: true\n  restartRequestedAt: \"2026-01-01T00:00:00Z\"\n  tags:\n    team: a\n",
+    ))
+    .expect("apply");
+    let vm = wait_ready(&env, "dev").await;
+    let st = vm.status.clone().expect("status");
+    assert_eq!(
+        st.phase,
+        Some(azlin_operator::api::azlinvm::VmPhase::Running)
+    );
+    assert_eq!(st.power_state.as_deref(), Some("running"));
+    assert_eq!(st.size.as_deref(), Some("Standard_D2s_v5"));
+    assert!(st.vm_id.is_some());
+    assert_eq!(
+        st.resource_id.as_deref().map(str::to_ascii_lowercase),
+        Some(vm_arm_id("dev").to_ascii_lowercase())
+    );
+    assert!(st.private_ip.is_some());
+    assert!(st.public_ip.is_some());
+    assert_eq!(st.ssh_key_secret.as_deref(), Some("dev-ssh"));
+
+    let arm_vm = env
+        .emulator()
+        .resource(&vm_arm_id("dev"))
+        .expect("VM exists");
+    let tags = &arm_vm["tags"];
+    assert_eq!(tags["managed-by"], "azlin-operator");
+    assert_eq!(tags["azlin-operator-namespace"], "default");
+    assert_eq!(tags["azlin-operator-name"], "dev");
+    assert_eq!(tags["azlin-operator-kind"], "AzlinVM");
+    assert_eq!(
+        tags["azlin-operator-uid"],
+        vm.metadata.uid.clone().unwrap_or_default()
+    );
+    assert_eq!(tags["team"], "a");
+    for (kind, res) in [
+        ("Microsoft.Network/networkInterfaces", "default-dev-nic"),
+        ("Microsoft.Network/publicIPAddresses", "default-dev-pip"),
+        ("Microsoft.Network/virtualNetworks", "azlin-westus2-vnet"),
+        (
+            "Microsoft.Network/networkSecurityGroups",
+            "azlin-westus2-nsg",
+        ),
+        ("Microsoft.Compute/disks", "default-dev-osdisk"),
+    ] {
+        assert!(
+            env.emulator().resource(&arm_id("dev", kind, res)).is_some(),
+            "{kind}/{res} missing"
+        );
+    }
+    let nic = env
+        .emulator()
+        .resource(&arm_id(
+            "dev",
+            "Microsoft.Network/networkInterfaces",
+            "default-dev-nic",
+        ))
+        .expect("nic");
+    assert_eq!(nic["tags"]["azlin-operator-name"], "dev");
+
+    let secrets: Api<Secret> = Api::namespaced(env.client(), "default");
+    let secret = secrets.get("dev-ssh").await.expect("key secret");
+    assert_eq!(secret.type_.as_deref(), Some("kubernetes.io/ssh-auth"));
+    let data = secret.data.clone().expect("data");
+    assert!(data.contains_key("ssh-privatekey") && data.contains_key("ssh-publickey"));
+    let owner = &secret.metadata.owner_references.clone().expect("owner")[0];
+    assert_eq!(owner.kind, "AzlinVM");
+    assert_eq!(Some(owner.uid.clone()), vm.metadata.uid);
+    wait_event(&env, "dev", "Created").await;
+    // A restart requested before the VM existed is satisfied by its first boot.
+    assert_eq!(count_posts(&env, "restart"), 0);
+    assert!(st.last_restart_requested_at.is_some());
+    let readiness = env.readiness().expect("controllers running").clone();
+    eventually(WAIT, "controller readiness", || async {
+        readiness.is_ready().then_some(())
+    })
+    .await;
+    env.shutdown().await;
+}
+
+#[tokio::test]
+async fn power_transitions_and_restart_once() {
+    let env = env().await;
+    create_ready(&env, "pw", "").await;
+    for (state, word) in [
+        ("Stopped", "stopped"),
+        ("Deallocated", "deallocated"),
+        ("Running", "running"),
+    ] {
+        patch_spec(&env, "pw", json!({ "powerState": state })).await;
+        let vm = wait_power(&env, "pw", word, "power state reached with Ready").await;
+        assert_eq!(
+            env.emulator().resource(&vm_arm_id("pw")).expect("vm")["properties"]["instanceView"]["statuses"]
+                [1]["code"],
+            format!("PowerState/{word}")
+        );
+        assert!(is_ready(&vm));
+    }
+    wait_event(&env, "pw", "Stopped").await;
+    wait_event(&env, "pw", "Deallocated").await;
+    wait_event(&env, "pw", "Started").await;
+
+    assert_eq!(count_posts(&env, "restart"), 0);
+    patch_spec(
+        &env,
+        "pw",
+        json!({ "restartRequestedAt": "2026-01-01T00:00:00Z" }),
+    )
+    .await;
+    env.wait_for(
+        "default",
+        "pw",
+        |v: &AzlinVM| {
+            is_ready(v)
+                && v.status
+                    .as_ref()
+                    .and_then(|s| s.last_restart_requested_at.as_ref())
+                    .is_some()
+        },
+        WAIT,
+    )
+    .await
+    .expect("restart handled");
+    // Further reconciles do not restart again.
+    resync_and_wait(&env, "AzlinVM", "a resync").await;
+    resync_and_wait(&env, "AzlinVM", "another resync").await;
+    assert_eq!(count_posts(&env, "restart"), 1);
+    wait_event(&env, "pw", "Restarted").await;
+    env.shutdown().await;
+}
+
+#[tokio::test]
+async fn resize_tags_and_data_disks() {
+    let env = env().await;
+    create_ready(&env, "rs", "").await;
+    // Same family: in-place resize.
+    patch_spec(
+        &env,
+        "rs",
+        json!({ "size": "Standard_D4s_v5", "tags": {"env": "dev"} }),
+    )
+    .await;
+    env.wait_for(
+        "default",
+        "rs",
+        |v: &AzlinVM| {
+            is_ready(v)
+                && v.status.as_ref().and_then(|s| s.size.as_deref()) == Some("Standard_D4s_v5")
+        },
+        WAIT,
+    )
+    .await
+    .expect("resized");
+    let vm = env.emulator().resource(&vm_arm_id("rs")).expect("vm");
+    assert_eq!(vm["tags"]["env"], "dev");
+    // Another family: Azure requires deallocation; the VM ends up running again.
+    patch_spec(
+        &env,
+        "rs",
+        json!({ "size": "Standard_E4s_v5", "dataDisks": [{"lun": 0, "sizeGiB": 32}] }),
+    )
+    .await;
+    env.wait_for(
+        "default",
+        "rs",
+        |v: &AzlinVM| {
+            is_ready(v)
+                && v.status.as_ref().and_then(|s| s.size.as_deref()) == Some("Standard_E4s_v5")
+                && power(v) == Some("running")
+        },
+        WAIT,
+    )
+    .await
+    .expect("resized across families");
+    assert!(
+        env.emulator()
+            .resource(&arm_id(
+                "rs",
+                "Microsoft.Compute/disks",
+                "default-rs-data-0"
+            ))
+            .is_some()
+    );
+    assert!(count_posts(&env, "deallocate") >= 1);
+    wait_event(&env, "rs", "Resized").await;
+    // Growing a data disk (Azure needs the VM deallocated; it runs again afterwards).
+    patch_spec(
+        &env,
+        "rs",
+        json!({ "dataDisks": [{"lun": 0, "sizeGiB": 64}] }),
+    )
+    .await;
+    env.wait_for(
+        "default",
+        "rs",
+        |v: &AzlinVM| {
+            is_ready(v)
+                && power(v) == Some("running")
+                && env
+                    .emulator()
+                    .resource(&arm_id(
+                        "rs",
+                        "Microsoft.Compute/disks",
+                        "default-rs-data-0",
+                    ))
+                    .is_some_and(|d| d["properties"]["diskSizeGB"] == 64)
+        },
+        WAIT,
+    )
+    .await
+    .expect("data disk grown");
+    wait_event(&env, "rs", "DisksResized").await;
+    env.shutdown().await;
+}
+
+#[tokio::test]
+async fn out_of_band_changes_are_repaired() {
+    let env = env().await;
+    let vm = create_ready(&env, "oob", "").await;
+    let first_id = vm.status.and_then(|s| s.vm_id).expect("vm id");
+    env.emulator()
+        .set_vm_power_out_of_band(
+            &vm_arm_id("oob"),
+            azlin_arm_emulator::PowerState::Deallocated,
+        )
+        .expect("deallocate out of band");
+    env.resync();
+    wait_event(&env, "oob", "Repaired").await;
+    wait_power(&env, "oob", "running", "started again").await;
+
+    env.emulator()
+        .delete_out_of_band(&vm_arm_id("oob"))
+        .expect("delete out of band");
+    env.resync();
+    let vm = env
+        .wait_for(
+            "default",
+            "oob",
+            |v: &AzlinVM| {
+                is_ready(v)
+                    && v.status
+                        .as_ref()
+                        .and_then(|s| s.vm_id.as_deref())
+                        .is_some_and(|id| id != first_id)
+            },
+            WAIT,
+        )
+        .await
+        .expect("recreated");
+    assert!(is_ready(&vm));
+    assert!(env.emulator().resource(&vm_arm_id("oob")).is_some());
+    env.shutdown().await;
+}
+
+#[tokio::test]
+async fn spot_eviction_restarts_the_vm() {
+    let env = env().await;
+    env.apply_yaml(&vm_yaml(
+        "spot",
+        "  spot:\n    maxPrice: -1\n    evictionPolicy: Deallocate\n",
+    ))
+    .expect("apply");
+    wait_ready(&env, "spot").await;
+    let vm = env.emulator().resource(&vm_arm_id("spot")).expect("vm");
+    assert_eq!(vm["properties"]["priority"], "Spot");
+    env.emulator().evict_vm(&vm_arm_id("spot")).expect("evict");
+    env.resync();
+    wait_event(&env, "spot", "SpotEvicted").await;
+    wait_power(&env, "spot", "running", "running again").await;
+    env.shutdown().await;
+}
+
+#[tokio::test]
+async fn terminal_errors_stall_until_the_spec_is_fixed() {
+    let env = env().await;
+    env.apply_yaml(&vm_yaml("bad", "").replace("Standard_D2s_v5", "Standard_Nope_v9"))
+        .expect("apply");
+    let stalled = wait_stalled(&env, "default", "bad", "stalled").await;
+    assert_eq!(stalled.reason, "InvalidParameter", "{stalled:?}");
+    assert!(stalled.message.contains("Standard_Nope_v9"), "{stalled:?}");
+    patch_spec(&env, "bad", json!({ "size": "Standard_D2s_v5" })).await;
+    wait_ready(&env, "bad").await;
+
+    // Quota: injected on the VM PUT.
+    env.emulator().inject_error(ErrorInjection {
+        message: Some("Operation could not be completed as it results in exceeding approved Total Regional Cores quota.".into()),
+        ..ErrorInjection::once("PUT", "virtualMachines/default-quota", 409, "OperationNotAllowed")
+    });
+    env.apply_yaml(&vm_yaml("quota", "")).expect("apply");
+    let c = wait_stalled(&env, "default", "quota", "stalled on quota").await;
+    assert_eq!(c.reason, "OperationNotAllowed");
+    assert!(c.message.contains("quota"));
+    patch_spec(&env, "quota", json!({ "size": "Standard_D4s_v5" })).await;
+    wait_ready(&env, "quota").await;
+    env.shutdown().await;
+}
+
+#[tokio::test]
+async fn transient_errors_back_off_and_recover() {
+    let env = env().await;
+    env.emulator().inject_error(ErrorInjection {
+        times: 12,
+        ..ErrorInjection::once(
+            "PUT",
+            "virtualMachines/default-flaky",
+            500,
+            "InternalServerError",
+        )
+    });
+    env.emulator().inject_error(ErrorInjection {
+        times: 12,
+        retry_after: Some(0),
+        ..ErrorInjection::once(
+            "GET",
+            "networkInterfaces/default-flaky-nic",
+            429,
+            "TooManyRequests",
+        )
+    });
+    let vm = create_ready(&env, "flaky", "").await;
+    assert!(!conditions::is_true(
+        &vm.status.expect("status").conditions,
+        STALLED
+    ));
+    env.shutdown().await;
+}
+
+#[tokio::test]
+async fn delete_policies_and_missing_resource_group() {
+    let env = env().await;
+    env.apply_yaml(&vm_yaml(
+        "del",
+        "  publicIP: true\n  dataDisks:\n  - lun: 1\n    sizeGiB: 16\n",
+    ))
+    .expect("apply");
+    env.apply_yaml(&vm_yaml("keep", "  deletionPolicy: Retain\n"))
+        .expect("apply");
+    env.apply_yaml(&vm_yaml("gone", "")).expect("apply");
+    for n in ["del", "keep", "gone"] {
+        wait_ready(&env, n).await;
+    }
+    let api: Api<AzlinVM> = Api::namespaced(env.client(), "default");
+    for n in ["del", "keep"] {
+        api.delete(n, &Default::default()).await.expect("delete");
+    }
+    env.emulator()
+        .delete_out_of_band(&rg_id("gone"))
+        .expect("delete rg");
+    api.delete("gone", &Default::default())
+        .await
+        .expect("delete");
+    for n in ["del", "keep", "gone"] {
+        env.wait_gone::<AzlinVM>("default", n, WAIT)
+            .await
+            .expect("deleted");
+    }
+    for (kind, res) in [
+        ("Microsoft.Compute/virtualMachines", "default-del"),
+        ("Microsoft.Network/networkInterfaces", "default-del-nic"),
+        ("Microsoft.Network/publicIPAddresses", "default-del-pip"),
+        ("Microsoft.Compute/disks", "default-del-osdisk"),
+        ("Microsoft.Compute/disks", "default-del-data-1"),
+    ] {
+        assert!(
+            env.emulator().resource(&arm_id("del", kind, res)).is_none(),
+            "{res} still exists"
+        );
+    }
+    // The resource group itself is never deleted.
+    assert!(env.emulator().resource(&rg_id("del")).is_some());
+    for (kind, res) in [
+        ("Microsoft.Compute/virtualMachines", "default-keep"),
+        ("Microsoft.Network/networkInterfaces", "default-keep-nic"),
+        ("Microsoft.Compute/disks", "default-keep-osdisk"),
+    ] {
+        let r = env
+            .emulator()
+            .resource(&arm_id("keep", kind, res))
+            .expect("retained");
+        assert_eq!(r["tags"]["azlin-operator-released"], "true", "{res}: {r}");
+    }
+    env.shutdown().await;
+}
+
+#[tokio::test]
+async fn restart_mid_provisioning_creates_no_duplicates() {
+    let mut options = EmbeddedOptions::for_tests();
+    options.emulator.latency = Duration::from_millis(600);
+    let mut env = EmbeddedEnv::start(options).await.expect("env");
+    env.apply_yaml(&vm_yaml("rst", "")).expect("apply");
+    // Wait until the VM PUT was sent, then kill the controllers mid-provisioning.
+    eventually(WAIT, "VM PUT", || async {
+        env.emulator()
+            .requests()
+            .iter()
+            .any(|r| r.method == "PUT" && r.path.contains("virtualMachines/default-rst"))
+            .then_some(())
+    })
+    .await;
+    env.kill_controllers();
+    env.start_controllers();
+    wait_ready(&env, "rst").await;
+    let vm_puts = env
+        .emulator()
+        .requests()
+        .iter()
+        .filter(|r| r.method == "PUT" && r.path.ends_with("virtualMachines/default-rst"))
+        .count();
+    assert_eq!(vm_puts, 1, "the VM was created once");
+    let list = env
+        .arm()
+        .compute()
+        .virtual_machines("rg-rst")
+        .list()
+        .await
+        .expect("list");
+    assert_eq!(list.len(), 1);
+    env.shutdown().await;
+}
+
+#[tokio::test]
+async fn zero_writes_at_rest() {
+    let env = env().await;
+    create_ready(&env, "rest", "  publicIP: true\n").await;
+    // Let any follow-up reconcile (status write echo) settle.
+    resync_and_wait(&env, "AzlinVM", "settling resync").await;
+    assert_no_writes_at_rest(&env, "AzlinVM", 1).await;
+    env.shutdown().await;
+}
+
+#[tokio::test]
+async fn mounts_over_real_ssh_pin_the_host_key_and_unmount_on_removal() {
+    use azlin_operator::ssh::sandbox::MountSandbox;
+    use azlin_operator::ssh::testing::TestSshd;
+
+    let sshd = TestSshd::start().expect("test sshd (apt-get install openssh-server)");
+    let sandbox = MountSandbox::new().expect("sandbox");
+    let env = ssh_env(&sshd, &sandbox).await;
+    env.apply_yaml(
+        "apiVersion: azlin.io/v1alpha1\nkind: SharedStorage\nmetadata: {name: data, namespace: default}\nspec: {resourceGroup: rg-m, location: westus2}\n",
+    )
+    .expect("storage");
+    // The SharedStorage controller runs too: wait for its real share and endpoint.
+    let storage = env
+        .wait_for(
+            "default",
+            "data",
+            |s: &azlin_operator::api::SharedStorage| {
+                s.status.as_ref().is_some_and(|st| {
+                    st.nfs_endpoint.is_some() && conditions::is_true(&st.conditions, "Ready")
+                })
+            },
+            WAIT,
+        )
+        .await
+        .expect("storage Ready");
+    let endpoint = storage
+        .status
+        .and_then(|s| s.nfs_endpoint)
+        .expect("endpoint");
+    env.apply_yaml(&vm_yaml(
+        "m",
+        "  sshKeySecretRef: {name: vm-key}\n  mounts:\n  - storageRef: data\n    path: /mnt/data\n",
+    ))
+    .expect("vm");
+    let vm = env
+        .wait_for(
+            "default",
+            "m",
+            |v: &AzlinVM| {
+                is_ready(v)
+                    && v.status.as_ref().is_some_and(|s| {
+                        s.mounts.len() == 1
+                            && s.mounts[0].state
+                                == azlin_operator::api::azlinvm::MountState::Mounted
+                    })
+            },
+            WAIT,
+        )
+        .await
+        .expect("mounted");
+    let st = vm.status.expect("status");
+    assert_eq!(
+        st.host_key_fingerprint.as_deref(),
+        Some(sshd.host_key_fingerprint())
+    );
+    assert!(conditions::is_true(&st.conditions, "Mounted"));
+    let (source, options) = sandbox
+        .mounted("/mnt/data")
+        .expect("mounted in the sandbox");
+    assert_eq!(source, endpoint);
+    assert!(options.contains("vers=4,minorversion=1"), "{options}");
+    assert!(sandbox.fstab().contains("/mnt/data"));
+    assert!(
+        sandbox
+            .command_log()
+            .iter()
+            .any(|l| l.starts_with("mount -t nfs")),
+        "{:?}",
+        sandbox.command_log()
+    );
+    let mounts_before = sandbox.command_log().len();
+    // At rest no SSH work is repeated.
+    resync_and_wait(&env, "AzlinVM", "resync").await;
+    assert_eq!(sandbox.command_log().len(), mounts_before);
+
+    patch_spec(&env, "m", json!({ "mounts": [] })).await;
+    let vm = env
+        .wait_for(
+            "default",
+            "m",
+            |v: &AzlinVM| is_ready(v) && v.status.as_ref().is_some_and(|s| s.mounts.is_empty()),
+            WAIT,
+        )
+        .await
+        .expect("unmounted");
+    assert!(conditions::find(&vm.status.expect("status").conditions, "Mounted").is_none());
+    assert!(sandbox.mounted("/mnt/data").is_none());
+    assert!(!sandbox.fstab().contains("/mnt/data"));
+
+    // A different host key than the pinned one is refused: Stalled, nothing mounted.
+    let vms: Api<AzlinVM> = Api::namespaced(env.client(), "default");
+    vms.patch_status(
+        "m",
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"status": {"hostKeyFingerprint": "SHA256:someoneelse"}})),
+    )
+    .await
+    .expect("pin another key");
+    patch_spec(
+        &env,
+        "m",
+        json!({ "mounts": [{"storageRef": "data", "path": "/mnt/data"}] }),
+    )
+    .await;
+    let c = wait_stalled(&env, "default", "m", "stalled on host key mismatch").await;
+    assert_eq!(c.reason, "HostKeyMismatch", "{c:?}");
+    assert!(sandbox.mounted("/mnt/data").is_none());
+    env.shutdown().await;
+}
+
+#[tokio::test]
+async fn objects_that_cannot_be_read_do_not_break_the_watch() {
+    let mut options = EmbeddedOptions::for_tests();
+    options.admission = false;
+    let env = EmbeddedEnv::start(options).await.expect("env");
+    env.apply_yaml(&vm_yaml("broken", "  powerState: Sideways\n"))
+        .expect("apply broken");
+    env.apply_yaml(&vm_yaml("fine", "")).expect("apply fine");
+    wait_ready(&env, "fine").await;
+    env.shutdown().await;
+}
+
+#[tokio::test]
+async fn same_named_azure_resources_not_ours_are_never_touched() {
+    use azlin_arm::network::PublicIpAddress;
+    let env = env().await;
+    env.arm()
+        .resources()
+        .create_or_update("rg-foreign", "westus2", &Default::default())
+        .await
+        .expect("rg");
+    env.arm()
+        .network()
+        .public_ips("rg-foreign")
+        .create_or_update(
+            "default-foreign-pip",
+            &PublicIpAddress::standard_static("westus2"),
+        )
+        .await
+        .expect("foreign pip");
+    env.apply_yaml(&vm_yaml("foreign", "  publicIP: true\n"))
+        .expect("apply");
+    let c = wait_stalled(&env, "default", "foreign", "stalled").await;
+    assert_eq!(c.reason, "ResourceNotManaged");
+    assert!(c.message.contains("default-foreign-pip"), "{}", c.message);
+    let pip = env
+        .emulator()
+        .resource(&arm_id(
+            "foreign",
+            "Microsoft.Network/publicIPAddresses",
+            "default-foreign-pip",
+        ))
+        .expect("pip");
+    assert!(
+        pip.get("tags")
+            .is_none_or(|t| t.get("managed-by").is_none()),
+        "{pip}"
+    );
+    assert!(env.emulator().resource(&vm_arm_id("foreign")).is_none());
+    env.shutdown().await;
+}
+
+#[tokio::test]
+async fn retained_resources_are_adopted_by_a_new_object() {
+    let env = env().await;
+    let yaml = vm_yaml("adopt", "  deletionPolicy: Retain\n");
+    env.apply_yaml(&yaml).expect("apply");
+    let first = wait_ready(&env, "adopt").await;
+    let api: Api<AzlinVM> = Api::namespaced(env.client(), "default");
+    api.delete("adopt", &Default::default())
+        .await
+        .expect("delete");
+    env.wait_gone::<AzlinVM>("default", "adopt", WAIT)
+        .await
+        .expect("gone");
+    let released = env.emulator().resource(&vm_arm_id("adopt")).expect("kept");
+    assert_eq!(released["tags"]["azlin-operator-released"], "true");
+    env.apply_yaml(&yaml).expect("apply again");
+    let second = wait_ready(&env, "adopt").await;
+    assert_ne!(first.metadata.uid, second.metadata.uid);
+    let vm = env.emulator().resource(&vm_arm_id("adopt")).expect("vm");
+    assert_eq!(
+        vm["tags"]["azlin-operator-uid"],
+        second.metadata.uid.clone().unwrap_or_default()
+    );
+    assert!(vm["tags"].get("azlin-operator-released").is_none(), "{vm}");
+    assert_eq!(
+        first.status.and_then(|s| s.vm_id),
+        second.status.and_then(|s| s.vm_id),
+        "the same Azure VM"
+    );
+    wait_event(&env, "adopt", "Adopted").await;
+    env.shutdown().await;
+}
+
+#[tokio::test]
+async fn tenant_credentials_secret_selects_the_subscription() {
+    let env = env().await;
+    let tenant_sub = "11111111-2222-3333-4444-555555555555";
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    env.apply_yaml(&format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: azlin-azure-credentials, namespace: tenant}}\ndata:\n  AZURE_ACCESS_TOKEN: {}\n  AZURE_SUBSCRIPTION_ID: {}\n",
+        b64("tenant-token"),
+        b64(tenant_sub)
+    ))
+    .expect("tenant secret");
+    env.apply_yaml(&vm_yaml("t1", "").replace("namespace: default", "namespace: tenant"))
+        .expect("apply");
+    let vm = env
+        .wait_for("tenant", "t1", is_ready, WAIT)
+        .await
+        .expect("ready");
+    let id = vm.status.and_then(|s| s.resource_id).expect("resource id");
+    assert!(
+        id.starts_with(&format!("/subscriptions/{tenant_sub}/")),
+        "{id}"
+    );
+
+    // An unusable credential Secret stalls the namespace's VMs, naming the Secret.
+    env.apply_yaml(&format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: azlin-azure-credentials, namespace: broken}}\ndata:\n  AZURE_CLIENT_ID: {}\n",
+        b64("only-a-client-id")
+    ))
+    .expect("broken secret");
+    env.apply_yaml(&vm_yaml("t2", "").replace("namespace: default", "namespace: broken"))
+        .expect("apply");
+    let c = wait_stalled(&env, "broken", "t2", "stalled").await;
+    assert_eq!(c.reason, "InvalidSpec");
+    assert!(
+        c.message.contains("azlin-azure-credentials"),
+        "{}",
+        c.message
+    );
+    assert!(
+        !c.message.contains("only-a-client-id"),
+        "no secret values in messages"
+    );
+    env.shutdown().await;
+}
+
+#[tokio::test]
+async fn fleet_shared_home_is_mounted_seeded_once_and_unmounted_when_removed() {
+    use azlin_operator::api::azlinvm::MountState;
+    use azlin_operator::api::{Fleet, SharedStorage};
+    use azlin_operator::ssh::nfs::{FSTAB_MARKER, SEED_MOUNT_POINT};
+    use azlin_operator::ssh::sandbox::{MountSandbox, SANDBOX_ADMIN};
+    use azlin_operator::ssh::testing::TestSshd;
+
+    let sshd = TestSshd::start().expect("test sshd (apt-get install openssh-server)");
+    // The VM's admin user azureuser (1000:1000 in the sandbox) with its local home, as in
+    // tests/ssh_mounts.rs; seeding runs as that uid (root + setpriv, as in CI).
+    let sandbox = MountSandbox::new().expect("sandbox");
+    let home = sandbox.path(&format!("/home/{SANDBOX_ADMIN}"));
+    for (rel, contents) in [
+        (".bashrc", "local bashrc\n"),
+        (".ssh/authorized_keys", "ssh-ed25519 AAAAvm vm\n"),
+        (".ssh/id_ed25519", "PRIVATE\n"),
+        (".aws/credentials", "secret\n"),
+    ] {
+        let p = home.join(rel);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(p, contents).expect("write");
+    }
+    let chown = std::process::Command::new("chown")
+        .args(["-R", "1000:1000"])
+        .arg(&home)
+        .status()
+        .expect("chown");
+    assert!(chown.success());
+
+    let env = ssh_env(&sshd, &sandbox).await;
+
+    // No Fleet controller runs: the Fleet only carries sharedHome.
+    env.apply_yaml(
+        "apiVersion: azlin.io/v1alpha1\nkind: Fleet\nmetadata: {name: team, namespace: default}\nspec:\n  replicas: 1\n  sharedHome: home\n  template:\n    spec: {resourceGroup: rg-team, location: westus2}\n",
+    )
+    .expect("fleet");
+    env.apply_yaml(
+        "apiVersion: azlin.io/v1alpha1\nkind: SharedStorage\nmetadata: {name: home, namespace: default}\nspec: {resourceGroup: rg-team, location: westus2}\n",
+    )
+    .expect("storage");
+    let fleets: Api<Fleet> = Api::namespaced(env.client(), "default");
+    let fleet_uid = fleets
+        .get("team")
+        .await
+        .expect("fleet")
+        .metadata
+        .uid
+        .expect("uid");
+    env.apply_yaml(&format!(
+        "apiVersion: azlin.io/v1alpha1\nkind: AzlinVM\nmetadata:\n  name: team-001\n  namespace: default\n  ownerReferences:\n  - {{apiVersion: azlin.io/v1alpha1, kind: Fleet, name: team, uid: {fleet_uid}, controller: true}}\nspec:\n  resourceGroup: rg-team\n  location: westus2\n  size: Standard_D2s_v5\n  sshKeySecretRef: {{name: vm-key}}\n"
+    ))
+    .expect("vm");
+
+    let home_path = format!("/home/{SANDBOX_ADMIN}");
+    let home_mounted = |v: &AzlinVM| {
+        is_ready(v)
+            && v.status.as_ref().is_some_and(|s| {
+                s.mounts.len() == 1
+                    && s.mounts[0].storage_ref == "home"
+                    && s.mounts[0].path == home_path
+                    && s.mounts[0].state == MountState::Mounted
+            })
+    };
+    let vm = env
+        .wait_for("default", "team-001", home_mounted, WAIT)
+        .await
+        .expect("shared home mounted");
+    let st = vm.status.expect("status");
+    let mounted = conditions::find(&st.conditions, "Mounted").expect("Mounted condition");
+    assert_eq!(mounted.status, "True", "{mounted:?}");
+    assert!(mounted.message.contains(&home_path), "{mounted:?}");
+    let storage: SharedStorage = env
+        .wait_for("default", "home", |_: &SharedStorage| true, WAIT)
+        .await
+        .expect("storage");
+    let endpoint = storage
+        .status
+        .as_ref()
+        .and_then(|s| s.nfs_endpoint.clone())
+        .expect("endpoint");
+    assert_eq!(
+        storage.status.as_ref().map(|s| s.mounted_by.clone()),
+        Some(vec!["fleet/team".to_string()])
+    );
+    let (source, _) = sandbox.mounted(&home_path).expect("home mounted");
+    assert_eq!(source, endpoint);
+    assert_eq!(
+        sandbox
+            .fstab()
+            .matches(&format!("{FSTAB_MARKER}{home_path}\n"))
+            .count(),
+        1
+    );
+    // Seeded once from the local home, as the admin user, without secrets.
+    let share = sandbox.share_dir(&endpoint);
+    assert_eq!(
+        std::fs::read_to_string(share.join(".bashrc"))
+            .ok()
+            .as_deref(),
+        Some("local bashrc\n")
+    );
+    assert!(share.join(".azlin-operator/seeded").exists());
+    for secret in [".ssh/id_ed25519", ".ssh/authorized_keys", ".aws"] {
+        assert!(!share.join(secret).exists(), "{secret} copied");
+    }
+    // The copy runs as the admin user (`find` through the fake runuser) only when seeding.
+    let seedings = |log: &[String]| {
+        log.iter()
+            .filter(|l| *l == &format!("runuser {SANDBOX_ADMIN} find"))
+            .count()
+    };
+    assert_eq!(seedings(&sandbox.command_log()), 1);
+    assert!(sandbox.mounted(SEED_MOUNT_POINT).is_none());
+
+    // At rest: no SSH work, no writes.
+    resync_and_wait(&env, "AzlinVM", "settling resync").await;
+    let log_before = sandbox.command_log().len();
+    assert_no_writes_at_rest(&env, "AzlinVM", 2).await;
+    assert_eq!(
+        sandbox.command_log().len(),
+        log_before,
+        "no SSH work at rest"
+    );
+
+    // sharedHome removed from the Fleet: the members are reconciled and unmount it.
+    support::patch_spec::<Fleet>(&env, "default", "team", json!({ "sharedHome": null })).await;
+    let vm = env
+        .wait_for(
+            "default",
+            "team-001",
+            |v: &AzlinVM| is_ready(v) && v.status.as_ref().is_some_and(|s| s.mounts.is_empty()),
+            WAIT,
+        )
+        .await
+        .expect("home unmounted");
+    assert!(conditions::find(&vm.status.expect("status").conditions, "Mounted").is_none());
+    assert!(sandbox.mounted(&home_path).is_none());
+    assert!(!sandbox.fstab().contains(&home_path));
+    // The local home is back as it was; per-VM keys are still usable.
+    assert_eq!(
+        std::fs::read_to_string(home.join(".ssh/authorized_keys"))
+            .ok()
+            .as_deref(),
+        Some("ssh-ed25519 AAAAvm vm\n")
+    );
+    env.wait_for(
+        "default",
+        "home",
+        |s: &SharedStorage| s.status.as_ref().is_some_and(|st| st.mounted_by.is_empty()),
+        WAIT,
+    )
+    .await
+    .expect("mountedBy follows the Fleet");
+
+    // Back again: mounted, not re-seeded (the share has content), nothing overwritten.
+    std::fs::write(share.join(".bashrc"), "edited on the share\n").expect("edit share");
+    std::fs::write(home.join(".vimrc"), "local only\n").expect("local file");
+    support::patch_spec::<Fleet>(&env, "default", "team", json!({ "sharedHome": "home" })).await;
+    env.wait_for("default", "team-001", home_mounted, WAIT)
+        .await
+        .expect("shared home mounted again");
+    assert_eq!(seedings(&sandbox.command_log()), 1, "seeded once");
+    assert_eq!(
+        std::fs::read_to_string(share.join(".bashrc"))
+            .ok()
+            .as_deref(),
+        Some("edited on the share\n")
+    );
+    assert!(!share.join(".vimrc").exists());
+
+    // Without the ownerReference the VM is no Fleet member: the home is unmounted too.
+    let vms: Api<AzlinVM> = Api::namespaced(env.client(), "default");
+    let owner_refs = |refs: Value| {
+        let vms = vms.clone();
+        async move {
+            vms.patch(
+                "team-001",
+                &PatchParams::default(),
+                &Patch::Merge(&json!({ "metadata": { "ownerReferences": refs } })),
+            )
+            .await
+            .expect("ownerReferences patched");
+        }
+    };
+    owner_refs(Value::Null).await;
+    env.wait_for(
+        "default",
+        "team-001",
+        |v: &AzlinVM| is_ready(v) && v.status.as_ref().is_some_and(|s| s.mounts.is_empty()),
+        WAIT,
+    )
+    .await
+    .expect("unmounted without the ownerReference");
+    assert!(sandbox.mounted(&home_path).is_none());
+    owner_refs(json!([{
+        "apiVersion": "azlin.io/v1alpha1", "kind": "Fleet", "name": "team",
+        "uid": fleet_uid, "controller": true
+    }]))
+    .await;
+    env.wait_for("default", "team-001", home_mounted, WAIT)
+        .await
+        .expect("mounted again with the ownerReference");
+    assert_eq!(seedings(&sandbox.command_log()), 1, "still seeded once");
+
+    // A busy home cannot be unmounted: it stays mounted, in fstab, and Failed in status.
+    sandbox.fail_umount(&home_path).expect("busy home");
+    support::patch_spec::<Fleet>(&env, "default", "team", json!({ "sharedHome": null })).await;
+    let vm = env
+        .wait_for(
+            "default",
+            "team-001",
+            |v: &AzlinVM| {
+                v.status
+                    .as_ref()
+                    .is_some_and(|s| s.mounts.len() == 1 && s.mounts[0].state == MountState::Failed)
+            },
+            WAIT,
+        )
+        .await
+        .expect("busy unmount surfaced");
+    let st = vm.status.expect("status");
+    assert_eq!(st.mounts[0].path, home_path);
+    assert_eq!(st.mounts[0].storage_ref, "home");
+    assert!(
+        st.mounts[0].message.contains("target is busy")
+            && st.mounts[0].message.contains("stays mounted"),
+        "{:?}",
+        st.mounts[0]
+    );
+    let mounted = conditions::find(&st.conditions, "Mounted").expect("Mounted condition");
+    assert_eq!(
+        (mounted.status.as_str(), mounted.reason.as_str()),
+        ("False", "MountFailed")
+    );
+    assert!(sandbox.mounted(&home_path).is_some());
+    assert!(
+        sandbox
+            .fstab()
+            .contains(&format!("{FSTAB_MARKER}{home_path}\n"))
+    );
+
+    env.shutdown().await;
+}
+
+/// An embedded environment whose VMs are reached over SSH at `sshd` (VM address 127.0.0.1,
+/// the guest script running in `sandbox`), with the Secret `vm-key` holding the key `sshd`
+/// accepts.
+async fn ssh_env(
+    sshd: &azlin_operator::ssh::testing::TestSshd,
+    sandbox: &azlin_operator::ssh::sandbox::MountSandbox,
+) -> EmbeddedEnv {
+    use azlin_operator::controllers::GuestAccess;
+    use azlin_operator::embedded::GuestMode;
+    use azlin_operator::ssh::{SshConfig, SshRunner};
+    use std::sync::Arc;
+
+    let mut options = EmbeddedOptions::for_tests();
+    options.emulator.vm_address = Some("127.0.0.1".parse().expect("ip"));
+    options.guest = GuestMode::Custom(GuestAccess::Ssh {
+        runner: SshRunner::new(SshConfig::default()),
+        port: sshd.port(),
+        env: Arc::new(sandbox.script_env()),
+        login_user: Some(sshd.user().to_string()),
+    });
+    let env = EmbeddedEnv::start(options).await.expect("env");
+
+    let secrets: Api<Secret> = Api::namespaced(env.client(), "default");
+    let key = Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some("vm-key".into()),
+            ..Default::default()
+        },
+        type_: Some("kubernetes.io/ssh-auth".into()),
+        data: Some(sshd.client_key_pair().secret_data()),
+        ..Default::default()
+    };
+    secrets
+        .create(&Default::default(), &key)
+        .await
+        .expect("key secret");
+    env
+}

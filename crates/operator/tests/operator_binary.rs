@@ -1,0 +1,219 @@
+//! The real `azlin-operator run` binary against the in-memory Kubernetes API served on
+//! loopback: admin endpoints, reconciling with the in-process emulator, leader election
+//! hand-over between two replicas, and graceful shutdown on SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use azlin_kubemem::ApiServer;
+use azlin_operator::api::AzlinVM;
+use azlin_operator::embedded::register_azlin_crds;
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::Api;
+use serde_json::Value;
+
+/// A running operator process whose JSON log lines are collected.
+struct Operator {
+    child: Child,
+    admin: String,
+    logs: mpsc::Receiver<String>,
+}
+
+impl Operator {
+    fn start(kubeconfig: &std::path::Path, identity: &str) -> Operator {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_azlin-operator"))
+            .args([
+                "run",
+                "--emulator",
+                "--admin-addr=127.0.0.1:0",
+                "--lease-namespace=default",
+                "--lease-duration=3",
+                "--lease-grace=1",
+                "--log-format=json",
+                "--log-level=info",
+            ])
+            .env("KUBECONFIG", kubeconfig)
+            .env("POD_NAME", identity)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start azlin-operator run");
+        let (tx, rx) = mpsc::channel();
+        for stream in [
+            Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().expect("stderr")),
+        ] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let admin = loop {
+            let line = rx
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .expect("the operator logs its admin address within 30s");
+            if let Ok(v) = serde_json::from_str::<Value>(&line)
+                && v["message"] == "admin server listening"
+            {
+                break format!("http://{}", v["addr"].as_str().expect("addr"));
+            }
+        };
+        Operator {
+            child,
+            admin,
+            logs: rx,
+        }
+    }
+
+    fn get(&self, path: &str) -> (u16, String) {
+        let url = format!("{}{path}", self.admin);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            match reqwest::get(&url).await {
+                Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
+                Err(_) => (0, String::new()),
+            }
+        })
+    }
+
+    fn metric(&self, name: &str) -> Option<f64> {
+        let (_, body) = self.get("/metrics");
+        body.lines()
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    }
+
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(s) = self.child.try_wait().expect("wait") {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "operator did not exit within 30s of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn drain_logs(&self) -> Vec<String> {
+        self.logs.try_iter().collect()
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn eventually(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn run_binary_serves_admin_reconciles_hands_over_and_shuts_down() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    // kube clients spawn their buffer worker on the ambient runtime.
+    let _guard = rt.enter();
+    let api = ApiServer::new();
+    register_azlin_crds(&api, true).expect("CRDs");
+    let served = rt
+        .block_on(api.serve("127.0.0.1:0".parse().expect("addr")))
+        .expect("serve the in-memory API");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, served.kubeconfig()).expect("kubeconfig");
+
+    let mut a = Operator::start(&kubeconfig, "replica-a");
+    let (code, body) = a.get("/healthz");
+    assert_eq!((code, body.trim()), (200, "ok"));
+    eventually(
+        "replica A ready and leading",
+        Duration::from_secs(30),
+        || a.get("/readyz").0 == 200 && a.metric("azlin_leader") == Some(1.0),
+    );
+
+    let b = Operator::start(&kubeconfig, "replica-b");
+    eventually(
+        "replica B ready as a standby",
+        Duration::from_secs(30),
+        || b.get("/readyz").0 == 200,
+    );
+    assert_eq!(
+        b.metric("azlin_leader").unwrap_or(0.0),
+        0.0,
+        "only one leader"
+    );
+    let leases: Api<Lease> = Api::namespaced(api.client(), "default");
+    let holder = rt
+        .block_on(leases.get("azlin-operator"))
+        .expect("lease")
+        .spec
+        .and_then(|s| s.holder_identity);
+    assert_eq!(holder.as_deref(), Some("replica-a"));
+
+    // The leader reconciles against its in-process emulator.
+    api.apply_yaml(
+        "apiVersion: azlin.io/v1alpha1\nkind: AzlinVM\nmetadata: {name: dev, namespace: default}\nspec: {resourceGroup: rg-e2e, location: westus2, size: Standard_D2s_v5}\n",
+    )
+    .expect("apply AzlinVM");
+    let vms: Api<AzlinVM> = Api::namespaced(api.client(), "default");
+    eventually(
+        "AzlinVM Ready via the real binary",
+        Duration::from_secs(60),
+        || {
+            rt.block_on(vms.get("dev")).ok().is_some_and(|vm| {
+                vm.status.is_some_and(|s| {
+                    azlin_operator::api::conditions::is_true(&s.conditions, "Ready")
+                })
+            })
+        },
+    );
+    let (_, metrics) = a.get("/metrics");
+    assert!(metrics.contains("azlin_reconcile_total"), "{metrics}");
+    assert!(metrics.contains("azlin_arm_requests_total"), "{metrics}");
+
+    // SIGTERM on the leader: clean exit, lease released, the standby takes over.
+    let status = a.terminate();
+    assert!(
+        status.success(),
+        "leader exited with {status}: {:?}",
+        a.drain_logs()
+    );
+    eventually(
+        "replica B takes over the lease",
+        Duration::from_secs(30),
+        || b.metric("azlin_leader") == Some(1.0),
+    );
+    let holder = rt
+        .block_on(leases.get("azlin-operator"))
+        .expect("lease")
+        .spec
+        .and_then(|s| s.holder_identity);
+    assert_eq!(holder.as_deref(), Some("replica-b"));
+}

@@ -1,0 +1,93 @@
+//! Support shared by the whole-controller tests on the embedded environment
+//! (`tests/azlinvm_controller.rs`, `tests/sharedstorage_controller.rs`).
+
+use std::time::Duration;
+
+use azlin_kubemem::RequestMark;
+use azlin_kubemem::testing::eventually;
+use azlin_operator::embedded::{EmbeddedEnv, EmbeddedOptions, NamespacedObject};
+use kube::Api;
+use kube::api::{Patch, PatchParams};
+use serde_json::{Value, json};
+
+/// How long a test waits for any state.
+pub const WAIT: Duration = Duration::from_secs(30);
+
+/// An embedded environment with the test options.
+pub async fn env() -> EmbeddedEnv {
+    EmbeddedEnv::start(EmbeddedOptions::for_tests())
+        .await
+        .expect("embedded environment starts")
+}
+
+/// Merge-patches the `spec` of `namespace/name`.
+pub async fn patch_spec<K>(env: &EmbeddedEnv, namespace: &str, name: &str, spec: Value)
+where
+    K: NamespacedObject,
+{
+    let api: Api<K> = Api::namespaced(env.client(), namespace);
+    api.patch(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(&json!({ "spec": spec })),
+    )
+    .await
+    .expect("spec patched");
+}
+
+/// Reasons of the events in `namespace`, only those regarding `name` when given.
+pub fn event_reasons(env: &EmbeddedEnv, namespace: &str, name: Option<&str>) -> Vec<String> {
+    env.api()
+        .list("events.k8s.io/v1", "Event", Some(namespace))
+        .into_iter()
+        .filter(|e| {
+            name.is_none_or(|n| e.pointer("/regarding/name").and_then(Value::as_str) == Some(n))
+        })
+        .filter_map(|e| e.get("reason").and_then(Value::as_str).map(str::to_string))
+        .collect()
+}
+
+/// Resyncs and waits until the controller of `kind` finished one more reconcile.
+pub async fn resync_and_wait(env: &EmbeddedEnv, kind: &str, what: &str) {
+    let before = env.reconciles(kind);
+    env.resync();
+    eventually(WAIT, what, || async {
+        (env.reconciles(kind) > before).then_some(())
+    })
+    .await;
+}
+
+/// Resets the ARM request counts, marks the Kubernetes request log, then resyncs `times`
+/// times, each waiting for a reconcile of `kind`; returns the mark.
+pub async fn resync_at_rest(env: &EmbeddedEnv, kind: &str, times: usize) -> RequestMark {
+    env.emulator().reset_counts();
+    let mark = env.api().mark();
+    for _ in 0..times {
+        resync_and_wait(env, kind, "a resync reconcile").await;
+    }
+    mark
+}
+
+/// Resyncs `times` times from rest (see [`resync_at_rest`]) and checks that Azure was read
+/// but neither ARM nor Kubernetes saw a write.
+pub async fn assert_no_writes_at_rest(env: &EmbeddedEnv, kind: &str, times: usize) {
+    let mark = resync_at_rest(env, kind, times).await;
+    let counts = env.emulator().counts();
+    for method in ["PUT", "PATCH", "POST", "DELETE"] {
+        assert_eq!(
+            counts.method(method),
+            0,
+            "no ARM {method} at rest: {:?}",
+            counts.by_method_and_type
+        );
+    }
+    assert!(
+        counts.method("GET") > 0,
+        "the resync read Azure: {counts:?}"
+    );
+    let writes = env.api().writes_since(mark);
+    assert!(
+        writes.is_empty(),
+        "no Kubernetes writes at rest: {writes:?}"
+    );
+}
