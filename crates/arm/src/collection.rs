@@ -162,6 +162,12 @@ where
         self.client.patch_json(&path, version, patch).await
     }
 
+    /// Start a PATCH with a partial body without waiting.
+    pub async fn begin_update(&self, name: &str, patch: &Value) -> Result<Poller, ArmError> {
+        let (path, version) = self.target(name)?;
+        self.client.begin_patch_json(&path, version, patch).await
+    }
+
     /// DELETE and wait until gone (already gone is success).
     pub async fn delete(&self, name: &str) -> Result<(), ArmError> {
         let (path, version) = self.target(name)?;

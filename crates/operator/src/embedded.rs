@@ -30,8 +30,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::validation::{SchemaError, SchemaValidator};
-use crate::controllers::context::{EMULATOR_SUBSCRIPTION, EMULATOR_TOKEN};
-use crate::controllers::{self, Context, ContextBuilder, ControllerSettings, GuestAccess};
+use crate::controllers;
+use crate::guest::GuestAccess;
+use crate::reconcile::context::{EMULATOR_SUBSCRIPTION, EMULATOR_TOKEN};
+use crate::reconcile::{Context, ContextBuilder, ControllerSettings};
 use crate::runtime::metrics::Metrics;
 use crate::runtime::readiness::Readiness;
 use azlin_arm::{ArmClient, ArmConfig, ArmError};
@@ -69,7 +71,7 @@ pub fn register_azlin_crds(api: &ApiServer, admission: bool) -> Result<(), Embed
 /// How guest OS access is set up.
 #[derive(Debug, Clone, Default)]
 pub enum GuestMode {
-    /// Local sandboxes (see [`controllers::guest`]) under a temporary directory owned by the env.
+    /// Local sandboxes (see [`crate::guest`]) under a temporary directory owned by the env.
     #[default]
     SandboxTemp,
     /// Local sandboxes under this directory.
@@ -168,7 +170,7 @@ pub struct WaitError {
 
 struct Running {
     shutdown: CancellationToken,
-    task: JoinHandle<Result<(), controllers::Error>>,
+    task: JoinHandle<Result<(), crate::reconcile::Error>>,
     ctx: Arc<Context>,
     readiness: Readiness,
 }

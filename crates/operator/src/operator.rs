@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::controllers::{
-    self, ContextBuilder, ControllerSettings, context::arm_client_from_settings,
-};
+use crate::controllers;
+use crate::reconcile::context::arm_client_from_settings;
+use crate::reconcile::{ContextBuilder, ControllerSettings};
 use crate::runtime::admin::{AdminError, AdminServer};
 use crate::runtime::leader::{LeaderElector, LeaderError, LeadershipEnd, LeaseConfig, run_gated};
 use crate::runtime::metrics::Metrics;
@@ -31,7 +31,7 @@ pub enum OperatorError {
     Emulator(#[from] EmulatorError),
     /// Invalid Azure settings or credentials.
     #[error("{0}")]
-    Controllers(#[from] controllers::Error),
+    Controllers(#[from] crate::reconcile::Error),
     /// The admin server failed.
     #[error(transparent)]
     Admin(#[from] AdminError),

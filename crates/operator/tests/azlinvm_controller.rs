@@ -7,8 +7,8 @@ use azlin_arm_emulator::ErrorInjection;
 use azlin_kubemem::testing::eventually;
 use azlin_operator::api::AzlinVM;
 use azlin_operator::api::conditions::{self, READY, STALLED};
-use azlin_operator::controllers::context::EMULATOR_SUBSCRIPTION;
 use azlin_operator::embedded::{EmbeddedEnv, EmbeddedOptions};
+use azlin_operator::reconcile::context::EMULATOR_SUBSCRIPTION;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::Api;
@@ -779,7 +779,7 @@ async fn tenant_credentials_secret_selects_the_subscription() {
     env.apply_yaml(&vm_yaml("t2", "").replace("namespace: default", "namespace: broken"))
         .expect("apply");
     let c = wait_stalled(&env, "broken", "t2", "stalled").await;
-    assert_eq!(c.reason, "InvalidSpec");
+    assert_eq!(c.reason, "CredentialUnavailable");
     assert!(
         c.message.contains("azlin-azure-credentials"),
         "{}",
@@ -1044,8 +1044,8 @@ async fn ssh_env(
     sshd: &azlin_operator::ssh::testing::TestSshd,
     sandbox: &azlin_operator::ssh::sandbox::MountSandbox,
 ) -> EmbeddedEnv {
-    use azlin_operator::controllers::GuestAccess;
     use azlin_operator::embedded::GuestMode;
+    use azlin_operator::guest::GuestAccess;
     use azlin_operator::ssh::{SshConfig, SshRunner};
     use std::sync::Arc;
 

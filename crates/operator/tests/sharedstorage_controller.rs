@@ -9,10 +9,11 @@ use azlin_kubemem::{RecordedRequest, RequestMark};
 use azlin_operator::api::conditions::{self, READY, STALLED};
 use azlin_operator::api::sharedstorage::{SharedStorage, StoragePhase};
 use azlin_operator::api::{AzlinVM, Fleet};
-use azlin_operator::controllers::context::EMULATOR_SUBSCRIPTION;
-use azlin_operator::controllers::naming;
 use azlin_operator::controllers::sharedstorage::{FINALIZER, KIND};
 use azlin_operator::embedded::EmbeddedEnv;
+use azlin_operator::infra::naming;
+use azlin_operator::reconcile::context::EMULATOR_SUBSCRIPTION;
+use azlin_operator::reconcile::ownership;
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use serde_json::{Value, json};
@@ -230,11 +231,14 @@ async fn create_becomes_ready_with_an_nfs_account_and_share() {
         .filter_map(|r| r["id"].as_str())
         .collect();
     assert_eq!(rules, vec![managed_subnet_id().as_str(), extra.as_str()]);
-    assert_eq!(a["tags"][naming::TAG_MANAGED_BY], json!(naming::MANAGED_BY));
-    assert_eq!(a["tags"][naming::TAG_KIND], json!("SharedStorage"));
-    assert_eq!(a["tags"][naming::TAG_NAME], json!("data"));
     assert_eq!(
-        a["tags"][naming::TAG_UID],
+        a["tags"][ownership::TAG_MANAGED_BY],
+        json!(ownership::MANAGED_BY)
+    );
+    assert_eq!(a["tags"][ownership::TAG_KIND], json!("SharedStorage"));
+    assert_eq!(a["tags"][ownership::TAG_NAME], json!("data"));
+    assert_eq!(
+        a["tags"][ownership::TAG_UID],
         json!(s.metadata.uid.clone().expect("uid"))
     );
 
@@ -320,7 +324,7 @@ async fn create_managed_vnet(env: &EmbeddedEnv, tags: &[(&str, &str)]) {
 #[tokio::test]
 async fn the_storage_endpoint_is_added_to_an_existing_managed_subnet() {
     let env = env().await;
-    create_managed_vnet(&env, &[(naming::TAG_MANAGED_BY, naming::MANAGED_BY)]).await;
+    create_managed_vnet(&env, &[(ownership::TAG_MANAGED_BY, ownership::MANAGED_BY)]).await;
     create_ready(&env, "endpoint", "").await;
     let subnet = resource(&env, &managed_subnet_id());
     assert_eq!(
@@ -587,7 +591,7 @@ async fn retain_keeps_the_resources_tagged_released_and_a_new_object_adopts_them
         .await
         .expect("Retain removes the finalizer at once, even while mounted");
     let a = resource(&env, &account_id("keep"));
-    assert_eq!(a["tags"][naming::TAG_RELEASED], json!("true"));
+    assert_eq!(a["tags"][ownership::TAG_RELEASED], json!("true"));
     assert_eq!(
         resource(&env, &share_id("keep"))["properties"]["shareQuota"],
         json!(100)
@@ -599,12 +603,12 @@ async fn retain_keeps_the_resources_tagged_released_and_a_new_object_adopts_them
     assert_ne!(second.metadata.uid, first.metadata.uid);
     let a = resource(&env, &account_id("keep"));
     assert!(
-        a["tags"].get(naming::TAG_RELEASED).is_none(),
+        a["tags"].get(ownership::TAG_RELEASED).is_none(),
         "adoption drops the released mark: {}",
         a["tags"]
     );
     assert_eq!(
-        a["tags"][naming::TAG_UID],
+        a["tags"][ownership::TAG_UID],
         json!(second.metadata.uid.clone().expect("uid"))
     );
     env.shutdown().await;
@@ -749,7 +753,8 @@ async fn a_tenant_credential_secret_change_reconciles_the_namespaces_storages() 
             "tenant",
             "tenantdata",
             |s: &SharedStorage| {
-                condition(s, STALLED).is_some_and(|(st, r, _)| st == "True" && r == "InvalidSpec")
+                condition(s, STALLED)
+                    .is_some_and(|(st, r, _)| st == "True" && r == "CredentialUnavailable")
             },
             WAIT,
         )

@@ -12,6 +12,7 @@
 pub mod admin;
 pub mod leader;
 pub mod metrics;
+pub mod observers;
 pub mod readiness;
 pub mod settings;
 pub mod shutdown;

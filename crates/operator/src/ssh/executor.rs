@@ -227,8 +227,9 @@ pub enum SshError {
         /// The limit that was exceeded.
         after: Duration,
     },
-    /// The server rejected the key (terminal: the key Secret or the VM's
-    /// authorized keys need fixing).
+    /// The server rejected the key: the key Secret or the VM's authorized keys need
+    /// fixing — or cloud-init has not installed the key yet, which is why the controller
+    /// retries it with backoff.
     #[error("authentication as {user} was rejected: {message}")]
     Auth {
         /// User name.

@@ -5,14 +5,12 @@ use std::collections::BTreeMap;
 
 use crate::api::PowerState;
 use crate::api::azlinvm::{AzlinVMSpec, EvictionPolicy};
-use crate::controllers::naming;
+use crate::infra::naming;
 use azlin_arm::compute::{
     self, BillingProfile, DataDisk, HardwareProfile, ImageReference, ManagedDiskParameters,
     NetworkProfile, OsDisk, OsProfile, StorageProfile, VirtualMachine, VirtualMachineProperties,
 };
-use azlin_arm::network::{
-    NetworkInterface, NetworkSecurityGroup, PublicIpAddress, SecurityRule, Subnet, VirtualNetwork,
-};
+use azlin_arm::network::{NetworkInterface, PublicIpAddress};
 use azlin_arm::{Resource, SubResource};
 
 /// Deterministic names of one AzlinVM's Azure resources.
@@ -309,45 +307,6 @@ pub fn desired_pip(
     pip
 }
 
-/// The managed NSG: SSH (22/tcp) allowed inbound.
-pub fn managed_nsg(location: &str) -> NetworkSecurityGroup {
-    NetworkSecurityGroup::build(
-        location,
-        vec![SecurityRule::allow_inbound_tcp("allow-ssh", 1000, 22, "*")],
-    )
-    .with_tags(naming::managed_network_tags())
-}
-
-/// The managed subnet: [`naming::MANAGED_SUBNET_PREFIX`], the NSG and the
-/// `Microsoft.Storage` service endpoint (for NFS shares).
-pub fn managed_subnet(nsg_id: &str) -> Subnet {
-    Subnet::build(naming::MANAGED_SUBNET, naming::MANAGED_SUBNET_PREFIX)
-        .with_service_endpoint(naming::STORAGE_SERVICE_ENDPOINT)
-        .with_nsg(nsg_id)
-}
-
-/// Whether an existing managed subnet has what [`managed_subnet`] sets.
-pub fn subnet_ok(subnet: &Subnet, nsg_id: &str) -> bool {
-    let p = &subnet.properties;
-    p.service_endpoints.iter().any(|e| {
-        e.service
-            .eq_ignore_ascii_case(naming::STORAGE_SERVICE_ENDPOINT)
-    }) && same_id(
-        p.network_security_group.as_ref().map(|s| s.id.as_str()),
-        Some(nsg_id),
-    )
-}
-
-/// The managed virtual network with its subnet.
-pub fn managed_vnet(location: &str, nsg_id: &str) -> VirtualNetwork {
-    VirtualNetwork::build(
-        location,
-        &[naming::MANAGED_VNET_PREFIX],
-        vec![managed_subnet(nsg_id)],
-    )
-    .with_tags(naming::managed_network_tags())
-}
-
 /// The next power action to take.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PowerStep {
@@ -560,28 +519,6 @@ mod tests {
         );
         assert!(nic_update(&with_pip, Some("/PIP"), &tags()).is_none());
         assert!(nic_update(&with_pip, None, &tags()).is_some());
-    }
-
-    #[test]
-    fn managed_network_shape() {
-        let subnet = managed_subnet("/nsg");
-        assert!(subnet_ok(&subnet, "/nsg"));
-        assert!(!subnet_ok(
-            &Subnet::build("default", "10.42.0.0/20"),
-            "/nsg"
-        ));
-        let vnet = managed_vnet("westus2", "/nsg");
-        assert_eq!(vnet.properties.subnets.len(), 1);
-        assert!(naming::is_managed(&vnet.tags));
-        let nsg = managed_nsg("westus2");
-        assert_eq!(nsg.properties.security_rules.len(), 1);
-        assert_eq!(
-            nsg.properties.security_rules[0]
-                .properties
-                .destination_port_range
-                .as_deref(),
-            Some("22")
-        );
     }
 
     #[test]

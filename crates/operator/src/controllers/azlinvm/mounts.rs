@@ -21,13 +21,14 @@
 //! while the operator retries with backoff, instead of claiming it was removed.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::{Api, Resource};
+use kube::Resource;
+use kube::runtime::reflector::Store;
 
 use crate::api::azlinvm::{MountSpec, MountState as ApiMountState, MountStatus};
 use crate::api::fleet::Fleet;
 use crate::api::{AzlinVM, SharedStorage};
-use crate::controllers::error::Error;
 use crate::controllers::sharedstorage::status::mount_source;
+use crate::reconcile::caches::{Guarded, get_valid};
 use crate::ssh::{MountOutcome, MountPlan, MountState, NfsMount, SharedHome};
 
 /// Condition type reporting the mounts.
@@ -46,6 +47,8 @@ pub struct DesiredMount {
     pub source: Option<String>,
     /// Why it is pending, when `source` is `None`.
     pub pending: String,
+    /// Whether the SharedStorage does not exist at all.
+    pub storage_missing: bool,
     /// For the shared home of the VM's Fleet: the admin user whose home it is.
     pub home_user: Option<String>,
 }
@@ -69,13 +72,16 @@ struct Share {
     pending: String,
 }
 
-/// Looks up SharedStorage `name`: its NFS source once the share exists, else why not.
-async fn resolve_share(
-    api: &Api<SharedStorage>,
-    namespace: &str,
-    name: &str,
-) -> Result<Share, Error> {
-    let storage = api.get_opt(name).await?;
+impl Share {
+    fn missing(&self) -> bool {
+        self.storage.is_none()
+    }
+}
+
+/// Looks up SharedStorage `name` in `storages`: its NFS source once the share exists,
+/// else why not.
+fn resolve_share(storages: &Store<Guarded<SharedStorage>>, namespace: &str, name: &str) -> Share {
+    let storage = get_valid(storages, namespace, name);
     // Mount whenever the share exists, not only while the storage is Ready: a quota
     // change or a blocked deletion must not unmount the share from its users.
     let source = storage.as_ref().and_then(mount_source).map(str::to_string);
@@ -84,11 +90,11 @@ async fn resolve_share(
         (Some(_), None) => format!("waiting for SharedStorage {name} to create its NFS share"),
         (Some(_), Some(_)) => String::new(),
     };
-    Ok(Share {
+    Share {
         storage,
         source,
         pending,
-    })
+    }
 }
 
 /// The controller ownerReference of `vm` to a Fleet (`azlin.io/v1alpha1`), if any.
@@ -113,48 +119,57 @@ fn is_home_path(path: &str) -> bool {
 }
 
 /// Resolves `spec.mounts[]` and the shared home of the VM's Fleet against the SharedStorage
-/// objects of the VM's namespace.
-pub async fn resolve(
-    client: &kube::Client,
+/// and Fleet caches.
+pub fn resolve(
+    storages: &Store<Guarded<SharedStorage>>,
+    fleets: &Store<Guarded<Fleet>>,
     namespace: &str,
     vm: &AzlinVM,
-) -> Result<Vec<DesiredMount>, Error> {
-    let api: Api<SharedStorage> = Api::namespaced(client.clone(), namespace);
-    let mut out = Vec::new();
-    for m in &vm.spec.mounts {
-        let share = resolve_share(&api, namespace, &m.storage_ref).await?;
-        out.push(DesiredMount {
-            storage_ref: m.storage_ref.clone(),
-            path: mount_path(m, share.storage.as_ref()),
-            read_only: m.read_only,
-            source: share.source,
-            pending: share.pending,
-            home_user: None,
-        });
-    }
-    out.extend(resolve_shared_home(client, &api, namespace, vm).await?);
-    Ok(out)
+) -> Vec<DesiredMount> {
+    let mut out: Vec<DesiredMount> = vm
+        .spec
+        .mounts
+        .iter()
+        .map(|m| {
+            let share = resolve_share(storages, namespace, &m.storage_ref);
+            DesiredMount {
+                storage_ref: m.storage_ref.clone(),
+                path: mount_path(m, share.storage.as_ref()),
+                read_only: m.read_only,
+                storage_missing: share.missing(),
+                source: share.source,
+                pending: share.pending,
+                home_user: None,
+            }
+        })
+        .collect();
+    out.extend(resolve_shared_home(storages, fleets, namespace, vm));
+    out
+}
+
+/// The Fleet controlling `vm` (same uid as its ownerReference), from the cache.
+pub fn owning_fleet(
+    fleets: &Store<Guarded<Fleet>>,
+    namespace: &str,
+    vm: &AzlinVM,
+) -> Option<Fleet> {
+    let owner = fleet_owner(vm)?;
+    get_valid(fleets, namespace, &owner.name)
+        .filter(|f| f.metadata.uid.as_deref() == Some(owner.uid.as_str()))
 }
 
 /// The shared home of the Fleet controlling `vm`: `None` without such a Fleet owner or when
 /// the Fleet has no `sharedHome`; pending while the Fleet (same uid) or storage is missing.
-async fn resolve_shared_home(
-    client: &kube::Client,
-    storages: &Api<SharedStorage>,
+fn resolve_shared_home(
+    storages: &Store<Guarded<SharedStorage>>,
+    fleets: &Store<Guarded<Fleet>>,
     namespace: &str,
     vm: &AzlinVM,
-) -> Result<Option<DesiredMount>, Error> {
-    let Some(owner) = fleet_owner(vm) else {
-        return Ok(None);
-    };
+) -> Option<DesiredMount> {
+    let owner = fleet_owner(vm)?;
     let user = vm.spec.admin_username.clone();
     let path = home_path(&user);
-    let fleets: Api<Fleet> = Api::namespaced(client.clone(), namespace);
-    let fleet = fleets
-        .get_opt(&owner.name)
-        .await?
-        .filter(|f| f.metadata.uid.as_deref() == Some(owner.uid.as_str()));
-    let (storage_ref, share) = match fleet {
+    let (storage_ref, share) = match owning_fleet(fleets, namespace, vm) {
         None => {
             // The storage is unknown without the Fleet: keep the one last reported.
             let last = vm
@@ -175,22 +190,21 @@ async fn resolve_shared_home(
             };
             (last, share)
         }
-        Some(f) => match f.spec.shared_home {
-            None => return Ok(None),
-            Some(name) => {
-                let share = resolve_share(storages, namespace, &name).await?;
-                (name, share)
-            }
-        },
+        Some(f) => {
+            let name = f.spec.shared_home?;
+            let share = resolve_share(storages, namespace, &name);
+            (name, share)
+        }
     };
-    Ok(Some(DesiredMount {
+    Some(DesiredMount {
         storage_ref,
         path,
         read_only: false,
+        storage_missing: share.missing(),
         source: share.source,
         pending: share.pending,
         home_user: Some(user),
-    }))
+    })
 }
 
 /// The plan for the guest: the mounts whose storage is ready (others are left out, and
@@ -350,6 +364,7 @@ mod tests {
             read_only: false,
             source: Some("a.file.core.windows.net:/a/data".into()),
             pending: String::new(),
+            storage_missing: false,
             home_user: None,
         }
     }
@@ -365,6 +380,7 @@ mod tests {
             } else {
                 "waiting".into()
             },
+            storage_missing: false,
             home_user: Some("azureuser".into()),
         }
     }

@@ -11,7 +11,7 @@ use kube::{Api, Resource, ResourceExt};
 use russh::keys::PrivateKey;
 
 use crate::api::AzlinVM;
-use crate::controllers::error::Error;
+use crate::reconcile::Error;
 use crate::ssh::keys::{
     PRIVATE_KEY_FIELD, PUBLIC_KEY_FIELD, SECRET_TYPE, fingerprint_of_public_line, generate_ed25519,
     private_key_from_secret,
@@ -70,39 +70,72 @@ pub fn key_from_secret(secret: &Secret) -> Result<VmKey, String> {
     })
 }
 
-/// The key of `vm`: the referenced Secret, or the generated one (created when missing).
-pub async fn ensure_key(client: &kube::Client, vm: &AzlinVM) -> Result<VmKey, Error> {
+/// The key of a VM as observed.
+#[derive(Clone, Debug)]
+pub enum KeyState {
+    /// Usable.
+    Ready(VmKey),
+    /// The generated Secret does not exist yet: create it.
+    Generate,
+    /// The Secret is missing or unusable; the user must fix it.
+    Invalid {
+        /// The field to fix.
+        field: String,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+}
+
+/// Reads the key of `vm`: the referenced Secret, or the generated one.
+pub async fn read_key(client: &kube::Client, vm: &AzlinVM) -> Result<KeyState, Error> {
     let ns = vm.namespace().unwrap_or_default();
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
     if let Some(r) = &vm.spec.ssh_key_secret_ref {
-        let secret = secrets.get_opt(&r.name).await?.ok_or_else(|| Error::InvalidSpec {
-            field: "spec.sshKeySecretRef".into(),
-            message: format!(
-                "Secret {} not found in namespace {ns}: create it with type {SECRET_TYPE} and keys {PRIVATE_KEY_FIELD} and {PUBLIC_KEY_FIELD}",
-                r.name
-            ),
-        })?;
-        return key_from_secret(&secret).map_err(|message| Error::InvalidSpec {
-            field: "spec.sshKeySecretRef".into(),
-            message,
+        let Some(secret) = secrets.get_opt(&r.name).await? else {
+            return Ok(KeyState::Invalid {
+                field: "spec.sshKeySecretRef".into(),
+                message: format!(
+                    "Secret {} not found in namespace {ns}: create it with type {SECRET_TYPE} and keys {PRIVATE_KEY_FIELD} and {PUBLIC_KEY_FIELD}",
+                    r.name
+                ),
+            });
+        };
+        return Ok(match key_from_secret(&secret) {
+            Ok(key) => KeyState::Ready(key),
+            Err(message) => KeyState::Invalid {
+                field: "spec.sshKeySecretRef".into(),
+                message,
+            },
         });
     }
     let name = generated_secret_name(&vm.name_any());
-    if let Some(secret) = secrets.get_opt(&name).await? {
-        return key_from_secret(&secret).map_err(|message| Error::InvalidSpec {
-            field: "metadata.name".into(),
-            message: format!(
-                "{message} (the operator generates this Secret; delete it to have a new key generated before the VM is created)"
-            ),
-        });
-    }
+    Ok(match secrets.get_opt(&name).await? {
+        None => KeyState::Generate,
+        Some(secret) => match key_from_secret(&secret) {
+            Ok(key) => KeyState::Ready(key),
+            Err(message) => KeyState::Invalid {
+                field: "metadata.name".into(),
+                message: format!(
+                    "{message} (the operator generates this Secret; delete it to have a new key generated before the VM is created)"
+                ),
+            },
+        },
+    })
+}
+
+/// Creates the generated key Secret `<name>-ssh` of `vm` (owned by it). A Secret created
+/// concurrently (e.g. by a run that crashed after creating it) is fine.
+pub async fn create_key(client: &kube::Client, vm: &AzlinVM) -> Result<(), Error> {
+    let ns = vm.namespace().unwrap_or_default();
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    let name = generated_secret_name(&vm.name_any());
     let pair = generate_ed25519(&format!("azlin-operator/{ns}/{}", vm.name_any()))
         .map_err(|e| Error::Config(format!("cannot generate an SSH key: {e}")))?;
     let owner = vm.controller_owner_ref(&()).into_iter().collect();
     let secret = Secret {
         metadata: ObjectMeta {
-            name: Some(name.clone()),
-            namespace: Some(ns.clone()),
+            name: Some(name),
+            namespace: Some(ns),
             owner_references: Some(owner),
             labels: Some(BTreeMap::from([(
                 "app.kubernetes.io/managed-by".to_string(),
@@ -114,16 +147,11 @@ pub async fn ensure_key(client: &kube::Client, vm: &AzlinVM) -> Result<VmKey, Er
         data: Some(pair.secret_data()),
         ..Default::default()
     };
-    let created = match secrets.create(&PostParams::default(), &secret).await {
-        Ok(s) => s,
-        // Created concurrently (e.g. by a previous run that crashed): use the stored one.
-        Err(kube::Error::Api(e)) if e.code == 409 => secrets.get(&name).await?,
-        Err(e) => return Err(e.into()),
-    };
-    key_from_secret(&created).map_err(|message| Error::InvalidSpec {
-        field: "metadata.name".into(),
-        message,
-    })
+    match secrets.create(&PostParams::default(), &secret).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 #[cfg(test)]

@@ -3,10 +3,39 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
 use crate::api::PowerState;
-use crate::api::azlinvm::{MountState, MountStatus, VmPhase};
+use crate::api::azlinvm::{AzlinVMStatus, MountState, MountStatus, VmPhase};
 use crate::api::conditions::NewCondition;
+use crate::reconcile::KindStatus;
 
 use super::mounts::MOUNTED;
+
+impl KindStatus for AzlinVMStatus {
+    fn conditions(&self) -> &[Condition] {
+        &self.conditions
+    }
+
+    fn conditions_mut(&mut self) -> &mut Vec<Condition> {
+        &mut self.conditions
+    }
+
+    fn set_observed_generation(&mut self, generation: Option<i64>) {
+        self.observed_generation = generation;
+    }
+
+    fn set_error_phase(&mut self, stalled: bool, deleting: bool) {
+        self.phase = Some(if deleting {
+            VmPhase::Deleting
+        } else if stalled {
+            VmPhase::Failed
+        } else {
+            self.phase.unwrap_or(VmPhase::Pending)
+        });
+    }
+
+    fn derived_conditions(&self) -> Vec<(&'static str, Option<NewCondition>)> {
+        vec![(MOUNTED, mounted_condition(&self.mounts))]
+    }
+}
 
 /// The phase of a VM that matches its spec.
 pub fn settled_phase(power: PowerState) -> VmPhase {
@@ -66,11 +95,6 @@ pub fn mounted_condition(mounts: &[MountStatus]) -> Option<NewCondition> {
             ),
         )
     })
-}
-
-/// Drops the `Mounted` condition (when the VM has no mounts any more).
-pub fn drop_mounted(conditions: &mut Vec<Condition>) {
-    conditions.retain(|c| c.type_ != MOUNTED);
 }
 
 #[cfg(test)]

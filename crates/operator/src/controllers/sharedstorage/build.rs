@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 use crate::api::sharedstorage::{RootSquash, SharedStorage, StorageTemplate};
-use crate::controllers::naming::TAG_RELEASED;
+use crate::reconcile::ownership::TAG_RELEASED;
 use azlin_arm::storage::{self as arm, FileShare, StorageAccount};
 
 /// SKU of every account: NFS 4.1 needs Premium; LRS is the cheapest Premium redundancy.

@@ -3,14 +3,39 @@
 
 use std::collections::BTreeSet;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+
 use crate::api::azlinvm::AzlinVM;
-use crate::api::conditions::Health;
 use crate::api::fleet::Fleet;
 use crate::api::sharedstorage::{SharedStorage, SharedStorageStatus, StoragePhase};
-use crate::controllers::status::set_conditions;
+use crate::reconcile::KindStatus;
 use crate::ssh::nfs::azure_files_source;
 
 use super::build::MountLayout;
+
+impl KindStatus for SharedStorageStatus {
+    fn conditions(&self) -> &[Condition] {
+        &self.conditions
+    }
+
+    fn conditions_mut(&mut self) -> &mut Vec<Condition> {
+        &mut self.conditions
+    }
+
+    fn set_observed_generation(&mut self, generation: Option<i64>) {
+        self.observed_generation = generation;
+    }
+
+    fn set_error_phase(&mut self, stalled: bool, deleting: bool) {
+        self.phase = Some(if deleting {
+            StoragePhase::Deleting
+        } else if stalled {
+            StoragePhase::Failed
+        } else {
+            StoragePhase::Provisioning
+        });
+    }
+}
 
 /// Prefix of Fleet entries in `status.mountedBy`.
 pub const FLEET_PREFIX: &str = "fleet/";
@@ -27,14 +52,18 @@ pub struct Users {
 
 impl Users {
     /// The users of storage `name` among `vms` and `fleets` (all in its namespace).
-    pub fn of(name: &str, vms: &[AzlinVM], fleets: &[Fleet]) -> Users {
+    pub fn of<'a>(
+        name: &str,
+        vms: impl IntoIterator<Item = &'a AzlinVM>,
+        fleets: impl IntoIterator<Item = &'a Fleet>,
+    ) -> Users {
         let vms = vms
-            .iter()
+            .into_iter()
             .filter(|vm| vm.spec.mounts.iter().any(|m| m.storage_ref == name))
             .filter_map(|vm| vm.metadata.name.clone())
             .collect();
         let fleets = fleets
-            .iter()
+            .into_iter()
             .filter(|f| f.spec.shared_home.as_deref() == Some(name))
             .filter_map(|f| f.metadata.name.clone())
             .collect();
@@ -115,26 +144,20 @@ pub fn ready_message(endpoint: &str, quota_gib: u32, layout: &MountLayout) -> St
     msg
 }
 
-/// The new status of `storage` (whose current status is `old`): the observed Azure facts,
-/// its users, `phase` and the kstatus conditions from `health`. Conditions keep their
-/// transition times when unchanged, so an unchanged reconcile yields a status equal to the
-/// old one (and no write).
+/// The new status of a storage whose current status is `old`: the observed Azure facts, its
+/// users and `phase`. The conditions are carried over; the reconcile layer sets them from the
+/// plan's health, so an unchanged reconcile yields a status equal to the old one.
 pub fn next_status(
-    storage: &SharedStorage,
     old: Option<&SharedStorageStatus>,
     phase: StoragePhase,
-    health: &Health,
     observed: &Observed,
     users: &Users,
 ) -> SharedStorageStatus {
     let old = old.cloned().unwrap_or_default();
-    let generation = storage.metadata.generation;
-    let mut conditions = old.conditions.clone();
-    set_conditions(&mut conditions, health, Vec::new(), generation);
     SharedStorageStatus {
-        observed_generation: generation,
+        observed_generation: old.observed_generation,
         phase: Some(phase),
-        conditions,
+        conditions: old.conditions,
         storage_account: observed.account.clone().or(old.storage_account),
         share: observed.share.clone(),
         nfs_endpoint: observed.nfs_endpoint(),
@@ -147,7 +170,6 @@ pub fn next_status(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::conditions::{READY, RECONCILING, STALLED, is_true};
     use serde_json::json;
 
     fn vm(name: &str, refs: &[&str]) -> AzlinVM {
@@ -205,50 +227,29 @@ mod tests {
             fleets: BTreeSet::new(),
         };
         let mut s = storage();
-        let st = next_status(
-            &s,
-            None,
-            StoragePhase::Ready,
-            &Health::ready("Provisioned", "ok"),
-            &observed,
-            &users,
-        );
+        let st = next_status(None, StoragePhase::Ready, &observed, &users);
         assert_eq!(
             st.nfs_endpoint.as_deref(),
             Some("azlinabc.file.core.windows.net:/azlinabc/data")
         );
         assert_eq!(st.mounted_by, vec!["vm1"]);
         assert_eq!(st.mount_count, Some(1));
-        assert_eq!(st.observed_generation, Some(3));
-        assert!(is_true(&st.conditions, READY));
-        assert!(!is_true(&st.conditions, RECONCILING));
         s.status = Some(st.clone());
-        let again = next_status(
-            &s,
-            s.status.as_ref(),
-            StoragePhase::Ready,
-            &Health::ready("Provisioned", "ok"),
-            &observed,
-            &users,
-        );
+        let again = next_status(s.status.as_ref(), StoragePhase::Ready, &observed, &users);
         assert_eq!(again, st, "an unchanged reconcile produces an equal status");
         s.status = Some(again);
         let stalled = next_status(
-            &s,
             s.status.as_ref(),
             StoragePhase::Failed,
-            &Health::stalled("ShrinkBelowUsage", "no"),
             &observed,
             &Users::default(),
         );
-        assert!(is_true(&stalled.conditions, STALLED));
         s.status = Some(stalled.clone());
         assert_eq!(
             mount_source(&s),
             Some("azlinabc.file.core.windows.net:/azlinabc/data"),
             "a Stalled storage whose share exists is still mountable"
         );
-        assert!(!is_true(&stalled.conditions, READY));
         assert_eq!(stalled.mount_count, Some(0));
         assert!(stalled.mounted_by.is_empty());
     }

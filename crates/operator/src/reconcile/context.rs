@@ -1,28 +1,25 @@
-//! Everything a reconcile needs: the Kubernetes client, ARM access (default and
-//! per-namespace tenant credentials), metrics, guest (SSH) access, event recorders and
-//! settings, built with [`ContextBuilder`].
+//! Everything a reconcile needs: the Kubernetes client, the shared caches, ARM access
+//! (default and per-namespace tenant credentials), metrics, guest (SSH) access, event
+//! recorders, the clock, backoff and settings, built with [`ContextBuilder`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::Stream;
-use k8s_openapi::api::core::v1::Secret;
-use kube::Api;
-use kube::runtime::events::{Recorder, Reporter};
 use tokio::sync::broadcast;
 
+pub use super::caches::TENANT_CREDENTIALS_SECRET;
+use super::caches::{CacheSet, Caches};
+use super::clock::Clock;
 use super::error::{Backoff, Error};
-use super::guest::GuestAccess;
-use super::observe::{ArmMetrics, SshMetrics};
+use super::events::Recorder;
+use crate::guest::GuestAccess;
 use crate::runtime::metrics::Metrics;
+use crate::runtime::observers::{ArmMetrics, SshMetrics};
 use crate::runtime::settings::Settings;
 use crate::ssh::{SshConfig, SshRunner};
 use azlin_arm::{ArmClient, ArmConfig, CredentialChoice};
-
-/// Name of the optional per-namespace Secret with a tenant's Azure credential
-/// (keys documented in [`azlin_arm::credential`]).
-pub const TENANT_CREDENTIALS_SECRET: &str = "azlin-azure-credentials";
 
 /// Subscription id used with the emulator when none is configured.
 pub const EMULATOR_SUBSCRIPTION: &str = "00000000-0000-0000-0000-000000000000";
@@ -49,6 +46,8 @@ pub struct ControllerSettings {
     pub backoff_max: Duration,
     /// `reportingInstance` of events (e.g. the pod name).
     pub instance: Option<String>,
+    /// Longest a Stalled object waits before it is re-evaluated anyway.
+    pub stalled_recheck: Duration,
 }
 
 impl Default for ControllerSettings {
@@ -62,6 +61,7 @@ impl Default for ControllerSettings {
             backoff_min: Duration::from_secs(1),
             backoff_max: Duration::from_secs(300),
             instance: std::env::var("POD_NAME").ok().filter(|s| !s.is_empty()),
+            stalled_recheck: Duration::from_secs(300),
         }
     }
 }
@@ -84,6 +84,7 @@ impl ControllerSettings {
             resync_interval: Duration::from_secs(30),
             backoff_min: Duration::from_millis(50),
             backoff_max: Duration::from_secs(2),
+            stalled_recheck: Duration::from_secs(30),
             ..Self::default()
         }
     }
@@ -157,9 +158,14 @@ pub struct Context {
     pub settings: ControllerSettings,
     /// Finished reconciles per kind.
     pub stats: ReconcileStats,
+    /// The shared caches of every kind.
+    pub caches: Caches,
+    /// The controllers' clock.
+    pub clock: Clock,
+    cache_set: Mutex<Option<CacheSet>>,
     arm: ArmClient,
-    tenants: tokio::sync::Mutex<HashMap<String, (String, ArmClient)>>,
-    recorders: Mutex<HashMap<String, Recorder>>,
+    tenants: Mutex<HashMap<String, (String, ArmClient)>>,
+    recorders: Mutex<HashMap<String, Arc<Recorder>>>,
     backoff: Backoff,
     resync: broadcast::Sender<()>,
 }
@@ -173,30 +179,41 @@ impl std::fmt::Debug for Context {
     }
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Plain maps updated in single statements: a panic elsewhere cannot leave them torn.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 impl Context {
     /// The default ARM client (the operator's own credential).
     pub fn default_arm(&self) -> &ArmClient {
         &self.arm
     }
 
+    /// The cache writers, for [`crate::controllers::run`] to subscribe to and drive; `None`
+    /// once taken (the caches of a context are driven once).
+    pub fn take_cache_set(&self) -> Option<CacheSet> {
+        lock(&self.cache_set).take()
+    }
+
     /// The ARM client for objects in `namespace`: the tenant credential of Secret
-    /// [`TENANT_CREDENTIALS_SECRET`] in that namespace when it exists (cached per
-    /// resourceVersion), else the default client. Secret values are never logged.
-    pub async fn arm_for(&self, namespace: &str) -> Result<ArmClient, Error> {
-        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
-        let Some(secret) = secrets.get_opt(TENANT_CREDENTIALS_SECRET).await? else {
-            self.tenants.lock().await.remove(namespace);
+    /// [`TENANT_CREDENTIALS_SECRET`] in that namespace when it exists (from the shared cache;
+    /// clients are reused per Secret resourceVersion), else the default client. Secret
+    /// values are never logged.
+    pub fn arm_for(&self, namespace: &str) -> Result<ArmClient, Error> {
+        let Some(secret) = self.caches.tenant_secret(namespace) else {
+            lock(&self.tenants).remove(namespace);
             return Ok(self.arm.clone());
         };
         let rv = secret.metadata.resource_version.clone().unwrap_or_default();
-        let mut cache = self.tenants.lock().await;
-        if let Some((cached_rv, client)) = cache.get(namespace)
+        if let Some((cached_rv, client)) = lock(&self.tenants).get(namespace)
             && *cached_rv == rv
         {
             return Ok(client.clone());
         }
         let data: BTreeMap<String, Vec<u8>> = secret
             .data
+            .clone()
             .unwrap_or_default()
             .into_iter()
             .map(|(k, v)| (k, v.0))
@@ -204,32 +221,29 @@ impl Context {
         let client = self
             .arm
             .for_tenant_secret(&data)
-            .map_err(|e| Error::InvalidSpec {
-                field: format!("Secret {namespace}/{TENANT_CREDENTIALS_SECRET}"),
-                message: e.to_string(),
+            .map_err(|e| Error::Credential {
+                message: format!(
+                    "Secret {namespace}/{TENANT_CREDENTIALS_SECRET} cannot be used: {e}. Fix the Secret (keys AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_CLIENT_SECRET) or delete it to use the operator's own identity"
+                ),
             })?;
         tracing::info!(
             namespace,
             "using the tenant Azure credential of Secret {TENANT_CREDENTIALS_SECRET}"
         );
-        cache.insert(namespace.to_string(), (rv, client.clone()));
+        lock(&self.tenants).insert(namespace.to_string(), (rv, client.clone()));
         Ok(client)
     }
 
     /// The shared event recorder of controller `kind` (one per controller).
-    pub fn recorder(&self, kind: &str) -> Recorder {
-        let mut map = self.recorders.lock().unwrap_or_else(|e| e.into_inner());
-        map.entry(kind.to_string())
-            .or_insert_with(|| {
-                Recorder::new(
-                    self.client.clone(),
-                    Reporter {
-                        controller: format!("azlin-operator/{}", kind.to_ascii_lowercase()),
-                        instance: self.settings.instance.clone(),
-                    },
-                )
-            })
-            .clone()
+    pub fn recorder(&self, kind: &str) -> Arc<Recorder> {
+        let mut map = lock(&self.recorders);
+        Arc::clone(map.entry(kind.to_string()).or_insert_with(|| {
+            Arc::new(Recorder::new(
+                self.client.clone(),
+                format!("azlin-operator/{}", kind.to_ascii_lowercase()),
+                self.settings.instance.clone(),
+            ))
+        }))
     }
 
     /// Per-object retry backoff of the controllers.
@@ -243,15 +257,24 @@ impl Context {
         let _ = self.resync.send(());
     }
 
-    /// A stream yielding once per [`Context::resync`] call (for `reconcile_all_on`).
+    /// A stream yielding once per [`Context::resync`] call and whenever a manual clock moves
+    /// (for `reconcile_all_on`).
     pub fn resync_stream(&self) -> impl Stream<Item = ()> + Send + 'static {
         let rx = self.resync.subscribe();
-        futures::stream::unfold(rx, |mut rx| async move {
+        let resyncs = futures::stream::unfold(rx, |mut rx| async move {
             match rx.recv().await {
                 Ok(()) | Err(broadcast::error::RecvError::Lagged(_)) => Some(((), rx)),
                 Err(broadcast::error::RecvError::Closed) => None,
             }
-        })
+        });
+        let ticks = futures::stream::unfold(self.clock.subscribe(), |rx| async move {
+            let mut rx = rx?;
+            match rx.recv().await {
+                Ok(()) | Err(broadcast::error::RecvError::Lagged(_)) => Some(((), Some(rx))),
+                Err(broadcast::error::RecvError::Closed) => None,
+            }
+        });
+        futures::stream::select(resyncs, ticks)
     }
 }
 
@@ -263,6 +286,7 @@ pub struct ContextBuilder {
     guest: Option<GuestAccess>,
     settings: ControllerSettings,
     ssh_config: SshConfig,
+    clock: Clock,
 }
 
 impl ContextBuilder {
@@ -275,6 +299,7 @@ impl ContextBuilder {
             guest: None,
             settings: ControllerSettings::default(),
             ssh_config: SshConfig::default(),
+            clock: Clock::System,
         }
     }
 
@@ -313,6 +338,12 @@ impl ContextBuilder {
         self
     }
 
+    /// Uses this clock instead of the system clock.
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
     /// Uses this guest access instead of SSH on `settings.ssh_port`.
     pub fn guest(mut self, guest: GuestAccess) -> Self {
         self.guest = Some(guest);
@@ -334,6 +365,7 @@ impl ContextBuilder {
             )
         });
         let (resync, _) = broadcast::channel(16);
+        let cache_set = CacheSet::new();
         Arc::new(Context {
             client: self.client,
             metrics: self.metrics,
@@ -341,8 +373,11 @@ impl ContextBuilder {
             backoff: Backoff::new(self.settings.backoff_min, self.settings.backoff_max),
             settings: self.settings,
             stats: ReconcileStats::default(),
+            caches: cache_set.caches(),
+            clock: self.clock,
+            cache_set: Mutex::new(Some(cache_set)),
             arm,
-            tenants: tokio::sync::Mutex::new(HashMap::new()),
+            tenants: Mutex::new(HashMap::new()),
             recorders: Mutex::new(HashMap::new()),
             resync,
         })

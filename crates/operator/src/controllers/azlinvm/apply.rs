@@ -1,0 +1,158 @@
+//! The writes of the AzlinVM controller: one per reconcile. Azure operations are started and
+//! not awaited (the next reconcile observes their progress); the guest step runs the mount
+//! script and records its results.
+
+use azlin_arm::compute::PowerAction;
+use azlin_arm::{ArmError, ResourceId};
+use serde_json::json;
+
+use super::build;
+use super::mounts;
+use super::observe::Observed;
+use super::plan::{GuestWork, Step, mount_health};
+use super::sshkey;
+use crate::api::AzlinVM;
+use crate::api::conditions::Health;
+use crate::infra::{network, requeue_after};
+use crate::reconcile::events::Event;
+use crate::reconcile::{Cx, Error, Outcome, PlanCx, Requeue};
+
+fn gone_is_fine<T>(r: Result<T, ArmError>) -> Result<Option<T>, Error> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Performs `step`.
+pub async fn apply(
+    vm: &AzlinVM,
+    cx: &Cx<'_>,
+    seen: &Observed,
+    step: Step,
+    out: &mut Outcome<AzlinVM>,
+) -> Result<(), Error> {
+    if let Step::CreateKey = step {
+        sshkey::create_key(&cx.ctx.client, vm).await?;
+        out.requeue = Requeue::Now;
+        return Ok(());
+    }
+    if let Step::Guest(work) = step {
+        return guest(vm, cx, seen, *work, out).await;
+    }
+    let arm = cx.arm()?;
+    let rg = &seen.site.resource_group;
+    let names = &seen.names;
+    let vms = arm.compute().virtual_machines(rg);
+    let nics = arm.network().interfaces(rg);
+    let pips = arm.network().public_ips(rg);
+    let disks = arm.compute().disks(rg);
+    let poller = match step {
+        Step::CreateKey | Step::Guest(_) => None,
+        Step::Infra(s) => network::apply(&arm, &seen.site, &s).await?,
+        Step::PutPip(body) => Some(pips.begin_create_or_update(&names.pip, &body).await?),
+        Step::DeletePip => gone_is_fine(pips.begin_delete(&names.pip).await)?,
+        Step::PutNic(body) => Some(nics.begin_create_or_update(&names.nic, &body).await?),
+        Step::DeleteNic => gone_is_fine(nics.begin_delete(&names.nic).await)?,
+        Step::CreateVm(body) => Some(vms.begin_create_or_update(&names.vm, &body).await?),
+        Step::UpdateVm { body, .. } => match vms.begin_create_or_update(&names.vm, &body).await {
+            Ok(p) => Some(p),
+            Err(e) if build::resize_needs_deallocation(e.code(), &e.message()) => {
+                // Azure resizes to this size only from a deallocated VM.
+                let p = vms.begin_power(&names.vm, PowerAction::Deallocate).await?;
+                out.events.retain(|e| e.reason != "Resized");
+                out.event(Event::normal(
+                    "Deallocating",
+                    format!(
+                        "deallocating VM {} to resize it to {} (Azure requires it for this size)",
+                        names.vm, vm.spec.size
+                    ),
+                ));
+                out.health = Health::progressing(
+                    "Resizing",
+                    format!("deallocating to resize to {}", vm.spec.size),
+                );
+                Some(p)
+            }
+            Err(e) => return Err(e.into()),
+        },
+        Step::Power(action) => Some(vms.begin_power(&names.vm, action).await?),
+        Step::GrowDisks(growth) => {
+            for (name, size) in &growth {
+                disks
+                    .begin_update(name, &json!({ "properties": { "diskSizeGB": size } }))
+                    .await?;
+            }
+            None
+        }
+        Step::DeleteVm => gone_is_fine(vms.begin_delete(&names.vm).await)?,
+        Step::DeleteDisks(list) => {
+            for d in &list {
+                gone_is_fine(disks.begin_delete(d).await)?;
+            }
+            None
+        }
+        Step::Release(targets) => {
+            for t in &targets {
+                let id = ResourceId::parse(&t.id).map_err(|e| {
+                    Error::Arm(ArmError::Protocol(format!("resource id {}: {e}", t.id)))
+                })?;
+                let version = azlin_arm::client::api_version_of(&id)?;
+                gone_is_fine(
+                    arm.begin_patch_json(&id.to_string(), version, &json!({ "tags": t.tags }))
+                        .await,
+                )?;
+            }
+            None
+        }
+    };
+    if out.requeue != Requeue::Backoff {
+        out.requeue = requeue_after(&arm, poller.as_ref(), cx.ctx.settings.progress_requeue);
+    }
+    Ok(())
+}
+
+/// Runs the mount script on the guest and records the results, the pinned host key and the
+/// mounts' health.
+async fn guest(
+    _vm: &AzlinVM,
+    cx: &Cx<'_>,
+    seen: &Observed,
+    work: GuestWork,
+    out: &mut Outcome<AzlinVM>,
+) -> Result<(), Error> {
+    let result = cx.ctx.guest.apply_mounts(&work.vm, &work.plan).await?;
+    let st = &mut out.status;
+    if st.host_key_fingerprint.is_none() {
+        out.events.push(Event::normal(
+            "HostKeyPinned",
+            format!("pinned SSH host key {}", result.host_key_fingerprint),
+        ));
+    }
+    st.host_key_fingerprint = Some(result.host_key_fingerprint.clone());
+    let previous = st.mounts.clone();
+    st.mounts = mounts::statuses(&seen.mounts, Some(&result), &previous);
+    if result.all_converged() && st.mounts != previous {
+        let list = st
+            .mounts
+            .iter()
+            .map(|m| format!("{} at {}", m.storage_ref, m.path))
+            .collect::<Vec<_>>()
+            .join(", ");
+        out.events.push(Event::normal(
+            "Mounted",
+            format!("mounts converged: {list}"),
+        ));
+    }
+    let plan_cx = PlanCx {
+        now: cx.now,
+        settings: &cx.ctx.settings,
+        deleting: false,
+    };
+    if let Some((health, requeue)) = mount_health(&out.status.mounts, &plan_cx) {
+        out.health = health;
+        out.requeue = requeue;
+    }
+    Ok(())
+}

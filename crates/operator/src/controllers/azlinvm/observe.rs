@@ -1,0 +1,210 @@
+//! What an AzlinVM reconcile reads: its key Secret, its mounts (from the shared caches), the
+//! resource group and network, and the VM's public IP, NIC, VM (with instance view) and —
+//! when sizes matter — disks. Reads stop early where nothing further can exist (no resource
+//! group: nothing in it), and resources the spec cannot involve are not read.
+
+use std::collections::BTreeMap;
+
+use azlin_arm::ResourceId;
+use azlin_arm::compute::{Disk, VirtualMachineStatus};
+use azlin_arm::network::{NetworkInterface, PublicIpAddress};
+use kube::ResourceExt;
+
+use super::build::VmNames;
+use super::mounts::{self, DesiredMount};
+use super::sshkey::{self, KeyState};
+use crate::api::AzlinVM;
+use crate::infra::network::{self, Site};
+use crate::reconcile::ownership::Owner;
+use crate::reconcile::{Cx, Error};
+
+/// Kind name (metrics label, recorder).
+pub const KIND: &str = "AzlinVM";
+
+/// The network a VM's NIC lives in, as observed.
+#[derive(Clone, Debug)]
+pub enum Net {
+    /// The operator-managed network of the VM's resource group and region.
+    Managed(Box<network::Observed>),
+    /// An existing subnet named by `spec.network.subnetId`.
+    Custom {
+        /// Its id.
+        subnet_id: String,
+        /// Whether it exists.
+        exists: bool,
+        /// Whether the VM's resource group exists.
+        group: bool,
+    },
+    /// `spec.network.subnetId` is not an ARM subnet id.
+    BadSubnetId(String),
+}
+
+impl Net {
+    /// Whether the VM's resource group exists.
+    pub fn group_exists(&self) -> bool {
+        match self {
+            Net::Managed(o) => o.group,
+            Net::Custom { group, .. } => *group,
+            Net::BadSubnetId(_) => false,
+        }
+    }
+}
+
+/// What a reconcile found.
+#[derive(Clone, Debug)]
+pub struct Observed {
+    /// Deterministic Azure names.
+    pub names: VmNames,
+    /// Owner identity (tags).
+    pub owner: Owner,
+    /// Resource group and region.
+    pub site: Site,
+    /// Ids of the managed subnet and NSG.
+    pub managed_subnet_id: String,
+    /// Id of the managed NSG.
+    pub nsg_id: String,
+    /// Id the NIC has (or will have).
+    pub nic_id: String,
+    /// Id the public IP has (or will have).
+    pub pip_id: String,
+    /// The admin key (not read while deleting).
+    pub key: Option<KeyState>,
+    /// Wanted mounts (not resolved while deleting).
+    pub mounts: Vec<DesiredMount>,
+    /// Resource group and network (read while the VM is kept).
+    pub net: Option<Net>,
+    /// Whether the resource group exists (known from `net`, or read while deleting).
+    pub group: bool,
+    /// The public IP, when it exists (read only when it may exist).
+    pub pip: Option<PublicIpAddress>,
+    /// The NIC.
+    pub nic: Option<NetworkInterface>,
+    /// The VM with its instance view.
+    pub vm: Option<VirtualMachineStatus>,
+    /// Disks of the VM by name, read when sizes are wanted or while deleting.
+    pub disks: BTreeMap<String, Disk>,
+}
+
+/// The names of the data disks to consider: the spec's LUNs plus those attached to the VM.
+pub fn data_disk_names(
+    vm: &AzlinVM,
+    names: &VmNames,
+    seen: Option<&VirtualMachineStatus>,
+) -> Vec<String> {
+    let mut out: Vec<String> = vm
+        .spec
+        .data_disks
+        .iter()
+        .map(|d| names.data_disk(d.lun))
+        .collect();
+    let attached = seen
+        .and_then(|v| v.vm.properties.storage_profile.as_ref())
+        .map(|s| {
+            s.data_disks
+                .iter()
+                .filter_map(|d| d.name.clone())
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    for a in attached {
+        if !out.contains(&a) {
+            out.push(a);
+        }
+    }
+    out
+}
+
+/// The VM's provisioning state (ARM omits it on some reads: then it is settled).
+pub fn provisioning(vm: &VirtualMachineStatus) -> azlin_arm::OperationState {
+    vm.provisioning_state
+        .clone()
+        .unwrap_or(azlin_arm::OperationState::Succeeded)
+}
+
+/// Reads everything a plan for `vm` needs.
+pub async fn observe(vm: &AzlinVM, cx: &Cx<'_>, deleting: bool) -> Result<Observed, Error> {
+    let arm = cx.arm()?;
+    let ns = &cx.namespace;
+    let name = vm.name_any();
+    let names = VmNames::new(ns, &name);
+    let site = Site::new(&vm.spec.resource_group, &vm.spec.location);
+    let rg = &vm.spec.resource_group;
+    let net_ops = arm.network();
+    let mut seen = Observed {
+        owner: Owner {
+            kind: KIND.to_string(),
+            namespace: ns.clone(),
+            name,
+            uid: vm.uid().unwrap_or_default(),
+        },
+        managed_subnet_id: site.subnet_id(&arm),
+        nsg_id: site.nsg_id(&arm),
+        nic_id: net_ops.interfaces(rg).id(&names.nic).to_string(),
+        pip_id: net_ops.public_ips(rg).id(&names.pip).to_string(),
+        key: None,
+        mounts: Vec::new(),
+        net: None,
+        group: false,
+        pip: None,
+        nic: None,
+        vm: None,
+        disks: BTreeMap::new(),
+        site,
+        names,
+    };
+    if deleting {
+        seen.group = arm.resources().get(rg).await?.is_some();
+    } else {
+        seen.key = Some(sshkey::read_key(&cx.ctx.client, vm).await?);
+        let caches = &cx.ctx.caches;
+        seen.mounts = mounts::resolve(&caches.storages, &caches.fleets, ns, vm);
+        let net = match &vm.spec.network {
+            None => Net::Managed(Box::new(network::observe(&arm, &seen.site, false).await?)),
+            Some(n) => match ResourceId::parse(&n.subnet_id) {
+                Err(e) => Net::BadSubnetId(e.to_string()),
+                Ok(id) => Net::Custom {
+                    subnet_id: n.subnet_id.clone(),
+                    exists: arm.get_by_id::<serde_json::Value>(&id).await?.is_some(),
+                    group: arm.resources().get(rg).await?.is_some(),
+                },
+            },
+        };
+        seen.group = net.group_exists();
+        seen.net = Some(net);
+    }
+    if !seen.group {
+        return Ok(seen);
+    }
+    seen.nic = net_ops.interfaces(rg).get(&seen.names.nic).await?;
+    let nic_has_pip = seen.nic.as_ref().is_some_and(|n| {
+        n.properties
+            .ip_configurations
+            .iter()
+            .any(|c| c.properties.public_ip_address.is_some())
+    });
+    let had_pip = vm.status.as_ref().is_some_and(|s| s.public_ip.is_some());
+    if vm.spec.public_ip || nic_has_pip || had_pip || deleting {
+        seen.pip = net_ops.public_ips(rg).get(&seen.names.pip).await?;
+    }
+    seen.vm = arm
+        .compute()
+        .virtual_machines(rg)
+        .get_with_instance_view(&seen.names.vm)
+        .await?;
+    let sizes_wanted = vm.spec.os_disk.size_gib.is_some() || !vm.spec.data_disks.is_empty();
+    let provisioned = seen
+        .vm
+        .as_ref()
+        .is_some_and(|v| provisioning(v) == azlin_arm::OperationState::Succeeded);
+    if deleting || (sizes_wanted && provisioned) {
+        let disks = arm.compute().disks(rg);
+        let mut wanted = vec![seen.names.os_disk.clone()];
+        wanted.extend(data_disk_names(vm, &seen.names, seen.vm.as_ref()));
+        for d in wanted {
+            if let Some(disk) = disks.get(&d).await? {
+                seen.disks.insert(d, disk);
+            }
+        }
+    }
+    Ok(seen)
+}

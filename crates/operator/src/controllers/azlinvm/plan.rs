@@ -1,0 +1,745 @@
+//! The pure decisions of the AzlinVM controller while the object is kept: from what was
+//! observed, the next write and the status to report. In order: key, storages the mounts
+//! need, resource group and network, public IP, NIC, VM (create, retry a failed
+//! provisioning, update, grow disks, restart, power), and the guest's mounts.
+
+use std::sync::Arc;
+
+use azlin_arm::OperationState;
+use azlin_arm::compute::{PowerAction, PowerState as Observed_, VirtualMachine};
+use azlin_arm::network::{NetworkInterface, PublicIpAddress};
+
+use super::build::{self, PowerStep, VmChange, power_word};
+use super::cloudinit;
+use super::mounts;
+use super::observe::{Net, Observed, provisioning};
+use super::sshkey::{KeyState, VmKey};
+use super::status::{settled_phase, transition_event};
+use crate::api::azlinvm::{AzlinVMStatus, MountState, MountStatus, VmPhase};
+use crate::api::conditions::Health;
+use crate::api::{AzlinVM, PowerState};
+use crate::guest::GuestVm;
+use crate::infra::network;
+use crate::reconcile::events::Event;
+use crate::reconcile::ownership::{Ownership, ownership};
+use crate::reconcile::{Outcome, Plan, PlanCx, Requeue};
+use crate::ssh::{HostKeyPolicy, MountPlan};
+
+/// Guest work: converge the mounts of a running VM over SSH (or in the local sandbox).
+#[derive(Debug)]
+pub struct GuestWork {
+    /// The VM to reach.
+    pub vm: GuestVm,
+    /// What to mount and unmount.
+    pub plan: MountPlan,
+}
+
+/// One write of the AzlinVM controller.
+#[derive(Debug)]
+pub enum Step {
+    /// Generate the admin key pair into `<name>-ssh`.
+    CreateKey,
+    /// Prepare the resource group or managed network.
+    Infra(network::Step),
+    /// Create or update the public IP.
+    PutPip(Box<PublicIpAddress>),
+    /// Delete the public IP.
+    DeletePip,
+    /// Create or update the NIC.
+    PutNic(Box<NetworkInterface>),
+    /// Create the VM.
+    CreateVm(Box<VirtualMachine>),
+    /// Update the VM (size, tags, data disks, Spot price), or PUT it again after a failed
+    /// provisioning (`changes` empty).
+    UpdateVm {
+        /// The body to PUT.
+        body: Box<VirtualMachine>,
+        /// What differs.
+        changes: Vec<VmChange>,
+    },
+    /// A power action.
+    Power(PowerAction),
+    /// Grow these disks (name, GiB) of the deallocated VM.
+    GrowDisks(Vec<(String, u32)>),
+    /// Converge the mounts on the guest.
+    Guest(Box<GuestWork>),
+    /// Delete the VM.
+    DeleteVm,
+    /// Delete the NIC.
+    DeleteNic,
+    /// Delete these disks.
+    DeleteDisks(Vec<String>),
+    /// Tag these resources released (`deletionPolicy: Retain`).
+    Release(Vec<super::cleanup::Release>),
+}
+
+/// Builds the plan step by step.
+pub struct Planner<'a> {
+    /// The object.
+    pub vm: &'a AzlinVM,
+    /// What was observed.
+    pub seen: &'a Observed,
+    /// The status being built.
+    pub st: AzlinVMStatus,
+    /// The status the reconcile started from.
+    pub old: AzlinVMStatus,
+    /// Events to publish.
+    pub events: Vec<Event>,
+    /// Plan context.
+    pub cx: &'a PlanCx<'a>,
+}
+
+impl<'a> Planner<'a> {
+    /// A planner for `vm`.
+    pub fn new(vm: &'a AzlinVM, seen: &'a Observed, cx: &'a PlanCx<'a>) -> Self {
+        let old = vm.status.clone().unwrap_or_default();
+        Self {
+            vm,
+            seen,
+            st: old.clone(),
+            old,
+            events: Vec::new(),
+            cx,
+        }
+    }
+
+    /// Adds an event.
+    pub fn event(&mut self, event: Event) {
+        self.events.push(event);
+    }
+
+    /// Finishes with `health`, `phase` and `requeue`, and optionally a step.
+    pub fn finish(
+        mut self,
+        step: Option<Step>,
+        phase: VmPhase,
+        health: Health,
+        requeue: Requeue,
+    ) -> Plan<AzlinVM> {
+        self.st.phase = Some(phase);
+        let out = Outcome {
+            status: self.st,
+            health,
+            events: self.events,
+            requeue,
+            released: false,
+        };
+        Plan { step, out }
+    }
+
+    /// Work in progress: `step` (if any), then look again per `requeue`.
+    pub fn progress(
+        self,
+        step: Option<Step>,
+        phase: VmPhase,
+        reason: &str,
+        message: String,
+    ) -> Plan<AzlinVM> {
+        let requeue = if step.is_some() {
+            Requeue::Now
+        } else {
+            Requeue::Progress
+        };
+        self.finish(step, phase, Health::progressing(reason, message), requeue)
+    }
+
+    /// Needs the user: Stalled with `reason` and `message`.
+    pub fn stalled(self, reason: &str, message: String) -> Plan<AzlinVM> {
+        self.finish(
+            None,
+            VmPhase::Failed,
+            Health::stalled(reason, message),
+            Requeue::Resync,
+        )
+    }
+
+    fn working_phase(&self) -> VmPhase {
+        if self.old.vm_id.is_none() || self.old.phase == Some(VmPhase::Provisioning) {
+            VmPhase::Provisioning
+        } else {
+            VmPhase::Updating
+        }
+    }
+
+    fn not_managed(self, what: &str, name: &str, reason: &str) -> Plan<AzlinVM> {
+        let message = format!(
+            "{what} {name} in resource group {} exists but is not managed by this AzlinVM ({reason}); the operator never touches it: delete or rename it in Azure, or rename the AzlinVM",
+            self.vm.spec.resource_group
+        );
+        self.stalled("ResourceNotManaged", message)
+    }
+}
+
+/// Whether a resource with `state` is still being provisioned.
+fn busy(state: Option<&azlin_arm::ProvisioningState>) -> bool {
+    state.is_some_and(|s| !s.is_terminal())
+}
+
+/// The plan of an AzlinVM that is kept.
+pub fn plan(vm: &AzlinVM, seen: &Observed, cx: &PlanCx<'_>) -> Plan<AzlinVM> {
+    let mut p = Planner::new(vm, seen, cx);
+    let key = match seen.key.as_ref() {
+        Some(KeyState::Ready(k)) => k.clone(),
+        Some(KeyState::Invalid { field, message }) => {
+            return p.stalled("InvalidSpec", format!("invalid {field}: {message}"));
+        }
+        Some(KeyState::Generate) | None => {
+            let phase = p.working_phase();
+            return p.progress(
+                Some(Step::CreateKey),
+                phase,
+                "GeneratingKey",
+                "generating the admin SSH key pair".into(),
+            );
+        }
+    };
+    p.st.ssh_key_secret = Some(key.secret_name.clone());
+    let creating = seen.vm.is_none() && p.old.vm_id.is_none();
+    if creating && let Some((i, m)) = missing_storage(vm, seen) {
+        return p.stalled(
+            "StorageNotFound",
+            format!(
+                "spec.mounts[{i}].storageRef: SharedStorage {} not found in namespace {}; create it or correct the name (nothing was created in Azure)",
+                m, seen.owner.namespace
+            ),
+        );
+    }
+    let phase = p.working_phase();
+    let subnet_id = match seen.net.as_ref() {
+        Some(Net::Managed(net)) => match network::plan(net, &seen.site, &seen.nsg_id) {
+            network::Plan::Ready => seen.managed_subnet_id.clone(),
+            network::Plan::Wait(m) => return p.progress(None, phase, "Provisioning", m),
+            network::Plan::Foreign(m) => return p.stalled("ResourceNotManaged", m),
+            network::Plan::Step(s) => {
+                p.event(s.event(&seen.site));
+                let what = s.describe(&seen.site);
+                return p.progress(Some(Step::Infra(s)), phase, "PreparingNetwork", what);
+            }
+        },
+        Some(Net::BadSubnetId(e)) => {
+            return p.stalled("InvalidSpec", format!("invalid spec.network.subnetId: {e}"));
+        }
+        Some(Net::Custom {
+            subnet_id,
+            exists,
+            group,
+        }) => {
+            if !exists {
+                return p.stalled(
+                    "InvalidSpec",
+                    format!("invalid spec.network.subnetId: subnet {subnet_id} does not exist; create it or correct the id (nothing was created in Azure)"),
+                );
+            }
+            if !group {
+                let s = network::Step::CreateGroup;
+                p.event(s.event(&seen.site));
+                let what = s.describe(&seen.site);
+                return p.progress(Some(Step::Infra(s)), phase, "PreparingNetwork", what);
+            }
+            subnet_id.clone()
+        }
+        None => return p.progress(None, phase, "Observing", "the network was not read".into()),
+    };
+    let tags = seen.owner.tags_with(&vm.spec.tags);
+    // Public IP.
+    let pip_id = if vm.spec.public_ip {
+        match &seen.pip {
+            None => {
+                let zone = vm.spec.zone.map(|z| z.as_str());
+                let body = build::desired_pip(&vm.spec.location, zone, &tags);
+                return p.progress(
+                    Some(Step::PutPip(Box::new(body))),
+                    phase,
+                    "CreatingPublicIP",
+                    format!("creating public IP {}", seen.names.pip),
+                );
+            }
+            Some(pip) => {
+                if let Ownership::Foreign { reason } = ownership(&pip.tags, &seen.owner) {
+                    return p.not_managed("Public IP", &seen.names.pip, &reason);
+                }
+                if busy(pip.properties.provisioning_state.as_ref()) {
+                    return p.progress(
+                        None,
+                        phase,
+                        "Provisioning",
+                        format!("public IP {} is being provisioned", seen.names.pip),
+                    );
+                }
+                if pip.tags != tags {
+                    let mut body = pip.clone();
+                    body.tags = tags.clone();
+                    body.properties.provisioning_state = None;
+                    return p.progress(
+                        Some(Step::PutPip(Box::new(body))),
+                        phase,
+                        "Updating",
+                        format!("updating the tags of public IP {}", seen.names.pip),
+                    );
+                }
+                p.st.public_ip = pip.properties.ip_address.clone();
+                Some(pip.id.clone().unwrap_or_else(|| seen.pip_id.clone()))
+            }
+        }
+    } else {
+        p.st.public_ip = None;
+        None
+    };
+    // NIC.
+    let nic_id = match &seen.nic {
+        None => {
+            let body = build::desired_nic(&vm.spec.location, &subnet_id, pip_id.as_deref(), &tags);
+            return p.progress(
+                Some(Step::PutNic(Box::new(body))),
+                phase,
+                "CreatingNIC",
+                format!("creating network interface {}", seen.names.nic),
+            );
+        }
+        Some(nic) => {
+            if let Ownership::Foreign { reason } = ownership(&nic.tags, &seen.owner) {
+                return p.not_managed("Network interface", &seen.names.nic, &reason);
+            }
+            if busy(nic.properties.provisioning_state.as_ref()) {
+                return p.progress(
+                    None,
+                    phase,
+                    "Provisioning",
+                    format!("network interface {} is being provisioned", seen.names.nic),
+                );
+            }
+            if let Some(body) = build::nic_update(nic, pip_id.as_deref(), &tags) {
+                return p.progress(
+                    Some(Step::PutNic(Box::new(body))),
+                    phase,
+                    "Updating",
+                    format!("updating network interface {}", seen.names.nic),
+                );
+            }
+            p.st.private_ip = nic.private_ip().map(str::to_string);
+            nic.id.clone().unwrap_or_else(|| seen.nic_id.clone())
+        }
+    };
+    // A public IP no longer wanted (the NIC no longer references it).
+    if !vm.spec.public_ip
+        && let Some(pip) = &seen.pip
+        && !matches!(ownership(&pip.tags, &seen.owner), Ownership::Foreign { .. })
+    {
+        p.event(Event::normal(
+            "PublicIPRemoved",
+            format!("deleting public IP {}", seen.names.pip),
+        ));
+        return p.progress(
+            Some(Step::DeletePip),
+            phase,
+            "Updating",
+            format!("deleting public IP {}", seen.names.pip),
+        );
+    }
+    match &seen.vm {
+        None => create_vm(p, &nic_id, &key, &tags),
+        Some(_) => converge_vm(p, &key, &tags),
+    }
+}
+
+/// The first spec mount whose SharedStorage does not exist: `(index, name)`.
+fn missing_storage(vm: &AzlinVM, seen: &Observed) -> Option<(usize, String)> {
+    vm.spec.mounts.iter().enumerate().find_map(|(i, m)| {
+        seen.mounts
+            .iter()
+            .any(|d| d.storage_ref == m.storage_ref && d.home_user.is_none() && d.storage_missing)
+            .then(|| (i, m.storage_ref.clone()))
+    })
+}
+
+fn create_vm(
+    mut p: Planner<'_>,
+    nic_id: &str,
+    key: &VmKey,
+    tags: &std::collections::BTreeMap<String, String>,
+) -> Plan<AzlinVM> {
+    let vm = p.vm;
+    let names = &p.seen.names;
+    if p.old.vm_id.is_some() {
+        // It existed before: deleted outside the operator, or a Spot eviction with
+        // evictionPolicy Delete.
+        let event = if vm.spec.spot.is_some() {
+            Event::warning(
+                "SpotEvicted",
+                format!("Spot VM {} was evicted (deleted); recreating it", names.vm),
+            )
+        } else {
+            Event::warning(
+                "Repaired",
+                format!(
+                    "VM {} was deleted outside the operator; recreating it",
+                    names.vm
+                ),
+            )
+        };
+        p.event(event);
+        p.st.vm_id = None;
+        p.st.host_key_fingerprint = None;
+        p.st.power_state = None;
+    }
+    // A new VM boots fresh: a restart requested before it existed is already satisfied.
+    p.st.last_restart_requested_at = vm.spec.restart_requested_at.clone();
+    let spec = &vm.spec;
+    let user_data = cloudinit::user_data(
+        &spec.admin_username,
+        &key.public_line,
+        spec.cloud_init.as_deref(),
+    );
+    let body = build::desired_vm(spec, names, tags, nic_id, &key.public_line, &user_data);
+    p.event(Event::normal(
+        "Creating",
+        format!(
+            "creating VM {} ({}) in {}/{}",
+            names.vm, spec.size, spec.location, spec.resource_group
+        ),
+    ));
+    let message = format!("creating VM {}", names.vm);
+    let mut plan = p.progress(
+        Some(Step::CreateVm(Box::new(body))),
+        VmPhase::Provisioning,
+        "Creating",
+        message,
+    );
+    plan.out.requeue = Requeue::Progress;
+    plan
+}
+
+/// The message of a failed provisioning from the instance view, with its code.
+fn provisioning_failure(seen: &Observed) -> (String, String) {
+    let status = seen.vm.as_ref().and_then(|v| {
+        v.vm.properties
+            .instance_view
+            .as_ref()?
+            .statuses
+            .iter()
+            .find(|s| s.level.as_deref() == Some("Error"))
+            .cloned()
+    });
+    let code = status
+        .as_ref()
+        .and_then(|s| s.code.rsplit('/').next())
+        .filter(|c| !c.is_empty() && !c.eq_ignore_ascii_case("failed"))
+        .unwrap_or("ProvisioningFailed")
+        .to_string();
+    let message = status
+        .and_then(|s| s.message)
+        .unwrap_or_else(|| format!("VM {} provisioning failed", seen.names.vm));
+    (code, message)
+}
+
+fn converge_vm(
+    mut p: Planner<'_>,
+    key: &VmKey,
+    tags: &std::collections::BTreeMap<String, String>,
+) -> Plan<AzlinVM> {
+    let (vm, seen) = (p.vm, p.seen);
+    let names = &seen.names;
+    let Some(observed) = &seen.vm else {
+        return p.progress(
+            None,
+            VmPhase::Provisioning,
+            "Observing",
+            "the VM was not read".into(),
+        );
+    };
+    let owned = ownership(&observed.vm.tags, &seen.owner);
+    if let Ownership::Foreign { reason } = &owned {
+        return p.not_managed("VM", &names.vm, reason);
+    }
+    let vm_id = observed.vm.properties.vm_id.clone();
+    if p.old.vm_id.is_some() && vm_id != p.old.vm_id {
+        // A new VM behind the same name: its host key and mounts are new too.
+        p.st.host_key_fingerprint = None;
+        p.st.mounts.clear();
+    }
+    p.st.vm_id = vm_id;
+    p.st.resource_id = observed.vm.id.clone();
+    p.st.size = build::vm_size(&observed.vm).map(str::to_string);
+    let power = observed.power_state.unwrap_or(Observed_::Unknown);
+    p.st.power_state = Some(power_word(power).to_string());
+    let spec = &vm.spec;
+    match provisioning(observed) {
+        OperationState::Succeeded => {}
+        OperationState::Failed | OperationState::Canceled => {
+            // Allocation failures, internal errors and timeouts pass: PUT the VM again,
+            // with backoff, until it provisions (or the user changes the spec).
+            let (code, message) = provisioning_failure(seen);
+            let mut body = observed.vm.clone();
+            body.properties.provisioning_state = None;
+            body.properties.instance_view = None;
+            let (body, changes) =
+                build::vm_update(&observed.vm, spec, names, tags).unwrap_or((body, Vec::new()));
+            p.event(Event::warning(
+                &code,
+                format!(
+                    "VM {} provisioning failed: {message}; trying again",
+                    names.vm
+                ),
+            ));
+            let phase = p.working_phase();
+            return p.finish(
+                Some(Step::UpdateVm {
+                    body: Box::new(body),
+                    changes,
+                }),
+                phase,
+                Health::progressing(&code, format!("{message} (retrying)")),
+                Requeue::Backoff,
+            );
+        }
+        OperationState::InProgress(_) => {
+            let phase = p.working_phase();
+            return p.progress(
+                None,
+                phase,
+                "Provisioning",
+                format!("Azure is provisioning VM {}", names.vm),
+            );
+        }
+    }
+    if matches!(
+        p.old.phase,
+        None | Some(VmPhase::Pending) | Some(VmPhase::Provisioning)
+    ) {
+        p.event(Event::normal("Created", format!("VM {} created", names.vm)));
+    }
+    if owned == Ownership::Adopt {
+        p.event(Event::normal(
+            "Adopted",
+            format!("adopted existing VM {}", names.vm),
+        ));
+    }
+    if power.is_transitioning() {
+        return p.progress(
+            None,
+            VmPhase::Updating,
+            "PowerTransition",
+            format!("VM {} is {}", names.vm, power_word(power)),
+        );
+    }
+    if let Some((body, changes)) = build::vm_update(&observed.vm, spec, names, tags) {
+        for change in &changes {
+            p.event(change_event(change));
+        }
+        let step = Step::UpdateVm {
+            body: Box::new(body),
+            changes,
+        };
+        let mut plan = p.progress(
+            Some(step),
+            VmPhase::Updating,
+            "Updating",
+            format!("updating VM {}", names.vm),
+        );
+        plan.out.requeue = Requeue::Progress;
+        return plan;
+    }
+    let current = seen
+        .disks
+        .iter()
+        .filter_map(|(n, d)| Some((n.clone(), d.properties.disk_size_gb?)))
+        .collect();
+    let growth = build::disk_growth(spec, names, &current);
+    if !growth.is_empty() {
+        let list = growth
+            .iter()
+            .map(|(n, s)| format!("{n} to {s} GiB"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        if power != Observed_::Deallocated {
+            p.event(Event::normal(
+                "Deallocating",
+                format!("deallocating VM {} to grow {list}", names.vm),
+            ));
+            let mut plan = p.progress(
+                Some(Step::Power(PowerAction::Deallocate)),
+                VmPhase::Updating,
+                "ResizingDisks",
+                format!("growing {list}"),
+            );
+            plan.out.requeue = Requeue::Progress;
+            return plan;
+        }
+        p.event(Event::normal("DisksResized", format!("growing {list}")));
+        return p.progress(
+            Some(Step::GrowDisks(growth)),
+            VmPhase::Updating,
+            "ResizingDisks",
+            format!("growing {list}"),
+        );
+    }
+    // Restart once per new restartRequestedAt.
+    if spec.restart_requested_at.is_some()
+        && p.old.last_restart_requested_at != spec.restart_requested_at
+    {
+        p.st.last_restart_requested_at = spec.restart_requested_at.clone();
+        if power == Observed_::Running && spec.power_state == PowerState::Running {
+            p.event(Event::normal(
+                "Restarted",
+                format!("restarting VM {} as requested", names.vm),
+            ));
+            let mut plan = p.progress(
+                Some(Step::Power(PowerAction::Restart)),
+                VmPhase::Updating,
+                "Restarting",
+                format!("restarting VM {}", names.vm),
+            );
+            plan.out.requeue = Requeue::Progress;
+            return plan;
+        }
+    }
+    let desired = spec.power_state;
+    let action = match build::power_step(desired, power) {
+        PowerStep::Converged => None,
+        PowerStep::Wait => {
+            return p.progress(
+                None,
+                VmPhase::Updating,
+                "PowerTransition",
+                format!("VM {} is {}", names.vm, power_word(power)),
+            );
+        }
+        PowerStep::Start => Some((PowerAction::Start, "Starting")),
+        PowerStep::PowerOff => Some((PowerAction::PowerOff, "Stopping")),
+        PowerStep::Deallocate => Some((PowerAction::Deallocate, "Deallocating")),
+    };
+    if let Some((action, mut reason)) = action {
+        let settled = power_word_of(desired);
+        let was_settled = p.old.power_state.as_deref() == Some(settled)
+            && p.old.observed_generation == vm.metadata.generation;
+        if was_settled {
+            if spec.spot.is_some()
+                && power == Observed_::Deallocated
+                && desired == PowerState::Running
+            {
+                reason = "SpotEvicted";
+                p.event(Event::warning(
+                    "SpotEvicted",
+                    format!("Spot VM {} was evicted; starting it again", names.vm),
+                ));
+            } else {
+                p.event(Event::warning(
+                    "Repaired",
+                    format!(
+                        "VM {} was {} outside the operator; driving it back to {desired}",
+                        names.vm,
+                        power_word(power)
+                    ),
+                ));
+            }
+        }
+        let message = format!("VM {} is {}; wanted {desired}", names.vm, power_word(power));
+        let mut plan = p.progress(
+            Some(Step::Power(action)),
+            VmPhase::Updating,
+            reason,
+            message,
+        );
+        plan.out.requeue = Requeue::Progress;
+        return plan;
+    }
+    if p.old.vm_id.is_some() && p.old.power_state.is_some() && p.old.power_state != p.st.power_state
+    {
+        p.event(Event::normal(
+            transition_event(desired),
+            format!("VM {} is {}", names.vm, power_word(power)),
+        ));
+    }
+    guest(p, power, key)
+}
+
+/// The status word of a wanted power state.
+fn power_word_of(p: PowerState) -> &'static str {
+    match p {
+        PowerState::Running => "running",
+        PowerState::Stopped => "stopped",
+        PowerState::Deallocated => "deallocated",
+    }
+}
+
+fn change_event(change: &VmChange) -> Event {
+    match change {
+        VmChange::Resize { from, to } => {
+            Event::normal("Resized", format!("resizing from {from} to {to}"))
+        }
+        VmChange::Tags => Event::normal("TagsUpdated", "updating tags"),
+        VmChange::DataDisks => Event::normal("DataDisksUpdated", "attaching/detaching data disks"),
+        VmChange::SpotPrice => Event::normal("SpotPriceUpdated", "updating the Spot max price"),
+    }
+}
+
+/// The health of the mounts: `None` when all are mounted (or there are none).
+pub fn mount_health(mounts: &[MountStatus], cx: &PlanCx<'_>) -> Option<(Health, Requeue)> {
+    if let Some(f) = mounts.iter().find(|m| m.state == MountState::Failed) {
+        let message = format!(
+            "mounting {} at {} failed: {}",
+            f.storage_ref, f.path, f.message
+        );
+        return Some((
+            Health::progressing("MountFailed", message),
+            Requeue::Backoff,
+        ));
+    }
+    let pending = mounts.iter().find(|m| m.state != MountState::Mounted)?;
+    let message = format!(
+        "{} at {}: {}",
+        pending.storage_ref, pending.path, pending.message
+    );
+    let after = cx
+        .settings
+        .progress_requeue
+        .max(std::time::Duration::from_secs(1));
+    Some((
+        Health::progressing("MountPending", message),
+        Requeue::After(after),
+    ))
+}
+
+/// The VM is as wanted: converge its mounts (on a running VM) and report.
+fn guest(mut p: Planner<'_>, power: Observed_, key: &VmKey) -> Plan<AzlinVM> {
+    let (vm, seen) = (p.vm, p.seen);
+    let desired = vm.spec.power_state;
+    let ready = Health::ready(
+        desired.as_str(),
+        format!(
+            "VM {} is {} ({})",
+            seen.names.vm,
+            power_word(power),
+            p.st.size.as_deref().unwrap_or("?")
+        ),
+    );
+    let phase = settled_phase(desired);
+    let host = p.st.private_ip.clone().or_else(|| p.st.public_ip.clone());
+    if power == Observed_::Running
+        && mounts::needs_run(&seen.mounts, &p.old.mounts)
+        && let Some(host) = host
+    {
+        let work = GuestWork {
+            vm: GuestVm {
+                id: p.st.vm_id.clone().unwrap_or_else(|| seen.owner.display()),
+                host,
+                user: vm.spec.admin_username.clone(),
+                key: Arc::clone(&key.private),
+                host_key: HostKeyPolicy::from_stored(p.st.host_key_fingerprint.as_deref()),
+            },
+            plan: mounts::plan(&seen.mounts),
+        };
+        // The apply records the results and the mounts' health.
+        return p.finish(
+            Some(Step::Guest(Box::new(work))),
+            phase,
+            ready,
+            Requeue::Resync,
+        );
+    }
+    p.st.mounts = mounts::statuses(&seen.mounts, None, &p.old.mounts);
+    match mount_health(&p.st.mounts, p.cx) {
+        Some((health, requeue)) => p.finish(None, phase, health, requeue),
+        None => p.finish(None, phase, ready, Requeue::Resync),
+    }
+}

@@ -1,0 +1,94 @@
+//! The writes of the SharedStorage controller: one per reconcile, started and not awaited.
+
+use azlin_arm::ArmError;
+use serde_json::json;
+
+use super::observe::Observed;
+use super::plan::Step;
+use crate::api::sharedstorage::SharedStorage;
+use crate::infra::{network, requeue_after};
+use crate::reconcile::{Cx, Error, Outcome};
+
+/// A taken account name is terminal (another subscription owns it); ARM's code is kept.
+pub fn account_error(e: ArmError, account: &str) -> Error {
+    if e.code() == Some("StorageAccountAlreadyTaken") {
+        return Error::NotManaged {
+            message: format!(
+                "StorageAccountAlreadyTaken: {} The operator derives the name {account} from the subscription, resource group, namespace and name; use another resource group or object name",
+                e.message()
+            ),
+        };
+    }
+    Error::Arm(e)
+}
+
+fn gone_is_fine<T>(r: Result<T, ArmError>) -> Result<Option<T>, Error> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Performs `step`.
+pub async fn apply(
+    _storage: &SharedStorage,
+    cx: &Cx<'_>,
+    seen: &Observed,
+    step: Step,
+    out: &mut Outcome<SharedStorage>,
+) -> Result<(), Error> {
+    let arm = cx.arm()?;
+    let t = &seen.target;
+    let rg = &t.site.resource_group;
+    let accounts = arm.storage().accounts(rg);
+    let shares = arm.storage().file_shares(rg, &t.account);
+    let poller = match step {
+        Step::Infra(s) => network::apply(&arm, &t.site, &s).await?,
+        Step::CreateAccount(body) | Step::UpdateAccount(body) => Some(
+            accounts
+                .begin_create_or_update(&t.account, &body)
+                .await
+                .map_err(|e| account_error(e, &t.account))?,
+        ),
+        Step::CreateShare(body) => Some(shares.begin_create_or_update(&t.share, &body).await?),
+        Step::UpdateShare(update) => {
+            Some(shares.begin_update(&t.share, &update.patch_body()).await?)
+        }
+        Step::TagAccount(tags) => Some(
+            accounts
+                .begin_update(&t.account, &json!({ "tags": tags }))
+                .await?,
+        ),
+        Step::DeleteShare => gone_is_fine(shares.begin_delete(&t.share).await)?,
+        Step::DeleteAccount => gone_is_fine(accounts.begin_delete(&t.account).await)?,
+    };
+    out.requeue = requeue_after(&arm, poller.as_ref(), cx.ctx.settings.progress_requeue);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn taken_account_name_needs_a_change_and_keeps_the_arm_code() {
+        let e = account_error(
+            ArmError::Conflict {
+                code: "StorageAccountAlreadyTaken".into(),
+                message: "The storage account named x is already taken.".into(),
+            },
+            "x",
+        );
+        assert!(e.needs_change());
+        assert!(e.message().contains("StorageAccountAlreadyTaken"));
+        let other = account_error(
+            ArmError::Conflict {
+                code: "AnotherOperationInProgress".into(),
+                message: "busy".into(),
+            },
+            "x",
+        );
+        assert!(!other.needs_change());
+    }
+}

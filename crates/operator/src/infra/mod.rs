@@ -1,0 +1,25 @@
+//! Azure infrastructure shared by the controllers: deterministic names ([`naming`]) and the
+//! resource group with the operator-managed network of a region ([`network`]).
+
+pub mod naming;
+pub mod network;
+
+use std::time::Duration;
+
+use azlin_arm::{ArmClient, Poller};
+
+use crate::reconcile::Requeue;
+
+/// When to look again after starting a write: at once when ARM finished it synchronously,
+/// else after ARM's `Retry-After` (within the client's polling bounds), when the operation
+/// should have moved on; `fallback` when ARM gave no `Retry-After`.
+pub fn requeue_after(arm: &ArmClient, poller: Option<&Poller>, fallback: Duration) -> Requeue {
+    match poller {
+        None => Requeue::Now,
+        Some(p) if p.is_done() => Requeue::Now,
+        Some(p) => Requeue::After(match p.retry_after_ms {
+            Some(ms) => arm.lro_policy().interval(Some(Duration::from_millis(ms))),
+            None => fallback,
+        }),
+    }
+}
