@@ -17,6 +17,10 @@ pub struct ArmError {
     pub target: Option<String>,
     /// `Retry-After` seconds for throttling answers.
     pub retry_after: Option<u64>,
+    /// `details` of the error envelope (e.g. the exhausted Compute window).
+    pub details: Vec<serde_json::Value>,
+    /// `x-ms-ratelimit-remaining-resource` to answer with the error (Compute throttling).
+    pub resource_header: Option<String>,
 }
 
 impl ArmError {
@@ -28,6 +32,8 @@ impl ArmError {
             message: message.into(),
             target: None,
             retry_after: None,
+            details: Vec::new(),
+            resource_header: None,
         }
     }
 
@@ -77,6 +83,9 @@ impl ArmError {
         if let Some(target) = &self.target {
             error["target"] = json!(target);
         }
+        if !self.details.is_empty() {
+            error["details"] = json!(self.details);
+        }
         error
     }
 }
@@ -86,6 +95,13 @@ impl IntoResponse for ArmError {
         let retry_after = self.retry_after;
         let mut response =
             (self.status, axum::Json(json!({ "error": self.body() }))).into_response();
+        if let Some(header) = &self.resource_header
+            && let Ok(value) = header.parse()
+        {
+            response
+                .headers_mut()
+                .insert("x-ms-ratelimit-remaining-resource", value);
+        }
         if let Some(seconds) = retry_after
             && let Ok(value) = seconds.to_string().parse()
         {

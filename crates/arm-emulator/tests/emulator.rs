@@ -300,12 +300,22 @@ async fn create_update_get_list(env: &Env, id: &str, api: &str, body: &Value, co
         assert!(created.header("azure-asyncoperation").is_none());
         assert!(created.body.is_null(), "no body: {}", created.body);
     } else {
-        assert_eq!(
-            created.status,
-            StatusCode::CREATED,
-            "create {id}: {}",
-            created.body
-        );
+        // Disks and snapshots answer 202 (with the body and both polling URLs); ARM's others 201.
+        let compute_disk = id.contains("/Microsoft.Compute/disks/")
+            || id.contains("/Microsoft.Compute/snapshots/");
+        let expected = if compute_disk {
+            StatusCode::ACCEPTED
+        } else {
+            StatusCode::CREATED
+        };
+        assert_eq!(created.status, expected, "create {id}: {}", created.body);
+        if compute_disk {
+            assert!(
+                created.header("location").is_some(),
+                "no Location on create of {id}"
+            );
+            assert!(created.header("azure-asyncoperation").is_some());
+        }
         assert!(
             created.body["id"]
                 .as_str()
@@ -320,12 +330,14 @@ async fn create_update_get_list(env: &Env, id: &str, api: &str, body: &Value, co
         update["tags"] = json!({ "updated": "yes" });
     }
     let updated = env.put(id, api, &update).await;
-    assert_eq!(
-        updated.status,
-        StatusCode::OK,
-        "update {id}: {}",
-        updated.body
-    );
+    let expected = if id.contains("/Microsoft.Compute/disks/")
+        || id.contains("/Microsoft.Compute/snapshots/")
+    {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
+    assert_eq!(updated.status, expected, "update {id}: {}", updated.body);
     env.wait_succeeded(id, api).await;
     let ids = list_all(env, collection, api).await;
     assert!(
@@ -336,6 +348,14 @@ async fn create_update_get_list(env: &Env, id: &str, api: &str, body: &Value, co
 
 async fn delete_and_wait(env: &Env, id: &str, api: &str) {
     let a = env.delete(id, api).await;
+    if id.contains("/Microsoft.Storage/") {
+        // The Storage RP deletes accounts and shares synchronously: 200, then gone.
+        assert_eq!(a.status, StatusCode::OK, "delete {id}: {}", a.body);
+        assert!(a.header("location").is_none());
+        assert_eq!(env.get(id, api).await.status, StatusCode::NOT_FOUND);
+        assert_eq!(env.delete(id, api).await.status, StatusCode::NO_CONTENT);
+        return;
+    }
     assert_eq!(a.status, StatusCode::ACCEPTED, "delete {id}: {}", a.body);
     assert!(
         a.header("location").is_some(),
@@ -517,12 +537,14 @@ async fn every_resource_type_create_update_get_list_delete() {
         VM_API,
     )
     .await;
-    assert!(all.contains(&vm));
+    // Compute answers ids with the resource-group segment upper-cased.
+    assert!(
+        all.contains(&vm.replace("/resourceGroups/crud/", "/resourceGroups/CRUD/")),
+        "{all:?}"
+    );
 
     // Deletes, dependants first.
-    let share_delete = env.delete(&share, STORAGE_API).await;
-    assert_eq!(share_delete.status, StatusCode::ACCEPTED);
-    env.wait_gone(&share, STORAGE_API).await;
+    delete_and_wait(&env, &share, STORAGE_API).await;
     for (id, api) in [
         (&vm, VM_API),
         (&nic, NETWORK_API),
@@ -990,7 +1012,21 @@ async fn nfs_storage_rules() {
         )
         .await;
     assert_eq!(taken.status, StatusCode::CONFLICT);
-    assert_eq!(taken.code(), "StorageAccountAlreadyTaken");
+    assert_eq!(taken.code(), "StorageAccountInAnotherResourceGroup");
+    // In another subscription the name is simply taken.
+    let elsewhere = "/subscriptions/11111111-1111-1111-1111-111111111111/resourceGroups/other";
+    env.put(elsewhere, RG_API, &t::rg_body()).await;
+    let taken = env
+        .put(
+            &format!("{elsewhere}/providers/Microsoft.Storage/storageAccounts/azlinnfs01"),
+            STORAGE_API,
+            &t::nfs_account_body(),
+        )
+        .await;
+    assert_eq!(
+        taken.error(),
+        (StatusCode::CONFLICT, "StorageAccountAlreadyTaken", "")
+    );
     // Premium quota floor.
     let small = env
         .put(
@@ -1377,14 +1413,14 @@ async fn snapshots_incremental_restore_and_cross_region_copy() {
         .expect("os disk");
     let snap = t::resource_id("snap", "Microsoft.Compute/snapshots", "daily");
     let a = env.put(&snap, DISK_API, &json!({ "location": "westus2", "properties": { "incremental": true, "creationData": { "createOption": "Copy", "sourceResourceId": os_disk } } })).await;
-    assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+    assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.body);
     let s = env.wait_succeeded(&snap, DISK_API).await;
     assert_eq!(s.body["properties"]["incremental"], true);
     assert_eq!(s.body["properties"]["diskSizeGB"], 30);
     // Restore: a disk from the snapshot.
     let restored = t::resource_id("snap", "Microsoft.Compute/disks", "restore-test");
     let a = env.put(&restored, DISK_API, &json!({ "location": "westus2", "properties": { "creationData": { "createOption": "Copy", "sourceResourceId": snap } } })).await;
-    assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+    assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.body);
     let d = env.wait_succeeded(&restored, DISK_API).await;
     assert_eq!(d.body["properties"]["diskSizeGB"], 30);
     assert_eq!(d.body["properties"]["diskState"], "Unattached");
@@ -1398,7 +1434,7 @@ async fn snapshots_incremental_restore_and_cross_region_copy() {
         (StatusCode::BAD_REQUEST, "creationData.createOption")
     );
     let a = env.put(&remote, DISK_API, &json!({ "location": "eastus2", "properties": { "incremental": true, "creationData": { "createOption": "CopyStart", "sourceResourceId": snap } } })).await;
-    assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+    assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.body);
     let first = a.body["properties"]["completionPercent"]
         .as_i64()
         .expect("completionPercent");
