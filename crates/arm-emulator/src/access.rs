@@ -20,6 +20,9 @@ pub enum NfsAccessError {
     /// No VM has this resource id or private IP address.
     #[error("no virtual machine with id or private IP address '{0}'")]
     VmNotFound(String),
+    /// Several VMs hold this private IP address (in different virtual networks).
+    #[error("private IP address '{0}' is held by more than one virtual machine")]
+    AmbiguousAddress(String),
     /// No storage account has this name.
     #[error("no storage account named '{0}'")]
     AccountNotFound(String),
@@ -36,30 +39,38 @@ fn denied(reason: String) -> NfsAccessError {
 }
 
 /// The VM with this id, or whose NIC holds this private IP address (as allocated, not the
-/// `--vm-address` override).
-fn find_vm<'s>(store: &'s Store, vm: &str) -> Option<&'s Entry> {
+/// `--vm-address` override; it must name exactly one VM).
+fn find_vm<'s>(store: &'s Store, vm: &str) -> Result<&'s Entry, NfsAccessError> {
+    let not_found = || NfsAccessError::VmNotFound(vm.to_string());
     if vm.starts_with('/') {
         return store
             .get(vm)
-            .filter(|e| same(&e.kind, VIRTUAL_MACHINE.type_name));
+            .filter(|e| same(&e.kind, VIRTUAL_MACHINE.type_name))
+            .ok_or_else(not_found);
     }
-    let ip: IpAddr = vm.parse().ok()?;
+    let ip: IpAddr = vm.parse().map_err(|_| not_found())?;
     let ip = ip.to_string();
-    store.of_kind(NIC.type_name).find_map(|nic| {
-        let holds = nic
-            .body
-            .pointer("/properties/ipConfigurations")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .any(|c| {
-                c.pointer("/properties/privateIPAddress")
-                    .and_then(Value::as_str)
-                    == Some(&ip)
-            });
-        let vm_id = nic.str_at("/properties/virtualMachine/id")?;
-        if holds { store.get(vm_id) } else { None }
-    })
+    let holders: Vec<&Entry> = store
+        .of_kind(NIC.type_name)
+        .filter(|nic| {
+            nic.body
+                .pointer("/properties/ipConfigurations")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .any(|c| {
+                    c.pointer("/properties/privateIPAddress")
+                        .and_then(Value::as_str)
+                        == Some(ip.as_str())
+                })
+        })
+        .filter_map(|nic| store.get(nic.str_at("/properties/virtualMachine/id")?))
+        .collect();
+    match holders.as_slice() {
+        [one] => Ok(one),
+        [] => Err(not_found()),
+        _ => Err(NfsAccessError::AmbiguousAddress(vm.to_string())),
+    }
 }
 
 /// Subnet ids of every ip configuration of every NIC of a VM.
@@ -134,7 +145,7 @@ fn endpoint_covers(store: &Store, subnet: &Entry, region: &str) -> bool {
 ///   `Microsoft.Storage.Global`.
 pub fn nfs_access(shared: &Shared, vm: &str, account: &str) -> Result<(), NfsAccessError> {
     let store = shared.store();
-    let vm_entry = find_vm(&store, vm).ok_or_else(|| NfsAccessError::VmNotFound(vm.to_string()))?;
+    let vm_entry = find_vm(&store, vm)?;
     let acct = store
         .of_kind(STORAGE_ACCOUNT.type_name)
         .find(|e| e.str_at("/name").is_some_and(|n| same(n, account)))
