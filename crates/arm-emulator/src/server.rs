@@ -115,6 +115,10 @@ async fn arm_entry(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    // Clients that join a base URL ending in `/` send `//metadata/endpoints`; ARM accepts it.
+    if uri.path().starts_with("//") && uri.path().trim_start_matches('/') == "metadata/endpoints" {
+        return metadata_endpoints(State(shared), uri, headers).await;
+    }
     let started = Instant::now();
     let time = Utc::now();
     let request_id = uuid::Uuid::new_v4().to_string();
