@@ -18,7 +18,7 @@ use axum::http::StatusCode;
 use chrono::Utc;
 use serde_json::json;
 
-use super::error::ArmError;
+use super::error::{ArmError, ErrorExtra};
 
 /// Which ARM bucket a request draws from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -142,6 +142,11 @@ fn scaled(limit: f64, scale: f64) -> f64 {
 }
 
 type BucketKey = (String, String, Bucket);
+/// Buckets per (subscription, principal) and per subscription.
+type BucketMaps = (
+    HashMap<BucketKey, TokenBucket>,
+    HashMap<(String, Bucket), TokenBucket>,
+);
 type WindowKey = (String, String, &'static str);
 
 /// Remaining budget reported on an answer.
@@ -157,10 +162,7 @@ pub struct Remaining {
 pub struct Budgets {
     arm_scale: f64,
     compute_scale: f64,
-    buckets: Mutex<(
-        HashMap<BucketKey, TokenBucket>,
-        HashMap<(String, Bucket), TokenBucket>,
-    )>,
+    buckets: Mutex<BucketMaps>,
     windows: Mutex<HashMap<WindowKey, VecDeque<Instant>>>,
 }
 
@@ -293,12 +295,14 @@ impl Budgets {
                 "The server rejected the request because too many requests have been received for this subscription.",
             )
             .with_retry_after(seconds);
-            error.details.push(json!({
-                "code": "TooManyRequests",
-                "target": name,
-                "message": detail.to_string(),
+            error.extra = Some(Box::new(ErrorExtra {
+                details: vec![json!({
+                    "code": "TooManyRequests",
+                    "target": name,
+                    "message": detail.to_string(),
+                })],
+                resource_header: Some(header(&counts)),
             }));
-            error.resource_header = Some(header(&counts));
             return Err(error);
         }
         for (name, _, _) in windows {
@@ -387,7 +391,7 @@ mod tests {
         let err = err.expect("third VM PUT in 3 minutes is refused");
         assert_eq!(err.status, StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(err.code, "OperationNotAllowed");
-        assert_eq!(err.details[0]["target"], "PutVM3Min");
+        assert_eq!(err.body()["details"][0]["target"], "PutVM3Min");
         assert!(err.retry_after.is_some_and(|s| s > 100 && s <= 180));
         assert!(
             budgets

@@ -17,6 +17,13 @@ pub struct ArmError {
     pub target: Option<String>,
     /// `Retry-After` seconds for throttling answers.
     pub retry_after: Option<u64>,
+    /// Rarely used parts (boxed to keep the error small).
+    pub extra: Option<Box<ErrorExtra>>,
+}
+
+/// `details` of the envelope and extra headers of an [`ArmError`].
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ErrorExtra {
     /// `details` of the error envelope (e.g. the exhausted Compute window).
     pub details: Vec<serde_json::Value>,
     /// `x-ms-ratelimit-remaining-resource` to answer with the error (Compute throttling).
@@ -32,8 +39,7 @@ impl ArmError {
             message: message.into(),
             target: None,
             retry_after: None,
-            details: Vec::new(),
-            resource_header: None,
+            extra: None,
         }
     }
 
@@ -83,8 +89,10 @@ impl ArmError {
         if let Some(target) = &self.target {
             error["target"] = json!(target);
         }
-        if !self.details.is_empty() {
-            error["details"] = json!(self.details);
+        if let Some(extra) = &self.extra
+            && !extra.details.is_empty()
+        {
+            error["details"] = json!(extra.details);
         }
         error
     }
@@ -95,7 +103,7 @@ impl IntoResponse for ArmError {
         let retry_after = self.retry_after;
         let mut response =
             (self.status, axum::Json(json!({ "error": self.body() }))).into_response();
-        if let Some(header) = &self.resource_header
+        if let Some(header) = self.extra.as_ref().and_then(|e| e.resource_header.as_ref())
             && let Ok(value) = header.parse()
         {
             response
