@@ -17,6 +17,8 @@
 //! | POST | `/_emulator/vms/power` `{"id","state":"running\|stopped\|deallocated"}` | out-of-band power change |
 //! | POST | `/_emulator/delete` `{"id"}` | out-of-band delete (with cascades) |
 //! | POST | `/_emulator/inject` [`ErrorInjection`] | error for the next matching request(s), or an asynchronous operation failure |
+//! | GET | `/_emulator/nfs-access?vm=&account=` | [`EmulatorHandle::nfs_access`] over HTTP |
+//! | GET | `/_emulator/identity/token?resource=` | managed-identity token (App Service protocol, `X-IDENTITY-HEADER`) |
 //!
 //! Flags, URL list, enforced rules and known differences from Azure: `docs/emulator.md`.
 
