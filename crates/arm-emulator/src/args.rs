@@ -42,7 +42,7 @@ pub struct EmulatorArgs {
     /// JSON file the state is loaded from at start and saved to on change and shutdown.
     #[arg(long)]
     pub state_file: Option<PathBuf>,
-    /// Accepted for symmetry with the operator; the emulator serves any subscription id.
+    /// Subscription listed by `GET /subscriptions` (for `az login`); any subscription id is served.
     #[arg(long)]
     pub subscription_id: Option<String>,
     /// vCPU quota per region and subscription.
@@ -51,9 +51,12 @@ pub struct EmulatorArgs {
     /// Items per page of list answers (larger lists get a nextLink).
     #[arg(long, default_value_t = 100)]
     pub page_size: usize,
-    /// Multiplier of ARM's per-subscription token buckets (reads 250/25 per s, writes and deletes 200/10 per s); 0 disables them.
+    /// Multiplier of all request budgets: ARM's token buckets per subscription and principal (reads 250/25 per s, writes and deletes 200/10 per s, 15x per subscription) and Compute's windows; 0 disables them.
     #[arg(long, default_value_t = 1.0)]
     pub rate_limit_scale: f64,
+    /// Extra multiplier of Compute's 3- and 30-minute windows (PutVM 240/1200, CreateUpdateDisks 1000/8000, HighCostGet 160/800, LowCostGet 4000/32000); 0 disables only them.
+    #[arg(long, default_value_t = 1.0)]
+    pub compute_limit_scale: f64,
 }
 
 impl From<EmulatorArgs> for EmulatorConfig {
@@ -69,6 +72,8 @@ impl From<EmulatorArgs> for EmulatorConfig {
             core_quota: a.core_quota,
             page_size: a.page_size,
             rate_limit_scale: a.rate_limit_scale,
+            compute_limit_scale: a.compute_limit_scale,
+            subscription_id: a.subscription_id,
         }
     }
 }

@@ -163,6 +163,36 @@ pub fn image(
     Some((image, resolved))
 }
 
+/// The paired region of a region (Azure's region pairs), where one is published.
+pub fn paired_region(location: &str) -> Option<&'static str> {
+    const PAIRS: &[(&str, &str)] = &[
+        ("eastus", "westus"),
+        ("westus", "eastus"),
+        ("eastus2", "centralus"),
+        ("centralus", "eastus2"),
+        ("westus2", "westcentralus"),
+        ("westcentralus", "westus2"),
+        ("westus3", "eastus"),
+        ("northcentralus", "southcentralus"),
+        ("southcentralus", "northcentralus"),
+        ("canadacentral", "canadaeast"),
+        ("northeurope", "westeurope"),
+        ("westeurope", "northeurope"),
+        ("uksouth", "ukwest"),
+        ("francecentral", "francesouth"),
+        ("germanywestcentral", "germanynorth"),
+        ("swedencentral", "swedensouth"),
+        ("switzerlandnorth", "switzerlandwest"),
+        ("japaneast", "japanwest"),
+        ("southeastasia", "eastasia"),
+        ("eastasia", "southeastasia"),
+        ("australiaeast", "australiasoutheast"),
+        ("centralindia", "southindia"),
+        ("brazilsouth", "southcentralus"),
+    ];
+    PAIRS.iter().find(|(a, _)| *a == location).map(|(_, b)| *b)
+}
+
 /// Normalizes a location as ARM does (`West US 2` → `westus2`).
 pub fn normalize_location(location: &str) -> String {
     location

@@ -24,6 +24,8 @@ pub static VIRTUAL_MACHINE: Kind = Kind {
     parent_strip: 0,
     actions: &["start", "powerOff", "deallocate", "restart"],
     views: &["instanceView"],
+    put_accepted: false,
+    sync_delete: false,
     hooks: &VmHooks,
 };
 
@@ -312,10 +314,7 @@ fn check_os_profile(body: &Value, name: &str, creating: bool) -> Result<(), ArmE
             ));
         }
         let data = req_str(key, "/keyData", "linuxConfiguration.ssh.publicKeys.keyData")?;
-        let looks_like_key = ["ssh-rsa ", "ssh-ed25519 ", "ecdsa-sha2-"]
-            .iter()
-            .any(|p| data.starts_with(p));
-        if !looks_like_key {
+        if !valid_ssh_public_key(data) {
             return Err(ArmError::invalid(
                 "linuxConfiguration.ssh.publicKeys.keyData",
                 "The value of parameter linuxConfiguration.ssh.publicKeys.keyData is invalid.",
@@ -323,6 +322,83 @@ fn check_os_profile(body: &Value, name: &str, creating: bool) -> Result<(), ArmE
         }
     }
     Ok(())
+}
+
+/// Reads an SSH wire-format string (u32 big-endian length + bytes) from `blob` at `pos`.
+fn ssh_string<'b>(blob: &'b [u8], pos: &mut usize) -> Option<&'b [u8]> {
+    let len_bytes: [u8; 4] = blob.get(*pos..*pos + 4)?.try_into().ok()?;
+    let len = u32::from_be_bytes(len_bytes) as usize;
+    let start = *pos + 4;
+    let out = blob.get(start..start.checked_add(len)?)?;
+    *pos = start + len;
+    Some(out)
+}
+
+/// Whether `blob` is a well-formed `ssh-rsa` (modulus ≥ 2048 bits) or `ssh-ed25519` public key
+/// of type `expected`, with nothing trailing.
+fn valid_key_blob(blob: &[u8], expected: &str) -> bool {
+    let mut pos = 0;
+    if ssh_string(blob, &mut pos) != Some(expected.as_bytes()) {
+        return false;
+    }
+    let parsed = match expected {
+        "ssh-ed25519" => ssh_string(blob, &mut pos).is_some_and(|k| k.len() == 32),
+        "ssh-rsa" => {
+            let exponent = ssh_string(blob, &mut pos);
+            let modulus = ssh_string(blob, &mut pos);
+            match (exponent, modulus) {
+                (Some(e), Some(n)) if !e.is_empty() => {
+                    let n = match n.iter().position(|b| *b != 0) {
+                        Some(first) => &n[first..],
+                        None => &[][..],
+                    };
+                    let bits = n.len() * 8 - n.first().map_or(8, |b| b.leading_zeros() as usize);
+                    bits >= 2048
+                }
+                _ => false,
+            }
+        }
+        _ => false,
+    };
+    parsed && pos == blob.len()
+}
+
+/// Whether `data` is an SSH public key Azure accepts: OpenSSH `ssh-rsa`/`ssh-ed25519 <base64>
+/// [comment]` or the RFC 4716 (`---- BEGIN SSH2 PUBLIC KEY ----`) form, with a well-formed
+/// key blob (RSA at least 2048 bits). Azure does not accept ECDSA keys.
+pub fn valid_ssh_public_key(data: &str) -> bool {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let data = data.trim();
+    if let Some(rest) = data.strip_prefix("---- BEGIN SSH2 PUBLIC KEY ----") {
+        let Some(body) = rest.trim().strip_suffix("---- END SSH2 PUBLIC KEY ----") else {
+            return false;
+        };
+        let mut encoded = String::new();
+        let mut continued = false;
+        for line in body.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            // Header lines ("Comment: ...") may continue with a trailing backslash.
+            if continued || line.contains(':') {
+                continued = line.ends_with('\\');
+                continue;
+            }
+            encoded.push_str(line);
+        }
+        let Ok(blob) = b64.decode(encoded) else {
+            return false;
+        };
+        return ["ssh-rsa", "ssh-ed25519"]
+            .iter()
+            .any(|t| valid_key_blob(&blob, t));
+    }
+    let mut parts = data.split_whitespace();
+    let (Some(kind), Some(encoded)) = (parts.next(), parts.next()) else {
+        return false;
+    };
+    if kind != "ssh-rsa" && kind != "ssh-ed25519" {
+        return false;
+    }
+    b64.decode(encoded)
+        .is_ok_and(|blob| valid_key_blob(&blob, kind))
 }
 
 /// Spot / priority rules.
@@ -794,7 +870,10 @@ impl VmHooks {
         let now_nics: Vec<String> = vm_nics(&ctx.body).into_iter().map(|(id, _)| id).collect();
         for nic in &now_nics {
             if let Some(e) = ctx.store.get_mut(nic) {
-                props_mut(&mut e.body).insert("virtualMachine".into(), json!({ "id": vm_id }));
+                props_mut(&mut e.body).insert(
+                    "virtualMachine".into(),
+                    json!({ "id": super::path::compute_casing(&vm_id) }),
+                );
             }
         }
         for old in previous_nics {
@@ -835,6 +914,9 @@ impl VmHooks {
             ctx.meta
                 .insert("power".into(), Value::from(PowerState::Starting.code()));
         }
+        // The model's etag: a counter bumped by every PUT/PATCH, as `"\"N\""`.
+        let etag = ctx.meta.get("etag").and_then(Value::as_u64).unwrap_or(0) + 1;
+        ctx.meta.insert("etag".into(), Value::from(etag));
     }
 }
 
@@ -989,6 +1071,9 @@ impl Hooks for VmHooks {
         if expand {
             props_mut(out).insert("instanceView".into(), instance_view(store, entry));
         }
+        compute_ids(out);
+        let etag = entry.meta.get("etag").and_then(Value::as_u64).unwrap_or(1);
+        out["etag"] = Value::from(format!("\"{etag}\""));
     }
 
     fn view(
@@ -999,6 +1084,32 @@ impl Hooks for VmHooks {
         _name: &str,
     ) -> Result<Value, ArmError> {
         Ok(instance_view(store, entry))
+    }
+}
+
+/// Rewrites a VM body's own id and its disk references as Compute answers them (the
+/// resource-group segment upper-cased).
+fn compute_ids(out: &mut Value) {
+    let recase = |v: &mut Value| {
+        if let Some(id) = v.as_str() {
+            *v = Value::from(super::path::compute_casing(id));
+        }
+    };
+    if let Some(id) = out.get_mut("id") {
+        recase(id);
+    }
+    if let Some(id) = out.pointer_mut("/properties/storageProfile/osDisk/managedDisk/id") {
+        recase(id);
+    }
+    if let Some(disks) = out
+        .pointer_mut("/properties/storageProfile/dataDisks")
+        .and_then(Value::as_array_mut)
+    {
+        for d in disks {
+            if let Some(id) = d.pointer_mut("/managedDisk/id") {
+                recase(id);
+            }
+        }
     }
 }
 

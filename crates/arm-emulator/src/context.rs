@@ -4,6 +4,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use tokio::sync::Notify;
 
+use super::budgets::Budgets;
 use super::counts::Recorder;
 use super::faults::Faults;
 use super::kinds::Settings;
@@ -17,8 +18,10 @@ pub struct Shared {
     pub store: Mutex<Store>,
     /// Request counts and log.
     pub recorder: Mutex<Recorder>,
-    /// Faults, injected errors and rate limits.
+    /// Faults and injected errors.
     pub faults: Faults,
+    /// Request budgets (ARM token buckets, Compute windows).
+    pub budgets: Budgets,
     /// Signalled on every change when a state file is configured.
     pub dirty: Notify,
     /// Whether changes are persisted.

@@ -19,6 +19,8 @@ pub static DISK: Kind = Kind {
     parent_strip: 0,
     actions: &[],
     views: &[],
+    put_accepted: true,
+    sync_delete: false,
     hooks: &DiskHooks,
 };
 
@@ -31,6 +33,8 @@ pub static SNAPSHOT: Kind = Kind {
     parent_strip: 0,
     actions: &[],
     views: &[],
+    put_accepted: true,
+    sync_delete: false,
     hooks: &SnapshotHooks,
 };
 
@@ -91,6 +95,22 @@ pub fn new_disk(
         body,
         meta: Default::default(),
         busy: None,
+    }
+}
+
+/// Read-only fields Compute adds to disks and snapshots: `diskSizeBytes`, and ids (own and
+/// `managedBy`) with the resource-group segment upper-cased.
+fn disk_read_model(out: &mut Value) {
+    if let Some(gb) = out
+        .pointer("/properties/diskSizeGB")
+        .and_then(Value::as_i64)
+    {
+        props_mut(out).insert("diskSizeBytes".into(), Value::from(gb * 1024 * 1024 * 1024));
+    }
+    for key in ["id", "managedBy"] {
+        if let Some(id) = out.get(key).and_then(Value::as_str) {
+            out[key] = Value::from(super::path::compute_casing(id));
+        }
     }
 }
 
@@ -313,6 +333,23 @@ impl Hooks for DiskHooks {
         Ok(())
     }
 
+    fn render(
+        &self,
+        store: &Store,
+        _settings: &Settings,
+        entry: &Entry,
+        out: &mut Value,
+        _expand: bool,
+    ) {
+        // A disk of a deallocated VM is `Reserved`, not `Attached`.
+        if let Some(vm) = entry.str_at("/managedBy").and_then(|vm| store.get(vm))
+            && power(vm) == Some(PowerState::Deallocated)
+        {
+            props_mut(out).insert("diskState".into(), Value::from("Reserved"));
+        }
+        disk_read_model(out);
+    }
+
     fn check_delete(&self, _store: &Store, entry: &Entry) -> Result<(), ArmError> {
         match entry.str_at("/managedBy") {
             Some(vm) => Err(ArmError::conflict(
@@ -450,6 +487,7 @@ impl Hooks for SnapshotHooks {
         out: &mut Value,
         _expand: bool,
     ) {
+        disk_read_model(out);
         if entry.meta.contains_key("copyStart") {
             props_mut(out).insert(
                 "completionPercent".into(),

@@ -17,6 +17,17 @@ pub struct ArmError {
     pub target: Option<String>,
     /// `Retry-After` seconds for throttling answers.
     pub retry_after: Option<u64>,
+    /// Rarely used parts (boxed to keep the error small).
+    pub extra: Option<Box<ErrorExtra>>,
+}
+
+/// `details` of the envelope and extra headers of an [`ArmError`].
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ErrorExtra {
+    /// `details` of the error envelope (e.g. the exhausted Compute window).
+    pub details: Vec<serde_json::Value>,
+    /// `x-ms-ratelimit-remaining-resource` to answer with the error (Compute throttling).
+    pub resource_header: Option<String>,
 }
 
 impl ArmError {
@@ -28,6 +39,7 @@ impl ArmError {
             message: message.into(),
             target: None,
             retry_after: None,
+            extra: None,
         }
     }
 
@@ -77,6 +89,11 @@ impl ArmError {
         if let Some(target) = &self.target {
             error["target"] = json!(target);
         }
+        if let Some(extra) = &self.extra
+            && !extra.details.is_empty()
+        {
+            error["details"] = json!(extra.details);
+        }
         error
     }
 }
@@ -86,6 +103,13 @@ impl IntoResponse for ArmError {
         let retry_after = self.retry_after;
         let mut response =
             (self.status, axum::Json(json!({ "error": self.body() }))).into_response();
+        if let Some(header) = self.extra.as_ref().and_then(|e| e.resource_header.as_ref())
+            && let Ok(value) = header.parse()
+        {
+            response
+                .headers_mut()
+                .insert("x-ms-ratelimit-remaining-resource", value);
+        }
         if let Some(seconds) = retry_after
             && let Ok(value) = seconds.to_string().parse()
         {

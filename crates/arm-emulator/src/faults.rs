@@ -1,13 +1,8 @@
-//! Fault and throttle injection, one-shot injected errors, and ARM's per-subscription token buckets.
+//! Fault and throttle injection and one-shot injected errors.
 
-use std::num::NonZeroU32;
 use std::sync::Mutex;
 
 use axum::http::StatusCode;
-use governor::clock::{Clock, DefaultClock};
-use governor::middleware::StateInformationMiddleware;
-use governor::state::keyed::DefaultKeyedStateStore;
-use governor::{Quota, RateLimiter};
 use serde::{Deserialize, Serialize};
 
 use super::error::ArmError;
@@ -93,74 +88,20 @@ impl ErrorInjection {
     }
 }
 
-type Limiter =
-    RateLimiter<String, DefaultKeyedStateStore<String>, DefaultClock, StateInformationMiddleware>;
-
-/// Which ARM bucket a request draws from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Bucket {
-    /// GET/HEAD.
-    Reads,
-    /// PUT/PATCH/POST.
-    Writes,
-    /// DELETE.
-    Deletes,
-}
-
-impl Bucket {
-    /// The bucket of an HTTP method.
-    pub fn of(method: &str) -> Self {
-        match method {
-            "GET" | "HEAD" => Self::Reads,
-            "DELETE" => Self::Deletes,
-            _ => Self::Writes,
-        }
-    }
-
-    /// The `x-ms-ratelimit-remaining-subscription-*` header name.
-    pub fn header(self) -> &'static str {
-        match self {
-            Self::Reads => "x-ms-ratelimit-remaining-subscription-reads",
-            Self::Writes => "x-ms-ratelimit-remaining-subscription-writes",
-            Self::Deletes => "x-ms-ratelimit-remaining-subscription-deletes",
-        }
-    }
-}
-
-/// Random faults, injected errors and rate limits.
+/// Random faults and injected errors.
 pub struct Faults {
     fault_rate: f64,
     throttle_rate: f64,
     injected: Mutex<Vec<ErrorInjection>>,
-    limiters: Option<[Limiter; 3]>,
-}
-
-fn quota(per_second: f64, burst: f64, scale: f64) -> Quota {
-    let n = |v: f64| {
-        NonZeroU32::new((v * scale).round().clamp(1.0, f64::from(u32::MAX)) as u32)
-            .unwrap_or(NonZeroU32::MIN)
-    };
-    Quota::per_second(n(per_second)).allow_burst(n(burst))
 }
 
 impl Faults {
-    /// `scale` multiplies ARM's buckets (reads 250 burst / 25 per s; writes and deletes 200 / 10 per s); 0 disables them.
-    pub fn new(fault_rate: f64, throttle_rate: f64, scale: f64) -> Self {
-        let limiters = (scale > 0.0).then(|| {
-            [
-                RateLimiter::keyed(quota(25.0, 250.0, scale))
-                    .with_middleware::<StateInformationMiddleware>(),
-                RateLimiter::keyed(quota(10.0, 200.0, scale))
-                    .with_middleware::<StateInformationMiddleware>(),
-                RateLimiter::keyed(quota(10.0, 200.0, scale))
-                    .with_middleware::<StateInformationMiddleware>(),
-            ]
-        });
+    /// Faults answered at random: `fault_rate` 500s and `throttle_rate` 429s.
+    pub fn new(fault_rate: f64, throttle_rate: f64) -> Self {
         Self {
             fault_rate,
             throttle_rate,
             injected: Mutex::new(Vec::new()),
-            limiters,
         }
     }
 
@@ -212,30 +153,6 @@ impl Faults {
         }
         Ok(())
     }
-
-    /// Draws a token for the subscription; `Ok(remaining)` or 429 with `Retry-After`.
-    pub fn rate_limit(&self, subscription: &str, bucket: Bucket) -> Result<Option<u32>, ArmError> {
-        let Some(limiters) = &self.limiters else {
-            return Ok(None);
-        };
-        let limiter = &limiters[bucket as usize];
-        match limiter.check_key(&subscription.to_ascii_lowercase()) {
-            Ok(snapshot) => Ok(Some(snapshot.remaining_burst_capacity())),
-            Err(not_until) => {
-                let wait = not_until.wait_time_from(DefaultClock::default().now());
-                Err(ArmError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "SubscriptionRequestsThrottled",
-                    format!(
-                        "Number of requests for subscription '{subscription}' and operation '{}' exceeded the backend storage limit. Please try again after '{}' seconds.",
-                        bucket.header(),
-                        wait.as_secs().max(1)
-                    ),
-                )
-                .with_retry_after(wait.as_secs().max(1)))
-            }
-        }
-    }
 }
 
 #[cfg(test)]
@@ -244,7 +161,7 @@ mod tests {
 
     #[test]
     fn injected_errors_are_one_shot() {
-        let faults = Faults::new(0.0, 0.0, 0.0);
+        let faults = Faults::new(0.0, 0.0);
         faults.inject(ErrorInjection::once(
             "PUT",
             "virtualMachines",
@@ -258,22 +175,5 @@ mod tests {
             .map(|e| e.code);
         assert_eq!(err.as_deref(), Some("Conflict"));
         assert!(faults.check("PUT", "/x/virtualMachines/a").is_ok());
-    }
-
-    #[test]
-    fn token_bucket_runs_dry() {
-        let faults = Faults::new(0.0, 0.0, 0.01);
-        // writes: burst 200 * 0.01 = 2
-        assert_eq!(
-            faults.rate_limit("s", Bucket::Writes).ok().flatten(),
-            Some(1)
-        );
-        assert_eq!(
-            faults.rate_limit("s", Bucket::Writes).ok().flatten(),
-            Some(0)
-        );
-        let err = faults.rate_limit("s", Bucket::Writes).err();
-        assert_eq!(err.map(|e| e.status), Some(StatusCode::TOO_MANY_REQUESTS));
-        assert!(faults.rate_limit("other", Bucket::Writes).is_ok());
     }
 }

@@ -1,5 +1,5 @@
 //! ARM's `$filter` on the resource-group and generic-resource lists: `tagName eq 'k'`,
-//! `tagName eq 'k' and tagValue eq 'v'`, and `resourceType eq 'ns/type'`.
+//! `tagName eq 'k' and tagValue eq 'v'`, `resourceType eq 'ns/type'` and `resourceGroup eq 'rg'`.
 
 use serde_json::Value;
 
@@ -11,6 +11,7 @@ pub struct ListFilter {
     tag_name: Option<String>,
     tag_value: Option<String>,
     resource_type: Option<String>,
+    resource_group: Option<String>,
 }
 
 impl ListFilter {
@@ -27,6 +28,7 @@ impl ListFilter {
                 "tagname" => &mut out.tag_name,
                 "tagvalue" => &mut out.tag_value,
                 "resourcetype" => &mut out.resource_type,
+                "resourcegroup" => &mut out.resource_group,
                 _ => return Err(invalid(filter)),
             };
             if slot.replace(value).is_some() {
@@ -41,6 +43,18 @@ impl ListFilter {
 
     /// Whether an ARM body (with `type` and `tags`) matches.
     pub fn matches(&self, body: &Value) -> bool {
+        if let Some(rg) = &self.resource_group {
+            let in_group = body["id"].as_str().is_some_and(|id| {
+                let segs: Vec<&str> = id.split('/').collect();
+                segs.iter()
+                    .position(|s| s.eq_ignore_ascii_case("resourceGroups"))
+                    .and_then(|i| segs.get(i + 1))
+                    .is_some_and(|g| g.eq_ignore_ascii_case(rg))
+            });
+            if !in_group {
+                return false;
+            }
+        }
         if let Some(t) = &self.resource_type
             && !body["type"]
                 .as_str()
@@ -84,7 +98,7 @@ fn invalid(filter: &str) -> ArmError {
     ArmError::bad_request(
         "InvalidFilterInQueryString",
         format!(
-            "Invalid $filter '{filter}' specified in the query string: supported are tagName eq '<name>' [and tagValue eq '<value>'] and resourceType eq '<type>'."
+            "Invalid $filter '{filter}' specified in the query string: supported are tagName eq '<name>' [and tagValue eq '<value>'], resourceType eq '<type>' and resourceGroup eq '<name>'."
         ),
     )
 }
@@ -112,6 +126,18 @@ mod tests {
             ListFilter::parse(Some("tagname eq 'x'"))
                 .expect("name")
                 .matches(&body)
+        );
+        let located =
+            json!({"id": "/subscriptions/s/resourceGroups/RG1/providers/A/b/x", "type": "A/b"});
+        assert!(
+            ListFilter::parse(Some("resourceGroup eq 'rg1'"))
+                .expect("rg")
+                .matches(&located)
+        );
+        assert!(
+            !ListFilter::parse(Some("resourceGroup eq 'rg2'"))
+                .expect("rg")
+                .matches(&located)
         );
         assert!(
             ListFilter::parse(Some("resourceType eq 'microsoft.compute/virtualmachines'"))

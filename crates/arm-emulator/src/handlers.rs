@@ -37,6 +37,14 @@ pub struct Req<'a> {
 /// Resource type label of a route, for request counts.
 pub fn route_label(route: &Route, method: &Method) -> String {
     match route {
+        Route::Subscriptions | Route::Subscription { .. } => {
+            "Microsoft.Resources/subscriptions".to_string()
+        }
+        Route::Tenants => "Microsoft.Resources/tenants".to_string(),
+        Route::SubscriptionResources { .. } => "Microsoft.Resources/resources".to_string(),
+        Route::CheckNameAvailability { .. } => {
+            "Microsoft.Storage/checkNameAvailability".to_string()
+        }
         Route::ResourceGroups { .. } | Route::ResourceGroup { .. } => {
             kinds::RESOURCE_GROUP.type_name.to_string()
         }
@@ -85,23 +93,61 @@ pub fn dispatch(shared: &Arc<Shared>, route: Route, req: &Req<'_>) -> Result<Res
         Route::GenericResources { sub, rg } => {
             check_rg_api(req.api_version)?;
             only(req, &[Method::GET])?;
-            let filter = ListFilter::parse(req.query.get("$filter").map(String::as_str))?;
             let store = shared.store();
             let group = rg_entry(&store, &sub, &rg)?;
-            let prefix = format!("{}/providers", group.id);
-            // Top-level resources only (`providers/{ns}/{type}/{name}`), as ARM lists them.
-            let items: Vec<&Entry> = store
-                .all_under(&prefix)
-                .filter(|e| {
-                    e.id[prefix.len()..]
-                        .split('/')
-                        .filter(|s| !s.is_empty())
-                        .count()
-                        == 3
-                })
+            generic_list(shared, &store, &format!("{}/providers", group.id), req)
+        }
+        Route::SubscriptionResources { sub } => {
+            check_rg_api(req.api_version)?;
+            only(req, &[Method::GET])?;
+            let store = shared.store();
+            let groups: Vec<String> = store
+                .under(
+                    &format!("/subscriptions/{sub}/resourceGroups"),
+                    kinds::RESOURCE_GROUP.type_name,
+                )
+                .map(|g| format!("{}/providers", g.id))
+                .collect();
+            let filter = ListFilter::parse(req.query.get("$filter").map(String::as_str))?;
+            let items: Vec<&Entry> = groups
+                .iter()
+                .flat_map(|prefix| top_level(&store, prefix))
                 .filter(|e| filter.matches(&e.body))
                 .collect();
-            Ok(page_with(shared, &items, req, generic_resource))
+            let expand = GenericExpand::parse(req);
+            Ok(page_with(shared, &items, req, |e| {
+                generic_resource(e, &expand)
+            }))
+        }
+        Route::Subscriptions => {
+            check_subscriptions_api(req.api_version)?;
+            only(req, &[Method::GET])?;
+            let subs = super::discovery::known_subscriptions(shared);
+            let value: Vec<Value> = subs
+                .iter()
+                .map(|s| super::discovery::subscription_body(s))
+                .collect();
+            Ok(axum::Json(json!({ "value": value })).into_response())
+        }
+        Route::Subscription { sub } => {
+            check_subscriptions_api(req.api_version)?;
+            only(req, &[Method::GET])?;
+            Ok(axum::Json(super::discovery::subscription_body(&sub)).into_response())
+        }
+        Route::Tenants => {
+            check_subscriptions_api(req.api_version)?;
+            only(req, &[Method::GET])?;
+            Ok(axum::Json(json!({ "value": [super::discovery::tenant_body()] })).into_response())
+        }
+        Route::CheckNameAvailability { sub } => {
+            check_kind_api(&super::storage::STORAGE_ACCOUNT, req.api_version)?;
+            only(req, &[Method::POST])?;
+            let body = parse_body(req)?;
+            let store = shared.store();
+            Ok(axum::Json(super::storage::check_name_availability(
+                &store, &sub, &body,
+            )?)
+            .into_response())
         }
         Route::ResourceGroup { sub, rg } => {
             check_rg_api(req.api_version)?;
@@ -243,6 +289,20 @@ fn check_rg_api(api_version: &str) -> Result<(), ArmError> {
     }
 }
 
+fn check_subscriptions_api(api_version: &str) -> Result<(), ArmError> {
+    if kinds::SUBSCRIPTIONS_API.contains(&api_version) {
+        Ok(())
+    } else {
+        Err(ArmError::bad_request(
+            "InvalidApiVersionParameter",
+            format!(
+                "The api-version '{api_version}' is invalid. The supported versions are '{}'.",
+                kinds::SUBSCRIPTIONS_API.join(",")
+            ),
+        ))
+    }
+}
+
 fn check_kind_api(kind: &Kind, api_version: &str) -> Result<(), ArmError> {
     if kind.accepts(api_version) {
         Ok(())
@@ -337,10 +397,15 @@ pub fn render(shared: &Shared, store: &Store, entry: &Entry, expand: bool) -> Va
     out
 }
 
+/// `$expand=instanceView`, or `statusOnly=true` on VM lists (which answers the instance view too).
 fn expand_instance_view(req: &Req<'_>) -> bool {
     req.query
         .get("$expand")
         .is_some_and(|v| v.to_ascii_lowercase().contains("instanceview"))
+        || req
+            .query
+            .get("statusOnly")
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
 }
 
 fn get(
@@ -365,15 +430,99 @@ fn page(shared: &Shared, store: &Store, items: &[&Entry], req: &Req<'_>) -> Resp
     page_with(shared, items, req, |e| render(shared, store, e, expand))
 }
 
+/// Top-level resources (`{prefix}/{ns}/{type}/{name}`) under a resource group's `providers`.
+fn top_level<'s>(store: &'s Store, prefix: &str) -> impl Iterator<Item = &'s Entry> + 's {
+    let len = prefix.len();
+    store
+        .all_under(prefix)
+        .filter(move |e| e.id[len..].split('/').filter(|s| !s.is_empty()).count() == 3)
+}
+
+/// Lists the top-level resources under `prefix` as `GenericResource`s.
+fn generic_list(
+    shared: &Shared,
+    store: &Store,
+    prefix: &str,
+    req: &Req<'_>,
+) -> Result<Response, ArmError> {
+    let filter = ListFilter::parse(req.query.get("$filter").map(String::as_str))?;
+    let items: Vec<&Entry> = top_level(store, prefix)
+        .filter(|e| filter.matches(&e.body))
+        .collect();
+    let expand = GenericExpand::parse(req);
+    Ok(page_with(shared, &items, req, |e| {
+        generic_resource(e, &expand)
+    }))
+}
+
+/// `$expand` of generic resource lists: `createdTime`, `changedTime`, `provisioningState`.
+#[derive(Default)]
+struct GenericExpand {
+    created: bool,
+    changed: bool,
+    provisioning: bool,
+}
+
+impl GenericExpand {
+    fn parse(req: &Req<'_>) -> Self {
+        let mut out = Self::default();
+        for part in req
+            .query
+            .get("$expand")
+            .map(String::as_str)
+            .unwrap_or_default()
+            .split(',')
+        {
+            match part.trim().to_ascii_lowercase().as_str() {
+                "createdtime" => out.created = true,
+                "changedtime" => out.changed = true,
+                "provisioningstate" => out.provisioning = true,
+                _ => {}
+            }
+        }
+        out
+    }
+}
+
 /// The `GenericResource` view of an entry in `/resources` lists.
-fn generic_resource(e: &Entry) -> Value {
+fn generic_resource(e: &Entry, expand: &GenericExpand) -> Value {
     let mut out = serde_json::Map::new();
     for key in [
-        "id", "name", "type", "location", "tags", "kind", "sku", "zones",
+        "id",
+        "name",
+        "type",
+        "location",
+        "tags",
+        "kind",
+        "sku",
+        "zones",
+        "managedBy",
     ] {
         if let Some(v) = e.body.get(key) {
             out.insert(key.to_string(), v.clone());
         }
+    }
+    if let Some(kind) = lro::kind_of(&e.kind)
+        && kind.namespace() == "Microsoft.Compute"
+        && let Some(id) = e.body.get("id").and_then(Value::as_str)
+    {
+        out.insert("id".into(), Value::from(path::compute_casing(id)));
+    }
+    if expand.created
+        && let Some(t) = e.meta.get("createdTime")
+    {
+        out.insert("createdTime".into(), t.clone());
+    }
+    if expand.changed
+        && let Some(t) = e.meta.get("changedTime")
+    {
+        out.insert("changedTime".into(), t.clone());
+    }
+    if expand.provisioning {
+        let state = e
+            .str_at("/properties/provisioningState")
+            .unwrap_or("Succeeded");
+        out.insert("provisioningState".into(), Value::from(state));
     }
     Value::Object(out)
 }
@@ -603,7 +752,10 @@ fn put(
         body,
     };
     kind.hooks.put(&mut ctx)?;
-    let PutCtx { body, meta, .. } = ctx;
+    let PutCtx { body, mut meta, .. } = ctx;
+    let now = Value::from(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true));
+    meta.entry("createdTime").or_insert_with(|| now.clone());
+    meta.insert("changedTime".into(), now);
     let mut entry = Entry {
         id: id.to_string(),
         kind: kind.type_name.to_string(),
@@ -655,7 +807,7 @@ fn put(
                         kind.namespace(),
                         &location,
                         op,
-                        false,
+                        kind.put_accepted,
                         &shared.settings,
                     )
                 };
@@ -663,6 +815,9 @@ fn put(
             if accepted {
                 status = StatusCode::ACCEPTED;
                 with_body = false;
+            } else if kind.put_accepted {
+                // Disks and snapshots: 202 with the resource body and both polling URLs.
+                status = StatusCode::ACCEPTED;
             }
         }
         Provisioning::Sync => {
@@ -724,6 +879,15 @@ fn delete(
         busy_error(kind, &store, id)?;
     }
     kind.hooks.check_delete(&store, &entry)?;
+    if kind.sync_delete {
+        if let Some(failure) = &req.fail_operation {
+            return Err(failure.clone());
+        }
+        lro::remove_tree(&mut store, id);
+        drop(store);
+        shared.changed();
+        return Ok(StatusCode::OK.into_response());
+    }
     if let Some(e) = store.get_mut(id) {
         e.set_provisioning("Deleting");
     }
@@ -771,7 +935,10 @@ fn post_action(
         .copied()
         .unwrap_or(action);
     let mut store = shared.store();
-    existing(&store, kind, sub, id, name)?;
+    let entry = existing(&store, kind, sub, id, name)?;
+    if let Some(result) = kind.hooks.sync_action(&store, entry, canonical) {
+        return Ok(axum::Json(result?).into_response());
+    }
     busy_error(kind, &store, id)?;
     kind.hooks
         .action(&mut store, &shared.settings, id, canonical)?;

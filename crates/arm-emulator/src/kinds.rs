@@ -36,6 +36,8 @@ pub struct Settings {
     pub core_quota: u32,
     /// Items per page of list answers.
     pub page_size: usize,
+    /// The subscription listed by `GET /subscriptions` (any subscription is served).
+    pub subscription: String,
 }
 
 /// Context of a PUT/PATCH: hooks validate `body` and may change the store.
@@ -99,6 +101,16 @@ pub trait Hooks: Sync {
     /// Finishes an operation (after `provisioningState` has become `Succeeded`).
     fn complete(&self, _store: &mut Store, _settings: &Settings, _id: &str, _op: &OpKind) {}
 
+    /// A synchronous POST action (e.g. `listKeys`): `Some` answers `200 OK` with the value.
+    fn sync_action(
+        &self,
+        _store: &Store,
+        _entry: &Entry,
+        _name: &str,
+    ) -> Option<Result<Value, ArmError>> {
+        None
+    }
+
     /// Adds derived parts to a GET answer (`expand` = `$expand=instanceView`).
     fn render(
         &self,
@@ -146,6 +158,12 @@ pub struct Kind {
     pub actions: &'static [&'static str],
     /// GET sub-views.
     pub views: &'static [&'static str],
+    /// Status of an asynchronous PUT: `202 Accepted` with the body (disks, snapshots) instead
+    /// of ARM's usual `201 Created` / `200 OK`.
+    pub put_accepted: bool,
+    /// DELETE completes at once with `200 OK` (`204` when already gone), as the Storage RP
+    /// answers, instead of `202 Accepted` and an operation.
+    pub sync_delete: bool,
     /// Behaviour.
     pub hooks: &'static dyn Hooks,
 }
@@ -182,16 +200,213 @@ impl Kind {
     }
 }
 
-/// api-versions of `Microsoft.Resources/resourceGroups`.
-pub const RESOURCES_API: &[&str] = &["2021-04-01", "2022-09-01", "2024-03-01"];
+// Stable api-versions per resource type, oldest first, as published in azure-rest-api-specs
+// (checked against the multi-api folders of Microsoft's Python SDKs and the defaults of the
+// current single-api SDKs; see docs/emulator.md). Every version behaves the same here.
+
+/// api-versions of `Microsoft.Resources` (resource groups, generic resource lists).
+pub const RESOURCES_API: &[&str] = &[
+    "2015-11-01",
+    "2016-02-01",
+    "2016-07-01",
+    "2016-09-01",
+    "2017-05-10",
+    "2018-02-01",
+    "2018-05-01",
+    "2019-03-01",
+    "2019-05-01",
+    "2019-05-10",
+    "2019-07-01",
+    "2019-08-01",
+    "2019-10-01",
+    "2020-06-01",
+    "2020-10-01",
+    "2021-01-01",
+    "2021-04-01",
+    "2022-09-01",
+    "2024-03-01",
+    "2024-07-01",
+    "2024-11-01",
+    "2025-03-01",
+    "2025-04-01",
+];
+/// api-versions of `GET /subscriptions` and `GET /subscriptions/{id}`.
+pub const SUBSCRIPTIONS_API: &[&str] = &[
+    "2016-06-01",
+    "2018-06-01",
+    "2019-06-01",
+    "2019-11-01",
+    "2020-01-01",
+    "2021-01-01",
+    "2022-12-01",
+];
 /// api-versions of `Microsoft.Compute/virtualMachines`.
-pub const VM_API: &[&str] = &["2024-11-01", "2024-07-01", "2024-03-01"];
+pub const VM_API: &[&str] = &[
+    "2015-06-15",
+    "2016-03-30",
+    "2017-03-30",
+    "2017-12-01",
+    "2018-04-01",
+    "2018-06-01",
+    "2018-10-01",
+    "2019-03-01",
+    "2019-07-01",
+    "2019-12-01",
+    "2020-06-01",
+    "2020-12-01",
+    "2021-03-01",
+    "2021-04-01",
+    "2021-07-01",
+    "2021-11-01",
+    "2022-03-01",
+    "2022-08-01",
+    "2022-11-01",
+    "2023-03-01",
+    "2023-07-01",
+    "2023-09-01",
+    "2024-03-01",
+    "2024-07-01",
+    "2024-11-01",
+    "2025-04-01",
+    "2026-04-01",
+];
 /// api-versions of disks and snapshots.
-pub const DISK_API: &[&str] = &["2024-03-02", "2023-10-02", "2023-04-02"];
-/// api-versions of `Microsoft.Network`.
-pub const NETWORK_API: &[&str] = &["2024-05-01", "2024-03-01", "2024-01-01", "2023-11-01"];
-/// api-versions of `Microsoft.Storage`.
-pub const STORAGE_API: &[&str] = &["2023-05-01", "2023-01-01", "2024-01-01"];
+pub const DISK_API: &[&str] = &[
+    "2017-03-30",
+    "2018-04-01",
+    "2018-06-01",
+    "2018-09-30",
+    "2019-03-01",
+    "2019-07-01",
+    "2019-11-01",
+    "2020-05-01",
+    "2020-06-30",
+    "2020-09-30",
+    "2020-12-01",
+    "2021-04-01",
+    "2021-08-01",
+    "2021-12-01",
+    "2022-03-02",
+    "2022-07-02",
+    "2023-01-02",
+    "2023-04-02",
+    "2023-10-02",
+    "2024-03-02",
+    "2025-01-02",
+    "2026-03-02",
+];
+/// api-versions of `Microsoft.Network` (virtual networks, subnets, NSGs, public IPs, NICs).
+pub const NETWORK_API: &[&str] = &[
+    "2015-06-15",
+    "2016-03-30",
+    "2016-06-01",
+    "2016-09-01",
+    "2016-12-01",
+    "2017-03-01",
+    "2017-06-01",
+    "2017-08-01",
+    "2017-09-01",
+    "2017-10-01",
+    "2017-11-01",
+    "2018-01-01",
+    "2018-02-01",
+    "2018-04-01",
+    "2018-06-01",
+    "2018-07-01",
+    "2018-08-01",
+    "2018-10-01",
+    "2018-11-01",
+    "2018-12-01",
+    "2019-02-01",
+    "2019-04-01",
+    "2019-06-01",
+    "2019-07-01",
+    "2019-08-01",
+    "2019-09-01",
+    "2019-11-01",
+    "2019-12-01",
+    "2020-03-01",
+    "2020-04-01",
+    "2020-05-01",
+    "2020-06-01",
+    "2020-07-01",
+    "2020-08-01",
+    "2020-11-01",
+    "2021-02-01",
+    "2021-03-01",
+    "2021-05-01",
+    "2021-08-01",
+    "2022-01-01",
+    "2022-05-01",
+    "2022-07-01",
+    "2022-09-01",
+    "2022-11-01",
+    "2023-02-01",
+    "2023-04-01",
+    "2023-05-01",
+    "2023-06-01",
+    "2023-09-01",
+    "2023-11-01",
+    "2024-01-01",
+    "2024-03-01",
+    "2024-05-01",
+    "2024-07-01",
+    "2024-10-01",
+    "2025-01-01",
+    "2025-03-01",
+    "2025-05-01",
+    "2025-07-01",
+    "2026-03-01",
+];
+/// api-versions of `Microsoft.Storage/storageAccounts`.
+pub const STORAGE_API: &[&str] = &[
+    "2015-06-15",
+    "2016-01-01",
+    "2016-05-01",
+    "2016-12-01",
+    "2017-06-01",
+    "2017-10-01",
+    "2018-02-01",
+    "2018-07-01",
+    "2018-11-01",
+    "2019-04-01",
+    "2019-06-01",
+    "2021-01-01",
+    "2021-02-01",
+    "2021-04-01",
+    "2021-06-01",
+    "2021-08-01",
+    "2021-09-01",
+    "2022-05-01",
+    "2022-09-01",
+    "2023-01-01",
+    "2023-04-01",
+    "2023-05-01",
+    "2024-01-01",
+    "2025-01-01",
+    "2025-06-01",
+    "2026-09-01",
+];
+/// api-versions of file shares (`fileServices/default/shares`, introduced with 2019-04-01).
+pub const SHARE_API: &[&str] = &[
+    "2019-04-01",
+    "2019-06-01",
+    "2021-01-01",
+    "2021-02-01",
+    "2021-04-01",
+    "2021-06-01",
+    "2021-08-01",
+    "2021-09-01",
+    "2022-05-01",
+    "2022-09-01",
+    "2023-01-01",
+    "2023-04-01",
+    "2023-05-01",
+    "2024-01-01",
+    "2025-01-01",
+    "2025-06-01",
+    "2026-09-01",
+];
 
 /// The resource-group kind.
 pub static RESOURCE_GROUP: Kind = Kind {
@@ -202,6 +417,8 @@ pub static RESOURCE_GROUP: Kind = Kind {
     parent_strip: 0,
     actions: &[],
     views: &[],
+    put_accepted: false,
+    sync_delete: false,
     hooks: &resources::ResourceGroupHooks,
 };
 

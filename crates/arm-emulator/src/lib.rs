@@ -17,15 +17,20 @@
 //! | POST | `/_emulator/vms/power` `{"id","state":"running\|stopped\|deallocated"}` | out-of-band power change |
 //! | POST | `/_emulator/delete` `{"id"}` | out-of-band delete (with cascades) |
 //! | POST | `/_emulator/inject` [`ErrorInjection`] | error for the next matching request(s), or an asynchronous operation failure |
+//! | GET | `/_emulator/nfs-access?vm=&account=` | [`EmulatorHandle::nfs_access`] over HTTP |
+//! | GET | `/_emulator/identity/token?resource=` | managed-identity token (App Service protocol, `X-IDENTITY-HEADER`) |
 //!
 //! Flags, URL list, enforced rules and known differences from Azure: `docs/emulator.md`.
 
+mod access;
 mod admin;
 mod args;
+mod budgets;
 pub mod catalog;
 mod compute;
 mod context;
 mod counts;
+mod discovery;
 mod disks;
 mod error;
 mod faults;
@@ -54,12 +59,14 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub use access::NfsAccessError;
 pub use args::EmulatorArgs;
 pub use compute::PowerState;
 pub use counts::{RequestCounts, RequestRecord};
 pub use error::{ArmError, EmulatorError};
 pub use faults::ErrorInjection;
 
+use budgets::Budgets;
 use context::Shared;
 use counts::Recorder;
 use faults::Faults;
@@ -87,8 +94,17 @@ pub struct EmulatorConfig {
     pub core_quota: u32,
     /// Items per list page.
     pub page_size: usize,
-    /// Multiplier of ARM's token buckets; 0 disables rate limiting.
+    /// Multiplier of every request budget: ARM's token buckets per subscription and principal
+    /// (reads 250 burst / 25 per s, writes and deletes 200 / 10 per s, 15× per subscription)
+    /// and, together with `compute_limit_scale`, Compute's windows. 0 disables all budgets
+    /// (answers still carry the nominal remaining counts).
     pub rate_limit_scale: f64,
+    /// Extra multiplier of the Compute windows (`PutVM3Min` 240, `PutVM30Min` 1200,
+    /// `CreateUpdateDisks3Min` 1000, `CreateUpdateDisks30Min` 8000, `HighCostGet3Min` 160,
+    /// `HighCostGet30Min` 800, `LowCostGet3Min` 4000, `LowCostGet30Min` 32000); 0 disables them.
+    pub compute_limit_scale: f64,
+    /// Subscription listed by `GET /subscriptions` (any subscription id is served).
+    pub subscription_id: Option<String>,
 }
 
 impl Default for EmulatorConfig {
@@ -104,6 +120,8 @@ impl Default for EmulatorConfig {
             core_quota: 100_000,
             page_size: 100,
             rate_limit_scale: 1.0,
+            compute_limit_scale: 1.0,
+            subscription_id: None,
         }
     }
 }
@@ -129,7 +147,21 @@ impl Emulator {
             vm_address: config.vm_address,
             core_quota: config.core_quota,
             page_size: config.page_size.max(1),
+            subscription: config
+                .subscription_id
+                .clone()
+                .unwrap_or_else(|| discovery::DEFAULT_SUBSCRIPTION.to_string()),
         };
+        for (name, scale) in [
+            ("rate limit scale", config.rate_limit_scale),
+            ("compute limit scale", config.compute_limit_scale),
+        ] {
+            if !(scale.is_finite() && scale >= 0.0) {
+                return Err(EmulatorError::Config(format!(
+                    "{name} {scale} must be a number >= 0"
+                )));
+            }
+        }
         let mut store = match &config.state_file {
             Some(path) => Store::load(path)?,
             None => Store::default(),
@@ -156,10 +188,10 @@ impl Emulator {
             settings,
             store: Mutex::new(store),
             recorder: Mutex::new(Recorder::default()),
-            faults: Faults::new(
-                config.fault_rate,
-                config.throttle_rate,
+            faults: Faults::new(config.fault_rate, config.throttle_rate),
+            budgets: Budgets::new(
                 config.rate_limit_scale,
+                config.rate_limit_scale * config.compute_limit_scale,
             ),
             dirty: Notify::new(),
             persist: config.state_file.is_some(),
@@ -280,6 +312,17 @@ impl EmulatorHandle {
     /// Answers the next matching request(s) with an error.
     pub fn inject_error(&self, injection: ErrorInjection) {
         self.shared.faults.inject(injection);
+    }
+
+    /// Whether VM `vm` (resource id or private IP address) may mount NFS 4.1 shares of storage
+    /// account `account` under Azure's network rules, decided from the emulated state: the
+    /// account must be Premium `FileStorage`, provisioned, with `networkAcls.defaultAction`
+    /// `Deny` and one of the VM's subnets in `virtualNetworkRules`, and that subnet's
+    /// `Microsoft.Storage` service endpoint must cover the account's region (`Microsoft.Storage`
+    /// covers the virtual network's region and its pair; `Microsoft.Storage.Global` all).
+    /// Over HTTP: `GET /_emulator/nfs-access?vm=...&account=...`.
+    pub fn nfs_access(&self, vm: &str, account: &str) -> Result<(), NfsAccessError> {
+        access::nfs_access(&self.shared, vm, account)
     }
 
     /// A resource as GET returns it (VMs include `properties.instanceView`).

@@ -18,6 +18,8 @@ pub static VIRTUAL_NETWORK: Kind = Kind {
     parent_strip: 0,
     actions: &[],
     views: &[],
+    put_accepted: false,
+    sync_delete: false,
     hooks: &VnetHooks,
 };
 
@@ -30,6 +32,8 @@ pub static SUBNET: Kind = Kind {
     parent_strip: 2,
     actions: &[],
     views: &[],
+    put_accepted: false,
+    sync_delete: false,
     hooks: &SubnetHooks,
 };
 
@@ -42,6 +46,8 @@ pub static NSG: Kind = Kind {
     parent_strip: 0,
     actions: &[],
     views: &[],
+    put_accepted: false,
+    sync_delete: false,
     hooks: &NsgHooks,
 };
 
@@ -54,6 +60,8 @@ pub static PUBLIC_IP: Kind = Kind {
     parent_strip: 0,
     actions: &[],
     views: &[],
+    put_accepted: false,
+    sync_delete: false,
     hooks: &PublicIpHooks,
 };
 
@@ -66,6 +74,8 @@ pub static NIC: Kind = Kind {
     parent_strip: 0,
     actions: &[],
     views: &[],
+    put_accepted: false,
+    sync_delete: false,
     hooks: &NicHooks,
 };
 
@@ -395,6 +405,29 @@ impl Hooks for SubnetHooks {
         out: &mut Value,
         _expand: bool,
     ) {
+        let vnet_location = SUBNET
+            .parent_id(&entry.id)
+            .and_then(|vnet| store.get(&vnet))
+            .and_then(|vnet| vnet.str_at("/location"))
+            .unwrap_or_default()
+            .to_string();
+        if let Some(endpoints) = out
+            .pointer_mut("/properties/serviceEndpoints")
+            .and_then(Value::as_array_mut)
+        {
+            for ep in endpoints {
+                let service = ep
+                    .get("service")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
+                if ep.get("locations").is_none_or(Value::is_null) {
+                    ep["locations"] =
+                        Value::from(service_endpoint_locations(&service, &vnet_location));
+                }
+                ep["provisioningState"] = Value::from("Succeeded");
+            }
+        }
         let users: Vec<Value> = subnet_users(store, &entry.id)
             .into_iter()
             .map(|id| json!({ "id": id }))
@@ -403,6 +436,110 @@ impl Hooks for SubnetHooks {
             super::state::props_mut(out).insert("ipConfigurations".into(), Value::from(users));
         }
     }
+}
+
+/// Locations a service endpoint covers when the request names none: `Microsoft.Storage`
+/// covers the virtual network's region and its pair, other services (and
+/// `Microsoft.Storage.Global`) every region (`*`).
+pub fn service_endpoint_locations(service: &str, vnet_location: &str) -> Vec<String> {
+    if same(service, "Microsoft.Storage") && !vnet_location.is_empty() {
+        let mut out = vec![vnet_location.to_string()];
+        if let Some(pair) = super::catalog::paired_region(vnet_location) {
+            out.push(pair.to_string());
+        }
+        out
+    } else {
+        vec!["*".to_string()]
+    }
+}
+
+/// The six rules every NSG carries (`defaultSecurityRules`), as Azure creates them.
+fn default_security_rules(nsg_id: &str) -> Vec<Value> {
+    let rule = |name: &str,
+                description: &str,
+                src: &str,
+                dst: &str,
+                access: &str,
+                priority: i64,
+                direction: &str| {
+        json!({
+            "id": format!("{nsg_id}/defaultSecurityRules/{name}"),
+            "name": name,
+            "type": "Microsoft.Network/networkSecurityGroups/defaultSecurityRules",
+            "properties": {
+                "provisioningState": "Succeeded",
+                "description": description,
+                "protocol": "*",
+                "sourcePortRange": "*",
+                "destinationPortRange": "*",
+                "sourceAddressPrefix": src,
+                "destinationAddressPrefix": dst,
+                "access": access,
+                "priority": priority,
+                "direction": direction,
+                "sourcePortRanges": [],
+                "destinationPortRanges": [],
+                "sourceAddressPrefixes": [],
+                "destinationAddressPrefixes": []
+            }
+        })
+    };
+    vec![
+        rule(
+            "AllowVnetInBound",
+            "Allow inbound traffic from all VMs in VNET",
+            "VirtualNetwork",
+            "VirtualNetwork",
+            "Allow",
+            65000,
+            "Inbound",
+        ),
+        rule(
+            "AllowAzureLoadBalancerInBound",
+            "Allow inbound traffic from azure load balancer",
+            "AzureLoadBalancer",
+            "*",
+            "Allow",
+            65001,
+            "Inbound",
+        ),
+        rule(
+            "DenyAllInBound",
+            "Deny all inbound traffic",
+            "*",
+            "*",
+            "Deny",
+            65500,
+            "Inbound",
+        ),
+        rule(
+            "AllowVnetOutBound",
+            "Allow outbound traffic from all VMs to all VMs in VNET",
+            "VirtualNetwork",
+            "VirtualNetwork",
+            "Allow",
+            65000,
+            "Outbound",
+        ),
+        rule(
+            "AllowInternetOutBound",
+            "Allow outbound traffic from all VMs to Internet",
+            "*",
+            "Internet",
+            "Allow",
+            65001,
+            "Outbound",
+        ),
+        rule(
+            "DenyAllOutBound",
+            "Deny all outbound traffic",
+            "*",
+            "*",
+            "Deny",
+            65500,
+            "Outbound",
+        ),
+    ]
 }
 
 /// Network security groups.
@@ -465,7 +602,12 @@ impl Hooks for NsgHooks {
             }
             out.push(rule);
         }
-        super::state::props_mut(&mut ctx.body).insert("securityRules".into(), Value::from(out));
+        let props = super::state::props_mut(&mut ctx.body);
+        props.insert("securityRules".into(), Value::from(out));
+        props.insert(
+            "defaultSecurityRules".into(),
+            Value::from(default_security_rules(ctx.id)),
+        );
         Ok(())
     }
 

@@ -4,6 +4,25 @@ use super::kinds::{self, Kind};
 
 /// What a request path addresses.
 pub enum Route {
+    /// `/subscriptions`: the subscriptions the caller can see.
+    Subscriptions,
+    /// `/subscriptions/{sub}`
+    Subscription {
+        /// Subscription id.
+        sub: String,
+    },
+    /// `/tenants`
+    Tenants,
+    /// `/subscriptions/{sub}/resources`: every top-level resource of a subscription.
+    SubscriptionResources {
+        /// Subscription id.
+        sub: String,
+    },
+    /// `/subscriptions/{sub}/providers/Microsoft.Storage/checkNameAvailability`
+    CheckNameAvailability {
+        /// Subscription id.
+        sub: String,
+    },
     /// `/subscriptions/{sub}/resourcegroups`
     ResourceGroups {
         /// Subscription id.
@@ -70,6 +89,31 @@ fn eq(a: &str, b: &str) -> bool {
 /// Parses a path; `None` means no such ARM endpoint.
 pub fn parse(path: &str) -> Option<Route> {
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    match segs.as_slice() {
+        [t] if eq(t, "tenants") => return Some(Route::Tenants),
+        [s] if eq(s, "subscriptions") => return Some(Route::Subscriptions),
+        [s, sub] if eq(s, "subscriptions") => {
+            return Some(Route::Subscription {
+                sub: sub.to_string(),
+            });
+        }
+        [s, sub, r] if eq(s, "subscriptions") && eq(r, "resources") => {
+            return Some(Route::SubscriptionResources {
+                sub: sub.to_string(),
+            });
+        }
+        [s, sub, p, ns, c]
+            if eq(s, "subscriptions")
+                && eq(p, "providers")
+                && eq(ns, "Microsoft.Storage")
+                && eq(c, "checkNameAvailability") =>
+        {
+            return Some(Route::CheckNameAvailability {
+                sub: sub.to_string(),
+            });
+        }
+        _ => {}
+    }
     if segs.len() < 3 || !eq(segs[0], "subscriptions") {
         return None;
     }
@@ -161,6 +205,20 @@ fn provider_path(sub: String, rg: Option<String>, rest: &[&str]) -> Option<Route
         names,
         action,
     })
+}
+
+/// An id as the Compute RP answers it: the resource-group segment upper-cased
+/// (`/subscriptions/s/resourceGroups/MY-RG/providers/...`), the rest as stored.
+pub fn compute_casing(id: &str) -> String {
+    let mut parts: Vec<String> = id.split('/').map(str::to_string).collect();
+    if let Some(i) = parts
+        .iter()
+        .position(|p| p.eq_ignore_ascii_case("resourceGroups"))
+        && let Some(rg) = parts.get_mut(i + 1)
+    {
+        *rg = rg.to_ascii_uppercase();
+    }
+    parts.join("/")
 }
 
 /// Canonical resource-group id.

@@ -24,27 +24,68 @@ use tokio_rustls::rustls;
 use tokio_util::sync::CancellationToken;
 
 use super::admin;
+use super::budgets::{self, Bucket, ComputePolicy, Remaining};
+use super::catalog;
+use super::compute::VIRTUAL_MACHINE;
 use super::context::Shared;
 use super::counts::RequestRecord;
+use super::discovery;
+use super::disks::DISK;
 use super::error::{ArmError, EmulatorError};
-use super::faults::Bucket;
 use super::handlers::{self, Req};
 use super::path;
 
-/// The emulator's router: the admin API under `/_emulator`, everything else is ARM.
+/// The emulator's router: the admin API under `/_emulator`, cloud metadata and a
+/// managed-identity token endpoint under `/metadata`, everything else is ARM.
 pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .nest("/_emulator", admin::router())
+        .route(
+            "/metadata/endpoints",
+            axum::routing::get(metadata_endpoints),
+        )
+        .route(
+            "/metadata/identity/oauth2/token",
+            axum::routing::get(admin::identity_token),
+        )
         .fallback(arm_entry)
         .with_state(shared)
+}
+
+/// `GET /metadata/endpoints?api-version=...`: the cloud's endpoints (no authentication, as ARM).
+async fn metadata_endpoints(
+    State(shared): State<Arc<Shared>>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let query: HashMap<String, String> =
+        url::form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes())
+            .into_owned()
+            .collect();
+    let base = base_url(&shared, &uri, &headers);
+    axum::Json(discovery::cloud_metadata(
+        &base,
+        query.get("api-version").map(String::as_str),
+    ))
+    .into_response()
+}
+
+/// `scheme://host` the client used.
+fn base_url(shared: &Shared, uri: &Uri, headers: &HeaderMap) -> String {
+    let host = uri
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .or_else(|| header_str(headers, "host").map(str::to_string))
+        .unwrap_or_else(|| "localhost".to_string());
+    format!("{}://{host}", shared.scheme)
 }
 
 fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-/// 401 unless `Authorization: Bearer <non-empty token>` is present (any token is accepted).
-fn authenticate(headers: &HeaderMap) -> Result<(), ArmError> {
+/// The bearer token of `Authorization: Bearer <non-empty token>` (any token is accepted), else 401.
+fn authenticate(headers: &HeaderMap) -> Result<String, ArmError> {
     let Some(value) = header_str(headers, "authorization") else {
         return Err(ArmError::new(
             StatusCode::UNAUTHORIZED,
@@ -64,7 +105,7 @@ fn authenticate(headers: &HeaderMap) -> Result<(), ArmError> {
             "The access token is invalid.",
         ));
     }
-    Ok(())
+    Ok(token.to_string())
 }
 
 async fn arm_entry(
@@ -74,6 +115,10 @@ async fn arm_entry(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    // Clients that join a base URL ending in `/` send `//metadata/endpoints`; ARM accepts it.
+    if uri.path().starts_with("//") && uri.path().trim_start_matches('/') == "metadata/endpoints" {
+        return metadata_endpoints(State(shared), uri, headers).await;
+    }
     let started = Instant::now();
     let time = Utc::now();
     let request_id = uuid::Uuid::new_v4().to_string();
@@ -86,8 +131,9 @@ async fn arm_entry(
         .as_ref()
         .map(|r| handlers::route_label(r, &method))
         .unwrap_or_else(|| "unknown".to_string());
-    let (mut response, remaining) = match process(&shared, &method, &uri, &headers, &body, route) {
-        Ok(pair) => pair,
+    let mut charged = Charged::default();
+    let mut response = match process(&shared, &method, &uri, &headers, &body, route, &mut charged) {
+        Ok(response) => response,
         Err(e) => {
             let auth_failed = e.status == StatusCode::UNAUTHORIZED;
             let mut response = e.into_response();
@@ -99,7 +145,7 @@ async fn arm_entry(
                     ),
                 );
             }
-            (response, None)
+            response
         }
     };
     let h = response.headers_mut();
@@ -109,10 +155,16 @@ async fn arm_entry(
     if let Ok(v) = HeaderValue::from_str(&correlation) {
         h.insert("x-ms-correlation-request-id", v);
     }
-    if let Some((bucket, n)) = remaining
-        && let Ok(v) = HeaderValue::from_str(&n.to_string())
+    if let Some(remaining) = &charged.arm
+        && let Ok(v) = HeaderValue::from_str(&remaining.count.to_string())
     {
-        h.insert(bucket.header(), v);
+        h.insert(remaining.bucket.header(), v);
+    }
+    if let Some(resource) = &charged.compute
+        && !h.contains_key("x-ms-ratelimit-remaining-resource")
+        && let Ok(v) = HeaderValue::from_str(resource)
+    {
+        h.insert("x-ms-ratelimit-remaining-resource", v);
     }
     let status = response.status().as_u16();
     let duration_ms = started.elapsed().as_millis() as u64;
@@ -136,7 +188,89 @@ async fn arm_entry(
     response
 }
 
-type Processed = (Response, Option<(Bucket, u32)>);
+/// Budgets a request was charged to, reported in the answer's headers.
+#[derive(Default)]
+struct Charged {
+    arm: Option<Remaining>,
+    compute: Option<String>,
+}
+
+/// The Compute policy a request is charged to, if any.
+fn compute_policy(
+    route: &path::Route,
+    method: &Method,
+    query: &HashMap<String, String>,
+) -> Option<(ComputePolicy, bool)> {
+    let expanded = query
+        .get("$expand")
+        .is_some_and(|v| v.to_ascii_lowercase().contains("instanceview"))
+        || query
+            .get("statusOnly")
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    let read = |heavy: bool| {
+        if heavy {
+            ComputePolicy::HighCostGet
+        } else {
+            ComputePolicy::LowCostGet
+        }
+    };
+    match route {
+        path::Route::Resource { kind, action, .. } if std::ptr::eq(*kind, &VIRTUAL_MACHINE) => {
+            match (method.as_str(), action.as_deref()) {
+                ("PUT" | "PATCH", None) => Some((ComputePolicy::PutVm, true)),
+                ("GET", None) => Some((read(expanded), false)),
+                ("GET", Some(view)) if view.eq_ignore_ascii_case("instanceView") => {
+                    Some((ComputePolicy::HighCostGet, false))
+                }
+                _ => None,
+            }
+        }
+        path::Route::Collection { kind, .. }
+            if std::ptr::eq(*kind, &VIRTUAL_MACHINE) && method == Method::GET =>
+        {
+            Some((read(expanded), false))
+        }
+        path::Route::Resource {
+            kind, action: None, ..
+        } if std::ptr::eq(*kind, &DISK) && (method == Method::PUT || method == Method::PATCH) => {
+            Some((ComputePolicy::CreateUpdateDisks, true))
+        }
+        _ => None,
+    }
+}
+
+/// Region a Compute request counts against: the resource's (stored, or in a PUT body), else
+/// the resource group's, else `*` for subscription-wide lists.
+fn compute_region(shared: &Shared, route: &path::Route, body: &[u8]) -> String {
+    let store = shared.store();
+    match route {
+        path::Route::Resource {
+            kind,
+            sub,
+            rg,
+            names,
+            ..
+        } => {
+            let id = path::resource_id(sub, rg, kind, names);
+            store
+                .get(&id)
+                .and_then(|e| e.str_at("/location").map(str::to_string))
+                .or_else(|| {
+                    serde_json::from_slice::<serde_json::Value>(body)
+                        .ok()
+                        .and_then(|b| b.get("location")?.as_str().map(catalog::normalize_location))
+                })
+                .unwrap_or_else(|| "*".to_string())
+        }
+        path::Route::Collection {
+            sub, rg: Some(rg), ..
+        } => store
+            .get(&path::rg_id(sub, rg))
+            .and_then(|e| e.str_at("/location").map(str::to_string))
+            .unwrap_or_else(|| "*".to_string()),
+        _ => "*".to_string(),
+    }
+}
 
 fn process(
     shared: &Arc<Shared>,
@@ -145,18 +279,24 @@ fn process(
     headers: &HeaderMap,
     body: &[u8],
     route: Option<path::Route>,
-) -> Result<Processed, ArmError> {
-    authenticate(headers)?;
+    charged: &mut Charged,
+) -> Result<Response, ArmError> {
+    let token = authenticate(headers)?;
     let path = uri.path();
     shared.faults.check(method.as_str(), path)?;
-    let subscription = path
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .nth(1)
-        .unwrap_or_default()
-        .to_string();
-    let bucket = Bucket::of(method.as_str());
-    let remaining = shared.faults.rate_limit(&subscription, bucket)?;
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    // Subscription-scoped requests draw from the subscription's budgets; tenant-scoped ones
+    // (`/subscriptions`, `/tenants`) are not limited.
+    if let [first, subscription, ..] = segments.as_slice()
+        && first.eq_ignore_ascii_case("subscriptions")
+    {
+        let principal = budgets::principal_of(&token);
+        charged.arm = Some(shared.budgets.draw(
+            subscription,
+            &principal,
+            Bucket::of(method.as_str()),
+        )?);
+    }
     let query: HashMap<String, String> =
         url::form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes())
             .into_owned()
@@ -175,12 +315,12 @@ fn process(
             ),
         ));
     };
-    let host = uri
-        .authority()
-        .map(|a| a.as_str().to_string())
-        .or_else(|| header_str(headers, "host").map(str::to_string))
-        .unwrap_or_else(|| "localhost".to_string());
-    let base = format!("{}://{host}", shared.scheme);
+    if let Some((policy, _)) = compute_policy(&route, method, &query) {
+        let sub = segments.get(1).copied().unwrap_or_default();
+        let region = compute_region(shared, &route, body);
+        charged.compute = Some(shared.budgets.charge_compute(sub, &region, policy)?);
+    }
+    let base = base_url(shared, uri, headers);
     let req = Req {
         method,
         path,
@@ -190,8 +330,7 @@ fn process(
         base: &base,
         fail_operation: shared.faults.operation_failure(method.as_str(), path),
     };
-    let response = handlers::dispatch(shared, route, &req)?;
-    Ok((response, remaining.map(|n| (bucket, n))))
+    handlers::dispatch(shared, route, &req)
 }
 
 /// Reads a PEM certificate chain and private key into a rustls server configuration (aws-lc-rs).

@@ -1,12 +1,13 @@
 //! `Microsoft.Storage`: storage accounts and Azure Files shares (with the NFS 4.1 rules).
 
+use base64::Engine;
 use chrono::Utc;
 use serde_json::{Value, json};
 
 use super::error::ArmError;
-use super::kinds::{Hooks, Kind, Provisioning, PutCtx, STORAGE_API};
+use super::kinds::{Hooks, Kind, Provisioning, PutCtx, SHARE_API, STORAGE_API};
 use super::network::SUBNET;
-use super::state::props_mut;
+use super::state::{Entry, Store, props_mut};
 use super::validation::{
     self as v, opt_array, opt_bool, opt_enum, opt_int, opt_str, req_str, same,
 };
@@ -18,20 +19,24 @@ pub static STORAGE_ACCOUNT: Kind = Kind {
     provisioning: Provisioning::AcceptedOnCreate,
     located: true,
     parent_strip: 0,
-    actions: &[],
+    actions: &["listKeys"],
     views: &[],
+    put_accepted: false,
+    sync_delete: true,
     hooks: &AccountHooks,
 };
 
 /// File shares (`.../fileServices/default/shares/{name}`).
 pub static FILE_SHARE: Kind = Kind {
     type_name: "Microsoft.Storage/storageAccounts/fileServices/shares",
-    api_versions: STORAGE_API,
+    api_versions: SHARE_API,
     provisioning: Provisioning::Untracked,
     located: false,
     parent_strip: 4,
     actions: &[],
     views: &[],
+    put_accepted: false,
+    sync_delete: true,
     hooks: &ShareHooks,
 };
 
@@ -46,6 +51,57 @@ const SKUS: &[&str] = &[
     "Standard_RAGZRS",
 ];
 
+fn sub_of(id: &str) -> &str {
+    id.split('/').nth(2).unwrap_or_default()
+}
+
+/// `POST /subscriptions/{sub}/providers/Microsoft.Storage/checkNameAvailability`:
+/// `{nameAvailable, reason?, message?}` for `{"name", "type": "Microsoft.Storage/storageAccounts"}`.
+pub fn check_name_availability(store: &Store, _sub: &str, body: &Value) -> Result<Value, ArmError> {
+    let name = req_str(body, "/name", "name")?;
+    let kind = req_str(body, "/type", "type")?;
+    if !same(kind, STORAGE_ACCOUNT.type_name) {
+        return Err(ArmError::invalid(
+            "type",
+            format!("The type '{kind}' is not supported: use 'Microsoft.Storage/storageAccounts'."),
+        ));
+    }
+    if let Err(e) = v::check_storage_account_name(name) {
+        return Ok(
+            json!({ "nameAvailable": false, "reason": "AccountNameInvalid", "message": e.message }),
+        );
+    }
+    if store
+        .of_kind(STORAGE_ACCOUNT.type_name)
+        .any(|e| e.str_at("/name") == Some(name))
+    {
+        return Ok(json!({
+            "nameAvailable": false,
+            "reason": "AlreadyExists",
+            "message": format!("The storage account named {name} is already taken."),
+        }));
+    }
+    Ok(json!({ "nameAvailable": true }))
+}
+
+/// The two access keys of an account (stable per account, as Azure keeps them until regenerated).
+fn account_keys(entry: &Entry) -> Value {
+    let created = entry
+        .str_at("/properties/creationTime")
+        .unwrap_or_default()
+        .to_string();
+    let key = |n: &str| {
+        let digest = <sha2::Sha512 as sha2::Digest>::digest(
+            format!("{}|{created}|{n}", entry.id.to_ascii_lowercase()).as_bytes(),
+        );
+        base64::engine::general_purpose::STANDARD.encode(digest)
+    };
+    json!({ "keys": [
+        { "keyName": "key1", "value": key("key1"), "permissions": "FULL", "creationTime": created },
+        { "keyName": "key2", "value": key("key2"), "permissions": "FULL", "creationTime": created },
+    ]})
+}
+
 /// Storage accounts: global name uniqueness, kind/sku rules, network rules needing the
 /// `Microsoft.Storage` service endpoint on referenced subnets.
 pub struct AccountHooks;
@@ -53,15 +109,26 @@ pub struct AccountHooks;
 impl Hooks for AccountHooks {
     fn put(&self, ctx: &mut PutCtx<'_>) -> Result<(), ArmError> {
         v::check_storage_account_name(ctx.name)?;
-        if ctx
+        if let Some(other) = ctx
             .store
             .of_kind(STORAGE_ACCOUNT.type_name)
-            .any(|e| e.str_at("/name") == Some(ctx.name) && !same(&e.id, ctx.id))
+            .find(|e| e.str_at("/name") == Some(ctx.name) && !same(&e.id, ctx.id))
         {
-            return Err(ArmError::conflict(
-                "StorageAccountAlreadyTaken",
-                format!("The storage account named {} is already taken.", ctx.name),
-            ));
+            let same_subscription = same(sub_of(&other.id), sub_of(ctx.id));
+            return Err(if same_subscription {
+                ArmError::conflict(
+                    "StorageAccountInAnotherResourceGroup",
+                    format!(
+                        "The account {} is already in another resource group in this subscription.",
+                        ctx.name
+                    ),
+                )
+            } else {
+                ArmError::conflict(
+                    "StorageAccountAlreadyTaken",
+                    format!("The storage account named {} is already taken.", ctx.name),
+                )
+            });
         }
         let sku = v::req_enum(&ctx.body, "/sku/name", "sku.name", SKUS)?;
         let kind = v::req_enum(
@@ -213,6 +280,15 @@ impl Hooks for AccountHooks {
             props.insert("accessTier".into(), Value::from("Hot"));
         }
         Ok(())
+    }
+
+    fn sync_action(
+        &self,
+        _store: &Store,
+        entry: &Entry,
+        name: &str,
+    ) -> Option<Result<Value, ArmError>> {
+        (name == "listKeys").then(|| Ok(account_keys(entry)))
     }
 }
 

@@ -3,7 +3,9 @@
 use std::time::{Duration, Instant};
 
 use azlin_arm_emulator::testing::{self as t, DISK_API, NETWORK_API, RG_API, STORAGE_API, VM_API};
-use azlin_arm_emulator::{Emulator, EmulatorConfig, EmulatorHandle, ErrorInjection, PowerState};
+use azlin_arm_emulator::{
+    Emulator, EmulatorConfig, EmulatorHandle, ErrorInjection, NfsAccessError, PowerState,
+};
 use futures::StreamExt;
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
@@ -73,7 +75,18 @@ impl Env {
     }
 
     async fn send(&self, method: reqwest::Method, url: String, body: Option<&Value>) -> Answer {
-        let mut req = self.client.request(method, url).bearer_auth("test-token");
+        self.send_as("test-token", method, url, body).await
+    }
+
+    /// Sends with a given bearer token (the principal ARM's budgets are kept for).
+    async fn send_as(
+        &self,
+        token: &str,
+        method: reqwest::Method,
+        url: String,
+        body: Option<&Value>,
+    ) -> Answer {
+        let mut req = self.client.request(method, url).bearer_auth(token);
         if let Some(b) = body {
             req = req.json(b);
         }
@@ -300,12 +313,22 @@ async fn create_update_get_list(env: &Env, id: &str, api: &str, body: &Value, co
         assert!(created.header("azure-asyncoperation").is_none());
         assert!(created.body.is_null(), "no body: {}", created.body);
     } else {
-        assert_eq!(
-            created.status,
-            StatusCode::CREATED,
-            "create {id}: {}",
-            created.body
-        );
+        // Disks and snapshots answer 202 (with the body and both polling URLs); ARM's others 201.
+        let compute_disk = id.contains("/Microsoft.Compute/disks/")
+            || id.contains("/Microsoft.Compute/snapshots/");
+        let expected = if compute_disk {
+            StatusCode::ACCEPTED
+        } else {
+            StatusCode::CREATED
+        };
+        assert_eq!(created.status, expected, "create {id}: {}", created.body);
+        if compute_disk {
+            assert!(
+                created.header("location").is_some(),
+                "no Location on create of {id}"
+            );
+            assert!(created.header("azure-asyncoperation").is_some());
+        }
         assert!(
             created.body["id"]
                 .as_str()
@@ -320,12 +343,14 @@ async fn create_update_get_list(env: &Env, id: &str, api: &str, body: &Value, co
         update["tags"] = json!({ "updated": "yes" });
     }
     let updated = env.put(id, api, &update).await;
-    assert_eq!(
-        updated.status,
-        StatusCode::OK,
-        "update {id}: {}",
-        updated.body
-    );
+    let expected = if id.contains("/Microsoft.Compute/disks/")
+        || id.contains("/Microsoft.Compute/snapshots/")
+    {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
+    assert_eq!(updated.status, expected, "update {id}: {}", updated.body);
     env.wait_succeeded(id, api).await;
     let ids = list_all(env, collection, api).await;
     assert!(
@@ -336,6 +361,14 @@ async fn create_update_get_list(env: &Env, id: &str, api: &str, body: &Value, co
 
 async fn delete_and_wait(env: &Env, id: &str, api: &str) {
     let a = env.delete(id, api).await;
+    if id.contains("/Microsoft.Storage/") {
+        // The Storage RP deletes accounts and shares synchronously: 200, then gone.
+        assert_eq!(a.status, StatusCode::OK, "delete {id}: {}", a.body);
+        assert!(a.header("location").is_none());
+        assert_eq!(env.get(id, api).await.status, StatusCode::NOT_FOUND);
+        assert_eq!(env.delete(id, api).await.status, StatusCode::NO_CONTENT);
+        return;
+    }
     assert_eq!(a.status, StatusCode::ACCEPTED, "delete {id}: {}", a.body);
     assert!(
         a.header("location").is_some(),
@@ -517,12 +550,14 @@ async fn every_resource_type_create_update_get_list_delete() {
         VM_API,
     )
     .await;
-    assert!(all.contains(&vm));
+    // Compute answers ids with the resource-group segment upper-cased.
+    assert!(
+        all.contains(&vm.replace("/resourceGroups/crud/", "/resourceGroups/CRUD/")),
+        "{all:?}"
+    );
 
     // Deletes, dependants first.
-    let share_delete = env.delete(&share, STORAGE_API).await;
-    assert_eq!(share_delete.status, StatusCode::ACCEPTED);
-    env.wait_gone(&share, STORAGE_API).await;
+    delete_and_wait(&env, &share, STORAGE_API).await;
     for (id, api) in [
         (&vm, VM_API),
         (&nic, NETWORK_API),
@@ -990,7 +1025,21 @@ async fn nfs_storage_rules() {
         )
         .await;
     assert_eq!(taken.status, StatusCode::CONFLICT);
-    assert_eq!(taken.code(), "StorageAccountAlreadyTaken");
+    assert_eq!(taken.code(), "StorageAccountInAnotherResourceGroup");
+    // In another subscription the name is simply taken.
+    let elsewhere = "/subscriptions/11111111-1111-1111-1111-111111111111/resourceGroups/other";
+    env.put(elsewhere, RG_API, &t::rg_body()).await;
+    let taken = env
+        .put(
+            &format!("{elsewhere}/providers/Microsoft.Storage/storageAccounts/azlinnfs01"),
+            STORAGE_API,
+            &t::nfs_account_body(),
+        )
+        .await;
+    assert_eq!(
+        taken.error(),
+        (StatusCode::CONFLICT, "StorageAccountAlreadyTaken", "")
+    );
     // Premium quota floor.
     let small = env
         .put(
@@ -1377,14 +1426,14 @@ async fn snapshots_incremental_restore_and_cross_region_copy() {
         .expect("os disk");
     let snap = t::resource_id("snap", "Microsoft.Compute/snapshots", "daily");
     let a = env.put(&snap, DISK_API, &json!({ "location": "westus2", "properties": { "incremental": true, "creationData": { "createOption": "Copy", "sourceResourceId": os_disk } } })).await;
-    assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+    assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.body);
     let s = env.wait_succeeded(&snap, DISK_API).await;
     assert_eq!(s.body["properties"]["incremental"], true);
     assert_eq!(s.body["properties"]["diskSizeGB"], 30);
     // Restore: a disk from the snapshot.
     let restored = t::resource_id("snap", "Microsoft.Compute/disks", "restore-test");
     let a = env.put(&restored, DISK_API, &json!({ "location": "westus2", "properties": { "creationData": { "createOption": "Copy", "sourceResourceId": snap } } })).await;
-    assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+    assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.body);
     let d = env.wait_succeeded(&restored, DISK_API).await;
     assert_eq!(d.body["properties"]["diskSizeGB"], 30);
     assert_eq!(d.body["properties"]["diskState"], "Unattached");
@@ -1398,7 +1447,7 @@ async fn snapshots_incremental_restore_and_cross_region_copy() {
         (StatusCode::BAD_REQUEST, "creationData.createOption")
     );
     let a = env.put(&remote, DISK_API, &json!({ "location": "eastus2", "properties": { "incremental": true, "creationData": { "createOption": "CopyStart", "sourceResourceId": snap } } })).await;
-    assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+    assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.body);
     let first = a.body["properties"]["completionPercent"]
         .as_i64()
         .expect("completionPercent");
@@ -1968,4 +2017,640 @@ async fn injected_asynchronous_failures_end_operations_failed() {
         .await;
     assert_eq!(end.code(), "InternalExecutionError");
     assert_eq!(env.get(&vm, VM_API).await.state(), "Failed");
+}
+
+/// An `ssh-rsa` public key line with a synthetic modulus of `bits` bits (structure only).
+fn rsa_key(bits: usize) -> String {
+    use base64::Engine;
+    let mut blob = Vec::new();
+    let mut put = |bytes: &[u8]| {
+        blob.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+        blob.extend_from_slice(bytes);
+    };
+    put(b"ssh-rsa");
+    put(&[0x01, 0x00, 0x01]);
+    let mut modulus = vec![0u8; 1 + bits / 8];
+    modulus[1] = 0x80;
+    modulus[bits / 8] = 0x01;
+    put(&modulus);
+    format!(
+        "ssh-rsa {} test@azlin",
+        base64::engine::general_purpose::STANDARD.encode(blob)
+    )
+}
+
+#[tokio::test]
+async fn compute_answers_ids_with_upper_cased_resource_groups() {
+    let env = Env::start(config(20)).await;
+    let subnet = env.network("casing").await;
+    let vm = env.vm("casing", &subnet, "vm1", "Standard_D2s_v5").await;
+    let upper = |id: &str| id.replace("/resourceGroups/casing/", "/resourceGroups/CASING/");
+    let got = env.get(&vm, VM_API).await.body;
+    assert_eq!(got["id"], upper(&vm).as_str());
+    let os_disk = got
+        .pointer("/properties/storageProfile/osDisk/managedDisk/id")
+        .and_then(Value::as_str)
+        .expect("os disk id")
+        .to_string();
+    assert!(os_disk.contains("/resourceGroups/CASING/"), "{os_disk}");
+    let disk = env.get(&os_disk, DISK_API).await.body;
+    assert_eq!(disk["id"], os_disk.as_str());
+    assert_eq!(disk["managedBy"], upper(&vm).as_str());
+    // The network RP keeps the caller's casing for its own ids, and shows the VM as Compute named it.
+    let nic = t::nic_id("casing", "vm1-nic");
+    let nic_body = env.get(&nic, NETWORK_API).await.body;
+    assert_eq!(nic_body["id"], nic.as_str());
+    assert_eq!(
+        nic_body["properties"]["virtualMachine"]["id"],
+        upper(&vm).as_str()
+    );
+}
+
+#[tokio::test]
+async fn the_sdks_default_api_versions_are_served() {
+    let env = Env::start(config(20)).await;
+    // Defaults of azure-mgmt-resource 26, -network 33, -compute 39 (VMs, disks), -storage 25.
+    let rg = t::rg_id("versions");
+    assert_eq!(
+        env.put(&rg, "2025-04-01", &t::rg_body()).await.status,
+        StatusCode::CREATED
+    );
+    let vnet = t::vnet_id("versions", "vnet");
+    assert_eq!(
+        env.put(&vnet, "2026-03-01", &t::vnet_body()).await.status,
+        StatusCode::CREATED
+    );
+    env.wait_succeeded(&vnet, "2026-03-01").await;
+    let nic = t::nic_id("versions", "nic");
+    let subnet = t::subnet_id("versions", "vnet", "default");
+    assert_eq!(
+        env.put(&nic, "2026-03-01", &t::nic_body(&subnet, None))
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+    let vm = t::vm_id("versions", "vm");
+    let a = env
+        .put(&vm, "2026-04-01", &t::vm_body(&nic, "Standard_D2s_v5"))
+        .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+    env.wait_succeeded(&vm, "2015-06-15").await;
+    let disk = t::resource_id("versions", "Microsoft.Compute/disks", "d");
+    let a = env
+        .put(&disk, "2026-03-02", &json!({ "location": "westus2", "properties": { "creationData": { "createOption": "Empty" }, "diskSizeGB": 8 } }))
+        .await;
+    assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.body);
+    let account = t::account_id("versions", "azlinversions");
+    assert_eq!(
+        env.put(&account, "2026-09-01", &t::nfs_account_body())
+            .await
+            .status,
+        StatusCode::ACCEPTED
+    );
+    env.wait_succeeded(&account, "2026-09-01").await;
+    let share = t::share_id("versions", "azlinversions", "share");
+    let a = env.put(&share, "2026-09-01", &t::nfs_share_body(100)).await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+    // Unknown versions are still refused, shares did not exist before 2019-04-01.
+    assert_eq!(
+        env.get(&vm, "2026-04-02").await.code(),
+        "NoRegisteredProviderFound"
+    );
+    assert_eq!(
+        env.get(&share, "2018-11-01").await.code(),
+        "NoRegisteredProviderFound"
+    );
+    assert_eq!(
+        env.get(&rg, "2099-01-01").await.code(),
+        "InvalidApiVersionParameter"
+    );
+}
+
+#[tokio::test]
+async fn malformed_ssh_public_keys_are_rejected_like_arm() {
+    let env = Env::start(config(20)).await;
+    let subnet = env.network("keys").await;
+    let nic = t::nic_id("keys", "nic");
+    env.put(&nic, NETWORK_API, &t::nic_body(&subnet, None))
+        .await;
+    env.wait_succeeded(&nic, NETWORK_API).await;
+    let vm = t::vm_id("keys", "vm");
+    let with_key = |key: &str| {
+        let mut body = t::vm_body(&nic, "Standard_D2s_v5");
+        body["properties"]["osProfile"]["linuxConfiguration"]["ssh"]["publicKeys"][0]["keyData"] =
+            json!(key);
+        body
+    };
+    let truncated = &t::SSH_KEY[..60];
+    for bad in [
+        truncated.to_string(),
+        "ssh-ed25519 not-base64!! me@host".to_string(),
+        "ssh-ed25519 AAAAB3NzaC1yc2EAAAADAQABAAABAQ me@host".to_string(),
+        rsa_key(1024),
+        "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBEm me"
+            .to_string(),
+        "ssh-ed25519".to_string(),
+    ] {
+        let a = env.put(&vm, VM_API, &with_key(&bad)).await;
+        assert_eq!(
+            a.error(),
+            (
+                StatusCode::BAD_REQUEST,
+                "InvalidParameter",
+                "linuxConfiguration.ssh.publicKeys.keyData"
+            ),
+            "{bad}: {}",
+            a.body
+        );
+    }
+    assert_eq!(
+        env.put(&vm, VM_API, &with_key(&rsa_key(2048))).await.status,
+        StatusCode::CREATED
+    );
+    env.wait_succeeded(&vm, VM_API).await;
+    let rfc4716 = format!(
+        "---- BEGIN SSH2 PUBLIC KEY ----\nComment: \"test\"\n{}\n---- END SSH2 PUBLIC KEY ----",
+        t::SSH_KEY.split(' ').nth(1).unwrap_or_default()
+    );
+    let a = env.put(&vm, VM_API, &with_key(&rfc4716)).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+}
+
+#[tokio::test]
+async fn disks_vm_etags_and_status_only_lists_read_like_azure() {
+    let env = Env::start(config(20)).await;
+    let subnet = env.network("reads").await;
+    let vm = env.vm("reads", &subnet, "vm", "Standard_D2s_v5").await;
+    let first = env.get(&vm, VM_API).await.body;
+    let etag = first["etag"].as_str().expect("VM etag").to_string();
+    assert!(etag.starts_with('"') && etag.ends_with('"'), "{etag}");
+    let mut update = t::vm_body(&t::nic_id("reads", "vm-nic"), "Standard_D2s_v5");
+    update["tags"] = json!({ "changed": "yes" });
+    assert_eq!(env.put(&vm, VM_API, &update).await.status, StatusCode::OK);
+    env.wait_succeeded(&vm, VM_API).await;
+    assert_ne!(env.get(&vm, VM_API).await.body["etag"], etag.as_str());
+    let os_disk = first
+        .pointer("/properties/storageProfile/osDisk/managedDisk/id")
+        .and_then(Value::as_str)
+        .expect("os disk")
+        .to_string();
+    let disk = env.get(&os_disk, DISK_API).await.body;
+    assert_eq!(disk["properties"]["diskState"], "Attached");
+    assert_eq!(
+        disk["properties"]["diskSizeBytes"],
+        30_i64 * 1024 * 1024 * 1024
+    );
+    env.power_action(&vm, "deallocate", "deallocating", "deallocated")
+        .await;
+    assert_eq!(
+        env.get(&os_disk, DISK_API).await.body["properties"]["diskState"],
+        "Reserved"
+    );
+    env.power_action(&vm, "start", "starting", "running").await;
+    assert_eq!(
+        env.get(&os_disk, DISK_API).await.body["properties"]["diskState"],
+        "Attached"
+    );
+    // Subscription-wide statusOnly=true lists carry each VM's instance view.
+    let url = format!(
+        "/subscriptions/{}/providers/Microsoft.Compute/virtualMachines?statusOnly=true",
+        t::SUBSCRIPTION
+    );
+    let items = list_items(&env, &url, VM_API).await;
+    assert_eq!(items.len(), 1);
+    let codes = statuses(&items[0]["properties"]["instanceView"]);
+    assert!(
+        codes.contains(&"PowerState/running".to_string()),
+        "{codes:?}"
+    );
+}
+
+#[tokio::test]
+async fn storage_names_availability_and_keys() {
+    let env = Env::start(config(20)).await;
+    env.put(&t::rg_id("names"), RG_API, &t::rg_body()).await;
+    let check = format!(
+        "/subscriptions/{}/providers/Microsoft.Storage/checkNameAvailability",
+        t::SUBSCRIPTION
+    );
+    let ask = async |name: &str| {
+        env.send(
+            reqwest::Method::POST,
+            env.url(&check, STORAGE_API),
+            Some(&json!({ "name": name, "type": "Microsoft.Storage/storageAccounts" })),
+        )
+        .await
+    };
+    let a = ask("azlinnames").await;
+    assert_eq!(
+        (a.status, a.body["nameAvailable"].clone()),
+        (StatusCode::OK, json!(true))
+    );
+    assert_eq!(ask("Bad_Name").await.body["reason"], "AccountNameInvalid");
+    let account = t::account_id("names", "azlinnames");
+    env.put(&account, STORAGE_API, &t::nfs_account_body()).await;
+    env.wait_succeeded(&account, STORAGE_API).await;
+    let a = ask("azlinnames").await;
+    assert_eq!(
+        (a.body["nameAvailable"].clone(), a.body["reason"].clone()),
+        (json!(false), json!("AlreadyExists"))
+    );
+    let keys = env.post(&format!("{account}/listKeys"), STORAGE_API).await;
+    assert_eq!(keys.status, StatusCode::OK, "{}", keys.body);
+    let names: Vec<&str> = keys.body["keys"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|k| k["keyName"].as_str())
+        .collect();
+    assert_eq!(names, ["key1", "key2"]);
+    let again = env.post(&format!("{account}/listKeys"), STORAGE_API).await;
+    assert_eq!(again.body, keys.body, "keys are stable");
+}
+
+#[tokio::test]
+async fn discovery_endpoints_and_offline_identity() {
+    let env = Env::start(EmulatorConfig {
+        subscription_id: Some("11111111-2222-3333-4444-555555555555".into()),
+        ..config(20)
+    })
+    .await;
+    env.network("disco").await;
+    let subs = env.get("/subscriptions", "2022-12-01").await;
+    assert_eq!(subs.status, StatusCode::OK, "{}", subs.body);
+    let ids: Vec<&str> = subs.body["value"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["subscriptionId"].as_str())
+        .collect();
+    assert_eq!(
+        ids,
+        ["11111111-2222-3333-4444-555555555555", t::SUBSCRIPTION]
+    );
+    let one = env
+        .get(&format!("/subscriptions/{}", t::SUBSCRIPTION), "2022-12-01")
+        .await;
+    assert_eq!(one.body["state"], "Enabled");
+    assert!(one.body["tenantId"].is_string());
+    assert_eq!(
+        env.get("/tenants", "2022-12-01").await.body["value"][0]["tenantId"],
+        one.body["tenantId"]
+    );
+    let resources = list_items(
+        &env,
+        &format!(
+            "/subscriptions/{}/resources?$expand=createdTime,changedTime,provisioningState",
+            t::SUBSCRIPTION
+        ),
+        RG_API,
+    )
+    .await;
+    assert_eq!(resources.len(), 1, "{resources:?}");
+    assert_eq!(resources[0]["type"], "Microsoft.Network/virtualNetworks");
+    assert!(resources[0]["createdTime"].is_string() && resources[0]["changedTime"].is_string());
+    assert_eq!(resources[0]["provisioningState"], "Succeeded");
+    // Cloud metadata is served without a token, naming the emulator as resource manager.
+    let meta = reqwest::get(format!(
+        "{}/metadata/endpoints?api-version=2022-09-01",
+        env.handle.base_url()
+    ))
+    .await
+    .expect("metadata");
+    assert_eq!(meta.status(), StatusCode::OK);
+    let meta: Value = meta.json().await.expect("json");
+    assert_eq!(
+        meta["resourceManager"],
+        format!("{}/", env.handle.base_url())
+    );
+    assert!(meta["authentication"]["audiences"][0].is_string());
+    // Managed-identity token endpoint (App Service protocol), then the token works on ARM.
+    let token: Value = env
+        .client
+        .get(format!(
+            "{}/_emulator/identity/token?api-version=2019-08-01&resource=https://management.core.windows.net/",
+            env.handle.base_url()
+        ))
+        .header("X-IDENTITY-HEADER", "x")
+        .send()
+        .await
+        .expect("token")
+        .json()
+        .await
+        .expect("json");
+    let access = token["access_token"].as_str().expect("access_token");
+    assert_eq!(access.split('.').count(), 3);
+    assert!(
+        token["expires_on"]
+            .as_str()
+            .is_some_and(|e| e.parse::<i64>().is_ok())
+    );
+    let a = env
+        .send_as(
+            access,
+            reqwest::Method::GET,
+            env.url("/subscriptions", "2022-12-01"),
+            None,
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn network_read_fields_used_for_drift() {
+    let env = Env::start(config(20)).await;
+    env.network("drift").await;
+    let nsg = t::resource_id("drift", "Microsoft.Network/networkSecurityGroups", "nsg");
+    env.put(&nsg, NETWORK_API, &json!({ "location": "westus2" }))
+        .await;
+    let body = env.wait_succeeded(&nsg, NETWORK_API).await.body;
+    let defaults: Vec<(&str, i64, &str)> = body["properties"]["defaultSecurityRules"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            (
+                r["name"].as_str().unwrap_or_default(),
+                r["properties"]["priority"].as_i64().unwrap_or_default(),
+                r["properties"]["direction"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        defaults,
+        [
+            ("AllowVnetInBound", 65000, "Inbound"),
+            ("AllowAzureLoadBalancerInBound", 65001, "Inbound"),
+            ("DenyAllInBound", 65500, "Inbound"),
+            ("AllowVnetOutBound", 65000, "Outbound"),
+            ("AllowInternetOutBound", 65001, "Outbound"),
+            ("DenyAllOutBound", 65500, "Outbound"),
+        ]
+    );
+    let subnet = env
+        .get(&t::subnet_id("drift", "vnet", "default"), NETWORK_API)
+        .await
+        .body;
+    let ep = &subnet["properties"]["serviceEndpoints"][0];
+    assert_eq!(ep["service"], "Microsoft.Storage");
+    assert_eq!(ep["provisioningState"], "Succeeded");
+    assert_eq!(ep["locations"], json!(["westus2", "westcentralus"]));
+}
+
+#[tokio::test]
+async fn nfs_access_follows_the_accounts_network_rules() {
+    let env = Env::start(config(20)).await;
+    let home = env.network("nfs").await;
+    let vm = env.vm("nfs", &home, "vm", "Standard_D2s_v5").await;
+    // A VM in another resource group and vnet, same region.
+    let other = env.network("other").await;
+    let other_vm = env.vm("other", &other, "vm", "Standard_D2s_v5").await;
+    // A VM in another region (eastus2, whose Microsoft.Storage endpoint covers eastus2/centralus).
+    env.put(&t::rg_id("far"), RG_API, &json!({ "location": "eastus2" }))
+        .await;
+    let mut far_vnet = t::vnet_body();
+    far_vnet["location"] = json!("eastus2");
+    let far_vnet_id = t::vnet_id("far", "vnet");
+    env.put(&far_vnet_id, NETWORK_API, &far_vnet).await;
+    env.wait_succeeded(&far_vnet_id, NETWORK_API).await;
+    let far_subnet = t::subnet_id("far", "vnet", "default");
+    let far_nic = t::nic_id("far", "vm-nic");
+    let mut nic = t::nic_body(&far_subnet, None);
+    nic["location"] = json!("eastus2");
+    env.put(&far_nic, NETWORK_API, &nic).await;
+    let mut far = t::vm_body(&far_nic, "Standard_D2s_v5");
+    far["location"] = json!("eastus2");
+    let far_vm = t::vm_id("far", "vm");
+    assert_eq!(
+        env.put(&far_vm, VM_API, &far).await.status,
+        StatusCode::CREATED
+    );
+    env.wait_succeeded(&far_vm, VM_API).await;
+
+    let account = t::account_id("nfs", "azlinaccess");
+    let acls = |subnets: &[&str]| {
+        let mut body = t::nfs_account_body();
+        body["properties"]["networkAcls"] = json!({
+            "defaultAction": "Deny",
+            "bypass": "AzureServices",
+            "virtualNetworkRules": subnets.iter().map(|s| json!({ "id": s, "action": "Allow" })).collect::<Vec<_>>(),
+        });
+        body
+    };
+    // Open to all networks: Azure does not serve NFS that way.
+    env.put(&account, STORAGE_API, &t::nfs_account_body()).await;
+    env.wait_succeeded(&account, STORAGE_API).await;
+    let denied = env.handle.nfs_access(&vm, "azlinaccess");
+    assert!(
+        matches!(&denied, Err(NfsAccessError::Denied { reason }) if reason.contains("defaultAction")),
+        "{denied:?}"
+    );
+    // Restricted to the storage's own subnet: only that VM gets in.
+    env.put(&account, STORAGE_API, &acls(&[&home])).await;
+    env.wait_succeeded(&account, STORAGE_API).await;
+    assert_eq!(env.handle.nfs_access(&vm, "azlinaccess"), Ok(()));
+    let nic_ip = env.get(&t::nic_id("nfs", "vm-nic"), NETWORK_API).await.body
+        ["properties"]["ipConfigurations"][0]["properties"]["privateIPAddress"]
+        .as_str()
+        .expect("ip")
+        .to_string();
+    // Every vnet here uses 10.0.0.0/20, so the address names three VMs: ambiguous, as in Azure.
+    assert!(matches!(
+        env.handle.nfs_access(&nic_ip, "AZLINACCESS"),
+        Err(NfsAccessError::AmbiguousAddress(_))
+    ));
+    let cross_rg = env.handle.nfs_access(&other_vm, "azlinaccess");
+    assert!(
+        matches!(&cross_rg, Err(NfsAccessError::Denied { reason }) if reason.contains("not in the virtualNetworkRules")),
+        "{cross_rg:?}"
+    );
+    // Adding the other group's subnet lets it in; the far region's subnet is listed but its
+    // service endpoint does not reach westus2.
+    env.put(&account, STORAGE_API, &acls(&[&home, &other, &far_subnet]))
+        .await;
+    env.wait_succeeded(&account, STORAGE_API).await;
+    assert_eq!(env.handle.nfs_access(&other_vm, "azlinaccess"), Ok(()));
+    let cross_region = env.handle.nfs_access(&far_vm, "azlinaccess");
+    assert!(
+        matches!(&cross_region, Err(NfsAccessError::Denied { reason }) if reason.contains("covering region westus2")),
+        "{cross_region:?}"
+    );
+    assert!(matches!(
+        env.handle.nfs_access(&vm, "nosuchaccount"),
+        Err(NfsAccessError::AccountNotFound(_))
+    ));
+    assert!(matches!(
+        env.handle.nfs_access("10.9.9.9", "azlinaccess"),
+        Err(NfsAccessError::VmNotFound(_))
+    ));
+    // The same over HTTP.
+    let ask = async |vm: &str| {
+        env.client
+            .get(format!(
+                "{}/_emulator/nfs-access?account=azlinaccess&vm={}",
+                env.handle.base_url(),
+                url::form_urlencoded::byte_serialize(vm.as_bytes()).collect::<String>()
+            ))
+            .send()
+            .await
+            .expect("nfs-access")
+    };
+    assert_eq!(ask(&vm).await.status(), StatusCode::OK);
+    let refused = ask(&far_vm).await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    let body: Value = refused.json().await.expect("json");
+    assert_eq!(body["allowed"], false);
+    assert!(
+        body["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("service endpoint"))
+    );
+}
+
+#[tokio::test]
+async fn request_budgets_per_principal_and_compute_windows() {
+    // writes: 200 * 0.02 = 4 per principal; PutVM3Min 240 * 0.02 * 0.5 = 2.
+    let env = Env::start(EmulatorConfig {
+        rate_limit_scale: 0.02,
+        compute_limit_scale: 0.5,
+        ..config(10)
+    })
+    .await;
+    let rg = |n: &str| t::rg_id(&format!("budget{n}"));
+    let mut remaining = Vec::new();
+    for n in 0..4 {
+        let a = env.put(&rg(&n.to_string()), RG_API, &t::rg_body()).await;
+        assert_eq!(a.status, StatusCode::CREATED);
+        remaining.push(
+            a.header("x-ms-ratelimit-remaining-subscription-writes")
+                .map(str::to_string),
+        );
+    }
+    assert_eq!(
+        remaining,
+        [
+            Some("3".into()),
+            Some("2".into()),
+            Some("1".into()),
+            Some("0".into())
+        ]
+    );
+    let throttled = env.put(&rg("x"), RG_API, &t::rg_body()).await;
+    assert_eq!(
+        throttled.error(),
+        (
+            StatusCode::TOO_MANY_REQUESTS,
+            "SubscriptionRequestsThrottled",
+            ""
+        )
+    );
+    assert!(
+        throttled
+            .header("retry-after")
+            .is_some_and(|s| s.parse::<u64>().is_ok())
+    );
+    // Another principal has its own bucket in the same subscription; reads are a separate bucket.
+    let other = env
+        .send_as(
+            "other-principal",
+            reqwest::Method::PUT,
+            env.url(&rg("y"), RG_API),
+            Some(&t::rg_body()),
+        )
+        .await;
+    assert_eq!(other.status, StatusCode::CREATED);
+    let read = env.get(&rg("0"), RG_API).await;
+    assert_eq!(read.status, StatusCode::OK);
+    assert!(
+        read.header("x-ms-ratelimit-remaining-subscription-reads")
+            .is_some()
+    );
+
+    // Compute's PutVM window: a fresh principal, two VM PUTs, then 429 with the window named.
+    let env = Env::start(EmulatorConfig {
+        rate_limit_scale: 1.0,
+        compute_limit_scale: 240f64.recip() * 2.0,
+        ..config(10)
+    })
+    .await;
+    let subnet = env.network("win").await;
+    let mut seen = Vec::new();
+    for name in ["a", "b"] {
+        let nic = t::nic_id("win", name);
+        env.put(&nic, NETWORK_API, &t::nic_body(&subnet, None))
+            .await;
+        let a = env
+            .put(
+                &t::vm_id("win", name),
+                VM_API,
+                &t::vm_body(&nic, "Standard_D2s_v5"),
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+        seen.push(
+            a.header("x-ms-ratelimit-remaining-resource")
+                .unwrap_or_default()
+                .to_string(),
+        );
+    }
+    assert_eq!(
+        seen,
+        [
+            "Microsoft.Compute/PutVM3Min;1,Microsoft.Compute/PutVM30Min;9",
+            "Microsoft.Compute/PutVM3Min;0,Microsoft.Compute/PutVM30Min;8",
+        ]
+    );
+    let nic = t::nic_id("win", "c");
+    env.put(&nic, NETWORK_API, &t::nic_body(&subnet, None))
+        .await;
+    let refused = env
+        .put(
+            &t::vm_id("win", "c"),
+            VM_API,
+            &t::vm_body(&nic, "Standard_D2s_v5"),
+        )
+        .await;
+    assert_eq!(
+        refused.error(),
+        (StatusCode::TOO_MANY_REQUESTS, "OperationNotAllowed", "")
+    );
+    assert_eq!(refused.body["error"]["details"][0]["target"], "PutVM3Min");
+    assert!(
+        refused
+            .header("retry-after")
+            .and_then(|s| s.parse::<u64>().ok())
+            .is_some_and(|s| s > 60)
+    );
+    assert_eq!(
+        refused.header("x-ms-ratelimit-remaining-resource"),
+        Some("Microsoft.Compute/PutVM3Min;0,Microsoft.Compute/PutVM30Min;8")
+    );
+    // VM reads: plain GETs are low-cost, instance views high-cost.
+    let get = env.get(&t::vm_id("win", "a"), VM_API).await;
+    assert!(
+        get.header("x-ms-ratelimit-remaining-resource")
+            .is_some_and(|h| h.starts_with("Microsoft.Compute/LowCostGet3Min;"))
+    );
+    let view = env
+        .get(&format!("{}/instanceView", t::vm_id("win", "a")), VM_API)
+        .await;
+    assert!(
+        view.header("x-ms-ratelimit-remaining-resource")
+            .is_some_and(|h| h.starts_with("Microsoft.Compute/HighCostGet3Min;"))
+    );
+
+    // Scale 0 disables every budget but keeps the headers.
+    let env = Env::start(EmulatorConfig {
+        rate_limit_scale: 0.0,
+        ..config(10)
+    })
+    .await;
+    for n in 0..300 {
+        let a = env.put(&rg(&n.to_string()), RG_API, &t::rg_body()).await;
+        assert_eq!(a.status, StatusCode::CREATED);
+        assert_eq!(
+            a.header("x-ms-ratelimit-remaining-subscription-writes"),
+            Some("200")
+        );
+    }
 }
