@@ -706,7 +706,11 @@ async fn a_globally_taken_account_name_is_stalled_with_the_arm_code() {
     env.apply_yaml(&storage_yaml("taken", "")).expect("applied");
     let s = wait_stalled(&env, "taken", "ResourceNotManaged").await;
     let (_, _, message) = condition(&s, STALLED).expect("Stalled");
-    assert!(message.contains("StorageAccountAlreadyTaken"), "{message}");
+    assert!(
+        message.contains("StorageAccountAlreadyTaken")
+            || message.contains("StorageAccountInAnotherResourceGroup"),
+        "{message}"
+    );
     assert_eq!(
         s.status.as_ref().and_then(|st| st.phase),
         Some(StoragePhase::Failed)

@@ -9,12 +9,19 @@ use crate::api::sharedstorage::SharedStorage;
 use crate::infra::{network, requeue_after};
 use crate::reconcile::{Cx, Error, Outcome};
 
-/// A taken account name is terminal (another subscription owns it); ARM's code is kept.
+/// ARM codes of an account name that is taken: by another subscription, or by another
+/// resource group of this one.
+const NAME_TAKEN: &[&str] = &[
+    "StorageAccountAlreadyTaken",
+    "StorageAccountInAnotherResourceGroup",
+];
+
+/// A taken account name needs a change (someone else owns it); ARM's code is kept.
 pub fn account_error(e: ArmError, account: &str) -> Error {
-    if e.code() == Some("StorageAccountAlreadyTaken") {
+    if let Some(code) = e.code().filter(|c| NAME_TAKEN.contains(c)) {
         return Error::NotManaged {
             message: format!(
-                "StorageAccountAlreadyTaken: {} The operator derives the name {account} from the subscription, resource group, namespace and name; use another resource group or object name",
+                "{code}: {} The operator derives the name {account} from the subscription, resource group, namespace and name; use another resource group or object name",
                 e.message()
             ),
         };
