@@ -85,8 +85,18 @@ fn server() -> ApiServer {
 fn server_with(config: Config) -> ApiServer {
     let s = ApiServer::with_config(config);
     s.register_crd(&Widget::crd(), None).expect("widget crd");
-    s.register_crd(&Gadget::crd(), None).expect("gadget crd");
+    s.register_crd(&gadget_crd(), None).expect("gadget crd");
     s
+}
+
+/// The Gadget CRD, whose schema also declares a free-form `status` (ordinary content, since
+/// Gadget has no status subresource; undeclared fields would be pruned).
+fn gadget_crd()
+-> k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition {
+    let mut crd = serde_json::to_value(Gadget::crd()).expect("crd json");
+    crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"] =
+        json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true});
+    serde_json::from_value(crd).expect("crd")
 }
 
 fn widget(name: &str, size: i64) -> Widget {
@@ -517,6 +527,7 @@ async fn label_and_field_selectors() {
         .await
         .expect("b");
     api.create(&pp, &secret("c", &[])).await.expect("c");
+    s.ensure_namespace("other").expect("namespace other");
     let other: Api<Secret> = Api::namespaced(s.client(), "other");
     other
         .create(&pp, &secret("d", &[("app", "web")]))
@@ -994,6 +1005,7 @@ async fn admission_defaults_and_rejects_with_422() {
     assert_eq!(err.code, 422);
     assert_eq!(api.get("ok").await.expect("unchanged").spec.size, 3);
     // YAML seeding goes through admission too
+    s.ensure_namespace("other").expect("namespace other");
     let seeded = s.apply_yaml(
         "apiVersion: test.azlin.io/v1\nkind: Widget\nmetadata: {name: y1}\nspec: {size: 1}\n---\n\
          apiVersion: v1\nkind: Secret\nmetadata: {name: y2, namespace: other}\n",
@@ -1135,6 +1147,7 @@ fn error_policy(
 #[tokio::test]
 async fn controller_runs_finalizer_flow() {
     let s = server();
+    s.ensure_namespace("apps").expect("namespace apps");
     let client = s.client();
     let ctx = Arc::new(Ctx {
         client: client.clone(),
