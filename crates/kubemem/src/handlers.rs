@@ -94,6 +94,15 @@ fn random_suffix() -> String {
 fn run_admission(res: &ResourceInfo, new: &mut Value, old: Option<&Value>) -> Result<(), ApiError> {
     if res.group.is_empty() && res.kind == "Secret" {
         merge_string_data(new);
+        // Defaulting of the core API.
+        if new
+            .get("type")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+            && let Some(o) = new.as_object_mut()
+        {
+            o.insert("type".into(), json!("Opaque"));
+        }
     }
     if namespaces::is_namespace(res) {
         namespaces::prepare(new, old);
