@@ -13,10 +13,23 @@
 //! (an HTTP 410 at watch start would make it retry the same version forever); exact lists and
 //! continue tokens from before the window get an HTTP 410. [`ApiServer::expire_watches`] forces this.
 //!
-//! Simplifications (documented, deliberate): namespaces need not exist; `Foreground` deletion
-//! behaves like `Background`; garbage collection runs synchronously right after the owner is
-//! removed; dependents created for an already-absent owner are not collected; dry-run is not
-//! supported (writes with `dryRun` get 400); lists and ownership treat lists as atomic; strategic merge patch is a merge patch;
+//! Namespaces behave as on a cluster (see `namespaces`): `default`, `kube-system`,
+//! `kube-public` and `kube-node-lease` exist, creates in a missing namespace get `404`, in a
+//! terminating one `403`, and deleting a namespace deletes its content (honouring finalizers)
+//! before the namespace goes. Writes accept `dryRun=All` (admission and defaulting run, nothing is
+//! stored), JSON and, for Namespace, Secret, ConfigMap, ServiceAccount and the access reviews, the
+//! Kubernetes protobuf encoding kubectl's typed clients send; request bodies over 3 MiB get `413`
+//! and objects over etcd's 1.5 MiB `500 etcdserver: request is too large`. Custom resources
+//! declaring `subresources.scale` serve `autoscaling/v1` `Scale`; `SelfSubjectAccessReview` and
+//! `SelfSubjectRulesReview` answer as with `--authorization-mode=AlwaysAllow`. Fields a CRD's
+//! schema does not declare are pruned, refused with `fieldValidation=Strict` and warned about
+//! with `Warn`.
+//!
+//! Simplifications (documented, deliberate): `Foreground` deletion
+//! behaves like `Background`; garbage collection and the namespace controller run synchronously
+//! at the end of the write that triggers them; dependents created for an already-absent owner are
+//! not collected; lists and ownership treat lists as atomic; strategic merge patch is a merge
+//! patch; server-side apply of a `Scale` is not supported;
 //! each served version of a CRD has its own storage; discovery is the legacy (unaggregated) format
 //! only; the OpenAPI v3 document holds only PATCH operations and CRD schemas (enough for `kubectl
 //! apply` and `kubectl explain` of custom resources); the two Event
