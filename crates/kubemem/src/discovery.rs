@@ -2,7 +2,7 @@
 //! discovery-driven clients work against a served [`ApiServer`](super::ApiServer):
 //! `GET /version`, `/api` (APIVersions), `/apis` (APIGroupList), `/apis/{group}` (APIGroup),
 //! `/api/v1` and `/apis/{group}/{version}` (APIResourceList with short names, categories and
-//! `<plural>/status` subresources).
+//! `<plural>/status`, `<plural>/scale` and `namespaces/finalize` subresources).
 //!
 //! Only the legacy (unaggregated) format is served, always as `Content-Type: application/json`.
 //! Clients that ask for aggregated discovery (`Accept: ...;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList`,
@@ -15,6 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{Value, json};
 
 use super::error::ApiError;
+use super::namespaces;
 use super::registry::{Registry, ResourceInfo};
 
 /// Kubernetes version reported by `GET /version`.
@@ -22,16 +23,6 @@ pub const KUBE_MAJOR: &str = "1";
 /// Kubernetes minor version reported by `GET /version` (matches the kubectl the tests use).
 pub const KUBE_MINOR: &str = "35";
 
-const VERBS: [&str; 8] = [
-    "create",
-    "delete",
-    "deletecollection",
-    "get",
-    "list",
-    "patch",
-    "update",
-    "watch",
-];
 const STATUS_VERBS: [&str; 3] = ["get", "patch", "update"];
 
 /// The discovery document for `path`, `None` when `path` is not a discovery path (it is then
@@ -120,13 +111,13 @@ fn group_list(registry: &Registry) -> Value {
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
-fn resource_entries(r: &ResourceInfo) -> [Value; 2] {
+fn resource_entries(r: &ResourceInfo) -> Vec<Value> {
     let mut main = json!({
         "name": r.plural,
         "singularName": r.singular,
         "namespaced": r.namespaced,
         "kind": r.kind,
-        "verbs": VERBS,
+        "verbs": r.verbs,
     });
     if !r.short_names.is_empty() {
         main["shortNames"] = json!(r.short_names);
@@ -134,14 +125,30 @@ fn resource_entries(r: &ResourceInfo) -> [Value; 2] {
     if !r.categories.is_empty() {
         main["categories"] = json!(r.categories);
     }
-    let status = json!({
-        "name": format!("{}/status", r.plural),
-        "singularName": "",
-        "namespaced": r.namespaced,
-        "kind": r.kind,
-        "verbs": STATUS_VERBS,
-    });
-    [main, status]
+    let sub = |name: &str, verbs: &[&str]| {
+        json!({
+            "name": format!("{}/{name}", r.plural),
+            "singularName": "",
+            "namespaced": r.namespaced,
+            "kind": r.kind,
+            "verbs": verbs,
+        })
+    };
+    let mut out = vec![main];
+    if namespaces::is_namespace(r) {
+        out.push(sub("finalize", &["update"]));
+    }
+    if r.scale.is_some() {
+        let mut scale = sub("scale", &STATUS_VERBS);
+        scale["group"] = json!("autoscaling");
+        scale["version"] = json!("v1");
+        scale["kind"] = json!("Scale");
+        out.push(scale);
+    }
+    if r.status_subresource {
+        out.push(sub("status", &STATUS_VERBS));
+    }
+    out
 }
 
 fn resource_list(registry: &Registry, group: &str, version: &str) -> Result<Value, ApiError> {
@@ -150,11 +157,7 @@ fn resource_list(registry: &Registry, group: &str, version: &str) -> Result<Valu
         .all()
         .filter(|r| r.group == group && r.version == version)
     {
-        let [main, status] = resource_entries(r);
-        resources.push(main);
-        if r.status_subresource {
-            resources.push(status);
-        }
+        resources.extend(resource_entries(r));
     }
     if resources.is_empty() {
         return Err(ApiError::unknown_path());

@@ -164,6 +164,25 @@ impl ApiError {
         }))
     }
 
+    /// 413 for a request body over the limit (`Request entity too large: limit is N`).
+    pub fn request_entity_too_large(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "RequestEntityTooLarge",
+            format!("Request entity too large: {}", message.into()),
+        )
+    }
+
+    /// 500 for an object larger than etcd stores, with etcd's own message as kube-apiserver
+    /// passes it on (reason empty, as for any storage error it does not translate).
+    pub fn storage_too_large() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "",
+            "etcdserver: request is too large",
+        )
+    }
+
     /// 422 from a failed JSON patch (bad path or failed `test` operation).
     pub fn patch_failed(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", message)

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use super::handlers::now_timestamp;
+use super::namespaces;
 use super::store::{ObjKey, Propagation, State};
 
 fn api_version_of(v: &Value) -> String {
@@ -28,6 +29,11 @@ pub fn delete_object(
     key: &ObjKey,
     policy: Propagation,
 ) -> Option<(Arc<Value>, bool)> {
+    if namespaces::is_namespace_key(key) {
+        let out = namespaces::begin_deletion(state, key)?;
+        let gone = state.get(key).is_none();
+        return Some((out, gone));
+    }
     let stored = state.get(key)?.clone();
     let has_finalizers = stored
         .obj
@@ -49,7 +55,9 @@ pub fn delete_object(
             {
                 m.insert("generation".into(), json!(g + 1));
             }
-            if let Some(uid) = m.get("uid").and_then(Value::as_str) {
+            if let Some(uid) = m.get("uid").and_then(Value::as_str)
+                && !state.dry_run
+            {
                 state.pending_policy.insert(uid.to_string(), policy);
             }
         }
@@ -69,6 +77,13 @@ pub fn finish_removal(
     policy: Propagation,
 ) -> Option<Arc<Value>> {
     let removed = state.remove(key, last)?;
+    if state.dry_run {
+        return Some(removed);
+    }
+    if !key.1.is_empty() {
+        // Content of a terminating namespace may have been the last thing keeping it.
+        state.namespaces_to_sync.insert(key.1.clone());
+    }
     let Some(uid) = removed
         .pointer("/metadata/uid")
         .and_then(Value::as_str)

@@ -8,6 +8,7 @@ use serde_json::{Map, Value, json};
 
 use super::error::{ApiError, FieldCause};
 use super::gc;
+use super::namespaces;
 use super::patch::{Endpoint, ManagedFields};
 use super::registry::ResourceInfo;
 use super::store::{ObjKey, State};
@@ -93,6 +94,18 @@ fn random_suffix() -> String {
 fn run_admission(res: &ResourceInfo, new: &mut Value, old: Option<&Value>) -> Result<(), ApiError> {
     if res.group.is_empty() && res.kind == "Secret" {
         merge_string_data(new);
+        // Defaulting of the core API.
+        if new
+            .get("type")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+            && let Some(o) = new.as_object_mut()
+        {
+            o.insert("type".into(), json!("Opaque"));
+        }
+    }
+    if namespaces::is_namespace(res) {
+        namespaces::prepare(new, old);
     }
     if let Some(adm) = &res.admission
         && let Err(causes) = adm.admit(new, old)
@@ -174,6 +187,16 @@ pub fn create(
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_string();
+    {
+        let shown = if name.is_empty() {
+            meta.get("generateName")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+        } else {
+            &name
+        };
+        namespaces::admit_create(state, res, ns, shown)?;
+    }
     if name.is_empty() {
         let prefix = meta
             .get("generateName")
@@ -262,7 +285,62 @@ pub fn create(
         }
     };
     let k = key(res, ns, &name);
+    let managed = fit_storage(state, res, &k, &obj, managed)?;
     Ok(state.put(k, obj, managed, &res.api_version()))
+}
+
+/// etcd's default `--max-request-bytes` (1.5 MiB), the largest object the API server can store.
+pub const MAX_STORED_OBJECT_BYTES: usize = 1536 * 1024;
+
+/// Approximate size of `obj` in etcd: its JSON (what custom resources are stored as), with the
+/// base64 `data`/`binaryData` of built-in kinds counted at their decoded size (protobuf stores
+/// bytes raw), plus the key.
+fn stored_size(res: &ResourceInfo, k: &ObjKey, obj: &Value) -> usize {
+    let mut n = serde_json::to_vec(obj).map_or(0, |v| v.len());
+    if !res.custom {
+        for field in ["data", "binaryData"] {
+            let encoded = if res.kind == "Secret" || field == "binaryData" {
+                obj.get(field).and_then(Value::as_object)
+            } else {
+                None
+            };
+            for v in encoded.into_iter().flat_map(|m| m.values()) {
+                let len = v.as_str().map_or(0, str::len);
+                n = n.saturating_sub(len - len / 4 * 3);
+            }
+        }
+    }
+    n + k.0.len() + k.1.len() + k.2.len() + 2
+}
+
+/// Checks that `obj` fits in etcd as kube-apiserver stores it: when it does not, the write is
+/// retried without `managedFields` (which are then dropped), and refused with etcd's
+/// `request is too large` when it still does not fit. Dry runs never reach storage.
+fn fit_storage(
+    state: &State,
+    res: &ResourceInfo,
+    k: &ObjKey,
+    obj: &Value,
+    managed: ManagedFields,
+) -> Result<ManagedFields, ApiError> {
+    if state.dry_run {
+        return Ok(managed);
+    }
+    let mut with = obj.clone();
+    if let Some(meta) = with.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.insert("managedFields".into(), managed.render(&res.api_version()));
+        meta.insert("resourceVersion".into(), json!("18446744073709551615"));
+    }
+    if stored_size(res, k, &with) <= MAX_STORED_OBJECT_BYTES {
+        return Ok(managed);
+    }
+    if let Some(meta) = with.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("managedFields");
+    }
+    if stored_size(res, k, &with) <= MAX_STORED_OBJECT_BYTES {
+        return Ok(ManagedFields::default());
+    }
+    Err(ApiError::storage_too_large())
 }
 
 /// Whether two objects differ outside `metadata` (and `status` when it is a subresource).
@@ -415,13 +493,16 @@ pub fn update(
     let no_finalizers = new
         .pointer("/metadata/finalizers")
         .and_then(Value::as_array)
-        .is_none_or(|a| a.is_empty());
+        .is_none_or(|a| a.is_empty())
+        && !(namespaces::is_namespace(res) && namespaces::has_spec_finalizers(&new));
     if deleting && no_finalizers {
         let uid = str_at(&new, "/metadata/uid").unwrap_or("").to_string();
-        let policy = state
-            .pending_policy
-            .remove(&uid)
-            .unwrap_or(super::store::Propagation::Background);
+        let policy = if state.dry_run {
+            state.pending_policy.get(&uid).copied()
+        } else {
+            state.pending_policy.remove(&uid)
+        }
+        .unwrap_or(super::store::Propagation::Background);
         return gc::finish_removal(state, k, new, policy)
             .ok_or_else(|| ApiError::not_found(res, &k.2));
     }
@@ -439,6 +520,7 @@ pub fn update(
     if &candidate == old {
         return Ok(stored.obj.clone());
     }
+    let managed = fit_storage(state, res, k, &new, managed)?;
     Ok(state.put(k.clone(), new, managed, &res.api_version()))
 }
 

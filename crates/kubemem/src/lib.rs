@@ -13,10 +13,23 @@
 //! (an HTTP 410 at watch start would make it retry the same version forever); exact lists and
 //! continue tokens from before the window get an HTTP 410. [`ApiServer::expire_watches`] forces this.
 //!
-//! Simplifications (documented, deliberate): namespaces need not exist; `Foreground` deletion
-//! behaves like `Background`; garbage collection runs synchronously right after the owner is
-//! removed; dependents created for an already-absent owner are not collected; dry-run is not
-//! supported (writes with `dryRun` get 400); lists and ownership treat lists as atomic; strategic merge patch is a merge patch;
+//! Namespaces behave as on a cluster (see `namespaces`): `default`, `kube-system`,
+//! `kube-public` and `kube-node-lease` exist, creates in a missing namespace get `404`, in a
+//! terminating one `403`, and deleting a namespace deletes its content (honouring finalizers)
+//! before the namespace goes. Writes accept `dryRun=All` (admission and defaulting run, nothing is
+//! stored), JSON and, for Namespace, Secret, ConfigMap, ServiceAccount and the access reviews, the
+//! Kubernetes protobuf encoding kubectl's typed clients send; request bodies over 3 MiB get `413`
+//! and objects over etcd's 1.5 MiB `500 etcdserver: request is too large`. Custom resources
+//! declaring `subresources.scale` serve `autoscaling/v1` `Scale`; `SelfSubjectAccessReview` and
+//! `SelfSubjectRulesReview` answer as with `--authorization-mode=AlwaysAllow`. Fields a CRD's
+//! schema does not declare are pruned, refused with `fieldValidation=Strict` and warned about
+//! with `Warn`.
+//!
+//! Simplifications (documented, deliberate): `Foreground` deletion
+//! behaves like `Background`; garbage collection and the namespace controller run synchronously
+//! at the end of the write that triggers them; dependents created for an already-absent owner are
+//! not collected; lists and ownership treat lists as atomic; strategic merge patch is a merge
+//! patch; server-side apply of a `Scale` is not supported;
 //! each served version of a CRD has its own storage; discovery is the legacy (unaggregated) format
 //! only; the OpenAPI v3 document holds only PATCH operations and CRD schemas (enough for `kubectl
 //! apply` and `kubectl explain` of custom resources); the two Event
@@ -39,15 +52,20 @@
 //! # Ok(()) }
 //! ```
 
+mod authz;
 mod discovery;
 mod error;
 mod event_view;
+mod fields;
 mod gc;
 mod handlers;
+mod namespaces;
 mod openapi;
 mod patch;
+mod protobuf;
 mod registry;
 mod router;
+mod scale;
 mod selector;
 mod serve;
 mod store;
@@ -75,7 +93,7 @@ use serde_json::Value;
 
 pub use error::{ApiError, FieldCause, KubeMemError};
 pub use patch::{Endpoint, ManagedFields, Operation, PatchKind};
-pub use registry::{Admission, PrinterColumn, ResourceInfo};
+pub use registry::{Admission, PrinterColumn, ResourceInfo, ScaleSubresource};
 pub use router::Verb;
 pub use selector::{FieldSelector, LabelSelector, Selector};
 pub use serve::Served;
@@ -170,16 +188,24 @@ impl std::fmt::Debug for ApiServer {
 
 impl ApiServer {
     /// A server with the core kinds (Secret, ConfigMap, Event v1 and events.k8s.io/v1, Lease,
-    /// Namespace, ServiceAccount) and default [`Config`].
+    /// Namespace, ServiceAccount, the `authorization.k8s.io` self reviews), the namespaces
+    /// `default`, `kube-node-lease`, `kube-public` and `kube-system`, and default [`Config`].
     pub fn new() -> Self {
         Self::with_config(Config::default())
     }
 
     /// A server with explicit tunables.
     pub fn with_config(config: Config) -> Self {
+        let mut state = State::new(config.history_limit, config.broadcast_capacity);
+        for ns in namespaces::INITIAL {
+            if let Err(e) = ensure_namespace(&mut state, ns) {
+                // The built-in Namespace resource always admits these names.
+                tracing::error!(error = %e, namespace = ns, "in-memory API: initial namespace");
+            }
+        }
         Self {
             inner: Arc::new(Inner {
-                state: Mutex::new(State::new(config.history_limit, config.broadcast_capacity)),
+                state: Mutex::new(state),
                 requests: Mutex::new(VecDeque::new()),
                 seq: AtomicU64::new(0),
                 config,
@@ -238,28 +264,7 @@ impl ApiServer {
             if doc.is_null() {
                 continue;
             }
-            let av = doc.get("apiVersion").and_then(Value::as_str).unwrap_or("");
-            let kind = doc.get("kind").and_then(Value::as_str).unwrap_or("");
-            let res = st
-                .registry
-                .by_kind(av, kind)
-                .ok_or_else(|| KubeMemError::Document {
-                    index,
-                    message: format!("no resource registered for apiVersion {av:?} kind {kind:?}"),
-                })?;
-            let ns = doc
-                .pointer("/metadata/namespace")
-                .and_then(Value::as_str)
-                .unwrap_or("default")
-                .to_string();
-            let created = handlers::create(
-                &mut st,
-                &res,
-                &ns,
-                doc,
-                handlers::CreateOwnership::Update("kubemem-seed"),
-            )?;
-            out.push((*created).clone());
+            out.push(seed_one(&mut st, index, doc)?);
         }
         Ok(out)
     }
@@ -288,6 +293,51 @@ impl ApiServer {
         st.range(&res.id(), ns)
             .map(|(_, s)| (*s.obj).clone())
             .collect()
+    }
+
+    /// Creates namespace `name` unless it exists (`kubectl create namespace`, tolerating
+    /// AlreadyExists). Returns whether it was created.
+    pub fn ensure_namespace(&self, name: &str) -> Result<bool, KubeMemError> {
+        let mut st = self.state();
+        let created = ensure_namespace(&mut st, name)?;
+        Ok(created)
+    }
+
+    /// Like [`apply_yaml`](Self::apply_yaml), but first creates the stream's Namespace documents
+    /// and then every other namespace the documents use that does not exist yet, as
+    /// `helm install --create-namespace` would; for loading arbitrary manifests (`azlin-operator
+    /// local`). Returns the created documents in stream order.
+    pub fn apply_yaml_creating_namespaces(&self, yaml: &str) -> Result<Vec<Value>, KubeMemError> {
+        let docs: Vec<Value> =
+            serde_saphyr::from_multiple(yaml).map_err(|e| KubeMemError::Yaml(e.to_string()))?;
+        let is_ns = |d: &Value| {
+            d.get("apiVersion").and_then(Value::as_str) == Some("v1")
+                && d.get("kind").and_then(Value::as_str) == Some("Namespace")
+        };
+        let mut st = self.state();
+        let mut created: Vec<(usize, Value)> = Vec::new();
+        for (index, doc) in docs.iter().enumerate().filter(|(_, d)| is_ns(d)) {
+            created.push((index, seed_one(&mut st, index, doc.clone())?));
+        }
+        for doc in docs.iter().filter(|d| !d.is_null() && !is_ns(d)) {
+            let av = doc.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+            let kind = doc.get("kind").and_then(Value::as_str).unwrap_or("");
+            if st.registry.by_kind(av, kind).is_some_and(|r| r.namespaced) {
+                let ns = doc
+                    .pointer("/metadata/namespace")
+                    .and_then(Value::as_str)
+                    .unwrap_or("default");
+                ensure_namespace(&mut st, ns)?;
+            }
+        }
+        for (index, doc) in docs.into_iter().enumerate() {
+            if doc.is_null() || is_ns(&doc) {
+                continue;
+            }
+            created.push((index, seed_one(&mut st, index, doc)?));
+        }
+        created.sort_by_key(|(i, _)| *i);
+        Ok(created.into_iter().map(|(_, v)| v).collect())
     }
 
     /// The current global resourceVersion.
@@ -337,11 +387,9 @@ impl ApiServer {
         B::Error: std::fmt::Display,
     {
         let (parts, body) = req.into_parts();
-        let body = match body.collect().await {
-            Ok(b) => b.to_bytes(),
-            Err(e) => {
-                return error_response(&ApiError::bad_request(format!("failed to read body: {e}")));
-            }
+        let body = match read_body(body).await {
+            Ok(b) => b,
+            Err(e) => return error_response(&e),
         };
         let query: HashMap<String, String> = parts
             .uri
@@ -378,15 +426,16 @@ impl ApiServer {
             metadata_only: accept.contains("as=PartialObjectMetadata"),
             table: table_mode.clone().ok().flatten(),
         };
-        let (verb, resource, result) = {
+        let (verb, resource, result, warnings) = {
             let mut st = self.state();
+            st.warnings.clear();
             let doc = if parts.method == http::Method::GET {
                 discovery::document(&st.registry, &path)
                     .or_else(|| openapi::document(&st.registry, &path))
             } else {
                 None
             };
-            match doc {
+            let (verb, resource, result) = match doc {
                 Some(doc) => (Verb::Get, None, doc.map(|v| Reply::Json(StatusCode::OK, v))),
                 None => match router::parse_path(&st, &path) {
                     Err(e) => (Verb::Unknown, None, Err(e)),
@@ -414,9 +463,10 @@ impl ApiServer {
                         (verb, resource, result)
                     }
                 },
-            }
+            };
+            (verb, resource, result, std::mem::take(&mut st.warnings))
         };
-        let response = match result {
+        let mut response = match result {
             Ok(Reply::Json(code, v)) => json_response(code, &v),
             Ok(Reply::Watch(stream)) => {
                 let body = StreamBody::new(stream.map(|b| Ok::<_, Infallible>(Frame::data(b))));
@@ -429,6 +479,12 @@ impl ApiServer {
             }
             Err(e) => error_response(&e),
         };
+        for w in warnings {
+            let escaped = w.replace('\\', "\\\\").replace('"', "\\\"");
+            if let Ok(v) = http::HeaderValue::from_str(&format!("299 - \"{escaped}\"")) {
+                response.headers_mut().append("warning", v);
+            }
+        }
         let seq = self.inner.seq.fetch_add(1, Ordering::SeqCst);
         let mut log = self.log();
         while log.len() >= self.inner.config.request_log_limit.max(1) {
@@ -445,6 +501,79 @@ impl ApiServer {
         });
         response
     }
+}
+
+/// Creates document `index` of a seed stream (namespaced objects without a namespace go to
+/// `default`).
+fn seed_one(st: &mut State, index: usize, doc: Value) -> Result<Value, KubeMemError> {
+    let av = doc.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+    let kind = doc.get("kind").and_then(Value::as_str).unwrap_or("");
+    let res = st
+        .registry
+        .by_kind(av, kind)
+        .ok_or_else(|| KubeMemError::Document {
+            index,
+            message: format!("no resource registered for apiVersion {av:?} kind {kind:?}"),
+        })?;
+    let ns = doc
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or("default")
+        .to_string();
+    let created = handlers::create(
+        st,
+        &res,
+        &ns,
+        doc,
+        handlers::CreateOwnership::Update("kubemem-seed"),
+    )?;
+    Ok((*created).clone())
+}
+
+/// Creates namespace `name` unless it exists; whether it was created.
+fn ensure_namespace(st: &mut State, name: &str) -> Result<bool, ApiError> {
+    if namespaces::exists(st, name) {
+        return Ok(false);
+    }
+    let res = st
+        .registry
+        .by_kind("v1", "Namespace")
+        .ok_or_else(ApiError::unknown_path)?;
+    handlers::create(
+        st,
+        &res,
+        "",
+        serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}),
+        handlers::CreateOwnership::Update("kube-apiserver"),
+    )?;
+    Ok(true)
+}
+
+/// Largest request body the API server reads (`--max-request-bytes` default, 3 MiB).
+pub const MAX_REQUEST_BODY_BYTES: usize = 3 * 1024 * 1024;
+
+/// Reads a request body of at most [`MAX_REQUEST_BODY_BYTES`] (`413` beyond, as the API
+/// server's limited reader answers).
+async fn read_body<B>(body: B) -> Result<Bytes, ApiError>
+where
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: std::fmt::Display,
+{
+    let mut body = std::pin::pin!(body);
+    let mut out = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|e| ApiError::bad_request(format!("failed to read body: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            if out.len() + data.len() > MAX_REQUEST_BODY_BYTES {
+                return Err(ApiError::request_entity_too_large(format!(
+                    "limit is {MAX_REQUEST_BODY_BYTES}"
+                )));
+            }
+            out.extend_from_slice(&data);
+        }
+    }
+    Ok(out.freeze())
 }
 
 fn json_response(code: StatusCode, v: &Value) -> Response<ResponseBody> {

@@ -102,7 +102,7 @@ fn published_schema(r: &ResourceInfo, gvk: &Value) -> Option<Value> {
 fn group_version(resources: &[&ResourceInfo]) -> Value {
     let mut paths: BTreeMap<String, Value> = BTreeMap::new();
     let mut schemas: BTreeMap<String, Value> = BTreeMap::new();
-    for r in resources {
+    for r in resources.iter().filter(|r| r.allows("patch")) {
         let gvk = json!({"group": r.group, "version": r.version, "kind": r.kind});
         let ns = if r.namespaced {
             "/namespaces/{namespace}"

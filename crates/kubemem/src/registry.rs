@@ -45,8 +45,36 @@ pub struct ResourceInfo {
     /// Columns of the `Table` view after `Name` (a CRD's `additionalPrinterColumns`).
     pub printer_columns: Vec<PrinterColumn>,
     /// OpenAPI v3 schema of the objects (a CRD version's `openAPIV3Schema`), published for
-    /// `kubectl explain`.
+    /// `kubectl explain`; also used to find unknown fields (`fieldValidation`).
     pub schema: Option<Value>,
+    /// The `scale` subresource (a CRD version's `subresources.scale`).
+    pub scale: Option<ScaleSubresource>,
+    /// API verbs of the main resource (discovery; other verbs get `405 MethodNotAllowed`).
+    pub verbs: Vec<String>,
+}
+
+/// The verbs of a stored resource.
+pub(crate) const STORED_VERBS: [&str; 8] = [
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
+
+/// Where a resource keeps the fields of its `autoscaling/v1` `Scale` subresource (a CRD's
+/// `subresources.scale`), as simple JSON paths such as `.spec.replicas`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScaleSubresource {
+    /// Path of the desired replica count (`Scale.spec.replicas`).
+    pub spec_replicas_path: String,
+    /// Path of the observed replica count (`Scale.status.replicas`).
+    pub status_replicas_path: String,
+    /// Path of the label selector string (`Scale.status.selector`), if any.
+    pub label_selector_path: Option<String>,
 }
 
 /// One column of the server-side `Table` view of a resource.
@@ -96,6 +124,8 @@ impl std::fmt::Debug for ResourceInfo {
             .field("categories", &self.categories)
             .field("printer_columns", &self.printer_columns)
             .field("schema", &self.schema.is_some())
+            .field("scale", &self.scale)
+            .field("verbs", &self.verbs)
             .finish()
     }
 }
@@ -118,7 +148,22 @@ impl ResourceInfo {
             categories: Vec::new(),
             printer_columns: vec![PrinterColumn::age()],
             schema: None,
+            scale: None,
+            verbs: STORED_VERBS.iter().map(|v| v.to_string()).collect(),
         }
+    }
+
+    /// A create-only, never stored resource such as `SelfSubjectAccessReview`.
+    pub(crate) fn review(group: &str, plural: &str, kind: &str) -> Self {
+        let mut r = Self::core(group, "v1", plural, kind, false);
+        r.verbs = vec!["create".to_string()];
+        r.printer_columns = Vec::new();
+        r
+    }
+
+    /// Whether the main resource serves `verb` (`get`, `list`, `create`, ...).
+    pub fn allows(&self, verb: &str) -> bool {
+        self.verbs.iter().any(|v| v == verb)
     }
 
     /// The same resource with these short names.
@@ -164,19 +209,33 @@ pub(crate) struct Registry {
 }
 
 impl Registry {
-    /// The built-in kinds: Secret, ConfigMap, Event (core and events.k8s.io), Lease, Namespace.
+    /// The built-in kinds: Secret, ConfigMap, Event (core and events.k8s.io), Lease, Namespace,
+    /// ServiceAccount, and the access reviews of `authorization.k8s.io`.
     pub fn with_core_kinds() -> Self {
         let mut r = Self::default();
         for info in [
             ResourceInfo::core("", "v1", "secrets", "Secret", true),
             ResourceInfo::core("", "v1", "configmaps", "ConfigMap", true).with_short_names(&["cm"]),
             ResourceInfo::core("", "v1", "events", "Event", true).with_short_names(&["ev"]),
-            ResourceInfo::core("", "v1", "namespaces", "Namespace", false)
-                .with_short_names(&["ns"]),
+            ResourceInfo {
+                status_subresource: true,
+                ..ResourceInfo::core("", "v1", "namespaces", "Namespace", false)
+                    .with_short_names(&["ns"])
+            },
             ResourceInfo::core("", "v1", "serviceaccounts", "ServiceAccount", true)
                 .with_short_names(&["sa"]),
             ResourceInfo::core("events.k8s.io", "v1", "events", "Event", true),
             ResourceInfo::core("coordination.k8s.io", "v1", "leases", "Lease", true),
+            ResourceInfo::review(
+                "authorization.k8s.io",
+                "selfsubjectaccessreviews",
+                "SelfSubjectAccessReview",
+            ),
+            ResourceInfo::review(
+                "authorization.k8s.io",
+                "selfsubjectrulesreviews",
+                "SelfSubjectRulesReview",
+            ),
         ] {
             r.insert(info);
         }
@@ -278,6 +337,16 @@ pub(crate) fn crd_resources(
                 .as_ref()
                 .and_then(|s| s.open_api_v3_schema.as_ref())
                 .and_then(|s| serde_json::to_value(s).ok()),
+            scale: v
+                .subresources
+                .as_ref()
+                .and_then(|s| s.scale.as_ref())
+                .map(|s| ScaleSubresource {
+                    spec_replicas_path: s.spec_replicas_path.clone(),
+                    status_replicas_path: s.status_replicas_path.clone(),
+                    label_selector_path: s.label_selector_path.clone(),
+                }),
+            verbs: STORED_VERBS.iter().map(|v| v.to_string()).collect(),
         })
         .collect();
     if out.is_empty() {

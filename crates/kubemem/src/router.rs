@@ -11,12 +11,17 @@ use futures::Stream;
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
 
+use super::authz;
 use super::error::ApiError;
 use super::event_view;
+use super::fields::{self, FieldValidation};
 use super::gc;
 use super::handlers::{self, CreateOwnership, UpdateOwnership};
+use super::namespaces;
 use super::patch::{Endpoint, ManagedFields, PatchKind, apply_patch, parse_apply_body};
+use super::protobuf;
 use super::registry::ResourceInfo;
+use super::scale;
 use super::selector::Selector;
 use super::store::{Propagation, State};
 use super::table::IncludeObject;
@@ -72,6 +77,8 @@ pub(crate) fn parse_path(state: &State, path: &str) -> Result<Target, ApiError> 
         _ => return Err(ApiError::unknown_path()),
     };
     let (namespace, rest): (Option<String>, &[&str]) = match rest {
+        // A namespace's own subresources, not a resource in the namespace.
+        ["namespaces", _, "status" | "finalize"] if group.is_empty() => (None, rest),
         ["namespaces", ns, more @ ..] if !more.is_empty() => (Some((*ns).to_string()), more),
         other => (None, other),
     };
@@ -90,10 +97,16 @@ pub(crate) fn parse_path(state: &State, path: &str) -> Result<Target, ApiError> 
     if namespace.is_some() && !res.namespaced {
         return Err(ApiError::unknown_path());
     }
-    if let Some(s) = &sub
-        && !(s == "status" && res.status_subresource)
-    {
-        return Err(ApiError::unknown_path());
+    if let Some(s) = &sub {
+        let served = match s.as_str() {
+            "status" => res.status_subresource,
+            "scale" => res.scale.is_some(),
+            "finalize" => namespaces::is_namespace(&res),
+            _ => false,
+        };
+        if !served {
+            return Err(ApiError::unknown_path());
+        }
     }
     Ok(Target {
         res,
@@ -141,12 +154,124 @@ pub(crate) struct Call<'a> {
     pub bookmark_every: Duration,
 }
 
-fn parse_body(body: &[u8]) -> Result<Value, ApiError> {
+/// Parses a JSON request body.
+pub(crate) fn parse_body(body: &[u8]) -> Result<Value, ApiError> {
     serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
 }
 
-fn manager(call: &Call<'_>) -> String {
+/// Decodes a request body by its `Content-Type`: JSON, or the Kubernetes protobuf envelope that
+/// client-go's typed clients send for built-in kinds.
+fn decode_body(call: &Call<'_>) -> Result<Value, ApiError> {
+    let media = call.content_type.split(';').next().unwrap_or("").trim();
+    if media == protobuf::MEDIA_TYPE {
+        protobuf::decode(call.body)
+    } else {
+        parse_body(call.body)
+    }
+}
+
+/// The wire name of a verb, as in discovery and authorization.
+fn verb_name(verb: Verb) -> &'static str {
+    match verb {
+        Verb::Get => "get",
+        Verb::List => "list",
+        Verb::Watch => "watch",
+        Verb::Create => "create",
+        Verb::Update => "update",
+        Verb::Patch => "patch",
+        Verb::Delete => "delete",
+        Verb::DeleteCollection => "deletecollection",
+        Verb::Unknown => "",
+    }
+}
+
+/// The `*Options` kind validating a write's query parameters.
+fn options_kind(verb: Verb) -> &'static str {
+    match verb {
+        Verb::Create => "CreateOptions",
+        Verb::Update => "UpdateOptions",
+        Verb::Patch => "PatchOptions",
+        _ => "DeleteOptions",
+    }
+}
+
+fn unsupported_option(verb: Verb, field: &str, given: &[String], supported: &[&str]) -> ApiError {
+    let given: Vec<String> = given.iter().map(|g| format!("{g:?}")).collect();
+    let supported: Vec<String> = supported.iter().map(|s| format!("{s:?}")).collect();
+    let value = if field == "dryRun" {
+        format!("[]string{{{}}}", given.join(", "))
+    } else {
+        given.join(", ")
+    };
+    let message = format!(
+        "Unsupported value: {value}: supported values: {}",
+        supported.join(", ")
+    );
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "Invalid",
+        format!(
+            "{}.meta.k8s.io \"\" is invalid: {field}: {message}",
+            options_kind(verb)
+        ),
+    )
+    .with_details(json!({
+        "group": "meta.k8s.io",
+        "kind": options_kind(verb),
+        "causes": [{"reason": "FieldValueNotSupported", "message": message, "field": field}],
+    }))
+}
+
+/// Whether a write is a dry run (`dryRun=All` in the query, or in a delete's DeleteOptions);
+/// other values are refused as the API server refuses them.
+fn dry_run(verb: Verb, call: &Call<'_>) -> Result<bool, ApiError> {
+    if !verb.is_write() {
+        return Ok(false);
+    }
+    let mut values: Vec<String> = call
+        .query
+        .get("dryRun")
+        .filter(|d| !d.is_empty())
+        .map(|d| vec![d.clone()])
+        .unwrap_or_default();
+    if matches!(verb, Verb::Delete | Verb::DeleteCollection) && !call.body.is_empty() {
+        let opts = decode_body(call)?;
+        values.extend(
+            opts.get("dryRun")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .map(str::to_string),
+        );
+    }
+    if values.iter().any(|v| v != "All") {
+        return Err(unsupported_option(verb, "dryRun", &values, &["All"]));
+    }
+    Ok(!values.is_empty())
+}
+
+/// The `fieldValidation` directive of a write (`Warn` when absent).
+fn field_validation(verb: Verb, call: &Call<'_>) -> Result<FieldValidation, ApiError> {
+    match call.query.get("fieldValidation").map(String::as_str) {
+        None | Some("") | Some("Warn") => Ok(FieldValidation::Warn),
+        Some("Strict") => Ok(FieldValidation::Strict),
+        Some("Ignore") => Ok(FieldValidation::Ignore),
+        Some(other) if matches!(verb, Verb::Create | Verb::Update | Verb::Patch) => {
+            Err(unsupported_option(
+                verb,
+                "fieldValidation",
+                &[other.to_string()],
+                &["Ignore", "Strict", "Warn"],
+            ))
+        }
+        Some(_) => Ok(FieldValidation::Warn),
+    }
+}
+
+/// The field manager of a write: `fieldManager`, else the user agent's program name.
+pub(crate) fn manager(call: &Call<'_>) -> String {
     call.query
         .get("fieldManager")
         .filter(|m| !m.is_empty())
@@ -168,11 +293,45 @@ pub(crate) fn dispatch(
     verb: Verb,
     call: &Call<'_>,
 ) -> Result<Reply, ApiError> {
-    if verb.is_write() && call.query.get("dryRun").is_some_and(|d| !d.is_empty()) {
-        // Rejected rather than ignored: a client asking for a dry run must not get a real write.
-        return Err(ApiError::bad_request(
-            "dry-run is not supported by this in-memory API server",
-        ));
+    let allowed = match target.subresource.as_deref() {
+        None => target.res.allows(verb_name(verb)),
+        Some("finalize") => verb == Verb::Update,
+        Some(_) => matches!(verb, Verb::Get | Verb::Update | Verb::Patch),
+    };
+    if !allowed {
+        return Err(ApiError::method_not_allowed());
+    }
+    state.dry_run = dry_run(verb, call)?;
+    state.field_validation = field_validation(verb, call)?;
+    let out = dispatch_inner(state, target, verb, call);
+    state.dry_run = false;
+    state.field_validation = FieldValidation::Ignore;
+    if verb.is_write() {
+        namespaces::sync_pending(state);
+    }
+    out
+}
+
+fn dispatch_inner(
+    state: &mut State,
+    target: &Target,
+    verb: Verb,
+    call: &Call<'_>,
+) -> Result<Reply, ApiError> {
+    if authz::is_review(&target.res) {
+        let body = decode_body(call)?;
+        return authz::review(&target.res, body).map(|v| Reply::Json(StatusCode::CREATED, v));
+    }
+    match target.subresource.as_deref() {
+        Some("scale") => return scale::dispatch(state, target, verb, call),
+        Some("finalize") => {
+            let name = target.name.clone().unwrap_or_default();
+            let body = decode_body(call)?;
+            let m = manager(call);
+            let out = namespaces::finalize(state, &target.res, &name, &body, &m)?;
+            return Ok(Reply::Json(StatusCode::OK, Value::clone(&out)));
+        }
+        _ => {}
     }
     let res = target.res.clone();
     let ns = target.namespace.clone().unwrap_or_default();
@@ -228,14 +387,14 @@ pub(crate) fn dispatch(
             if res.namespaced && target.namespace.is_none() {
                 return Err(ApiError::method_not_allowed());
             }
-            let obj = parse_body(call.body)?;
+            let obj = fields::check(state, &res, decode_body(call)?, fields::Source::Body)?;
             let m = manager(call);
             let out = handlers::create(state, &res, &ns, obj, CreateOwnership::Update(&m))?;
             Ok(Reply::Json(StatusCode::CREATED, Value::clone(&out)))
         }
         Verb::Update => {
             let (k, _) = named()?;
-            let obj = parse_body(call.body)?;
+            let obj = fields::check(state, &res, decode_body(call)?, fields::Source::Body)?;
             handlers::check_rv(
                 &res,
                 &k,
@@ -260,6 +419,7 @@ pub(crate) fn dispatch(
                 .ok_or_else(|| ApiError::not_found(&res, &name))?;
             let mut doc = (*stored.obj).clone();
             apply_patch(kind, &mut doc, call.body)?;
+            let doc = fields::check(state, &res, doc, fields::Source::Patch)?;
             let given = doc
                 .pointer("/metadata/resourceVersion")
                 .and_then(Value::as_str)
@@ -272,10 +432,13 @@ pub(crate) fn dispatch(
         }
         Verb::Delete => {
             let (k, name) = named()?;
+            if namespaces::is_namespace(&res) {
+                namespaces::admit_delete(&name)?;
+            }
             let opts = if call.body.is_empty() {
                 json!({})
             } else {
-                parse_body(call.body)?
+                decode_body(call)?
             };
             let stored = state
                 .get(&k)
@@ -302,7 +465,7 @@ pub(crate) fn dispatch(
             let opts = if call.body.is_empty() {
                 json!({})
             } else {
-                parse_body(call.body)?
+                decode_body(call)?
             };
             let policy = propagation(&opts)?;
             let sel = Selector::parse(
@@ -313,6 +476,9 @@ pub(crate) fn dispatch(
                 .range(&res.id(), target.namespace.as_deref())
                 .filter(|(_, s)| sel.matches(&s.obj))
                 .map(|(k, _)| k.clone())
+                .filter(|k| {
+                    !namespaces::is_namespace(&res) || namespaces::admit_delete(&k.2).is_ok()
+                })
                 .collect();
             let mut items = Vec::new();
             for k in keys {

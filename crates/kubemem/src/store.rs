@@ -8,6 +8,7 @@ use serde_json::Value;
 use tokio::sync::broadcast;
 
 use super::error::ApiError;
+use super::fields::FieldValidation;
 use super::patch::ManagedFields;
 use super::registry::{Registry, ResourceInfo};
 
@@ -92,6 +93,16 @@ pub struct State {
     uid_index: HashMap<String, ObjKey>,
     owner_index: HashMap<String, BTreeSet<ObjKey>>,
     pub(crate) pending_policy: HashMap<String, Propagation>,
+    /// The current request is a dry run (`dryRun=All`): [`put`](Self::put) and
+    /// [`remove`](Self::remove) compute the result without storing or emitting anything.
+    pub(crate) dry_run: bool,
+    /// Terminating namespaces whose content changed: the namespace "controller" runs for them
+    /// at the end of the current write.
+    pub(crate) namespaces_to_sync: BTreeSet<String>,
+    /// `Warning` headers for the current request's response.
+    pub(crate) warnings: Vec<String>,
+    /// The current request's `fieldValidation` directive.
+    pub(crate) field_validation: FieldValidation,
     tx: broadcast::Sender<Broadcast>,
 }
 
@@ -124,6 +135,10 @@ impl State {
             uid_index: HashMap::new(),
             owner_index: HashMap::new(),
             pending_policy: HashMap::new(),
+            dry_run: false,
+            namespaces_to_sync: BTreeSet::new(),
+            warnings: Vec::new(),
+            field_validation: FieldValidation::Ignore,
             tx,
         }
     }
@@ -204,6 +219,9 @@ impl State {
     }
 
     /// Stores `obj` under `key` with a new resourceVersion and emits ADDED/MODIFIED.
+    ///
+    /// In a dry run nothing is stored: the object is returned as it would be stored, with the
+    /// current resourceVersion (none for a create), as the API server answers a dry run.
     pub fn put(
         &mut self,
         key: ObjKey,
@@ -211,6 +229,25 @@ impl State {
         managed: ManagedFields,
         api_version: &str,
     ) -> Arc<Value> {
+        if self.dry_run {
+            let current = self
+                .objects
+                .get(&key)
+                .and_then(|s| s.obj.pointer("/metadata/resourceVersion").cloned());
+            if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+                match current {
+                    Some(rv) => meta.insert("resourceVersion".into(), rv),
+                    None => meta.remove("resourceVersion"),
+                };
+                let mf = managed.render(api_version);
+                if mf.as_array().is_some_and(|a| a.is_empty()) {
+                    meta.remove("managedFields");
+                } else {
+                    meta.insert("managedFields".into(), mf);
+                }
+            }
+            return Arc::new(obj);
+        }
         self.rv += 1;
         let rv = self.rv;
         if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
@@ -251,7 +288,12 @@ impl State {
     }
 
     /// Removes the object under `key`; `last` is its final state. Emits DELETED.
+    ///
+    /// In a dry run the object stays; `last` is returned as it is.
     pub fn remove(&mut self, key: &ObjKey, mut last: Value) -> Option<Arc<Value>> {
+        if self.dry_run {
+            return self.objects.get(key).map(|_| Arc::new(last));
+        }
         let stored = self.objects.remove(key)?;
         self.index_remove(key, &stored.obj);
         self.rv += 1;

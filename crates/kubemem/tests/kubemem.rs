@@ -85,8 +85,18 @@ fn server() -> ApiServer {
 fn server_with(config: Config) -> ApiServer {
     let s = ApiServer::with_config(config);
     s.register_crd(&Widget::crd(), None).expect("widget crd");
-    s.register_crd(&Gadget::crd(), None).expect("gadget crd");
+    s.register_crd(&gadget_crd(), None).expect("gadget crd");
     s
+}
+
+/// The Gadget CRD, whose schema also declares a free-form `status` (ordinary content, since
+/// Gadget has no status subresource; undeclared fields would be pruned).
+fn gadget_crd()
+-> k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition {
+    let mut crd = serde_json::to_value(Gadget::crd()).expect("crd json");
+    crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"] =
+        json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true});
+    serde_json::from_value(crd).expect("crd")
 }
 
 fn widget(name: &str, size: i64) -> Widget {
@@ -517,6 +527,7 @@ async fn label_and_field_selectors() {
         .await
         .expect("b");
     api.create(&pp, &secret("c", &[])).await.expect("c");
+    s.ensure_namespace("other").expect("namespace other");
     let other: Api<Secret> = Api::namespaced(s.client(), "other");
     other
         .create(&pp, &secret("d", &[("app", "web")]))
@@ -994,6 +1005,7 @@ async fn admission_defaults_and_rejects_with_422() {
     assert_eq!(err.code, 422);
     assert_eq!(api.get("ok").await.expect("unchanged").spec.size, 3);
     // YAML seeding goes through admission too
+    s.ensure_namespace("other").expect("namespace other");
     let seeded = s.apply_yaml(
         "apiVersion: test.azlin.io/v1\nkind: Widget\nmetadata: {name: y1}\nspec: {size: 1}\n---\n\
          apiVersion: v1\nkind: Secret\nmetadata: {name: y2, namespace: other}\n",
@@ -1135,6 +1147,7 @@ fn error_policy(
 #[tokio::test]
 async fn controller_runs_finalizer_flow() {
     let s = server();
+    s.ensure_namespace("apps").expect("namespace apps");
     let client = s.client();
     let ctx = Arc::new(Ctx {
         client: client.clone(),
@@ -1361,4 +1374,168 @@ async fn secret_string_data_is_stored_as_base64_data() {
     assert_eq!(data["AZURE_CLIENT_ID"].0, b"new-id");
     assert_eq!(data["AZURE_TENANT_ID"].0, b"tenant");
     assert!(created.string_data.is_none());
+}
+
+#[tokio::test]
+async fn namespaces_must_exist_and_take_their_content_with_them() {
+    use k8s_openapi::api::core::v1::Namespace;
+    let s = server();
+    let nss: Api<Namespace> = Api::all(s.client());
+    let names: Vec<String> = nss
+        .list(&ListParams::default())
+        .await
+        .expect("list")
+        .items
+        .iter()
+        .map(|n| n.name_any())
+        .collect();
+    assert_eq!(
+        names,
+        vec!["default", "kube-node-lease", "kube-public", "kube-system"]
+    );
+    let cms: Api<ConfigMap> = Api::namespaced(s.client(), "team");
+    let cm = |name: &str| ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let err = api_err(
+        cms.create(&PostParams::default(), &cm("a"))
+            .await
+            .expect_err("no namespace"),
+    );
+    assert_eq!((err.code, err.reason.as_str()), (404, "NotFound"));
+    assert_eq!(err.message, r#"namespaces "team" not found"#);
+
+    assert!(s.ensure_namespace("team").expect("create team"));
+    cms.create(&PostParams::default(), &cm("a"))
+        .await
+        .expect("a");
+    let mut held = cm("held");
+    held.metadata.finalizers = Some(vec!["example.com/hold".into()]);
+    cms.create(&PostParams::default(), &held)
+        .await
+        .expect("held");
+
+    let err = api_err(
+        nss.delete("default", &DeleteParams::default())
+            .await
+            .expect_err("immortal"),
+    );
+    assert_eq!(err.code, 403);
+    nss.delete("team", &DeleteParams::default())
+        .await
+        .expect("delete team");
+    let team = nss.get("team").await.expect("still terminating");
+    assert_eq!(
+        team.status.and_then(|s| s.phase).as_deref(),
+        Some("Terminating")
+    );
+    assert!(cms.get_opt("a").await.expect("get").is_none());
+    assert!(
+        cms.get("held")
+            .await
+            .expect("held stays")
+            .metadata
+            .deletion_timestamp
+            .is_some()
+    );
+    let err = api_err(
+        cms.create(&PostParams::default(), &cm("late"))
+            .await
+            .expect_err("terminating"),
+    );
+    assert_eq!((err.code, err.reason.as_str()), (403, "Forbidden"));
+    cms.patch(
+        "held",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .expect("release");
+    assert!(nss.get_opt("team").await.expect("get").is_none());
+}
+
+#[tokio::test]
+async fn dry_runs_answer_without_storing() {
+    let s = server();
+    let api: Api<Widget> = Api::default_namespaced(s.client());
+    let dry = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    let would = api.create(&dry, &widget("w", 1)).await.expect("dry create");
+    assert!(would.metadata.uid.is_some());
+    assert!(would.metadata.resource_version.is_none());
+    assert!(api.get_opt("w").await.expect("get").is_none());
+    let created = api
+        .create(&PostParams::default(), &widget("w", 1))
+        .await
+        .expect("create");
+    let mark = s.resource_version();
+    let pp = PatchParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    let patched = api
+        .patch("w", &pp, &Patch::Merge(json!({"spec": {"size": 5}})))
+        .await
+        .expect("dry patch");
+    assert_eq!(patched.spec.size, 5);
+    let dp = DeleteParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    api.delete("w", &dp).await.expect("dry delete");
+    assert_eq!(s.resource_version(), mark, "nothing was written");
+    let kept = api.get("w").await.expect("kept");
+    assert_eq!(
+        (kept.spec, kept.metadata.resource_version),
+        (created.spec, created.metadata.resource_version)
+    );
+    let bad = s
+        .handle(
+            http::Request::post("/api/v1/namespaces/default/configmaps?dryRun=Maybe")
+                .header("content-type", "application/json")
+                .body(http_body_util::Full::new(bytes::Bytes::from_static(
+                    br#"{"metadata":{"name":"c"}}"#,
+                )))
+                .expect("request"),
+        )
+        .await;
+    assert_eq!(bad.status(), 422);
+}
+
+#[tokio::test]
+async fn bodies_over_3_mib_and_objects_over_1_5_mib_are_refused() {
+    let s = server();
+    let body = |n: usize| {
+        serde_json::to_vec(&json!({"metadata": {"name": "big"}, "data": {"k": "x".repeat(n)}}))
+            .expect("json")
+    };
+    let post = |b: Vec<u8>| {
+        http::Request::post("/api/v1/namespaces/default/configmaps")
+            .header("content-type", "application/json")
+            .body(http_body_util::Full::new(bytes::Bytes::from(b)))
+            .expect("request")
+    };
+    let read = |r: http::Response<azlin_kubemem::ResponseBody>| async move {
+        let code = r.status().as_u16();
+        let b = r.into_body().collect().await.expect("body").to_bytes();
+        (code, serde_json::from_slice::<Value>(&b).expect("json"))
+    };
+    let (code, status) = read(s.handle(post(body(4 * 1024 * 1024))).await).await;
+    assert_eq!(code, 413);
+    assert_eq!(status["reason"], json!("RequestEntityTooLarge"));
+    assert_eq!(
+        status["message"],
+        json!("Request entity too large: limit is 3145728")
+    );
+    let (code, status) = read(s.handle(post(body(2 * 1024 * 1024))).await).await;
+    assert_eq!(code, 500);
+    assert_eq!(status["message"], json!("etcdserver: request is too large"));
+    let (code, _) = read(s.handle(post(body(1024 * 1024))).await).await;
+    assert_eq!(code, 201);
 }

@@ -330,9 +330,10 @@ impl EmbeddedEnv {
             .unwrap_or(0)
     }
 
-    /// Creates every document of `yaml` (with admission).
+    /// Creates every document of `yaml` (with admission), creating the namespaces they use
+    /// first when they do not exist.
     pub fn apply_yaml(&self, yaml: &str) -> Result<Vec<Value>, KubeMemError> {
-        self.api.apply_yaml(yaml)
+        self.api.apply_yaml_creating_namespaces(yaml)
     }
 
     /// Polls `namespace/name` every 20 ms until `predicate` holds, for at most `timeout`.
