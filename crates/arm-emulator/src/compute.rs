@@ -958,12 +958,31 @@ pub fn instance_view(store: &Store, entry: &Entry) -> Value {
             })
         })
         .collect();
+    let failed = entry
+        .meta
+        .get("provisioningError")
+        .filter(|_| provisioning == "Failed");
+    let provisioning_status = match failed {
+        // As Compute reports a failed provisioning: the error code in the status code.
+        Some(e) => json!({
+            "code": format!("ProvisioningState/failed/{}", e["code"].as_str().unwrap_or("Failed")),
+            "level": "Error",
+            "displayStatus": "Provisioning failed",
+            "message": e["message"].clone(),
+            "time": Utc::now().to_rfc3339(),
+        }),
+        None => status(
+            format!("ProvisioningState/{}", provisioning.to_ascii_lowercase()),
+            &prov_display,
+            Some(Utc::now().to_rfc3339()),
+        ),
+    };
     let mut view = json!({
         "computerName": entry.str_at("/properties/osProfile/computerName").unwrap_or_else(|| entry.str_at("/name").unwrap_or_default()),
         "hyperVGeneration": "V2",
         "disks": disks,
         "statuses": [
-            status(format!("ProvisioningState/{}", provisioning.to_ascii_lowercase()), &prov_display, Some(Utc::now().to_rfc3339())),
+            provisioning_status,
             status(format!("PowerState/{}", power.code()), &power_display, None),
         ],
     });
@@ -1031,8 +1050,14 @@ impl Hooks for VmHooks {
         let Some(entry) = store.get_mut(id) else {
             return;
         };
+        let current = power(entry);
         let next = match op {
             OpKind::Put { created: true } => Some(PowerState::Running),
+            // A VM whose first provisioning failed (e.g. AllocationFailed) never started;
+            // the PUT that finally provisions it starts it, as in Azure.
+            OpKind::Put { created: false } if current == Some(PowerState::Starting) => {
+                Some(PowerState::Running)
+            }
             OpKind::Action(a) if a == "start" || a == "restart" => Some(PowerState::Running),
             OpKind::Action(a) if a == "powerOff" => Some(PowerState::Stopped),
             OpKind::Action(a) if a == "deallocate" => Some(PowerState::Deallocated),

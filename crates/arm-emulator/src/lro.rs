@@ -86,6 +86,8 @@ pub fn complete(store: &mut Store, settings: &Settings, op_id: &str) {
         if let Some(entry) = store.get_mut(&op.resource_id) {
             entry.busy = None;
             entry.set_provisioning("Failed");
+            // Compute reports the failure in the instance view until a later success.
+            entry.meta.insert("provisioningError".into(), error.clone());
         }
         if let Some(stored) = store.operations.get_mut(op_id) {
             stored.status = OpStatus::Failed;
@@ -100,6 +102,7 @@ pub fn complete(store: &mut Store, settings: &Settings, op_id: &str) {
             OpKind::Put { .. } | OpKind::Action(_) => {
                 if let Some(entry) = store.get_mut(&op.resource_id) {
                     entry.busy = None;
+                    entry.meta.remove("provisioningError");
                     if kind.provisioning != Provisioning::Untracked {
                         entry.set_provisioning("Succeeded");
                     }

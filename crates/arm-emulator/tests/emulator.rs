@@ -1988,16 +1988,26 @@ async fn injected_asynchronous_failures_end_operations_failed() {
     assert_eq!(got.state(), "Failed");
     let view = env.get(&format!("{vm}/instanceView"), VM_API).await;
     assert!(
-        statuses(&view.body).contains(&"ProvisioningState/failed".to_string()),
-        "{}",
+        statuses(&view.body).contains(&"ProvisioningState/failed/AllocationFailed".to_string()),
+        "Compute names the failure in the instance view: {}",
         view.body
     );
-    // A retry of the PUT recovers.
+    // A retry of the PUT recovers, and the VM that never started runs.
     let retry = env
         .put(&vm, VM_API, &t::vm_body(&nic, "Standard_D2s_v5"))
         .await;
     assert_eq!(retry.status, StatusCode::OK);
     env.wait_succeeded(&vm, VM_API).await;
+    let view = env.get(&format!("{vm}/instanceView"), VM_API).await;
+    let codes = statuses(&view.body);
+    assert!(
+        codes.contains(&"PowerState/running".to_string()),
+        "{codes:?}"
+    );
+    assert!(
+        codes.contains(&"ProvisioningState/succeeded".to_string()),
+        "{codes:?}"
+    );
 
     // Over HTTP: a failing delete; its Location URL answers the injected status with the error.
     let admin = format!("{}/_emulator/inject", env.handle.base_url());
