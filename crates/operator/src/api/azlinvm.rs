@@ -7,7 +7,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::ssh::nfs::mount_path_cel_rule;
+use super::mount_path::mount_path_cel_rule;
 
 use super::common::{
     DeletionPolicy, IMMUTABLE_RULE, LOCATION_MESSAGE, LOCATION_RULE, MOUNT_PATH_MESSAGE,

@@ -9,7 +9,7 @@ pub const GROUP: &str = "azlin.io";
 /// API version of every kind.
 pub const VERSION: &str = "v1alpha1";
 
-/// Message of the mount path rule (the rule itself is [`crate::ssh::nfs::mount_path_cel_rule`],
+/// Message of the mount path rule (the rule itself is [`crate::api::mount_path::mount_path_cel_rule`],
 /// so the schema accepts exactly the paths the mount script accepts).
 pub const MOUNT_PATH_MESSAGE: &str = "spec.mounts[].path must be an absolute path of letters, digits, '.', '_' and '-' without '..' segments, at most 255 characters, not a system directory (/bin, /boot, /dev, /etc, /lib*, /proc, /root, /run, /sbin, /snap, /sys, /usr, /var/lib, /var/log or below) and not /home, /home/<user>, /media, /mnt, /opt, /srv, /tmp or /var themselves: use e.g. /mnt/<name> or /data/<name>";
 

@@ -6,6 +6,7 @@ pub mod backup;
 pub mod common;
 pub mod conditions;
 pub mod fleet;
+pub mod mount_path;
 pub mod reference;
 pub mod sharedstorage;
 pub mod validation;
