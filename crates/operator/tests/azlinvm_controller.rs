@@ -15,6 +15,8 @@ use kube::Api;
 use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
 
+// Shared by the controller tests; each uses a part of it.
+#[allow(dead_code)]
 mod support;
 use support::{WAIT, assert_no_writes_at_rest, env, event_reasons, resync_and_wait};
 
@@ -771,11 +773,7 @@ async fn tenant_credentials_secret_selects_the_subscription() {
     );
 
     // An unusable credential Secret stalls the namespace's VMs, naming the Secret.
-    env.apply_yaml(&format!(
-        "apiVersion: v1\nkind: Secret\nmetadata: {{name: azlin-azure-credentials, namespace: broken}}\ndata:\n  AZURE_CLIENT_ID: {}\n",
-        b64("only-a-client-id")
-    ))
-    .expect("broken secret");
+    support::apply_unusable_tenant_secret(&env, "broken");
     env.apply_yaml(&vm_yaml("t2", "").replace("namespace: default", "namespace: broken"))
         .expect("apply");
     let c = wait_stalled(&env, "broken", "t2", "stalled").await;
@@ -786,7 +784,7 @@ async fn tenant_credentials_secret_selects_the_subscription() {
         c.message
     );
     assert!(
-        !c.message.contains("only-a-client-id"),
+        !c.message.contains(support::UNUSABLE_CLIENT_ID),
         "no secret values in messages"
     );
     env.shutdown().await;

@@ -6,101 +6,19 @@
 //! Needs a real `kubectl`: `scripts/install-test-tools.sh` puts it in `.tools/bin` (found
 //! there or on PATH).
 
-use std::path::PathBuf;
-use std::process::Output;
-
-use azlin_kubemem::{ApiServer, Served, Verb};
+use azlin_kubemem::Verb;
 use serde_json::{Value, json};
 
-fn root() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
-}
+// Shared by the kubectl tests; each uses a part of it.
+#[allow(dead_code)]
+mod kubectl_support;
 
-/// Path of `kubectl` from `.tools/bin` or PATH; fails the test with the install command otherwise.
-fn kubectl_bin() -> PathBuf {
-    let local = root().join(".tools/bin/kubectl");
-    if local.is_file() {
-        return local;
-    }
-    if let Some(path) = std::env::var_os("PATH") {
-        for dir in std::env::split_paths(&path) {
-            let candidate = dir.join("kubectl");
-            if candidate.is_file() {
-                return candidate;
-            }
-        }
-    }
-    panic!(
-        "`kubectl` not found in .tools/bin or PATH: run `scripts/install-test-tools.sh` \
-         (installs helm and kubectl into .tools/bin)"
-    );
-}
-
-/// A served kubemem with the azlin CRDs (with admission) and a kubeconfig pointing at it.
-struct Cluster {
-    api: ApiServer,
-    _served: Served,
-    dir: tempfile::TempDir,
-}
+use kubectl_support::{Cluster, root};
 
 impl Cluster {
-    async fn start() -> Self {
-        let api = ApiServer::new();
-        azlin_operator::embedded::register_azlin_crds(&api, true).expect("register CRDs");
-        let served = api
-            .serve("127.0.0.1:0".parse().expect("addr"))
-            .await
-            .expect("serve");
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(dir.path().join("kubeconfig"), served.kubeconfig()).expect("kubeconfig");
-        Self {
-            api,
-            _served: served,
-            dir,
-        }
-    }
-
-    /// Runs kubectl with this cluster's kubeconfig and a private cache directory.
-    async fn kubectl(&self, args: &[&str]) -> Output {
-        let mut cmd = tokio::process::Command::new(kubectl_bin());
-        cmd.args(args)
-            .arg("--kubeconfig")
-            .arg(self.dir.path().join("kubeconfig"))
-            .arg("--cache-dir")
-            .arg(self.dir.path().join("cache"))
-            .current_dir(root())
-            .env("HOME", self.dir.path())
-            .env_remove("KUBECONFIG");
-        cmd.output().await.expect("run kubectl")
-    }
-
-    /// Runs kubectl expecting failure; returns stderr.
-    async fn fails(&self, args: &[&str]) -> String {
-        let out = self.kubectl(args).await;
-        assert!(
-            !out.status.success(),
-            "kubectl {args:?} unexpectedly succeeded:\n{}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-        String::from_utf8_lossy(&out.stderr).to_string()
-    }
-
     fn vm(&self, name: &str) -> Option<Value> {
         self.api
             .get("azlin.io/v1alpha1", "AzlinVM", Some("default"), name)
-    }
-
-    /// Runs kubectl and returns stdout; panics with stderr when it fails.
-    async fn ok(&self, args: &[&str]) -> String {
-        let out = self.kubectl(args).await;
-        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-        assert!(
-            out.status.success(),
-            "kubectl {args:?} failed ({}):\nstdout:\n{stdout}\nstderr:\n{stderr}",
-            out.status
-        );
-        stdout
     }
 
     /// Creates the VM `dev` and gives it a status, as the controller would.
@@ -498,7 +416,7 @@ async fn get_watch_prints_a_row_per_change() {
 
     let c = Cluster::start().await;
     c.seed_vm().await;
-    let mut child = tokio::process::Command::new(kubectl_bin())
+    let mut child = tokio::process::Command::new(kubectl_support::tool("kubectl"))
         .args(["get", "avm", "-w"])
         .arg("--kubeconfig")
         .arg(c.dir.path().join("kubeconfig"))

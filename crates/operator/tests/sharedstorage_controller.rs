@@ -18,6 +18,8 @@ use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use serde_json::{Value, json};
 
+// Shared by the controller tests; each uses a part of it.
+#[allow(dead_code)]
 mod support;
 use support::{WAIT, env, event_reasons, resync_at_rest};
 
@@ -739,15 +741,8 @@ async fn deletion_does_not_hang_when_the_resource_group_is_gone() {
 
 #[tokio::test]
 async fn a_tenant_credential_secret_change_reconciles_the_namespaces_storages() {
-    use base64::Engine;
-    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
     let env = env().await;
-    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(env.client(), "tenant");
-    env.apply_yaml(&format!(
-        "apiVersion: v1\nkind: Secret\nmetadata: {{name: azlin-azure-credentials, namespace: tenant}}\ndata:\n  AZURE_CLIENT_ID: {}\n",
-        b64("only-a-client-id")
-    ))
-    .expect("unusable secret");
+    support::apply_unusable_tenant_secret(&env, "tenant");
     env.apply_yaml(
         &storage_yaml("tenantdata", "").replace("namespace: default", "namespace: tenant"),
     )
@@ -767,24 +762,13 @@ async fn a_tenant_credential_secret_change_reconciles_the_namespaces_storages() 
     let (_, _, message) = condition(&s, STALLED).expect("Stalled");
     assert!(message.contains("azlin-azure-credentials"), "{message}");
     assert!(
-        !message.contains("only-a-client-id"),
+        !message.contains(support::UNUSABLE_CLIENT_ID),
         "no secret values in messages"
     );
 
     // Fixing the Secret reconciles the storage at once (a terminal error waits for a change).
     let tenant_sub = "11111111-2222-3333-4444-555555555555";
-    secrets
-        .patch(
-            "azlin-azure-credentials",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"data": {
-                "AZURE_CLIENT_ID": null,
-                "AZURE_ACCESS_TOKEN": b64("tenant-token"),
-                "AZURE_SUBSCRIPTION_ID": b64(tenant_sub),
-            }})),
-        )
-        .await
-        .expect("secret fixed");
+    support::fix_tenant_secret(&env, "tenant", tenant_sub).await;
     let s = env
         .wait_for(
             "tenant",

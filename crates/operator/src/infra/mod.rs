@@ -6,9 +6,9 @@ pub mod network;
 
 use std::time::Duration;
 
-use azlin_arm::{ArmClient, Poller};
+use azlin_arm::{ArmClient, ArmError, Poller};
 
-use crate::reconcile::Requeue;
+use crate::reconcile::{Error, Requeue};
 
 /// When to look again after starting a write: at once when ARM finished it synchronously,
 /// else after ARM's `Retry-After` (within the client's polling bounds), when the operation
@@ -21,5 +21,14 @@ pub fn requeue_after(arm: &ArmClient, poller: Option<&Poller>, fallback: Duratio
             Some(ms) => arm.lro_policy().interval(Some(Duration::from_millis(ms))),
             None => fallback,
         }),
+    }
+}
+
+/// A delete (or update) of something already gone is done: `Ok(None)` for a 404.
+pub fn ok_if_gone<T>(r: Result<T, ArmError>) -> Result<Option<T>, Error> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e.into()),
     }
 }

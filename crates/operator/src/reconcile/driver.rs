@@ -136,6 +136,7 @@ pub async fn reconcile<K: Reconciled>(obj: Arc<K>, ctx: &Context) -> Result<Acti
         namespace,
         now,
         key: key.clone(),
+        deleting,
     };
     let plan_cx = PlanCx {
         now,

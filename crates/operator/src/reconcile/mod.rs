@@ -103,6 +103,8 @@ pub struct Cx<'a> {
     pub now: DateTime<Utc>,
     /// Backoff key of the object (`Kind:namespace/name`); sub-tasks append `/<task>`.
     pub key: String,
+    /// Whether the object is being deleted.
+    pub deleting: bool,
 }
 
 impl Cx<'_> {
@@ -209,3 +211,74 @@ impl<K: Reconciled> Plan<K> {
         }
     }
 }
+
+/// Implements [`Reconciled`] for a kind whose controller folder has the layout every
+/// controller shares: `observe::observe` and `observe::Observed`, `plan::plan` and
+/// `plan::Step` for kept objects, `cleanup::plan` for objects being deleted, and
+/// `apply::apply`.
+macro_rules! reconciled_controller {
+    ($kind:ty, status: $status:ty, name: $name:expr, finalizer: $finalizer:expr $(,)?) => {
+        impl $crate::reconcile::Reconciled for $kind {
+            const KIND: &'static str = $name;
+            const FINALIZER: Option<&'static str> = $finalizer;
+            type Status = $status;
+            type Observed = observe::Observed;
+            type Step = plan::Step;
+
+            fn status(&self) -> Option<&$status> {
+                self.status.as_ref()
+            }
+
+            async fn observe(
+                &self,
+                cx: &$crate::reconcile::Cx<'_>,
+            ) -> Result<observe::Observed, $crate::reconcile::Error> {
+                observe::observe(self, cx).await
+            }
+
+            fn plan(
+                &self,
+                seen: &observe::Observed,
+                cx: &$crate::reconcile::PlanCx<'_>,
+            ) -> $crate::reconcile::Plan<Self> {
+                if cx.deleting {
+                    cleanup::plan(self, seen, cx)
+                } else {
+                    plan::plan(self, seen, cx)
+                }
+            }
+
+            async fn apply(
+                &self,
+                cx: &$crate::reconcile::Cx<'_>,
+                seen: &observe::Observed,
+                step: plan::Step,
+                out: &mut $crate::reconcile::Outcome<Self>,
+            ) -> Result<(), $crate::reconcile::Error> {
+                apply::apply(self, cx, seen, step, out).await
+            }
+        }
+    };
+}
+pub(crate) use reconciled_controller;
+
+/// The accessors of [`KindStatus`] for a status with `conditions` and
+/// `observed_generation` fields, as every kind's status has.
+macro_rules! standard_status_fields {
+    () => {
+        fn conditions(&self) -> &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition] {
+            &self.conditions
+        }
+
+        fn conditions_mut(
+            &mut self,
+        ) -> &mut Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+            &mut self.conditions
+        }
+
+        fn set_observed_generation(&mut self, generation: Option<i64>) {
+            self.observed_generation = generation;
+        }
+    };
+}
+pub(crate) use standard_status_fields;

@@ -91,3 +91,38 @@ pub async fn assert_no_writes_at_rest(env: &EmbeddedEnv, kind: &str, times: usiz
         "no Kubernetes writes at rest: {writes:?}"
     );
 }
+
+/// A client id that is not a usable credential (messages must never show it).
+pub const UNUSABLE_CLIENT_ID: &str = "only-a-client-id";
+
+fn b64(s: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+/// Creates the tenant credential Secret of `namespace` with only a client id: unusable.
+pub fn apply_unusable_tenant_secret(env: &EmbeddedEnv, namespace: &str) {
+    env.apply_yaml(&format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: azlin-azure-credentials, namespace: {namespace}}}\ndata:\n  AZURE_CLIENT_ID: {}\n",
+        b64(UNUSABLE_CLIENT_ID)
+    ))
+    .expect("unusable tenant secret");
+}
+
+/// Fixes the tenant credential Secret of `namespace`: a static token for `subscription`
+/// (the emulator accepts any token).
+pub async fn fix_tenant_secret(env: &EmbeddedEnv, namespace: &str, subscription: &str) {
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(env.client(), namespace);
+    secrets
+        .patch(
+            "azlin-azure-credentials",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {
+                "AZURE_CLIENT_ID": null,
+                "AZURE_ACCESS_TOKEN": b64("tenant-token"),
+                "AZURE_SUBSCRIPTION_ID": b64(subscription),
+            }})),
+        )
+        .await
+        .expect("tenant secret fixed");
+}

@@ -13,17 +13,9 @@ use super::plan::{GuestWork, Step, mount_health};
 use super::sshkey;
 use crate::api::AzlinVM;
 use crate::api::conditions::Health;
-use crate::infra::{network, requeue_after};
+use crate::infra::{network, ok_if_gone, requeue_after};
 use crate::reconcile::events::Event;
 use crate::reconcile::{Cx, Error, Outcome, PlanCx, Requeue};
-
-fn gone_is_fine<T>(r: Result<T, ArmError>) -> Result<Option<T>, Error> {
-    match r {
-        Ok(v) => Ok(Some(v)),
-        Err(e) if e.is_not_found() => Ok(None),
-        Err(e) => Err(e.into()),
-    }
-}
 
 /// Performs `step`.
 pub async fn apply(
@@ -52,9 +44,9 @@ pub async fn apply(
         Step::CreateKey | Step::Guest(_) => None,
         Step::Infra(s) => network::apply(&arm, &seen.site, &s).await?,
         Step::PutPip(body) => Some(pips.begin_create_or_update(&names.pip, &body).await?),
-        Step::DeletePip => gone_is_fine(pips.begin_delete(&names.pip).await)?,
+        Step::DeletePip => ok_if_gone(pips.begin_delete(&names.pip).await)?,
         Step::PutNic(body) => Some(nics.begin_create_or_update(&names.nic, &body).await?),
-        Step::DeleteNic => gone_is_fine(nics.begin_delete(&names.nic).await)?,
+        Step::DeleteNic => ok_if_gone(nics.begin_delete(&names.nic).await)?,
         Step::CreateVm(body) => Some(vms.begin_create_or_update(&names.vm, &body).await?),
         Step::UpdateVm { body, .. } => match vms.begin_create_or_update(&names.vm, &body).await {
             Ok(p) => Some(p),
@@ -86,10 +78,10 @@ pub async fn apply(
             }
             None
         }
-        Step::DeleteVm => gone_is_fine(vms.begin_delete(&names.vm).await)?,
+        Step::DeleteVm => ok_if_gone(vms.begin_delete(&names.vm).await)?,
         Step::DeleteDisks(list) => {
             for d in &list {
-                gone_is_fine(disks.begin_delete(d).await)?;
+                ok_if_gone(disks.begin_delete(d).await)?;
             }
             None
         }
@@ -99,7 +91,7 @@ pub async fn apply(
                     Error::Arm(ArmError::Protocol(format!("resource id {}: {e}", t.id)))
                 })?;
                 let version = azlin_arm::client::api_version_of(&id)?;
-                gone_is_fine(
+                ok_if_gone(
                     arm.begin_patch_json(&id.to_string(), version, &json!({ "tags": t.tags }))
                         .await,
                 )?;

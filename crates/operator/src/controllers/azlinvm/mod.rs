@@ -17,6 +17,8 @@ pub mod cloudinit;
 pub mod mounts;
 pub mod observe;
 pub mod plan;
+#[cfg(test)]
+mod plan_tests;
 pub mod sshkey;
 pub mod status;
 
@@ -30,8 +32,8 @@ use kube::{Api, Resource};
 
 use crate::api::azlinvm::AzlinVMStatus;
 use crate::api::{AzlinVM, Fleet, SharedStorage};
+use crate::reconcile::Context;
 use crate::reconcile::caches::{CacheSet, Guarded, spec_changes};
-use crate::reconcile::{Context, Cx, Error, Outcome, Plan, PlanCx, Reconciled};
 use crate::ssh::keys::SECRET_TYPE;
 
 pub use observe::KIND;
@@ -39,39 +41,12 @@ pub use observe::KIND;
 /// Finalizer guarding the Azure resources.
 pub const FINALIZER: &str = "azlin.io/azlinvm-cleanup";
 
-impl Reconciled for AzlinVM {
-    const KIND: &'static str = KIND;
-    const FINALIZER: Option<&'static str> = Some(FINALIZER);
-    type Status = AzlinVMStatus;
-    type Observed = observe::Observed;
-    type Step = plan::Step;
-
-    fn status(&self) -> Option<&AzlinVMStatus> {
-        self.status.as_ref()
-    }
-
-    async fn observe(&self, cx: &Cx<'_>) -> Result<observe::Observed, Error> {
-        observe::observe(self, cx, self.metadata.deletion_timestamp.is_some()).await
-    }
-
-    fn plan(&self, seen: &observe::Observed, cx: &PlanCx<'_>) -> Plan<Self> {
-        if cx.deleting {
-            cleanup::plan(self, seen, cx)
-        } else {
-            plan::plan(self, seen, cx)
-        }
-    }
-
-    async fn apply(
-        &self,
-        cx: &Cx<'_>,
-        seen: &observe::Observed,
-        step: plan::Step,
-        out: &mut Outcome<Self>,
-    ) -> Result<(), Error> {
-        apply::apply(self, cx, seen, step, out).await
-    }
-}
+crate::reconcile::reconciled_controller!(
+    AzlinVM,
+    status: AzlinVMStatus,
+    name: KIND,
+    finalizer: Some(FINALIZER),
+);
 
 /// References to the valid VMs of `namespace` for which `pred` holds.
 fn vms_where(

@@ -122,7 +122,8 @@ pub fn provisioning(vm: &VirtualMachineStatus) -> azlin_arm::OperationState {
 }
 
 /// Reads everything a plan for `vm` needs.
-pub async fn observe(vm: &AzlinVM, cx: &Cx<'_>, deleting: bool) -> Result<Observed, Error> {
+pub async fn observe(vm: &AzlinVM, cx: &Cx<'_>) -> Result<Observed, Error> {
+    let deleting = cx.deleting;
     let arm = cx.arm()?;
     let ns = &cx.namespace;
     let name = vm.name_any();

@@ -1,7 +1,5 @@
 //! Pure status helpers of the AzlinVM controller.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-
 use crate::api::PowerState;
 use crate::api::azlinvm::{AzlinVMStatus, MountState, MountStatus, VmPhase};
 use crate::api::conditions::NewCondition;
@@ -10,17 +8,7 @@ use crate::reconcile::KindStatus;
 use super::mounts::MOUNTED;
 
 impl KindStatus for AzlinVMStatus {
-    fn conditions(&self) -> &[Condition] {
-        &self.conditions
-    }
-
-    fn conditions_mut(&mut self) -> &mut Vec<Condition> {
-        &mut self.conditions
-    }
-
-    fn set_observed_generation(&mut self, generation: Option<i64>) {
-        self.observed_generation = generation;
-    }
+    crate::reconcile::standard_status_fields!();
 
     fn set_error_phase(&mut self, stalled: bool, deleting: bool) {
         self.phase = Some(if deleting {

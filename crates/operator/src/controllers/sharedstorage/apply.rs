@@ -6,7 +6,7 @@ use serde_json::json;
 use super::observe::Observed;
 use super::plan::Step;
 use crate::api::sharedstorage::SharedStorage;
-use crate::infra::{network, requeue_after};
+use crate::infra::{network, ok_if_gone, requeue_after};
 use crate::reconcile::{Cx, Error, Outcome};
 
 /// ARM codes of an account name that is taken: by another subscription, or by another
@@ -27,14 +27,6 @@ pub fn account_error(e: ArmError, account: &str) -> Error {
         };
     }
     Error::Arm(e)
-}
-
-fn gone_is_fine<T>(r: Result<T, ArmError>) -> Result<Option<T>, Error> {
-    match r {
-        Ok(v) => Ok(Some(v)),
-        Err(e) if e.is_not_found() => Ok(None),
-        Err(e) => Err(e.into()),
-    }
 }
 
 /// Performs `step`.
@@ -67,8 +59,8 @@ pub async fn apply(
                 .begin_update(&t.account, &json!({ "tags": tags }))
                 .await?,
         ),
-        Step::DeleteShare => gone_is_fine(shares.begin_delete(&t.share).await)?,
-        Step::DeleteAccount => gone_is_fine(accounts.begin_delete(&t.account).await)?,
+        Step::DeleteShare => ok_if_gone(shares.begin_delete(&t.share).await)?,
+        Step::DeleteAccount => ok_if_gone(accounts.begin_delete(&t.account).await)?,
     };
     out.requeue = requeue_after(&arm, poller.as_ref(), cx.ctx.settings.progress_requeue);
     Ok(())

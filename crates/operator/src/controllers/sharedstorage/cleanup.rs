@@ -9,7 +9,7 @@
 //!   finalizer goes.
 
 use super::observe::Observed;
-use super::plan::{Step, foreign_account, outcome};
+use super::plan::{Step, foreign_account, outcome, working};
 use crate::api::common::DeletionPolicy;
 use crate::api::conditions::Health;
 use crate::api::sharedstorage::{SharedStorage, StoragePhase};
@@ -23,14 +23,7 @@ fn deleting(
     reason: &str,
     message: String,
 ) -> Outcome<SharedStorage> {
-    let mut out = outcome(
-        storage,
-        seen,
-        StoragePhase::Deleting,
-        Health::progressing(reason, message),
-    );
-    out.requeue = Requeue::Progress;
-    out
+    working(storage, seen, StoragePhase::Deleting, reason, message)
 }
 
 fn release(

@@ -27,6 +27,8 @@ pub mod build;
 pub mod cleanup;
 pub mod observe;
 pub mod plan;
+#[cfg(test)]
+mod plan_tests;
 pub mod status;
 
 use std::collections::BTreeSet;
@@ -40,47 +42,20 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use crate::api::azlinvm::AzlinVM;
 use crate::api::fleet::Fleet;
 use crate::api::sharedstorage::{SharedStorage, SharedStorageStatus};
+use crate::reconcile::Context;
 use crate::reconcile::caches::{CacheSet, Guarded, spec_changes};
-use crate::reconcile::{Context, Cx, Error, Outcome, Plan, PlanCx, Reconciled};
 
 pub use observe::KIND;
 
 /// Finalizer guarding the Azure resources of a SharedStorage.
 pub const FINALIZER: &str = "azlin.io/sharedstorage-cleanup";
 
-impl Reconciled for SharedStorage {
-    const KIND: &'static str = KIND;
-    const FINALIZER: Option<&'static str> = Some(FINALIZER);
-    type Status = SharedStorageStatus;
-    type Observed = observe::Observed;
-    type Step = plan::Step;
-
-    fn status(&self) -> Option<&SharedStorageStatus> {
-        self.status.as_ref()
-    }
-
-    async fn observe(&self, cx: &Cx<'_>) -> Result<observe::Observed, Error> {
-        observe::observe(self, cx, self.metadata.deletion_timestamp.is_some()).await
-    }
-
-    fn plan(&self, seen: &observe::Observed, cx: &PlanCx<'_>) -> Plan<Self> {
-        if cx.deleting {
-            cleanup::plan(self, seen, cx)
-        } else {
-            plan::plan(self, seen, cx)
-        }
-    }
-
-    async fn apply(
-        &self,
-        cx: &Cx<'_>,
-        seen: &observe::Observed,
-        step: plan::Step,
-        out: &mut Outcome<Self>,
-    ) -> Result<(), Error> {
-        apply::apply(self, cx, seen, step, out).await
-    }
-}
+crate::reconcile::reconciled_controller!(
+    SharedStorage,
+    status: SharedStorageStatus,
+    name: KIND,
+    finalizer: Some(FINALIZER),
+);
 
 /// The controller: SharedStorage changes, and the changes of what its status and deletion
 /// depend on — the namespace's tenant credential, the AzlinVMs and Fleets that mount it.

@@ -61,11 +61,8 @@ pub fn users(cx: &Cx<'_>, storage: &SharedStorage) -> Users {
 }
 
 /// Reads the storage's Azure side.
-pub async fn observe(
-    storage: &SharedStorage,
-    cx: &Cx<'_>,
-    deleting: bool,
-) -> Result<Observed, Error> {
+pub async fn observe(storage: &SharedStorage, cx: &Cx<'_>) -> Result<Observed, Error> {
+    let deleting = cx.deleting;
     let arm = cx.arm()?;
     let name = storage.name_any();
     let site = Site::new(&storage.spec.resource_group, &storage.spec.location);

@@ -62,20 +62,26 @@ pub fn outcome(
     )
 }
 
+/// Work in progress in `phase`: Reconciling with `reason`, looked at again soon.
+pub fn working(
+    storage: &SharedStorage,
+    seen: &Observed,
+    phase: StoragePhase,
+    reason: &str,
+    message: String,
+) -> Outcome<SharedStorage> {
+    let mut out = outcome(storage, seen, phase, Health::progressing(reason, message));
+    out.requeue = Requeue::Progress;
+    out
+}
+
 fn progress(
     storage: &SharedStorage,
     seen: &Observed,
     reason: &str,
     message: String,
 ) -> Outcome<SharedStorage> {
-    let mut out = outcome(
-        storage,
-        seen,
-        StoragePhase::Provisioning,
-        Health::progressing(reason, message),
-    );
-    out.requeue = Requeue::Progress;
-    out
+    working(storage, seen, StoragePhase::Provisioning, reason, message)
 }
 
 fn stalled(

@@ -3,8 +3,6 @@
 
 use std::collections::BTreeSet;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-
 use crate::api::azlinvm::AzlinVM;
 use crate::api::fleet::Fleet;
 use crate::api::sharedstorage::{SharedStorage, SharedStorageStatus, StoragePhase};
@@ -14,17 +12,7 @@ use crate::ssh::nfs::azure_files_source;
 use super::build::MountLayout;
 
 impl KindStatus for SharedStorageStatus {
-    fn conditions(&self) -> &[Condition] {
-        &self.conditions
-    }
-
-    fn conditions_mut(&mut self) -> &mut Vec<Condition> {
-        &mut self.conditions
-    }
-
-    fn set_observed_generation(&mut self, generation: Option<i64>) {
-        self.observed_generation = generation;
-    }
+    crate::reconcile::standard_status_fields!();
 
     fn set_error_phase(&mut self, stalled: bool, deleting: bool) {
         self.phase = Some(if deleting {
