@@ -32,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 use crate::api::validation::{SchemaError, SchemaValidator};
 use crate::controllers;
 use crate::guest::GuestAccess;
+use crate::reconcile::clock::{Clock, ManualClock};
 use crate::reconcile::context::{EMULATOR_SUBSCRIPTION, EMULATOR_TOKEN};
 use crate::reconcile::{Context, ContextBuilder, ControllerSettings};
 use crate::runtime::metrics::Metrics;
@@ -94,6 +95,9 @@ pub struct EmbeddedOptions {
     /// Enforce the CRDs' schema and CEL rules on writes (turn off only to test how the
     /// controllers cope with objects that do not deserialize).
     pub admission: bool,
+    /// The controllers' clock (a [`ManualClock`] lets tests move time; moving it
+    /// re-evaluates every object).
+    pub clock: Clock,
 }
 
 impl Default for EmbeddedOptions {
@@ -102,6 +106,7 @@ impl Default for EmbeddedOptions {
         Self {
             emulator: EmulatorConfig::default(),
             settings: ControllerSettings::fast(),
+            clock: Clock::System,
             guest: GuestMode::SandboxTemp,
             metrics: Metrics::new(),
             admission: true,
@@ -110,6 +115,14 @@ impl Default for EmbeddedOptions {
 }
 
 impl EmbeddedOptions {
+    /// Like [`EmbeddedOptions::for_tests`], with a manual clock starting at `start`.
+    pub fn with_manual_clock(start: chrono::DateTime<chrono::Utc>) -> (Self, ManualClock) {
+        let clock = ManualClock::new(start);
+        let mut o = Self::for_tests();
+        o.clock = Clock::Manual(clock.clone());
+        (o, clock)
+    }
+
     /// Small emulator latency and no ARM rate limiting, for tests.
     pub fn for_tests() -> Self {
         let mut o = Self::default();
@@ -238,6 +251,7 @@ impl EmbeddedEnv {
             .metrics(self.options.metrics.clone())
             .settings(self.options.settings.clone())
             .guest(self.guest.clone())
+            .clock(self.options.clock.clone())
             .build();
         let shutdown = CancellationToken::new();
         let readiness = Readiness::new();
