@@ -325,6 +325,12 @@ impl EmulatorHandle {
         access::nfs_access(&self.shared, vm, account)
     }
 
+    /// The ids of every resource the emulator holds (lower-cased, sorted): its inventory,
+    /// for checking that nothing leaked or was duplicated.
+    pub fn resource_ids(&self) -> Vec<String> {
+        self.shared.store().resources.keys().cloned().collect()
+    }
+
     /// A resource as GET returns it (VMs include `properties.instanceView`).
     pub fn resource(&self, id: &str) -> Option<Value> {
         admin::resource_json(&self.shared, id)

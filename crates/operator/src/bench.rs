@@ -25,6 +25,30 @@ pub struct BenchArgs {
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 600)]
     pub timeout: u64,
+    /// Create one Fleet with `--vms` members instead of `--vms` separate AzlinVMs.
+    #[arg(long)]
+    pub fleet: bool,
+    /// Enforce Azure's request budgets in the emulator (reads 250/25 per s, writes 200/10
+    /// per s, Compute's VM-write windows).
+    #[arg(long)]
+    pub budgets: bool,
+}
+
+/// The least time `vms` VMs in one new resource group can take to be Ready: the longest
+/// of the chain of operations the first one waits for (network security group, virtual
+/// network, NIC, VM: four emulated provisioning times) and the time Azure's write budget
+/// needs for all the writes (three for the shared network, a NIC and a VM per VM: a burst
+/// of 200, then 10 per second; VM creates: 240 per 3 minutes).
+pub fn lower_bound(vms: usize, latency: Duration, budgets: bool) -> Duration {
+    let chain = latency * 4;
+    if !budgets {
+        return chain;
+    }
+    let writes = 3 + 2 * vms as u64;
+    let write_wait = Duration::from_secs(writes.saturating_sub(200).div_ceil(10));
+    let vm_windows = (vms as u64).saturating_sub(1) / 240;
+    let vm_wait = Duration::from_secs(vm_windows * 180);
+    chain.max(write_wait).max(vm_wait)
 }
 
 /// Results of one run.
@@ -32,6 +56,10 @@ pub struct BenchArgs {
 pub struct BenchReport {
     /// VMs created.
     pub vms: usize,
+    /// Whether they were members of one Fleet.
+    pub fleet: bool,
+    /// The least time they could take ([`lower_bound`]), in seconds.
+    pub lower_bound_seconds: f64,
     /// Seconds from applying the objects until all were Ready.
     pub seconds_to_ready: f64,
     /// AzlinVM reconciles until all were Ready.
@@ -47,12 +75,16 @@ pub struct BenchReport {
 }
 
 impl BenchReport {
-    /// One Markdown table row: `| vms | s | reconciles | ARM | writes at rest | RSS |`.
+    /// One Markdown table row:
+    /// `| vms | s | bound s (ratio) | reconciles | ARM | writes at rest | RSS |`.
     pub fn markdown_row(&self) -> String {
         format!(
-            "| {} | {:.1} | {} | {} | {} ARM / {} Kubernetes | {:.0} |",
+            "| {}{} | {:.1} | {:.1} ({:.1}×) | {} | {} | {} ARM / {} Kubernetes | {:.0} |",
             self.vms,
+            if self.fleet { " (one Fleet)" } else { "" },
             self.seconds_to_ready,
+            self.lower_bound_seconds,
+            self.seconds_to_ready / self.lower_bound_seconds.max(0.001),
             self.reconciles,
             self.arm_requests,
             self.arm_writes_at_rest,
@@ -81,6 +113,19 @@ pub enum BenchError {
         /// Limit.
         timeout: Duration,
     },
+}
+
+fn fleet_ready(env: &EmbeddedEnv, n: usize) -> usize {
+    env.api()
+        .get("azlin.io/v1alpha1", "Fleet", Some("bench"), "bench")
+        .filter(|f| {
+            f["metadata"]["generation"] == f["status"]["observedGeneration"]
+                && f["status"]["conditions"].as_array().is_some_and(|c| {
+                    c.iter()
+                        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                })
+        })
+        .map_or(0, |_| n)
 }
 
 fn ready_count(env: &EmbeddedEnv) -> usize {
@@ -115,18 +160,32 @@ pub async fn run(args: &BenchArgs) -> Result<BenchReport, BenchError> {
     let mut options = EmbeddedOptions::for_tests();
     options.emulator.latency = Duration::from_millis(args.latency_ms);
     options.settings.concurrency = args.concurrency;
+    if args.budgets {
+        options.emulator.rate_limit_scale = 1.0;
+    }
     let env = EmbeddedEnv::start(options).await?;
     let mut yaml = String::new();
-    for i in 0..args.vms {
+    if args.fleet {
         yaml.push_str(&format!(
-            "---\napiVersion: azlin.io/v1alpha1\nkind: AzlinVM\nmetadata: {{name: vm-{i:04}, namespace: bench}}\nspec: {{resourceGroup: bench-rg, location: westus2, size: Standard_D2s_v5}}\n"
+            "apiVersion: azlin.io/v1alpha1\nkind: Fleet\nmetadata: {{name: bench, namespace: bench}}\nspec:\n  replicas: {}\n  template:\n    spec: {{resourceGroup: bench-rg, location: westus2, size: Standard_D2s_v5}}\n",
+            args.vms
         ));
+    } else {
+        for i in 0..args.vms {
+            yaml.push_str(&format!(
+                "---\napiVersion: azlin.io/v1alpha1\nkind: AzlinVM\nmetadata: {{name: vm-{i:04}, namespace: bench}}\nspec: {{resourceGroup: bench-rg, location: westus2, size: Standard_D2s_v5}}\n"
+            ));
+        }
     }
     let started = Instant::now();
     env.apply_yaml(&yaml)?;
     let timeout = Duration::from_secs(args.timeout);
     loop {
-        let ready = ready_count(&env);
+        let ready = if args.fleet {
+            fleet_ready(&env, args.vms)
+        } else {
+            ready_count(&env)
+        };
         if ready == args.vms {
             break;
         }
@@ -159,6 +218,13 @@ pub async fn run(args: &BenchArgs) -> Result<BenchReport, BenchError> {
     let kube_writes_at_rest = env.api().writes_since(mark).len();
     let report = BenchReport {
         vms: args.vms,
+        fleet: args.fleet,
+        lower_bound_seconds: lower_bound(
+            args.vms,
+            Duration::from_millis(args.latency_ms),
+            args.budgets,
+        )
+        .as_secs_f64(),
         seconds_to_ready,
         reconciles,
         arm_requests,

@@ -166,13 +166,21 @@ impl SandboxGuests {
             .cloned()
     }
 
-    fn sandbox(&self, vm_id: &str) -> std::io::Result<Arc<MountSandbox>> {
+    /// The sandbox of `vm`, created on first contact with its admin user provisioned as
+    /// cloud-init would (home with the VM key in `authorized_keys`).
+    fn sandbox(&self, vm: &GuestVm) -> std::io::Result<Arc<MountSandbox>> {
         let mut vms = self.vms.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(s) = vms.get(vm_id) {
+        if let Some(s) = vms.get(&vm.id) {
             return Ok(Arc::clone(s));
         }
         let s = Arc::new(MountSandbox::new_in(&self.dir, Some(&self.shares))?);
-        vms.insert(vm_id.to_string(), Arc::clone(&s));
+        let public = vm
+            .key
+            .public_key()
+            .to_openssh()
+            .map_err(std::io::Error::other)?;
+        s.provision_admin(&vm.user, &public)?;
+        vms.insert(vm.id.clone(), Arc::clone(&s));
         Ok(s)
     }
 
@@ -199,7 +207,7 @@ impl SandboxGuests {
             })
         };
         let sandbox = self
-            .sandbox(&vm.id)
+            .sandbox(vm)
             .map_err(|e| failed(format!("cannot create the sandbox: {e}")))?;
         let script = build_mount_script(plan, &sandbox.script_env())?;
         let mut child = tokio::process::Command::new("sh")
@@ -225,6 +233,7 @@ impl SandboxGuests {
         let exit = output.status.code().and_then(|c| u32::try_from(c).ok());
         Ok(MountOutcome {
             results: plan.interpret(&stdout, exit, &stderr),
+            env: crate::ssh::env_result(&stdout, &stderr),
             host_key_fingerprint: fingerprint,
             exit_status: exit,
         })
@@ -259,6 +268,7 @@ mod tests {
                 read_only: false,
             }],
             shared_home: None,
+            env: None,
         };
         let out = guest.apply_mounts(&vm, &plan).await.expect("mounts");
         assert_eq!(out.results.len(), 1);

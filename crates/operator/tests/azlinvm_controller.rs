@@ -559,7 +559,7 @@ async fn mounts_over_real_ssh_pin_the_host_key_and_unmount_on_removal() {
 
     let sshd = TestSshd::start().expect("test sshd (apt-get install openssh-server)");
     let sandbox = MountSandbox::new().expect("sandbox");
-    let env = ssh_env(&sshd, &sandbox).await;
+    let env = support::ssh_env(&sshd, &sandbox).await;
     env.apply_yaml(
         "apiVersion: azlin.io/v1alpha1\nkind: SharedStorage\nmetadata: {name: data, namespace: default}\nspec: {resourceGroup: rg-m, location: westus2}\n",
     )
@@ -820,7 +820,7 @@ async fn fleet_shared_home_is_mounted_seeded_once_and_unmounted_when_removed() {
         .expect("chown");
     assert!(chown.success());
 
-    let env = ssh_env(&sshd, &sandbox).await;
+    let env = support::ssh_env(&sshd, &sandbox).await;
 
     // No Fleet controller runs: the Fleet only carries sharedHome.
     env.apply_yaml(
@@ -1033,43 +1033,4 @@ async fn fleet_shared_home_is_mounted_seeded_once_and_unmounted_when_removed() {
     );
 
     env.shutdown().await;
-}
-
-/// An embedded environment whose VMs are reached over SSH at `sshd` (VM address 127.0.0.1,
-/// the guest script running in `sandbox`), with the Secret `vm-key` holding the key `sshd`
-/// accepts.
-async fn ssh_env(
-    sshd: &azlin_operator::ssh::testing::TestSshd,
-    sandbox: &azlin_operator::ssh::sandbox::MountSandbox,
-) -> EmbeddedEnv {
-    use azlin_operator::embedded::GuestMode;
-    use azlin_operator::guest::GuestAccess;
-    use azlin_operator::ssh::{SshConfig, SshRunner};
-    use std::sync::Arc;
-
-    let mut options = EmbeddedOptions::for_tests();
-    options.emulator.vm_address = Some("127.0.0.1".parse().expect("ip"));
-    options.guest = GuestMode::Custom(GuestAccess::Ssh {
-        runner: SshRunner::new(SshConfig::default()),
-        port: sshd.port(),
-        env: Arc::new(sandbox.script_env()),
-        login_user: Some(sshd.user().to_string()),
-    });
-    let env = EmbeddedEnv::start(options).await.expect("env");
-
-    let secrets: Api<Secret> = Api::namespaced(env.client(), "default");
-    let key = Secret {
-        metadata: kube::api::ObjectMeta {
-            name: Some("vm-key".into()),
-            ..Default::default()
-        },
-        type_: Some("kubernetes.io/ssh-auth".into()),
-        data: Some(sshd.client_key_pair().secret_data()),
-        ..Default::default()
-    };
-    secrets
-        .create(&Default::default(), &key)
-        .await
-        .expect("key secret");
-    env
 }

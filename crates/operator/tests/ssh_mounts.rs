@@ -394,6 +394,7 @@ async fn mount_script_over_ssh_persists_fstab_once_and_removes_cleanly() {
             nfs(SRC_MODELS, "/srv/models", true),
         ],
         shared_home: None,
+        env: None,
     };
 
     // First contact pins the key.
@@ -467,6 +468,7 @@ async fn mount_script_over_ssh_persists_fstab_once_and_removes_cleanly() {
     let smaller = MountPlan {
         mounts: vec![nfs(SRC_DATA, "/data", false)],
         shared_home: None,
+        env: None,
     };
     let third = apply_mounts(&runner, &target, &smaller, &env)
         .await
@@ -509,6 +511,7 @@ async fn failing_mount_surfaces_as_failed_result_with_error_text() {
             nfs(SRC_MODELS, "/models", false),
         ],
         shared_home: None,
+        env: None,
     };
     let outcome = apply_mounts(&runner, &pinned(&sshd), &plan, &vm.script_env())
         .await
@@ -537,6 +540,7 @@ async fn shared_home_over_ssh_seeds_once_never_overwrites_and_skips_secrets() {
     let plan = MountPlan {
         mounts: vec![nfs(SRC_DATA, "/data", false)],
         shared_home: Some(SharedHome::new(SRC_HOME, SANDBOX_ADMIN)),
+        env: None,
     };
     let home_files: &[(&str, &str)] = &[
         (".bashrc", "vm1 bashrc\n"),

@@ -446,6 +446,10 @@ pub struct AzlinVMStatus {
     /// The `spec.restartRequestedAt` value last acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_restart_requested_at: Option<Time>,
+    /// Hash of the Fleet environment file last written to the VM
+    /// (`/etc/profile.d/azlin-fleet.sh`); absent when there is none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet_env_hash: Option<String>,
     /// Per-mount state.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mounts: Vec<MountStatus>,

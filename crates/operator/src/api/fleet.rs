@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
@@ -25,7 +25,7 @@ use super::common::PowerState;
     status = "FleetStatus",
     derive = "PartialEq",
     doc = "A fleet of AzlinVMs created from one template.",
-    scale(spec_replicas_path = ".spec.replicas", status_replicas_path = ".status.replicas"),
+    scale(spec_replicas_path = ".spec.replicas", status_replicas_path = ".status.replicas", label_selector_path = ".status.selector"),
     printcolumn(name = "Replicas", type_ = "integer", json_path = ".spec.replicas"),
     printcolumn(name = "Ready", type_ = "integer", json_path = ".status.readyReplicas"),
     printcolumn(name = "Up-To-Date", type_ = "integer", json_path = ".status.updatedReplicas"),
@@ -67,6 +67,40 @@ pub struct FleetSpec {
     /// Working hours: outside the window the fleet is deallocated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<WorkSchedule>,
+
+    /// Replacing members that stay failed.
+    #[serde(default)]
+    pub healing: Healing,
+}
+
+/// When a failed member is replaced.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Healing {
+    /// Replace members that stay failed (Stalled) longer than `afterMinutes`.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Minutes a member may stay failed before it is replaced.
+    #[serde(default = "default_heal_after")]
+    #[schemars(range(min = 1, max = 10080))]
+    pub after_minutes: i32,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_heal_after() -> i32 {
+    10
+}
+
+impl Default for Healing {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            after_minutes: default_heal_after(),
+        }
+    }
 }
 
 /// Member template.
@@ -76,8 +110,40 @@ pub struct FleetTemplate {
     /// Labels and annotations copied to every member.
     #[serde(default, skip_serializing_if = "TemplateMetadata::is_empty")]
     pub metadata: TemplateMetadata,
-    /// AzlinVM spec of every member. `powerState` is taken from the Fleet.
+    /// AzlinVM spec of every member. `powerState` is taken from the Fleet. Fields an
+    /// AzlinVM cannot change (image, location, network, ...) can change here: the members
+    /// are replaced one batch at a time.
+    #[schemars(schema_with = "template_spec_schema")]
     pub spec: AzlinVMSpec,
+}
+
+/// The AzlinVM spec schema without its transition rules (`oldSelf`): what is immutable on
+/// one VM rolls out by replacement in a Fleet.
+fn template_spec_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let mut value = generator.subschema_for::<AzlinVMSpec>().to_value();
+    strip_transition_rules(&mut value);
+    schemars::Schema::try_from(value).unwrap_or_else(|_| generator.subschema_for::<AzlinVMSpec>())
+}
+
+/// Removes every `x-kubernetes-validations` rule that mentions `oldSelf`.
+fn strip_transition_rules(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(map) => {
+            if let Some(serde_json::Value::Array(rules)) = map.get_mut("x-kubernetes-validations") {
+                rules.retain(|r| {
+                    !r.get("rule")
+                        .and_then(serde_json::Value::as_str)
+                        .is_some_and(|rule| rule.contains("oldSelf"))
+                });
+                if rules.is_empty() {
+                    map.remove("x-kubernetes-validations");
+                }
+            }
+            map.values_mut().for_each(strip_transition_rules);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(strip_transition_rules),
+        _ => {}
+    }
 }
 
 /// Metadata copied to members.
@@ -147,9 +213,9 @@ pub enum Weekday {
 /// Working-hours window.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("self.start < self.end").message("spec.schedule.start must be before spec.schedule.end (HH:MM, same day)"))]
+#[x_kube(validation = Rule::new("self.start != self.end").message("spec.schedule.start and spec.schedule.end must differ; a window may cross midnight, e.g. start 22:00, end 06:00"))]
 pub struct WorkSchedule {
-    /// Days on which the fleet runs.
+    /// Days on which the window starts (a window crossing midnight ends the next day).
     #[serde(default = "default_days")]
     #[schemars(length(min = 1, max = 7))]
     #[x_kube(validation = Rule::new("self.all(d, self.exists_one(e, e == d))").message("spec.schedule.days must not repeat a day"))]
@@ -247,4 +313,17 @@ pub struct FleetStatus {
     /// Members, by name.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub members: Vec<FleetMemberStatus>,
+    /// Label selector of the members (for the scale subresource).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
+    /// When the working-hours schedule next starts or stops the fleet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_transition: Option<Time>,
+    /// Members replaced because they stayed failed, since the Fleet was created.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub healed_replicas: i32,
+}
+
+fn is_zero(n: &i32) -> bool {
+    *n == 0
 }

@@ -84,6 +84,7 @@ const NEEDS_CHANGE_OPERATION_CODES: &[&str] = &[
     "InvalidResourceReference",
     "ImageNotFound",
     "PlatformImageNotFound",
+    "OperationNotAllowed",
     "MarketplacePurchaseEligibilityFailed",
     "ResourcePurchaseValidationFailed",
     "SkuNotAvailable",
@@ -94,6 +95,22 @@ const NEEDS_CHANGE_OPERATION_CODES: &[&str] = &[
     "RequestDisallowedByPolicy",
 ];
 
+/// 404 codes meaning the addressed resource (or its group) does not exist (yet, or any
+/// more): retried.
+const TRANSIENT_NOT_FOUND: &[&str] = &[
+    "ResourceNotFound",
+    "ResourceGroupNotFound",
+    "NotFound",
+    "ParentResourceNotFound",
+];
+
+/// Whether a failed operation with ARM `code` needs a change before a retry can help.
+pub fn failed_operation_needs_change(code: &str) -> bool {
+    NEEDS_CHANGE_OPERATION_CODES
+        .iter()
+        .any(|c| c.eq_ignore_ascii_case(code))
+}
+
 /// The class of an ARM error.
 pub fn arm_class(e: &ArmError) -> Class {
     match e {
@@ -101,14 +118,21 @@ pub fn arm_class(e: &ArmError) -> Class {
         | ArmError::Throttled { .. }
         | ArmError::Server { .. }
         | ArmError::Transport { .. }
-        | ArmError::OperationTimeout { .. }
-        | ArmError::NotFound { .. } => Class::Transient,
-        ArmError::OperationFailed { status, code, .. } => {
-            if *status == FailedStatus::Failed
-                && NEEDS_CHANGE_OPERATION_CODES
-                    .iter()
-                    .any(|c| c.eq_ignore_ascii_case(code))
+        | ArmError::OperationTimeout { .. } => Class::Transient,
+        // A resource (or its group) vanishing mid-way passes with the next observation;
+        // a 404 about something the request names (an image, a plan) needs a change.
+        ArmError::NotFound { code, .. } => {
+            if TRANSIENT_NOT_FOUND
+                .iter()
+                .any(|c| c.eq_ignore_ascii_case(code))
             {
+                Class::Transient
+            } else {
+                Class::NeedsChange
+            }
+        }
+        ArmError::OperationFailed { status, code, .. } => {
+            if *status == FailedStatus::Failed && failed_operation_needs_change(code) {
                 Class::NeedsChange
             } else {
                 Class::Transient

@@ -215,9 +215,16 @@ impl<K: Reconciled> Plan<K> {
 /// Implements [`Reconciled`] for a kind whose controller folder has the layout every
 /// controller shares: `observe::observe` and `observe::Observed`, `plan::plan` and
 /// `plan::Step` for kept objects, `cleanup::plan` for objects being deleted, and
-/// `apply::apply`.
+/// `apply::apply`. A kind without a finalizer (nothing of its own to clean up) says
+/// `finalizer: None` and has no `cleanup` module.
 macro_rules! reconciled_controller {
+    ($kind:ty, status: $status:ty, name: $name:expr, finalizer: None $(,)?) => {
+        $crate::reconcile::reconciled_controller!(@impl $kind, $status, $name, None, plan::plan);
+    };
     ($kind:ty, status: $status:ty, name: $name:expr, finalizer: $finalizer:expr $(,)?) => {
+        $crate::reconcile::reconciled_controller!(@impl $kind, $status, $name, $finalizer, cleanup::plan);
+    };
+    (@impl $kind:ty, $status:ty, $name:expr, $finalizer:expr, $cleanup:path) => {
         impl $crate::reconcile::Reconciled for $kind {
             const KIND: &'static str = $name;
             const FINALIZER: Option<&'static str> = $finalizer;
@@ -242,7 +249,7 @@ macro_rules! reconciled_controller {
                 cx: &$crate::reconcile::PlanCx<'_>,
             ) -> $crate::reconcile::Plan<Self> {
                 if cx.deleting {
-                    cleanup::plan(self, seen, cx)
+                    $cleanup(self, seen, cx)
                 } else {
                     plan::plan(self, seen, cx)
                 }

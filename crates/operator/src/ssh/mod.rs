@@ -36,6 +36,9 @@ pub struct MountOutcome {
     pub host_key_fingerprint: String,
     /// Exit status of the script (non-zero when any mount failed).
     pub exit_status: Option<u32>,
+    /// The environment file's result: `Ok(what was done)` or `Err(why it failed)`;
+    /// `Err` also when the script did not report on it.
+    pub env: Result<String, String>,
 }
 
 impl MountOutcome {
@@ -43,6 +46,23 @@ impl MountOutcome {
     pub fn all_converged(&self) -> bool {
         self.results.iter().all(|r| r.state != MountState::Failed)
     }
+}
+
+/// The environment file's result from the script's output.
+pub fn env_result(stdout: &str, stderr: &str) -> Result<String, String> {
+    nfs::parse_mount_report(stdout).env.unwrap_or_else(|| {
+        let tail: String = stderr
+            .chars()
+            .rev()
+            .take(300)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        Err(format!(
+            "the script did not report on the environment file: {tail}"
+        ))
+    })
 }
 
 /// Errors of [`apply_mounts`].
@@ -81,6 +101,7 @@ pub async fn apply_mounts(
         .await?;
     Ok(MountOutcome {
         results: plan.interpret(&output.stdout, output.exit_status, &output.stderr),
+        env: env_result(&output.stdout, &output.stderr),
         host_key_fingerprint: output.host_key_fingerprint,
         exit_status: output.exit_status,
     })

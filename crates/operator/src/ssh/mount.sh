@@ -4,7 +4,7 @@
 # nfs.rs) and appends az_main, which calls az_want_mount/az_want_home, az_remove_unwanted,
 # az_write_fstab and az_do_mount/az_do_home for the plan. Variables the preamble sets:
 #   ROOT MOUNT_TABLE BASE_OPTS FSTAB_EXTRA MARK REPORT_PREFIX KEYS_DIR_REAL SSHD_DROPIN_REAL
-#   SEED_MARKER FSTAB SEED_DIR
+#   SEED_MARKER ENV_FILE_REAL ENV_MARKER FSTAB SEED_DIR
 # Functions the preamble defines: az_seed_find az_mount az_umount az_install_nfs_client az_id
 #   az_as_user az_reload_sshd
 # Checked by shellcheck in the tests, alone and as part of generated scripts.
@@ -302,5 +302,34 @@ az_do_home() {
     az_mounted "$2" "mounted; $AZ_SEED_MSG"
   else
     az_report "$2" failed "mount failed: $AZ_O"
+  fi
+}
+az_env_report() {
+  AZ_MSG=$(printf '%s' "$2" | tr '\n\r\t' '   ' | cut -c1-600)
+  printf '%s-ENV %s %s\n' "$REPORT_PREFIX" "$1" "$AZ_MSG"
+  # shellcheck disable=SC2034 # az_main (generated) returns it
+  if [ "$1" = failed ]; then AZ_FAILED=1; fi
+  return 0
+}
+# az_env CONTENT: the Fleet environment file holds CONTENT; empty CONTENT removes a file
+# the operator wrote (one that starts with ENV_MARKER), and leaves any other file alone.
+az_env() {
+  AZ_ENV="$ROOT$ENV_FILE_REAL"
+  if [ -z "$1" ]; then
+    if [ -f "$AZ_ENV" ] && head -n 1 "$AZ_ENV" | grep -q "^$ENV_MARKER"; then
+      if AZ_O=$(rm -f "$AZ_ENV" 2>&1); then az_env_report ok removed; else az_env_report failed "$AZ_O"; fi
+    else
+      az_env_report ok absent
+    fi
+    return 0
+  fi
+  if [ -f "$AZ_ENV" ] && [ "$(cat "$AZ_ENV")" = "$1" ]; then
+    az_env_report ok unchanged
+    return 0
+  fi
+  if AZ_O=$( { mkdir -p "${AZ_ENV%/*}" && printf '%s\n' "$1" >"$AZ_ENV.tmp" && chmod 644 "$AZ_ENV.tmp" && mv -f "$AZ_ENV.tmp" "$AZ_ENV"; } 2>&1); then
+    az_env_report ok written
+  else
+    az_env_report failed "$AZ_O"
   fi
 }

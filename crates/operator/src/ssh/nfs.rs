@@ -193,6 +193,25 @@ pub struct MountPlan {
     pub mounts: Vec<NfsMount>,
     /// Optional shared home.
     pub shared_home: Option<SharedHome>,
+    /// Content of the environment file [`ENV_FILE`] (a Fleet's `spec.env`); `None` removes
+    /// the file when the operator wrote it.
+    pub env: Option<String>,
+}
+
+/// The environment file of a Fleet's members, read by every login shell.
+pub const ENV_FILE: &str = "/etc/profile.d/azlin-fleet.sh";
+/// First line of [`ENV_FILE`]; a file without it is never touched.
+pub const ENV_FILE_MARKER: &str = "# Managed by azlin-operator";
+
+/// The content of [`ENV_FILE`] for `env`: one `export NAME='value'` line per variable,
+/// values quoted for the shell (keys are shell names, validated by the schema).
+pub fn env_file(fleet: &str, env: &std::collections::BTreeMap<String, String>) -> String {
+    let mut s =
+        format!("{ENV_FILE_MARKER}: the environment of Fleet {fleet}. Edits are overwritten.\n");
+    for (k, v) in env {
+        let _ = writeln!(s, "export {k}={}", shell_quote(v));
+    }
+    s
 }
 
 /// Why a [`MountPlan`] cannot be turned into a script.
@@ -372,6 +391,8 @@ pub struct MountReport {
     pub results: Vec<MountResult>,
     /// Whether the script printed [`REPORT_DONE`].
     pub completed: bool,
+    /// The environment file's result: `Ok(what was done)` or `Err(why it failed)`.
+    pub env: Option<Result<String, String>>,
 }
 
 /// Parses `AZLIN-MOUNT <path> <state> <message>` lines; other lines are ignored.
@@ -381,6 +402,17 @@ pub fn parse_mount_report(stdout: &str) -> MountReport {
         let line = line.trim_end_matches('\r');
         if line == REPORT_DONE {
             report.completed = true;
+            continue;
+        }
+        if let Some(rest) = line
+            .strip_prefix(REPORT_PREFIX)
+            .and_then(|r| r.strip_prefix("-ENV "))
+        {
+            let (state, message) = rest.split_once(' ').unwrap_or((rest, ""));
+            report.env = Some(match state {
+                "ok" => Ok(message.trim().to_owned()),
+                _ => Err(message.trim().to_owned()),
+            });
             continue;
         }
         let Some(rest) = line
@@ -485,6 +517,8 @@ pub fn build_mount_script(plan: &MountPlan, env: &ScriptEnv) -> Result<String, P
         ("KEYS_DIR_REAL", LOCAL_AUTHORIZED_KEYS_DIR),
         ("SSHD_DROPIN_REAL", SSHD_DROP_IN),
         ("SEED_MARKER", SEED_MARKER_DIR),
+        ("ENV_FILE_REAL", ENV_FILE),
+        ("ENV_MARKER", ENV_FILE_MARKER),
     ];
     for (name, value) in vars {
         let _ = writeln!(s, "{name}={}", q(value));
@@ -519,6 +553,7 @@ pub fn build_mount_script(plan: &MountPlan, env: &ScriptEnv) -> Result<String, P
             h.gid
         );
     }
+    let _ = writeln!(s, "  az_env {}", q(plan.env.as_deref().unwrap_or("")));
     s.push_str("  az_remove_unwanted\n  az_write_fstab\n");
     for m in &plan.mounts {
         let ro = if m.read_only { "ro" } else { "rw" };
@@ -812,6 +847,7 @@ mod tests {
         let dup = MountPlan {
             mounts: vec![mount(SRC_A, "/data", false), mount(SRC_B, "/data", true)],
             shared_home: None,
+            env: None,
         };
         assert_eq!(
             dup.validate(),
@@ -823,6 +859,7 @@ mod tests {
                 mount(SRC_B, "/data/models", true),
             ],
             shared_home: None,
+            env: None,
         };
         assert!(matches!(
             nested.validate(),
@@ -831,6 +868,7 @@ mod tests {
         let under_home = MountPlan {
             mounts: vec![mount(SRC_A, "/home/azureuser/data", false)],
             shared_home: Some(SharedHome::new(SRC_B, "azureuser")),
+            env: None,
         };
         assert!(matches!(
             under_home.validate(),
@@ -839,6 +877,7 @@ mod tests {
         let bad_path = MountPlan {
             mounts: vec![mount(SRC_A, "/etc/x", false)],
             shared_home: None,
+            env: None,
         };
         assert!(matches!(
             build_mount_script(&bad_path, &ScriptEnv::production()),
@@ -847,6 +886,7 @@ mod tests {
         let bad_user = MountPlan {
             mounts: vec![],
             shared_home: Some(SharedHome::new(SRC_B, "x;reboot")),
+            env: None,
         };
         assert!(matches!(
             bad_user.validate(),
@@ -859,6 +899,7 @@ mod tests {
         let plan = MountPlan {
             mounts: vec![mount(SRC_A, "/data", false), mount(SRC_B, "/models", true)],
             shared_home: Some(SharedHome::new(SRC_A, "azureuser")),
+            env: None,
         };
         let script = build_mount_script(&plan, &ScriptEnv::production()).expect("script");
         assert!(script.contains("ROOT=''\n"));
@@ -905,6 +946,7 @@ mod tests {
                 mount(SRC_A, "/missing", false),
             ],
             shared_home: None,
+            env: None,
         };
         let results = plan.interpret(out, Some(1), "");
         let paths: Vec<&str> = results.iter().map(|r| r.path.as_str()).collect();
@@ -929,6 +971,7 @@ mod tests {
         let plan = MountPlan {
             mounts: vec![mount(SRC_A, "/data", false), mount(SRC_B, "/models", true)],
             shared_home: None,
+            env: None,
         };
         let (results, stdout, stderr) = run_local(&plan, &sb);
         assert!(
@@ -974,6 +1017,7 @@ mod tests {
         let rw = MountPlan {
             mounts: vec![mount(SRC_A, "/data", false), mount(SRC_B, "/models", false)],
             shared_home: None,
+            env: None,
         };
         let (results, ..) = run_local(&rw, &sb);
         assert_eq!(results[1].state, MountState::Mounted);
@@ -1011,6 +1055,7 @@ mod tests {
                 mount(SRC_A, "/taken", false),
             ],
             shared_home: None,
+            env: None,
         };
         let (results, stdout, _) = run_local(&plan, &sb);
         assert_eq!(results[0].state, MountState::Mounted, "{stdout}");
@@ -1033,6 +1078,7 @@ mod tests {
         let plan = MountPlan {
             mounts: vec![mount(SRC_A, "/data", false)],
             shared_home: None,
+            env: None,
         };
         let (results, ..) = run_local(&plan, &sb);
         assert_eq!(results[0].state, MountState::Failed);
@@ -1065,6 +1111,7 @@ mod tests {
         let plan = MountPlan {
             mounts: vec![mount(SRC_A, "/data", false)],
             shared_home: None,
+            env: None,
         };
         let (results, ..) = run_local(&plan, &sb);
         assert_eq!(results[0].state, MountState::Mounted);
@@ -1118,6 +1165,7 @@ mod tests {
         let plan = MountPlan {
             mounts: vec![],
             shared_home: Some(SharedHome::new(SRC_A, SANDBOX_ADMIN)),
+            env: None,
         };
         let (results, stdout, stderr) = run_local(&plan, &vm1);
         assert_eq!(results[0].state, MountState::Mounted, "{stdout}\n{stderr}");
@@ -1202,6 +1250,7 @@ mod tests {
         let plan = MountPlan {
             mounts: vec![],
             shared_home: Some(SharedHome::new(SRC_A, SANDBOX_ADMIN)),
+            env: None,
         };
         // Unknown admin user.
         let sb = MountSandbox::new().expect("sandbox");
@@ -1209,6 +1258,7 @@ mod tests {
         let other_user = MountPlan {
             mounts: vec![],
             shared_home: Some(SharedHome::new(SRC_A, "nosuchuser")),
+            env: None,
         };
         let (results, stdout, stderr) = run_local(&other_user, &sb);
         assert_eq!(results[0].state, MountState::Failed, "{stdout}\n{stderr}");

@@ -93,6 +93,34 @@ impl MountSandbox {
         Ok(sandbox)
     }
 
+    /// Creates what cloud-init creates on a new VM: the admin `user` (uid/gid 1000) with a
+    /// home holding `.ssh/authorized_keys` with `public_key`.
+    pub fn provision_admin(&self, user: &str, public_key: &str) -> io::Result<()> {
+        self.set_user(user, 1000, 1000)?;
+        let home = self.path(&format!("/home/{user}"));
+        let ssh = home.join(".ssh");
+        fs::create_dir_all(&ssh)?;
+        fs::write(
+            ssh.join("authorized_keys"),
+            format!("{}\n", public_key.trim()),
+        )?;
+        fs::set_permissions(&ssh, fs::Permissions::from_mode(0o700))?;
+        fs::set_permissions(
+            ssh.join("authorized_keys"),
+            fs::Permissions::from_mode(0o600),
+        )?;
+        // As root (CI), give the home to the admin uid as cloud-init does; otherwise the
+        // files already belong to whoever runs the sandbox.
+        for p in [&home, &ssh, &ssh.join("authorized_keys")] {
+            match std::os::unix::fs::chown(p, Some(1000), Some(1000)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
     fn write_tools(&self) -> io::Result<()> {
         let header = format!(
             "#!/bin/sh\nS={}\nR={}\n",

@@ -126,3 +126,42 @@ pub async fn fix_tenant_secret(env: &EmbeddedEnv, namespace: &str, subscription:
         .await
         .expect("tenant secret fixed");
 }
+
+/// An embedded environment whose VMs are reached over SSH at `sshd` (VM address 127.0.0.1,
+/// the guest script running in `sandbox`), with the Secret `vm-key` holding the key `sshd`
+/// accepts.
+pub async fn ssh_env(
+    sshd: &azlin_operator::ssh::testing::TestSshd,
+    sandbox: &azlin_operator::ssh::sandbox::MountSandbox,
+) -> EmbeddedEnv {
+    use azlin_operator::embedded::GuestMode;
+    use azlin_operator::guest::GuestAccess;
+    use azlin_operator::ssh::{SshConfig, SshRunner};
+    use std::sync::Arc;
+
+    let mut options = EmbeddedOptions::for_tests();
+    options.emulator.vm_address = Some("127.0.0.1".parse().expect("ip"));
+    options.guest = GuestMode::Custom(GuestAccess::Ssh {
+        runner: SshRunner::new(SshConfig::default()),
+        port: sshd.port(),
+        env: Arc::new(sandbox.script_env()),
+        login_user: Some(sshd.user().to_string()),
+    });
+    let env = EmbeddedEnv::start(options).await.expect("env");
+
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(env.client(), "default");
+    let key = k8s_openapi::api::core::v1::Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some("vm-key".into()),
+            ..Default::default()
+        },
+        type_: Some("kubernetes.io/ssh-auth".into()),
+        data: Some(sshd.client_key_pair().secret_data()),
+        ..Default::default()
+    };
+    secrets
+        .create(&Default::default(), &key)
+        .await
+        .expect("key secret");
+    env
+}

@@ -9,7 +9,7 @@ use serde_json::json;
 use super::build;
 use super::mounts;
 use super::observe::Observed;
-use super::plan::{GuestWork, Step, mount_health};
+use super::plan::{GuestWork, Step, env_hash, mount_health};
 use super::sshkey;
 use crate::api::AzlinVM;
 use crate::api::conditions::Health;
@@ -145,6 +145,30 @@ async fn guest(
     if let Some((health, requeue)) = mount_health(&out.status.mounts, &plan_cx) {
         out.health = health;
         out.requeue = requeue;
+    }
+    match &result.env {
+        Ok(_) => {
+            let hash = env_hash(seen.env.as_deref());
+            if hash.is_some() && out.status.fleet_env_hash != hash {
+                out.events.push(Event::normal(
+                    "FleetEnvWritten",
+                    format!(
+                        "wrote the Fleet environment (version {}) to {}",
+                        hash.as_deref().unwrap_or_default(),
+                        crate::ssh::nfs::ENV_FILE
+                    ),
+                ));
+            }
+            out.status.fleet_env_hash = hash;
+        }
+        Err(why) if out.health.is_ready() => {
+            out.health = Health::progressing(
+                "FleetEnvFailed",
+                format!("writing {} failed: {why}", crate::ssh::nfs::ENV_FILE),
+            );
+            out.requeue = Requeue::Backoff;
+        }
+        Err(_) => {}
     }
     Ok(())
 }

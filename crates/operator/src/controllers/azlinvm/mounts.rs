@@ -209,8 +209,9 @@ fn resolve_shared_home(
 
 /// The plan for the guest: the mounts whose storage is ready (others are left out, and
 /// managed mounts not in the plan are removed by the script).
-pub fn plan(desired: &[DesiredMount]) -> MountPlan {
+pub fn plan(desired: &[DesiredMount], env: Option<&str>) -> MountPlan {
     MountPlan {
+        env: env.map(str::to_string),
         mounts: desired
             .iter()
             .filter(|d| d.home_user.is_none())
@@ -422,7 +423,7 @@ mod tests {
             ..ready("/mnt/data")
         };
         assert!(!needs_run(std::slice::from_ref(&pending), &[]));
-        assert!(plan(std::slice::from_ref(&pending)).mounts.is_empty());
+        assert!(plan(std::slice::from_ref(&pending), None).mounts.is_empty());
         let s = statuses(&[pending], None, &[]);
         assert_eq!(s[0].state, ApiMountState::Pending);
         assert_eq!(s[0].message, "waiting");
@@ -446,6 +447,7 @@ mod tests {
             ],
             host_key_fingerprint: "SHA256:x".into(),
             exit_status: Some(0),
+            env: Ok("absent".into()),
         };
         let s = statuses(&d, Some(&outcome), &[]);
         assert_eq!(s, vec![st("/mnt/data", ApiMountState::Mounted)]);
@@ -490,13 +492,13 @@ mod tests {
     fn shared_home_is_planned_reported_and_left_alone_at_rest() {
         let src = "a.file.core.windows.net:/a/home";
         let d = vec![ready("/mnt/data"), home(Some(src))];
-        let p = plan(&d);
+        let p = plan(&d, None);
         assert_eq!(p.mounts.len(), 1);
         assert_eq!(p.shared_home, Some(SharedHome::new(src, "azureuser")));
         assert_eq!(p.paths(), vec!["/mnt/data", "/home/azureuser"]);
         // Pending: no shared home in the plan, no guest run for it.
         let pending = [home(None)];
-        assert_eq!(plan(&pending).shared_home, None);
+        assert_eq!(plan(&pending, None).shared_home, None);
         assert!(!needs_run(&pending, &[]));
         let mounted = MountStatus {
             storage_ref: "home".into(),
@@ -525,6 +527,7 @@ mod tests {
             }],
             host_key_fingerprint: "SHA256:x".into(),
             exit_status: Some(u32::from(state == MountState::Failed)),
+            env: Ok("absent".into()),
         };
         // Not reachable: still shown as it was, and still to be removed.
         let kept = statuses(&[], None, std::slice::from_ref(&mounted));

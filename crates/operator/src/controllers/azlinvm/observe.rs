@@ -17,6 +17,7 @@ use crate::api::AzlinVM;
 use crate::infra::network::{self, Site};
 use crate::reconcile::ownership::Owner;
 use crate::reconcile::{Cx, Error};
+use crate::ssh::nfs::env_file;
 
 /// Kind name (metrics label, recorder).
 pub const KIND: &str = "AzlinVM";
@@ -71,6 +72,8 @@ pub struct Observed {
     pub key: Option<KeyState>,
     /// Wanted mounts (not resolved while deleting).
     pub mounts: Vec<DesiredMount>,
+    /// Content of the environment file of the controlling Fleet (`None`: no file).
+    pub env: Option<String>,
     /// Resource group and network (read while the VM is kept).
     pub net: Option<Net>,
     /// Whether the resource group exists (known from `net`, or read while deleting).
@@ -144,6 +147,7 @@ pub async fn observe(vm: &AzlinVM, cx: &Cx<'_>) -> Result<Observed, Error> {
         pip_id: net_ops.public_ips(rg).id(&names.pip).to_string(),
         key: None,
         mounts: Vec::new(),
+        env: None,
         net: None,
         group: false,
         pip: None,
@@ -159,6 +163,9 @@ pub async fn observe(vm: &AzlinVM, cx: &Cx<'_>) -> Result<Observed, Error> {
         seen.key = Some(sshkey::read_key(&cx.ctx.client, vm).await?);
         let caches = &cx.ctx.caches;
         seen.mounts = mounts::resolve(&caches.storages, &caches.fleets, ns, vm);
+        seen.env = mounts::owning_fleet(&caches.fleets, ns, vm)
+            .filter(|f| !f.spec.env.is_empty())
+            .map(|f| env_file(&f.name_any(), &f.spec.env));
         let net = match &vm.spec.network {
             None => Net::Managed(Box::new(network::observe(&arm, &seen.site, false).await?)),
             Some(n) => match ResourceId::parse(&n.subnet_id) {

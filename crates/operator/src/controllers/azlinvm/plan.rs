@@ -469,6 +469,12 @@ fn converge_vm(
             // Allocation failures, internal errors and timeouts pass: PUT the VM again,
             // with backoff, until it provisions (or the user changes the spec).
             let (code, message) = provisioning_failure(seen);
+            if crate::reconcile::error::failed_operation_needs_change(&code) {
+                return p.stalled(
+                    &code,
+                    format!("VM {} provisioning failed: {message}", names.vm),
+                );
+            }
             let mut body = observed.vm.clone();
             body.properties.provisioning_state = None;
             body.properties.instance_view = None;
@@ -673,6 +679,12 @@ fn change_event(change: &VmChange) -> Event {
     }
 }
 
+/// Hash of a Fleet environment file's content, as `status.fleetEnvHash` records it.
+pub fn env_hash(content: Option<&str>) -> Option<String> {
+    use sha2::{Digest, Sha256};
+    content.map(|c| hex::encode(Sha256::digest(c.as_bytes()))[..16].to_string())
+}
+
 /// The health of the mounts: `None` when all are mounted (or there are none).
 pub fn mount_health(mounts: &[MountStatus], cx: &PlanCx<'_>) -> Option<(Health, Requeue)> {
     if let Some(f) = mounts.iter().find(|m| m.state == MountState::Failed) {
@@ -715,8 +727,9 @@ fn guest(mut p: Planner<'_>, power: Observed_, key: &VmKey) -> Plan<AzlinVM> {
     );
     let phase = settled_phase(desired);
     let host = p.st.private_ip.clone().or_else(|| p.st.public_ip.clone());
+    let env_stale = env_hash(seen.env.as_deref()) != p.old.fleet_env_hash;
     if power == Observed_::Running
-        && mounts::needs_run(&seen.mounts, &p.old.mounts)
+        && (mounts::needs_run(&seen.mounts, &p.old.mounts) || env_stale)
         && let Some(host) = host
     {
         let work = GuestWork {
@@ -727,7 +740,7 @@ fn guest(mut p: Planner<'_>, power: Observed_, key: &VmKey) -> Plan<AzlinVM> {
                 key: Arc::clone(&key.private),
                 host_key: HostKeyPolicy::from_stored(p.st.host_key_fingerprint.as_deref()),
             },
-            plan: mounts::plan(&seen.mounts),
+            plan: mounts::plan(&seen.mounts, seen.env.as_deref()),
         };
         // The apply records the results and the mounts' health.
         return p.finish(

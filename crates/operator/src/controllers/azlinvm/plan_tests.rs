@@ -87,6 +87,7 @@ fn seen() -> Observed {
         ),
         key: Some(KeyState::Ready(key())),
         mounts: Vec::new(),
+        env: None,
         net: Some(Net::Managed(Box::new(site_ok()))),
         group: true,
         pip: None,
