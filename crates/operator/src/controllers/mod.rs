@@ -8,6 +8,7 @@
 //! [`Reconciled`]: crate::reconcile::Reconciled
 
 pub mod azlinvm;
+pub mod backup;
 pub mod sharedstorage;
 
 use std::sync::Arc;
@@ -18,7 +19,7 @@ use crate::reconcile::{Context, Error};
 use crate::runtime::readiness::Readiness;
 
 /// Kinds that have a controller (the others are accepted by the API but not reconciled yet).
-pub const KINDS: &[&str] = &["AzlinVM", "SharedStorage"];
+pub const KINDS: &[&str] = &["AzlinVM", "SharedStorage", "Backup"];
 
 /// Runs every controller until `shutdown` is cancelled and in-flight reconciles finished.
 /// Each controller registers a readiness gate that turns ready once the caches synced.
@@ -33,8 +34,9 @@ pub async fn run(
     // Subscribe every controller before the caches start, so none misses the first list.
     let vm = azlinvm::controller(&ctx, &caches);
     let storage = sharedstorage::controller(&ctx, &caches);
+    let backups = backup::controller(&ctx, &caches);
     let watches = caches.run(ctx.client.clone(), ctx.settings.namespace.clone());
-    let controllers = futures::future::join(
+    let controllers = futures::future::join3(
         crate::reconcile::driver::run(
             vm,
             Arc::clone(&ctx),
@@ -46,6 +48,12 @@ pub async fn run(
             Arc::clone(&ctx),
             shutdown.clone(),
             readiness.register("SharedStorage controller"),
+        ),
+        crate::reconcile::driver::run(
+            backups,
+            Arc::clone(&ctx),
+            shutdown.clone(),
+            readiness.register("Backup controller"),
         ),
     );
     // The caches serve the controllers until they stopped; then they stop too.
