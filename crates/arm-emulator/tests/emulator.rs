@@ -1469,6 +1469,69 @@ async fn snapshots_incremental_restore_and_cross_region_copy() {
     .await;
 }
 
+/// A VM made from a restored disk attaches it as its OS disk: like ARM, the emulator refuses
+/// an image or an OS profile next to an attached OS disk.
+#[tokio::test]
+async fn vm_from_a_restored_os_disk_refuses_image_and_os_profile() {
+    let env = Env::start(config(20)).await;
+    let subnet = env.network("rst").await;
+    let vm = env.vm("rst", &subnet, "vm", "Standard_D2s_v5").await;
+    let os_disk = env
+        .get(&vm, VM_API)
+        .await
+        .body
+        .pointer("/properties/storageProfile/osDisk/managedDisk/id")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .expect("os disk");
+    let snap = t::resource_id("rst", "Microsoft.Compute/snapshots", "s");
+    env.put(&snap, DISK_API, &json!({ "location": "westus2", "properties": { "incremental": true, "creationData": { "createOption": "Copy", "sourceResourceId": os_disk } } })).await;
+    env.wait_succeeded(&snap, DISK_API).await;
+    let disk = t::resource_id("rst", "Microsoft.Compute/disks", "restored-os");
+    env.put(&disk, DISK_API, &json!({ "location": "westus2", "properties": { "creationData": { "createOption": "Copy", "sourceResourceId": snap } } })).await;
+    let d = env.wait_succeeded(&disk, DISK_API).await;
+    assert_eq!(d.body["properties"]["osType"], "Linux", "the OS type comes from the source");
+    let nic = t::nic_id("rst", "restored-nic");
+    env.put(&nic, NETWORK_API, &t::nic_body(&subnet, None)).await;
+    let restored = t::vm_id("rst", "restored");
+    let mut body = t::vm_body(&nic, "Standard_D2s_v5");
+    body["properties"]["storageProfile"]["osDisk"] =
+        json!({ "createOption": "Attach", "osType": "Linux", "managedDisk": { "id": disk } });
+    let a = env.put(&restored, VM_API, &body).await;
+    assert_eq!(
+        a.error(),
+        (StatusCode::BAD_REQUEST, "InvalidParameter", "osDisk"),
+        "{}",
+        a.body
+    );
+    body["properties"]["storageProfile"]
+        .as_object_mut()
+        .expect("storage profile")
+        .remove("imageReference");
+    let a = env.put(&restored, VM_API, &body).await;
+    assert_eq!(
+        a.error(),
+        (StatusCode::BAD_REQUEST, "InvalidParameter", "osProfile"),
+        "{}",
+        a.body
+    );
+    body["properties"]
+        .as_object_mut()
+        .expect("properties")
+        .remove("osProfile");
+    let a = env.put(&restored, VM_API, &body).await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+    env.wait_succeeded(&restored, VM_API).await;
+    let d = env.get(&disk, DISK_API).await;
+    assert_eq!(d.body["properties"]["diskState"], "Attached");
+    assert_eq!(
+        d.body["properties"]["creationData"]["sourceResourceId"]
+            .as_str()
+            .map(str::to_ascii_lowercase),
+        Some(snap.to_ascii_lowercase())
+    );
+}
+
 #[tokio::test]
 async fn throttle_and_fault_injection() {
     let throttled = Env::start(EmulatorConfig {
