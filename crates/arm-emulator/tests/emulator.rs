@@ -1490,9 +1490,13 @@ async fn vm_from_a_restored_os_disk_refuses_image_and_os_profile() {
     let disk = t::resource_id("rst", "Microsoft.Compute/disks", "restored-os");
     env.put(&disk, DISK_API, &json!({ "location": "westus2", "properties": { "creationData": { "createOption": "Copy", "sourceResourceId": snap } } })).await;
     let d = env.wait_succeeded(&disk, DISK_API).await;
-    assert_eq!(d.body["properties"]["osType"], "Linux", "the OS type comes from the source");
+    assert_eq!(
+        d.body["properties"]["osType"], "Linux",
+        "the OS type comes from the source"
+    );
     let nic = t::nic_id("rst", "restored-nic");
-    env.put(&nic, NETWORK_API, &t::nic_body(&subnet, None)).await;
+    env.put(&nic, NETWORK_API, &t::nic_body(&subnet, None))
+        .await;
     let restored = t::vm_id("rst", "restored");
     let mut body = t::vm_body(&nic, "Standard_D2s_v5");
     body["properties"]["storageProfile"]["osDisk"] =

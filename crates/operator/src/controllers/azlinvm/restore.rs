@@ -14,8 +14,8 @@
 
 use std::collections::BTreeMap;
 
-use azlin_arm::compute::{DataDisk, Disk, ManagedDiskParameters, OsDisk, Snapshot, VirtualMachine};
 use azlin_arm::ResourceId;
+use azlin_arm::compute::{DataDisk, Disk, ManagedDiskParameters, OsDisk, Snapshot, VirtualMachine};
 use serde_json::Value;
 
 use super::build::VmNames;
@@ -478,4 +478,3 @@ pub async fn observe(
     }
     Ok(Some(seen))
 }
-
