@@ -40,14 +40,19 @@ fn samples_become_ready_and_exit_zero() {
         .expect("a table")
         .lines()
         .collect();
-    for name in ["default/devbox", "default/team-share", "default/home-share"] {
+    for name in [
+        "default/devbox",
+        "default/team-share",
+        "default/home-share",
+        "default/devbox-nightly",
+    ] {
         let row = last_table
             .iter()
             .find(|l| l.contains(name))
             .unwrap_or_else(|| panic!("{name} missing from the final table:\n{stdout}"));
         assert!(row.contains(" Ready "), "{name} not Ready: {row}");
     }
-    for name in ["default/workers ", "default/workers-nightly"] {
+    for name in ["default/workers "] {
         let row = last_table
             .iter()
             .find(|l| l.contains(name))
