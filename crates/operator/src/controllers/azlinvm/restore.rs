@@ -478,3 +478,164 @@ pub async fn observe(
     }
     Ok(Some(seen))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn vm(restore: Value, location: &str, data_luns: &[i32]) -> AzlinVM {
+        let disks: Vec<Value> = data_luns
+            .iter()
+            .map(|l| json!({"lun": l, "sizeGiB": 64}))
+            .collect();
+        serde_json::from_value(json!({
+            "apiVersion": "azlin.io/v1alpha1", "kind": "AzlinVM",
+            "metadata": {"name": "copy", "namespace": "ns"},
+            "spec": {"resourceGroup": "rg", "location": location, "restoreFrom": restore, "dataDisks": disks},
+        }))
+        .expect("vm")
+    }
+
+    fn snap(name: &str, vm: &str, lun: Option<i32>, copy_eastus2: bool) -> Value {
+        let mut s = json!({
+            "name": name, "vm": vm, "disk": format!("ns-{vm}-{name}"), "region": "westus2",
+            "state": "Succeeded", "sizeGiB": 30,
+            "resourceId": format!("/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/snapshots/{name}"),
+        });
+        if let Some(l) = lun {
+            s["lun"] = json!(l);
+        }
+        if copy_eastus2 {
+            s["copies"] = json!([{"region": "eastus2", "state": "Succeeded",
+                "resourceId": format!("/subscriptions/s/resourceGroups/rg-backup-eastus2/providers/Microsoft.Compute/snapshots/{name}")}]);
+        }
+        s
+    }
+
+    fn backup(runs: Value) -> Backup {
+        serde_json::from_value(json!({
+            "apiVersion": "azlin.io/v1alpha1", "kind": "Backup",
+            "metadata": {"name": "bk", "namespace": "ns"},
+            "spec": {"source": {"kind": "Fleet", "name": "f"}, "schedule": "@daily"},
+            "status": {"runs": runs},
+        }))
+        .expect("backup")
+    }
+
+    fn run(name: &str, state: &str, snapshots: Vec<Value>) -> Value {
+        json!({"name": name, "time": "2026-05-01T10:00:00Z", "trigger": "Schedule", "state": state, "snapshots": snapshots})
+    }
+
+    fn reason(vm: &AzlinVM, b: Option<&Backup>) -> &'static str {
+        let from = vm.spec.restore_from.as_ref().expect("restoreFrom");
+        select(vm, from, b).expect_err("stalled").reason
+    }
+
+    #[test]
+    fn the_newest_good_run_of_one_vm_or_the_named_snapshot_is_restored() {
+        let b = backup(json!([
+            run("r3", "Failed", vec![snap("a3", "dev", None, false)]),
+            run(
+                "r2",
+                "Succeeded",
+                vec![
+                    snap("a2", "dev", None, false),
+                    snap("d2", "dev", Some(1), false)
+                ]
+            ),
+            run("r1", "Succeeded", vec![snap("a1", "dev", None, false)]),
+        ]));
+        let v = vm(json!({"backupRef": "bk"}), "westus2", &[1]);
+        let s = select(&v, v.spec.restore_from.as_ref().expect("r"), Some(&b)).expect("source");
+        assert_eq!((s.run.as_str(), s.vm.as_str()), ("r2", "dev"));
+        assert_eq!(
+            s.disks.iter().map(|d| d.lun).collect::<Vec<_>>(),
+            [None, Some(1)]
+        );
+        let named = vm(json!({"backupRef": "bk", "snapshot": "a1"}), "westus2", &[]);
+        let s = select(
+            &named,
+            named.spec.restore_from.as_ref().expect("r"),
+            Some(&b),
+        )
+        .expect("source");
+        assert_eq!(s.run, "r1");
+        let failed = vm(json!({"backupRef": "bk", "snapshot": "a3"}), "westus2", &[]);
+        assert_eq!(reason(&failed, Some(&b)), "SnapshotNotFound");
+    }
+
+    #[test]
+    fn what_cannot_be_restored_is_named() {
+        let one = backup(json!([run(
+            "r1",
+            "Succeeded",
+            vec![
+                snap("a", "dev", None, true),
+                snap("d", "dev", Some(2), true)
+            ]
+        )]));
+        let v = vm(json!({"backupRef": "bk"}), "westus2", &[2]);
+        assert_eq!(reason(&v, None), "BackupNotFound");
+        assert_eq!(reason(&v, Some(&backup(json!([])))), "SnapshotNotFound");
+        let fleet = backup(json!([run(
+            "r1",
+            "Succeeded",
+            vec![snap("a", "m1", None, false), snap("b", "m2", None, false)]
+        )]));
+        assert_eq!(reason(&v, Some(&fleet)), "AmbiguousRestore");
+        let missing_lun = vm(json!({"backupRef": "bk"}), "westus2", &[]);
+        assert_eq!(reason(&missing_lun, Some(&one)), "RestoreDataDisks");
+        let far = vm(json!({"backupRef": "bk"}), "japaneast", &[2]);
+        assert_eq!(reason(&far, Some(&one)), "RestoreRegionMismatch");
+        let copied = vm(json!({"backupRef": "bk"}), "eastus2", &[2]);
+        let s = select(
+            &copied,
+            copied.spec.restore_from.as_ref().expect("r"),
+            Some(&one),
+        )
+        .expect("the copy in eastus2");
+        assert!(s.disks.iter().all(|d| d.id.contains("rg-backup-eastus2")));
+        let gone = Observed {
+            backup: Some(one.clone()),
+            snapshots: s.disks.iter().map(|d| (key(&d.id), None)).collect(),
+            disks: BTreeMap::new(),
+        };
+        let e = checked(&copied, &gone)
+            .expect("restoring")
+            .expect_err("gone");
+        assert!(e.message.contains("no longer exists in Azure"), "{e:?}");
+        assert!(e.message.ends_with("(nothing was created in Azure)"));
+    }
+
+    #[test]
+    fn attach_replaces_image_and_os_profile_with_the_restored_disks() {
+        let spec = vm(json!({"backupRef": "bk"}), "westus2", &[1, 2]).spec;
+        let names = VmNames::new("ns", "copy");
+        let body =
+            super::super::build::desired_vm(&spec, &names, &BTreeMap::new(), "/nic", "k", "c");
+        let out = attach(
+            body,
+            &Attached {
+                run: "r".into(),
+                os: "/disks/os".into(),
+                data: vec![(1, "/disks/d1".into())],
+            },
+        );
+        assert!(out.properties.os_profile.is_none());
+        let sp = out.properties.storage_profile.expect("storage");
+        assert!(sp.image_reference.is_none());
+        let os = sp.os_disk.expect("os disk");
+        assert_eq!(os.create_option, "Attach");
+        assert_eq!(
+            os.managed_disk.and_then(|m| m.id).as_deref(),
+            Some("/disks/os")
+        );
+        assert_eq!(os.extra["osType"], "Linux");
+        assert_eq!(sp.data_disks[0].create_option, "Attach");
+        assert_eq!(
+            sp.data_disks[1].create_option, "Empty",
+            "LUN 2 has no snapshot"
+        );
+    }
+}

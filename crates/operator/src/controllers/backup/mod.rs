@@ -28,6 +28,8 @@ pub mod cleanup;
 pub mod names;
 pub mod observe;
 pub mod plan;
+#[cfg(test)]
+mod plan_tests;
 pub mod retention;
 pub mod runs;
 pub mod schedule;

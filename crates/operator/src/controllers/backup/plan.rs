@@ -14,12 +14,12 @@ use chrono::{DateTime, Utc};
 
 use super::names;
 use super::observe::{AzState, Member, Observed, Source};
-use super::retention::{self, Finished};
+use super::retention::{kept_runs, prune};
 use super::runs::{self, NewResource, from_time, key, to_time};
 use super::schedule::{self, Decision, Schedule, Stored};
 use crate::api::backup::{
-    Backup, BackupPhase, BackupRun, BackupSourceKind, BackupStatus, Retention, RunState,
-    RunTrigger, SnapshotCopy, SnapshotState, SnapshotStatus, Verification,
+    Backup, BackupPhase, BackupRun, BackupSourceKind, BackupStatus, RunState, RunTrigger,
+    SnapshotCopy, SnapshotState, SnapshotStatus, Verification,
 };
 use crate::api::conditions::Health;
 use crate::reconcile::events::Event;
@@ -107,7 +107,7 @@ fn stalled(st: BackupStatus, reason: &str, message: String) -> Plan<Backup> {
     ))
 }
 
-fn list(items: impl IntoIterator<Item = impl AsRef<str>>) -> String {
+pub(super) fn list(items: impl IntoIterator<Item = impl AsRef<str>>) -> String {
     items
         .into_iter()
         .map(|s| s.as_ref().to_string())
@@ -690,90 +690,4 @@ fn start(
         event: Event::normal("RunStarted", message.clone()),
         message,
     }
-}
-
-/// The names of the runs to keep: running runs and what retention keeps of the others.
-pub fn kept_runs(runs: &[BackupRun], retention: &Retention, tz: chrono_tz::Tz) -> BTreeSet<String> {
-    let finished: Vec<&BackupRun> = runs
-        .iter()
-        .filter(|r| r.state != RunState::Running)
-        .collect();
-    let info: Vec<Finished> = finished
-        .iter()
-        .map(|r| Finished {
-            time: from_time(&r.time),
-            succeeded: r.state == RunState::Succeeded,
-            good: r.is_good(),
-        })
-        .collect();
-    let mut kept: BTreeSet<String> = retention::keep(&info, retention, tz)
-        .into_iter()
-        .map(|i| finished[i].name.clone())
-        .collect();
-    kept.extend(
-        runs.iter()
-            .filter(|r| r.state == RunState::Running)
-            .map(|r| r.name.clone()),
-    );
-    kept
-}
-
-/// What retention says, for the Pruned event.
-fn describe(r: &Retention) -> String {
-    let mut m = format!("keep the newest {} successful runs", r.count);
-    if let Some((d, w, mo)) = r.gfs() {
-        m.push_str(&format!(", {d} daily, {w} weekly, {mo} monthly"));
-    }
-    if r.keep_last_good {
-        m.push_str(" and the newest good run");
-    }
-    m
-}
-
-/// Deletes of what is no longer kept: snapshots and copies of runs retention drops (and of
-/// failed runs), failed copies, and verification disks no run is checking.
-fn prune(
-    runs: &[BackupRun],
-    kept: &BTreeSet<String>,
-    seen: &Observed,
-    retention: &Retention,
-) -> Option<(Step, Option<Event>)> {
-    let checking: BTreeSet<&str> = runs
-        .iter()
-        .filter(|r| r.state == RunState::Running)
-        .map(|r| r.name.as_str())
-        .collect();
-    let mut ids = Vec::new();
-    let mut dropped: BTreeSet<&str> = BTreeSet::new();
-    for f in seen.snapshots.iter().filter(|f| f.state.settled()) {
-        let Some(info) = &f.info else { continue };
-        if checking.contains(info.run.as_str()) {
-            continue;
-        }
-        if !kept.contains(&info.run) {
-            ids.push(f.id.clone());
-            dropped.insert(info.run.as_str());
-        } else if f.copy && matches!(f.state, AzState::Failed(_)) {
-            ids.push(f.id.clone());
-        }
-    }
-    for d in seen.verify_disks.iter().filter(|d| d.state.settled()) {
-        if d.run.as_deref().is_none_or(|r| !checking.contains(r)) {
-            ids.push(d.id.clone());
-        }
-    }
-    if ids.is_empty() {
-        return None;
-    }
-    let event = (!dropped.is_empty()).then(|| {
-        Event::normal(
-            "Pruned",
-            format!(
-                "deleting the snapshots of run(s) {} ({})",
-                list(&dropped),
-                describe(retention)
-            ),
-        )
-    });
-    Some((Step::Delete(ids), event))
 }

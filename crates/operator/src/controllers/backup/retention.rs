@@ -8,14 +8,18 @@
 //! - with `keepLastGood`, the newest good run (successful, and verified when it was checked),
 //!   whatever happened since.
 //!
-//! Failed runs are never kept.
+//! Failed runs are never kept. [`prune`] turns the decision into deletes.
 
 use std::collections::BTreeSet;
 
 use chrono::{DateTime, Datelike, Utc};
 use chrono_tz::Tz;
 
-use crate::api::backup::Retention;
+use super::observe::{AzState, Observed};
+use super::plan::{Step, list};
+use super::runs::from_time;
+use crate::api::backup::{BackupRun, Retention, RunState};
+use crate::reconcile::events::Event;
 
 /// A finished run as retention sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,6 +85,92 @@ fn newest_per_bucket<K: PartialEq>(
         }
     }
     out
+}
+
+/// The names of the runs to keep: running runs and what retention keeps of the others.
+pub fn kept_runs(runs: &[BackupRun], retention: &Retention, tz: Tz) -> BTreeSet<String> {
+    let finished: Vec<&BackupRun> = runs
+        .iter()
+        .filter(|r| r.state != RunState::Running)
+        .collect();
+    let info: Vec<Finished> = finished
+        .iter()
+        .map(|r| Finished {
+            time: from_time(&r.time),
+            succeeded: r.state == RunState::Succeeded,
+            good: r.is_good(),
+        })
+        .collect();
+    let mut kept: BTreeSet<String> = keep(&info, retention, tz)
+        .into_iter()
+        .map(|i| finished[i].name.clone())
+        .collect();
+    kept.extend(
+        runs.iter()
+            .filter(|r| r.state == RunState::Running)
+            .map(|r| r.name.clone()),
+    );
+    kept
+}
+
+/// What retention says, for the Pruned event.
+fn describe(r: &Retention) -> String {
+    let mut m = format!("keep the newest {} successful runs", r.count);
+    if let Some((d, w, mo)) = r.gfs() {
+        m.push_str(&format!(", {d} daily, {w} weekly, {mo} monthly"));
+    }
+    if r.keep_last_good {
+        m.push_str(" and the newest good run");
+    }
+    m
+}
+
+/// Deletes of what is no longer kept: snapshots and copies of runs retention drops (and of
+/// failed runs), failed copies, and verification disks no run is checking.
+pub fn prune(
+    runs: &[BackupRun],
+    kept: &BTreeSet<String>,
+    seen: &Observed,
+    retention: &Retention,
+) -> Option<(Step, Option<Event>)> {
+    let checking: BTreeSet<&str> = runs
+        .iter()
+        .filter(|r| r.state == RunState::Running)
+        .map(|r| r.name.as_str())
+        .collect();
+    let mut ids = Vec::new();
+    let mut dropped: BTreeSet<&str> = BTreeSet::new();
+    for f in seen.snapshots.iter().filter(|f| f.state.settled()) {
+        let Some(info) = &f.info else { continue };
+        if checking.contains(info.run.as_str()) {
+            continue;
+        }
+        if !kept.contains(&info.run) {
+            ids.push(f.id.clone());
+            dropped.insert(info.run.as_str());
+        } else if f.copy && matches!(f.state, AzState::Failed(_)) {
+            ids.push(f.id.clone());
+        }
+    }
+    for d in seen.verify_disks.iter().filter(|d| d.state.settled()) {
+        if d.run.as_deref().is_none_or(|r| !checking.contains(r)) {
+            ids.push(d.id.clone());
+        }
+    }
+    if ids.is_empty() {
+        return None;
+    }
+    let event = (!dropped.is_empty()).then(|| {
+        Event::normal(
+            "Pruned",
+            format!(
+                "deleting the snapshots of run(s) {} ({})",
+                list(&dropped),
+                describe(retention)
+            ),
+        )
+    });
+    Some((Step::Delete(ids), event))
 }
 
 #[cfg(test)]
