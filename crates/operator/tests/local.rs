@@ -52,13 +52,11 @@ fn samples_become_ready_and_exit_zero() {
             .unwrap_or_else(|| panic!("{name} missing from the final table:\n{stdout}"));
         assert!(row.contains(" Ready "), "{name} not Ready: {row}");
     }
-    for name in ["default/workers "] {
-        let row = last_table
-            .iter()
-            .find(|l| l.contains(name))
-            .unwrap_or_else(|| panic!("{name} missing:\n{stdout}"));
-        assert!(row.contains("NoController"), "{row}");
-    }
+    let fleet = last_table
+        .iter()
+        .find(|l| l.contains("default/workers "))
+        .unwrap_or_else(|| panic!("default/workers missing:\n{stdout}"));
+    assert!(fleet.contains("NoController"), "{fleet}");
 }
 
 #[test]

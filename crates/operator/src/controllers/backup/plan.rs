@@ -684,7 +684,7 @@ fn start(
     );
     runs.retain(|r| r.name != name);
     runs.insert(0, run);
-    runs.sort_by(|a, b| from_time(&b.time).cmp(&from_time(&a.time)));
+    runs.sort_by_key(|r| std::cmp::Reverse(from_time(&r.time)));
     Start::Started {
         step: (!creates.is_empty()).then_some(Step::CreateSnapshots(creates)),
         event: Event::normal("RunStarted", message.clone()),

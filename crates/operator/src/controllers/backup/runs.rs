@@ -96,7 +96,7 @@ pub fn refresh(runs: &mut Vec<BackupRun>, seen: &Observed, events: &mut Vec<Even
         }
     }
     recover(runs, seen);
-    runs.sort_by(|a, b| from_time(&b.time).cmp(&from_time(&a.time)));
+    runs.sort_by_key(|r| std::cmp::Reverse(from_time(&r.time)));
 }
 
 /// Adds the runs found in Azure (tagged by this Backup) that `runs` does not list.
