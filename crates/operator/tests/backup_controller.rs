@@ -15,7 +15,7 @@ use serde_json::json;
 #[allow(dead_code)]
 mod support;
 use support::backup::*;
-use support::{WAIT, event_reasons, patch_spec};
+use support::{WAIT, assert_no_writes_at_rest, event_reasons, patch_spec};
 
 const HOURLY_DEV: &str = "  source: {kind: AzlinVM, name: dev}\n  schedule: \"0 * * * *\"\n";
 
@@ -88,6 +88,7 @@ async fn on_demand_run_snapshots_every_disk_incrementally_with_tags() {
     assert_eq!(luns, ["1", "os"]);
     assert!(has_event(&env, "nightly", "RunStarted"));
     assert!(has_event(&env, "nightly", "RunSucceeded"));
+    assert_no_writes_at_rest(&env, "Backup", 2).await;
     // A restart of the controllers neither repeats the run nor duplicates a snapshot.
     let mut env = env;
     env.restart_controllers().await;

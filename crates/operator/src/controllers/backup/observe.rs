@@ -185,6 +185,9 @@ pub struct Observed {
     pub verify_disks: Vec<FoundDisk>,
     /// Copy resource groups (lower case) that do not exist.
     pub missing_groups: BTreeSet<String>,
+    /// Lower-case ids of snapshots (and, while verifying, disks) in the listed groups that
+    /// are not this Backup's: a name it would use that is taken is never written to.
+    pub foreign: BTreeSet<String>,
 }
 
 /// The source of `backup` from the shared caches (members without their Azure VMs).
@@ -322,14 +325,18 @@ pub async fn observe(backup: &Backup, cx: &Cx<'_>) -> Result<Observed, Error> {
     let compute = arm.compute();
     let mut snapshots = Vec::new();
     let mut missing_groups = BTreeSet::new();
+    let mut foreign = BTreeSet::new();
     for g in groups.iter().chain(&copy_groups) {
         match list_in(g, compute.snapshots(g).list()).await? {
-            Some(items) => snapshots.extend(
-                items
-                    .iter()
-                    .filter(|s| ours(&s.tags, &owner))
-                    .map(Found::of),
-            ),
+            Some(items) => {
+                for s in &items {
+                    if ours(&s.tags, &owner) {
+                        snapshots.push(Found::of(s));
+                    } else if let Some(id) = &s.id {
+                        foreign.insert(id.to_ascii_lowercase());
+                    }
+                }
+            }
             None => {
                 missing_groups.insert(g.to_ascii_lowercase());
             }
@@ -343,6 +350,12 @@ pub async fn observe(backup: &Backup, cx: &Cx<'_>) -> Result<Observed, Error> {
             let Some(items) = list_in(g, compute.disks(g).list()).await? else {
                 continue;
             };
+            foreign.extend(
+                items
+                    .iter()
+                    .filter(|d| !ours(&d.tags, &owner))
+                    .filter_map(|d| d.id.as_deref().map(str::to_ascii_lowercase)),
+            );
             verify_disks.extend(items.iter().filter(|d| is_verify_disk(d, &owner)).map(|d| {
                 FoundDisk {
                     id: d.id.clone().unwrap_or_default(),
@@ -366,6 +379,7 @@ pub async fn observe(backup: &Backup, cx: &Cx<'_>) -> Result<Observed, Error> {
         snapshots,
         verify_disks,
         missing_groups,
+        foreign,
     })
 }
 

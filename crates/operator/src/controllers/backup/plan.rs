@@ -287,7 +287,7 @@ fn report(
         Some(r) => Health::ready(
             "Succeeded",
             format!(
-                "run {} succeeded ({} snapshots); {kept} successful runs kept; {next_text}",
+                "run {} succeeded ({} snapshots); successful runs kept: {kept}; {next_text}",
                 r.name,
                 r.snapshots.len()
             ),
@@ -307,6 +307,7 @@ fn advance(
     events: &mut Vec<Event>,
 ) -> Progress {
     let found = runs::by_id(&seen.snapshots);
+    refuse_foreign(run, seen);
     let exists = |id: Option<&str>| id.is_some_and(|id| found.contains_key(&key(id)));
     let missing: Vec<NewResource<Snapshot>> = run
         .snapshots
@@ -399,6 +400,28 @@ fn advance(
         format!("run {}: {}", run.name, run.message),
     ));
     Progress::Done
+}
+
+/// Marks failed the pending snapshots and copies of `run` whose name is taken by a
+/// snapshot this Backup did not make: it is never overwritten.
+fn refuse_foreign(run: &mut BackupRun, seen: &Observed) {
+    let taken = |id: &Option<String>| {
+        id.as_deref()
+            .is_some_and(|id| seen.foreign.contains(&key(id)))
+    };
+    const TAKEN: &str = "exists but was not made by this Backup (its tags differ); it is never touched: delete or rename it";
+    for s in &mut run.snapshots {
+        if s.state == SnapshotState::Pending && taken(&s.resource_id) {
+            s.state = SnapshotState::Failed;
+            s.message = format!("snapshot {} {TAKEN}", s.name);
+        }
+        for c in &mut s.copies {
+            if c.state == SnapshotState::Pending && taken(&c.resource_id) {
+                c.state = SnapshotState::Failed;
+                c.message = format!("copy {} in {} {TAKEN}", s.name, c.region);
+            }
+        }
+    }
 }
 
 fn count(snapshots: &[SnapshotStatus], state: SnapshotState) -> usize {
@@ -501,6 +524,24 @@ fn verify(run: &mut BackupRun, seen: &Observed, events: &mut Vec<Event>) -> Opti
         .filter(|s| s.lun.is_none() && s.state == SnapshotState::Succeeded)
         .filter_map(|s| Some((s.name.clone(), runs::verify_disk(seen, run, s)?)))
         .collect();
+    if let Some((snapshot, w)) = wanted
+        .iter()
+        .find(|(_, w)| seen.foreign.contains(&key(&w.id)))
+    {
+        let message = format!(
+            "disk {} (for snapshot {snapshot}) exists but was not made by this Backup; it is never touched: delete or rename it",
+            w.name
+        );
+        events.push(Event::warning(
+            "VerificationFailed",
+            format!("run {}: {message}", run.name),
+        ));
+        run.verification = Some(Verification {
+            state: SnapshotState::Failed,
+            message,
+        });
+        return None;
+    }
     let disk = |id: &str| seen.verify_disks.iter().find(|d| key(&d.id) == key(id));
     let missing: Vec<NewResource<Disk>> = wanted
         .iter()
@@ -669,7 +710,7 @@ fn start(
         .filter(|s| {
             s.resource_id
                 .as_deref()
-                .is_none_or(|id| !found.contains_key(&key(id)))
+                .is_none_or(|id| !found.contains_key(&key(id)) && !seen.foreign.contains(&key(id)))
         })
         .filter_map(|s| runs::snapshot_body(&seen.owner, &run, s))
         .collect();

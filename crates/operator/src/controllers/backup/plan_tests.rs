@@ -84,6 +84,7 @@ fn seen(source: Source, snapshots: Vec<Found>) -> Observed {
         snapshots,
         verify_disks: Vec::new(),
         missing_groups: BTreeSet::new(),
+        foreign: BTreeSet::new(),
     }
 }
 
@@ -530,4 +531,42 @@ fn deletion_deletes_or_tags_only_what_is_settled() {
     );
     assert!(p.out.released);
     assert_eq!(p.out.events[0].reason, "Retained");
+}
+
+#[test]
+fn a_taken_snapshot_name_fails_the_run_and_is_never_written() {
+    let b0 = backup(json!({}), None);
+    let first = plan_at(
+        &b0,
+        &seen(Source::Members(vec![member(None)]), vec![]),
+        "2026-05-01T10:30:00Z",
+        false,
+    );
+    let b1 = backup(json!({}), Some(next_status(&first)));
+    let mut s = seen(Source::Members(vec![member(Some(true))]), vec![]);
+    let theirs = found("20260501-110000", "2026-05-01T11:00:00Z", None, "Succeeded");
+    s.foreign.insert(theirs.id.to_ascii_lowercase());
+    let start = plan_at(&b1, &s, "2026-05-01T11:00:00Z", false);
+    let Some(Step::CreateSnapshots(list)) = &start.step else {
+        panic!("expected snapshots, got {:?}", start.step);
+    };
+    assert_eq!(list.len(), 1, "only the data disk's name is free");
+    let b = backup(json!({}), Some(next_status(&start)));
+    let mut s = seen(
+        Source::Members(vec![member(None)]),
+        vec![found(
+            "20260501-110000",
+            "2026-05-01T11:00:00Z",
+            Some(1),
+            "Succeeded",
+        )],
+    );
+    s.foreign.insert(theirs.id.to_ascii_lowercase());
+    let p = plan_at(&b, &s, "2026-05-01T11:00:05Z", false);
+    let r = &p.out.status.runs[0];
+    assert_eq!(r.state, RunState::Failed);
+    assert!(r.message.contains("never touched"), "{}", r.message);
+    if let Some(Step::Delete(ids)) = &p.step {
+        assert!(!ids.iter().any(|id| id.eq_ignore_ascii_case(&theirs.id)));
+    }
 }
