@@ -458,6 +458,8 @@ fn runs_found_only_in_azure_are_recovered_and_retention_prunes_old_runs() {
 fn invalid_specs_and_missing_sources_stall_with_the_field() {
     let s = seen(Source::Members(vec![member(None)]), vec![]);
     for (spec, field) in [
+        (json!({"schedule": "0 25 * * *"}), "spec.schedule"),
+        (json!({"schedule": "99 99 99 99 99"}), "spec.schedule"),
         (json!({"schedule": "5-1 * * * *"}), "spec.schedule"),
         (json!({"schedule": "0 0 30 2 *"}), "spec.schedule"),
         (json!({"timeZone": "Europe/Berlinn"}), "spec.timeZone"),
@@ -470,10 +472,11 @@ fn invalid_specs_and_missing_sources_stall_with_the_field() {
         );
         assert!(p.step.is_none());
         assert_eq!(reason(&p.out.health), "InvalidSpec", "{spec}");
+        let m = message(&p.out.health);
+        assert!(m.contains(field), "{spec}: {m}");
         assert!(
-            message(&p.out.health).contains(field),
-            "{spec}: {:?}",
-            p.out.health
+            m.contains("e.g.") || m.contains("did you mean") || m.contains("correct"),
+            "the fix: {m}"
         );
         assert_eq!(p.out.status.phase, Some(BackupPhase::Failed));
     }
