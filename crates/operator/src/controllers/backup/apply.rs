@@ -1,8 +1,8 @@
 //! The writes of the Backup controller: one batch of the same write per reconcile, started
-//! and not awaited. A create Azure refuses for good (an error that needs a change) is
-//! recorded on the run — the snapshot, copy or verification failed — instead of failing the
-//! reconcile; a transient error is retried with backoff (what was created is found again by
-//! its deterministic name).
+//! and not awaited. A create Azure refuses for good (an error that needs a change, or a
+//! source that is gone) is recorded on the run — the snapshot, copy or verification failed —
+//! instead of failing the reconcile; a transient error is retried with backoff (what was
+//! created is found again by its deterministic name).
 
 use std::collections::BTreeMap;
 
@@ -20,9 +20,10 @@ use crate::reconcile::events::Event;
 use crate::reconcile::ownership::{MANAGED_BY, TAG_MANAGED_BY};
 use crate::reconcile::{Cx, Error, Outcome, Requeue};
 
-/// A failed create: recorded when it needs a change, else kept to retry.
+/// A failed create: recorded when it needs a change or its source is gone (404), else kept
+/// to retry.
 fn sort_error(e: ArmError, first_transient: &mut Option<ArmError>) -> Option<String> {
-    if arm_class(&e) == Class::NeedsChange {
+    if arm_class(&e) == Class::NeedsChange || e.is_not_found() {
         let code = e.code().unwrap_or("Error").to_string();
         return Some(format!("{code}: {}", e.message()));
     }

@@ -39,14 +39,18 @@ pub fn plan(backup: &Backup, seen: &Observed, _cx: &PlanCx<'_>) -> Plan<Backup> 
         .filter(|d| d.state.settled())
         .map(|d| d.id.clone())
         .collect();
-    let busy = seen.snapshots.iter().any(|f| !f.state.settled())
+    let busy = seen
+        .snapshots
+        .iter()
+        .any(|f| !f.state.settled() && !f.transferring)
         || seen.verify_disks.iter().any(|d| !d.state.settled());
     match backup.spec.deletion_policy {
         DeletionPolicy::Delete => {
+            // A copy still transferring is deleted too (that cancels it).
             let mut ids: Vec<String> = seen
                 .snapshots
                 .iter()
-                .filter(|f| f.state.settled())
+                .filter(|f| f.state.settled() || f.transferring)
                 .map(|f| f.id.clone())
                 .collect();
             ids.extend(disks);
@@ -74,7 +78,7 @@ pub fn plan(backup: &Backup, seen: &Observed, _cx: &PlanCx<'_>) -> Plan<Backup> 
             let untagged: Vec<(String, std::collections::BTreeMap<String, String>)> = seen
                 .snapshots
                 .iter()
-                .filter(|f| f.state.settled() && !f.released())
+                .filter(|f| (f.state.settled() || f.transferring) && !f.released())
                 .map(|f| (f.id.clone(), released(&f.tags)))
                 .collect();
             if !untagged.is_empty() {

@@ -117,6 +117,9 @@ pub struct Found {
     pub copy: bool,
     /// Copy progress in percent.
     pub completion: Option<i32>,
+    /// A copy whose data is still transferring while no operation is in flight on it (it
+    /// can be deleted, which cancels the copy).
+    pub transferring: bool,
     /// Size in GiB.
     pub size_gib: Option<i32>,
     /// The source disk (or, for a copy, the source snapshot).
@@ -132,10 +135,12 @@ impl Found {
             .create_option
             .eq_ignore_ascii_case("CopyStart");
         let mut state = AzState::of(p.provisioning_state.as_ref());
+        let mut transferring = false;
         if let Some(e) = &p.copy_completion_error {
             state = AzState::Failed(format!("{}: {}", e.error_code, e.error_message));
         } else if copy && state == AzState::Succeeded && !s.copy_complete() {
             state = AzState::Creating;
+            transferring = true;
         }
         Found {
             id: s.id.clone().unwrap_or_default(),
@@ -146,6 +151,7 @@ impl Found {
             state,
             copy,
             completion: p.completion_percent.map(|c| c as i32),
+            transferring,
             size_gib: p.disk_size_gb.and_then(|g| i32::try_from(g).ok()),
             source: p.creation_data.source_resource_id.clone(),
         }

@@ -42,12 +42,17 @@ pub enum Step {
     Tag(Vec<(String, BTreeMap<String, String>)>),
 }
 
+/// Copies are looked at every this many progress intervals.
+const COPY_POLL_FACTOR: u32 = 6;
+
 /// How the running run moves on.
 enum Progress {
     /// Take this step (what it does).
     Step(Step, String),
     /// Azure is working (on what).
     Wait(String),
+    /// Cross-region copies are transferring (they can take hours): look again less often.
+    Copying(String),
     /// The run finished.
     Done,
 }
@@ -142,6 +147,7 @@ pub fn plan(backup: &Backup, seen: &Observed, cx: &PlanCx<'_>) -> Plan<Backup> {
                 working = Some(("Running", m));
             }
             Progress::Wait(m) => working = Some(("Running", m)),
+            Progress::Copying(m) => working = Some(("Copying", m)),
             Progress::Done => {}
         }
     }
@@ -198,6 +204,11 @@ pub fn plan(backup: &Backup, seen: &Observed, cx: &PlanCx<'_>) -> Plan<Backup> {
         .max(old.last_successful_time.as_ref().map(from_time))
         .map(to_time);
     let mut out = report(backup, seen, st, working, &schedule, step.is_some());
+    if out.requeue == Requeue::Progress
+        && matches!(&out.health, Health::Progressing { reason, .. } if reason == "Copying")
+    {
+        out.requeue = Requeue::After(cx.settings.progress_requeue * COPY_POLL_FACTOR);
+    }
     out.events.extend(events);
     Plan { step, out }
 }
@@ -380,7 +391,7 @@ fn advance(
         })
         .collect();
     if !waiting.is_empty() {
-        return Progress::Wait(format!("run {}: copying {}", run.name, list(waiting)));
+        return Progress::Copying(format!("run {}: copying {}", run.name, list(waiting)));
     }
     if run
         .verification

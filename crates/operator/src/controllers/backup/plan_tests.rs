@@ -505,6 +505,21 @@ fn deletion_deletes_or_tags_only_what_is_settled() {
     let waiting = seen(Source::Members(vec![]), vec![busy]);
     let p = plan_at(&backup(json!({}), None), &waiting, at, true);
     assert!(p.step.is_none() && !p.out.released);
+    // A copy still transferring is deleted (cancelled) rather than waited for.
+    let mut copy = Snapshot::copy_start_of("eastus2", &settled.id);
+    copy.id = Some(names::snapshot_id(SUB, "rg-backup-eastus2", &settled.name));
+    copy.tags = settled.tags.clone();
+    copy.properties.provisioning_state = Some(ProvisioningState("Succeeded".into()));
+    copy.properties.completion_percent = Some(10.0);
+    let copy = Found::of(&copy);
+    assert!(copy.transferring && copy.state == AzState::Creating);
+    let p = plan_at(
+        &backup(json!({}), None),
+        &seen(Source::Members(vec![]), vec![copy.clone()]),
+        at,
+        true,
+    );
+    assert_eq!(p.step, Some(Step::Delete(vec![copy.id.clone()])));
     let p = plan_at(
         &backup(json!({}), None),
         &seen(Source::Members(vec![]), vec![]),
