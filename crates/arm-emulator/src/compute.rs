@@ -578,26 +578,7 @@ impl VmHooks {
                     "osDisk.managedDisk.id",
                 )?;
                 if creating {
-                    // An attached OS disk brings its OS: ARM refuses an image and an OS
-                    // profile alongside it.
-                    if body
-                        .pointer("/properties/storageProfile/imageReference")
-                        .is_some_and(|v| !v.is_null())
-                    {
-                        return Err(ArmError::invalid(
-                            "osDisk",
-                            "Cannot attach an existing OS disk if the VM is created from a platform, user or a shared gallery image.",
-                        ));
-                    }
-                    if body
-                        .pointer("/properties/osProfile")
-                        .is_some_and(|v| !v.is_null())
-                    {
-                        return Err(ArmError::invalid(
-                            "osProfile",
-                            "Parameter 'osProfile' is not allowed.",
-                        ));
-                    }
+                    v::check_attached_os_disk(body)?;
                     check_attachable(ctx.store, disk, ctx.id, "osDisk.managedDisk.id")?;
                 }
             }
