@@ -578,6 +578,7 @@ impl VmHooks {
                     "osDisk.managedDisk.id",
                 )?;
                 if creating {
+                    v::check_attached_os_disk(body)?;
                     check_attachable(ctx.store, disk, ctx.id, "osDisk.managedDisk.id")?;
                 }
             }

@@ -10,6 +10,26 @@ pub fn same(a: &str, b: &str) -> bool {
     a.eq_ignore_ascii_case(b)
 }
 
+/// A VM created with an attached OS disk (`osDisk.createOption: Attach`) brings its OS on
+/// the disk: ARM refuses an image (target `osDisk`) and an OS profile (target `osProfile`)
+/// alongside it.
+pub fn check_attached_os_disk(body: &Value) -> Result<(), ArmError> {
+    let present = |p: &str| body.pointer(p).is_some_and(|v| !v.is_null());
+    if present("/properties/storageProfile/imageReference") {
+        return Err(ArmError::invalid(
+            "osDisk",
+            "Cannot attach an existing OS disk if the VM is created from a platform, user or a shared gallery image.",
+        ));
+    }
+    if present("/properties/osProfile") {
+        return Err(ArmError::invalid(
+            "osProfile",
+            "Parameter 'osProfile' is not allowed.",
+        ));
+    }
+    Ok(())
+}
+
 /// A string at a JSON pointer, or `None` when missing/null.
 pub fn opt_str<'a>(body: &'a Value, pointer: &str) -> Option<&'a str> {
     body.pointer(pointer).and_then(Value::as_str)

@@ -594,6 +594,51 @@ fn backup_rules() {
             "cron {cron:?} must be rejected"
         );
     }
+    // Out-of-range fields are refused at apply time, with the field and the fix.
+    for cron in [
+        "0 25 * * *",
+        "99 99 99 99 99",
+        "60 * * * *",
+        "0 0 32 * *",
+        "0 0 * 13 *",
+        "0 0 * * 8",
+        "*/0 * * * *",
+    ] {
+        reject(
+            &adm,
+            backup(json!({"schedule": cron})),
+            None,
+            "spec.schedule must be a cron expression with five fields",
+        );
+    }
+    reject(
+        &adm,
+        backup(json!({"timeZone": "Europe/Berlinn"})),
+        None,
+        "spec.timeZone must be an IANA time zone name",
+    );
+    for tz in [
+        "UTC",
+        "Europe/Berlin",
+        "America/Argentina/Buenos_Aires",
+        "Etc/GMT+5",
+    ] {
+        admit(&adm, backup(json!({"timeZone": tz})), None);
+    }
+    let gfs = admit(
+        &adm,
+        backup(
+            json!({"retention": {"daily": 7, "weekly": 4, "monthly": 12}, "verify": true, "runRequestedAt": "2026-01-01T00:00:00Z", "deletionPolicy": "Retain"}),
+        ),
+        None,
+    );
+    assert_eq!(gfs["spec"]["retention"]["count"], 7);
+    reject(
+        &adm,
+        backup(json!({"retention": {"daily": -1}})),
+        None,
+        "minimum",
+    );
     reject(
         &adm,
         backup(json!({"source": {"kind": "Fleet", "name": "workers"}})),
@@ -605,5 +650,96 @@ fn backup_rules() {
         backup(json!({"source": {"kind": "Pod", "name": "x"}})),
         None,
         "kind",
+    );
+}
+
+/// What the controller's cron parser (croner) refuses, the schema refuses at apply time too,
+/// except the two cases a regular expression cannot judge.
+#[test]
+fn schedule_rule_refuses_what_the_controller_refuses() {
+    use azlin_operator::controllers::backup::schedule::Schedule;
+    let adm = admission();
+    let now = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+        .expect("time")
+        .with_timezone(&chrono::Utc);
+    let corpus = [
+        "0 2 * * *",
+        "@daily",
+        "@HOURLY",
+        "@reboot",
+        "*/15 * * * *",
+        "0 9-17 * * MON-FRI",
+        "5,35 */2 1-15/3 JAN-JUN,DEC sun",
+        "0 0 L * *",
+        "0 0 15W * *",
+        "0 0 * * 5#2",
+        "0 0 * * 5L",
+        "0 0 ? * *",
+        "0 0 * * ?",
+        "0 25 * * *",
+        "99 99 99 99 99",
+        "60 0 * * *",
+        "0 24 * * *",
+        "0 0 0 * *",
+        "0 0 32 * *",
+        "0 0 * 0 *",
+        "0 0 * 13 *",
+        "0 0 * * 8",
+        "*/0 * * * *",
+        "0 0 * * * *",
+        "0 0 * *",
+        "",
+        " ",
+        "a b c d e",
+        "0-70 * * * *",
+        "5-1 * * * *",
+        "1,2,,3 * * * *",
+        "0 0 1 1 * 2027",
+        "0 0 * JANUARY *",
+        "0/5 * * * *",
+        "00 02 * * *",
+        "0 0 */31 * *",
+        "* * * * 7",
+        "0 0 29 2 *",
+        "0 0 30 2 *",
+    ];
+    let mut both_accept = Vec::new();
+    let mut schema_only = Vec::new();
+    for cron in corpus {
+        let controller = Schedule::parse(cron, "UTC", now).is_ok();
+        let mut obj = backup(json!({"schedule": cron}));
+        let schema = adm.admit(&mut obj, None).is_ok();
+        if schema && !controller {
+            schema_only.push(cron);
+        }
+        if controller && schema {
+            both_accept.push(cron);
+        }
+    }
+    // What a regular expression cannot judge — a backwards range, a date that never comes —
+    // is accepted at apply time and reported by the controller as Stalled on spec.schedule.
+    assert_eq!(
+        schema_only,
+        ["5-1 * * * *", "0 0 30 2 *"],
+        "refused by the controller but accepted at apply time"
+    );
+    assert_eq!(
+        both_accept,
+        [
+            "0 2 * * *",
+            "@daily",
+            "@HOURLY",
+            "*/15 * * * *",
+            "0 9-17 * * MON-FRI",
+            "5,35 */2 1-15/3 JAN-JUN,DEC sun",
+            "0 0 ? * *",
+            "0 0 * * ?",
+            "0/5 * * * *",
+            "00 02 * * *",
+            "0 0 */31 * *",
+            "* * * * 7",
+            "0 0 29 2 *",
+        ],
+        "standard cron is accepted by both; croner's extensions (L, W, #) are not standard"
     );
 }

@@ -143,7 +143,9 @@ pub struct AzlinVMSpec {
     #[schemars(length(max = 16))]
     pub mounts: Vec<MountSpec>,
 
-    /// Create the OS disk from a Backup snapshot instead of the image. Only at creation.
+    /// Create the OS and data disks from a Backup run's snapshots instead of the image (the
+    /// run's data disks need their LUNs in `dataDisks`). Only at creation. The restored disk
+    /// keeps its users and keys: use the backed-up VM's `sshKeySecretRef`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new(IMMUTABLE_RULE).message("spec.restoreFrom can only be set when the AzlinVM is created"))]
     pub restore_from: Option<RestoreFrom>,
@@ -345,14 +347,16 @@ pub struct MountSpec {
     pub read_only: bool,
 }
 
-/// Where to restore the OS disk from.
+/// Which backup run the VM's disks are made from.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RestoreFrom {
     /// Name of a Backup in the same namespace.
     #[schemars(length(min = 1, max = 63))]
     pub backup_ref: String,
-    /// Snapshot name from the Backup's `status.snapshots`; the newest successful one when absent.
+    /// A snapshot name from the Backup's `status.runs[].snapshots[]`: the OS disk and the data
+    /// disks of that snapshot's VM in that run are restored. When absent, the newest good
+    /// run of a Backup of one VM.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 80))]
     pub snapshot: Option<String>,

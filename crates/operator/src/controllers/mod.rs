@@ -8,6 +8,7 @@
 //! [`Reconciled`]: crate::reconcile::Reconciled
 
 pub mod azlinvm;
+pub mod backup;
 pub mod fleet;
 pub mod sharedstorage;
 
@@ -18,8 +19,8 @@ use tokio_util::sync::CancellationToken;
 use crate::reconcile::{Context, Error};
 use crate::runtime::readiness::Readiness;
 
-/// Kinds that have a controller (the others are accepted by the API but not reconciled yet).
-pub const KINDS: &[&str] = &["AzlinVM", "SharedStorage", "Fleet"];
+/// Kinds that have a controller.
+pub const KINDS: &[&str] = &["AzlinVM", "SharedStorage", "Fleet", "Backup"];
 
 /// Runs every controller until `shutdown` is cancelled and in-flight reconciles finished.
 /// Each controller registers a readiness gate that turns ready once the caches synced.
@@ -35,8 +36,9 @@ pub async fn run(
     let vm = azlinvm::controller(&ctx, &caches);
     let storage = sharedstorage::controller(&ctx, &caches);
     let fleet = fleet::controller(&ctx, &caches);
+    let backups = backup::controller(&ctx, &caches);
     let watches = caches.run(ctx.client.clone(), ctx.settings.namespace.clone());
-    let controllers = futures::future::join3(
+    let controllers = futures::future::join4(
         crate::reconcile::driver::run(
             vm,
             Arc::clone(&ctx),
@@ -54,6 +56,12 @@ pub async fn run(
             Arc::clone(&ctx),
             shutdown.clone(),
             readiness.register("Fleet controller"),
+        ),
+        crate::reconcile::driver::run(
+            backups,
+            Arc::clone(&ctx),
+            shutdown.clone(),
+            readiness.register("Backup controller"),
         ),
     );
     // The caches serve the controllers until they stopped; then they stop too.

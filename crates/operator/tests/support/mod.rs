@@ -1,5 +1,7 @@
 //! Support shared by the whole-controller tests on the embedded environment
-//! (`tests/azlinvm_controller.rs`, `tests/sharedstorage_controller.rs`).
+//! (`tests/azlinvm_controller.rs`, `tests/sharedstorage_controller.rs`, `tests/backup_*.rs`).
+
+pub mod backup;
 
 use std::time::Duration;
 

@@ -47,6 +47,12 @@ pub async fn apply(
         Step::DeletePip => ok_if_gone(pips.begin_delete(&names.pip).await)?,
         Step::PutNic(body) => Some(nics.begin_create_or_update(&names.nic, &body).await?),
         Step::DeleteNic => ok_if_gone(nics.begin_delete(&names.nic).await)?,
+        Step::RestoreDisks(list) => {
+            for d in &list {
+                disks.begin_create_or_update(&d.name, &d.body).await?;
+            }
+            None
+        }
         Step::CreateVm(body) => Some(vms.begin_create_or_update(&names.vm, &body).await?),
         Step::UpdateVm { body, .. } => match vms.begin_create_or_update(&names.vm, &body).await {
             Ok(p) => Some(p),

@@ -19,6 +19,7 @@ pub mod observe;
 pub mod plan;
 #[cfg(test)]
 mod plan_tests;
+pub mod restore;
 pub mod sshkey;
 pub mod status;
 
@@ -31,7 +32,7 @@ use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Resource};
 
 use crate::api::azlinvm::AzlinVMStatus;
-use crate::api::{AzlinVM, Fleet, SharedStorage};
+use crate::api::{AzlinVM, Backup, Fleet, SharedStorage};
 use crate::reconcile::Context;
 use crate::reconcile::caches::{CacheSet, Guarded, spec_changes};
 use crate::ssh::keys::SECRET_TYPE;
@@ -73,11 +74,17 @@ fn key_secret_name(vm: &AzlinVM) -> String {
 
 /// The controller: AzlinVM changes, and the changes of what a VM depends on — its key
 /// Secret (`kubernetes.io/ssh-auth` Secrets, metadata only), the namespace's tenant
-/// credential, the SharedStorages it mounts and the Fleet controlling it.
+/// credential, the SharedStorages it mounts, the Fleet controlling it and the Backup it is
+/// being restored from.
 pub fn controller(ctx: &Context, caches: &CacheSet) -> Controller<Guarded<AzlinVM>> {
     let store = ctx.caches.vms.clone();
-    let (by_key, by_tenant, by_storage, by_fleet) =
-        (store.clone(), store.clone(), store.clone(), store.clone());
+    let (by_key, by_tenant, by_storage, by_fleet, by_backup) = (
+        store.clone(),
+        store.clone(),
+        store.clone(),
+        store.clone(),
+        store.clone(),
+    );
     let key_secrets: Api<PartialObjectMeta<Secret>> = match &ctx.settings.namespace {
         Some(ns) => Api::namespaced(ctx.client.clone(), ns),
         None => Api::all(ctx.client.clone()),
@@ -119,6 +126,12 @@ pub fn controller(ctx: &Context, caches: &CacheSet) -> Controller<Guarded<AzlinV
             let name = fleet.meta().name.clone().unwrap_or_default();
             vms_where(&by_fleet, fleet.meta().namespace.as_deref(), |vm| {
                 mounts::fleet_owner(vm).is_some_and(|o| o.name == name)
+            })
+        })
+        .watches_shared_stream(caches.backups(), move |backup: Arc<Guarded<Backup>>| {
+            let name = backup.meta().name.clone().unwrap_or_default();
+            vms_where(&by_backup, backup.meta().namespace.as_deref(), |vm| {
+                restore::restoring(vm).is_some_and(|r| r.backup_ref == name)
             })
         })
 }

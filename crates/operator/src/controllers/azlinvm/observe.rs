@@ -12,6 +12,7 @@ use kube::ResourceExt;
 
 use super::build::VmNames;
 use super::mounts::{self, DesiredMount};
+use super::restore;
 use super::sshkey::{self, KeyState};
 use crate::api::AzlinVM;
 use crate::infra::network::{self, Site};
@@ -86,6 +87,8 @@ pub struct Observed {
     pub vm: Option<VirtualMachineStatus>,
     /// Disks of the VM by name, read when sizes are wanted or while deleting.
     pub disks: BTreeMap<String, Disk>,
+    /// What restoring the VM from a Backup needs (`spec.restoreFrom`, until it is created).
+    pub restore: Option<restore::Observed>,
 }
 
 /// The names of the data disks to consider: the spec's LUNs plus those attached to the VM.
@@ -154,6 +157,7 @@ pub async fn observe(vm: &AzlinVM, cx: &Cx<'_>) -> Result<Observed, Error> {
         nic: None,
         vm: None,
         disks: BTreeMap::new(),
+        restore: None,
         site,
         names,
     };
@@ -179,6 +183,7 @@ pub async fn observe(vm: &AzlinVM, cx: &Cx<'_>) -> Result<Observed, Error> {
         };
         seen.group = net.group_exists();
         seen.net = Some(net);
+        seen.restore = restore::observe(vm, cx, &seen.names, seen.group).await?;
     }
     if !seen.group {
         return Ok(seen);

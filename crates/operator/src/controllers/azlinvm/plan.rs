@@ -13,6 +13,7 @@ use super::build::{self, PowerStep, VmChange, power_word};
 use super::cloudinit;
 use super::mounts;
 use super::observe::{Net, Observed, provisioning};
+use super::restore;
 use super::sshkey::{KeyState, VmKey};
 use super::status::{settled_phase, transition_event};
 use crate::api::azlinvm::{AzlinVMStatus, MountState, MountStatus, VmPhase};
@@ -47,6 +48,8 @@ pub enum Step {
     DeletePip,
     /// Create or update the NIC.
     PutNic(Box<NetworkInterface>),
+    /// Create the disks of a restored VM from a Backup run's snapshots.
+    RestoreDisks(Vec<super::restore::NewDisk>),
     /// Create the VM.
     CreateVm(Box<VirtualMachine>),
     /// Update the VM (size, tags, data disks, Spot price), or PUT it again after a failed
@@ -204,6 +207,9 @@ pub fn plan(vm: &AzlinVM, seen: &Observed, cx: &PlanCx<'_>) -> Plan<AzlinVM> {
             ),
         );
     }
+    if creating && let Some(s) = restore::precheck(vm, seen) {
+        return p.stalled(s.reason, s.message);
+    }
     let phase = p.working_phase();
     let subnet_id = match seen.net.as_ref() {
         Some(Net::Managed(net)) => match network::plan(net, &seen.site, &seen.nsg_id) {
@@ -337,7 +343,15 @@ pub fn plan(vm: &AzlinVM, seen: &Observed, cx: &PlanCx<'_>) -> Plan<AzlinVM> {
         );
     }
     match &seen.vm {
-        None => create_vm(p, &nic_id, &key, &tags),
+        None => match restore::next(vm, seen) {
+            restore::Next::NotRestoring => create_vm(p, &nic_id, &key, &tags, None),
+            restore::Next::Attach(disks) => create_vm(p, &nic_id, &key, &tags, Some(&disks)),
+            restore::Next::Step(step, m) => {
+                p.progress(Some(step), VmPhase::Provisioning, "RestoringDisks", m)
+            }
+            restore::Next::Wait(m) => p.progress(None, VmPhase::Provisioning, "RestoringDisks", m),
+            restore::Next::Stalled(s) => p.stalled(s.reason, s.message),
+        },
         Some(_) => converge_vm(p, &key, &tags),
     }
 }
@@ -357,6 +371,7 @@ fn create_vm(
     nic_id: &str,
     key: &VmKey,
     tags: &std::collections::BTreeMap<String, String>,
+    restored: Option<&restore::Attached>,
 ) -> Plan<AzlinVM> {
     let vm = p.vm;
     let names = &p.seen.names;
@@ -390,11 +405,18 @@ fn create_vm(
         &key.public_line,
         spec.cloud_init.as_deref(),
     );
-    let body = build::desired_vm(spec, names, tags, nic_id, &key.public_line, &user_data);
+    let mut body = build::desired_vm(spec, names, tags, nic_id, &key.public_line, &user_data);
+    let from = match restored {
+        Some(disks) => {
+            body = restore::attach(body, disks);
+            format!(" from backup run {}", disks.run)
+        }
+        None => String::new(),
+    };
     p.event(Event::normal(
         "Creating",
         format!(
-            "creating VM {} ({}) in {}/{}",
+            "creating VM {} ({}) in {}/{}{from}",
             names.vm, spec.size, spec.location, spec.resource_group
         ),
     ));

@@ -94,6 +94,7 @@ fn seen() -> Observed {
         nic: None,
         vm: None,
         disks: BTreeMap::new(),
+        restore: None,
         names,
     }
 }
