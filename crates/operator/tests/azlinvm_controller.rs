@@ -822,27 +822,16 @@ async fn fleet_shared_home_is_mounted_seeded_once_and_unmounted_when_removed() {
 
     let env = support::ssh_env(&sshd, &sandbox).await;
 
-    // No Fleet controller runs: the Fleet only carries sharedHome.
+    // The Fleet controller creates the member team-001; the AzlinVM controller mounts the
+    // Fleet's sharedHome on it.
     env.apply_yaml(
-        "apiVersion: azlin.io/v1alpha1\nkind: Fleet\nmetadata: {name: team, namespace: default}\nspec:\n  replicas: 1\n  sharedHome: home\n  template:\n    spec: {resourceGroup: rg-team, location: westus2}\n",
+        "apiVersion: azlin.io/v1alpha1\nkind: Fleet\nmetadata: {name: team, namespace: default}\nspec:\n  replicas: 1\n  sharedHome: home\n  template:\n    spec: {resourceGroup: rg-team, location: westus2, size: Standard_D2s_v5, sshKeySecretRef: {name: vm-key}}\n",
     )
     .expect("fleet");
     env.apply_yaml(
         "apiVersion: azlin.io/v1alpha1\nkind: SharedStorage\nmetadata: {name: home, namespace: default}\nspec: {resourceGroup: rg-team, location: westus2}\n",
     )
     .expect("storage");
-    let fleets: Api<Fleet> = Api::namespaced(env.client(), "default");
-    let fleet_uid = fleets
-        .get("team")
-        .await
-        .expect("fleet")
-        .metadata
-        .uid
-        .expect("uid");
-    env.apply_yaml(&format!(
-        "apiVersion: azlin.io/v1alpha1\nkind: AzlinVM\nmetadata:\n  name: team-001\n  namespace: default\n  ownerReferences:\n  - {{apiVersion: azlin.io/v1alpha1, kind: Fleet, name: team, uid: {fleet_uid}, controller: true}}\nspec:\n  resourceGroup: rg-team\n  location: westus2\n  size: Standard_D2s_v5\n  sshKeySecretRef: {{name: vm-key}}\n"
-    ))
-    .expect("vm");
 
     let home_path = format!("/home/{SANDBOX_ADMIN}");
     let home_mounted = |v: &AzlinVM| {
@@ -961,21 +950,16 @@ async fn fleet_shared_home_is_mounted_seeded_once_and_unmounted_when_removed() {
     );
     assert!(!share.join(".vimrc").exists());
 
-    // Without the ownerReference the VM is no Fleet member: the home is unmounted too.
+    // Without the ownerReference the VM is no Fleet member: its home is unmounted, and the
+    // Fleet makes a new member, whose home is mounted without seeding the share again.
     let vms: Api<AzlinVM> = Api::namespaced(env.client(), "default");
-    let owner_refs = |refs: Value| {
-        let vms = vms.clone();
-        async move {
-            vms.patch(
-                "team-001",
-                &PatchParams::default(),
-                &Patch::Merge(&json!({ "metadata": { "ownerReferences": refs } })),
-            )
-            .await
-            .expect("ownerReferences patched");
-        }
-    };
-    owner_refs(Value::Null).await;
+    vms.patch(
+        "team-001",
+        &PatchParams::default(),
+        &Patch::Merge(&json!({ "metadata": { "ownerReferences": null } })),
+    )
+    .await
+    .expect("ownerReferences removed");
     env.wait_for(
         "default",
         "team-001",
@@ -984,15 +968,9 @@ async fn fleet_shared_home_is_mounted_seeded_once_and_unmounted_when_removed() {
     )
     .await
     .expect("unmounted without the ownerReference");
-    assert!(sandbox.mounted(&home_path).is_none());
-    owner_refs(json!([{
-        "apiVersion": "azlin.io/v1alpha1", "kind": "Fleet", "name": "team",
-        "uid": fleet_uid, "controller": true
-    }]))
-    .await;
-    env.wait_for("default", "team-001", home_mounted, WAIT)
+    env.wait_for("default", "team-002", home_mounted, WAIT)
         .await
-        .expect("mounted again with the ownerReference");
+        .expect("the new member mounts the home");
     assert_eq!(seedings(&sandbox.command_log()), 1, "still seeded once");
 
     // A busy home cannot be unmounted: it stays mounted, in fstab, and Failed in status.
@@ -1001,7 +979,7 @@ async fn fleet_shared_home_is_mounted_seeded_once_and_unmounted_when_removed() {
     let vm = env
         .wait_for(
             "default",
-            "team-001",
+            "team-002",
             |v: &AzlinVM| {
                 v.status
                     .as_ref()

@@ -356,22 +356,14 @@ async fn verify_records_a_failed_restore() {
 #[tokio::test]
 async fn fleet_source_snapshots_every_member() {
     let (env, _clock) = env_at("2026-05-01T10:30:00Z").await;
-    let fleet = env
-        .apply_yaml(
-            "apiVersion: azlin.io/v1alpha1\nkind: Fleet\nmetadata: {name: team, namespace: default}\nspec:\n  replicas: 2\n  template:\n    spec: {resourceGroup: rg-team, location: westus2}\n",
-        )
-        .expect("fleet")
-        .remove(0);
-    let uid = fleet["metadata"]["uid"].as_str().expect("uid").to_string();
-    for member in ["team-a", "team-b"] {
-        env.apply_yaml(&format!(
-            "apiVersion: azlin.io/v1alpha1\nkind: AzlinVM\nmetadata:\n  name: {member}\n  namespace: default\n  ownerReferences:\n    - {{apiVersion: azlin.io/v1alpha1, kind: Fleet, name: team, uid: {uid}, controller: true}}\nspec:\n  resourceGroup: rg-team\n  location: westus2\n  size: Standard_D2s_v5\n  dataDisks: [{{lun: 1, sizeGiB: 64}}]\n"
-        ))
-        .expect("member");
-    }
+    // The Fleet controller makes the members team-001 and team-002.
+    env.apply_yaml(
+        "apiVersion: azlin.io/v1alpha1\nkind: Fleet\nmetadata: {name: team, namespace: default}\nspec:\n  replicas: 2\n  template:\n    spec: {resourceGroup: rg-team, location: westus2, size: Standard_D2s_v5, dataDisks: [{lun: 1, sizeGiB: 64}]}\n",
+    )
+    .expect("fleet");
     env.apply_yaml(&vm_yaml("solo", ""))
         .expect("a VM outside the fleet");
-    for vm in ["team-a", "team-b", "solo"] {
+    for vm in ["team-001", "team-002", "solo"] {
         wait_vm_ready(&env, vm).await;
     }
     env.apply_yaml(&backup_yaml(
@@ -383,7 +375,7 @@ async fn fleet_source_snapshots_every_member() {
     let r = run(&b, "20260501-103000").expect("run");
     assert_eq!(r.state, RunState::Succeeded, "{r:?}");
     let vms: BTreeSet<&str> = r.snapshots.iter().map(|s| s.vm.as_str()).collect();
-    assert_eq!(vms, BTreeSet::from(["team-a", "team-b"]));
+    assert_eq!(vms, BTreeSet::from(["team-001", "team-002"]));
     assert_eq!(r.snapshots.len(), 4, "OS and data disk of each member");
     assert_eq!(snapshots_in(&env, "rg-team").await.len(), 4);
     assert!(snapshots_in(&env, "rg-solo").await.is_empty());

@@ -39,15 +39,23 @@ crate::reconcile::reconciled_controller!(
     finalizer: None,
 );
 
-/// The Fleet controlling `vm`, if any.
+/// The Fleet controlling `vm`, or the one its [`members::FLEET_LABEL`] names (a member
+/// whose ownerReference was removed still tells its Fleet to make a replacement).
 fn owner_of(vm: &Guarded<AzlinVM>) -> Option<ObjectRef<Guarded<Fleet>>> {
     let meta = vm.meta();
-    let owner = meta
+    let name = meta
         .owner_references
         .iter()
         .flatten()
-        .find(|o| o.controller == Some(true) && o.kind == KIND)?;
-    Some(ObjectRef::new(&owner.name).within(meta.namespace.as_deref()?))
+        .find(|o| o.controller == Some(true) && o.kind == KIND)
+        .map(|o| o.name.as_str())
+        .or_else(|| {
+            meta.labels
+                .as_ref()?
+                .get(members::FLEET_LABEL)
+                .map(String::as_str)
+        })?;
+    Some(ObjectRef::new(name).within(meta.namespace.as_deref()?))
 }
 
 /// The Fleets of `namespace` whose `sharedHome` is `storage`.

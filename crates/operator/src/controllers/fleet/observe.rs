@@ -17,6 +17,9 @@ pub const KIND: &str = "Fleet";
 pub struct Observed {
     /// The members, by name.
     pub members: Vec<Arc<AzlinVM>>,
+    /// Names of other AzlinVMs of the namespace named like members (`<fleet>-<NNN>`), e.g.
+    /// former members whose ownerReference was removed: their names stay taken.
+    pub other_names: Vec<String>,
     /// Whether the SharedStorage named by `spec.sharedHome` exists (`None` without one).
     pub shared_home_exists: Option<bool>,
 }
@@ -34,11 +37,17 @@ pub fn controlled_by(vm: &AzlinVM, uid: &str) -> bool {
 pub async fn observe(fleet: &Fleet, cx: &Cx<'_>) -> Result<Observed, Error> {
     let caches = &cx.ctx.caches;
     let uid = fleet.uid().unwrap_or_default();
-    let mut members: Vec<Arc<AzlinVM>> = valid_in(&caches.vms, &cx.namespace)
-        .into_iter()
-        .filter(|vm| controlled_by(vm, &uid))
-        .collect();
+    let name = fleet.name_any();
+    let (mut members, others): (Vec<Arc<AzlinVM>>, Vec<Arc<AzlinVM>>) =
+        valid_in(&caches.vms, &cx.namespace)
+            .into_iter()
+            .partition(|vm| controlled_by(vm, &uid));
     members.sort_by_key(|vm| vm.name_any());
+    let other_names = others
+        .iter()
+        .map(|vm| vm.name_any())
+        .filter(|n| super::members::ordinal(&name, n).is_some())
+        .collect();
     let shared_home_exists = fleet
         .spec
         .shared_home
@@ -46,6 +55,7 @@ pub async fn observe(fleet: &Fleet, cx: &Cx<'_>) -> Result<Observed, Error> {
         .map(|name| get_valid(&caches.storages, &cx.namespace, name).is_some());
     Ok(Observed {
         members,
+        other_names,
         shared_home_exists,
     })
 }

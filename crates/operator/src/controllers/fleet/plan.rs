@@ -135,7 +135,12 @@ pub fn plan(fleet: &Fleet, seen: &Observed, cx: &PlanCx<'_>) -> Plan<Fleet> {
         &int_or_string(&spec.update_strategy.max_surge),
         &int_or_string(&spec.update_strategy.max_unavailable),
     );
-    let actions = rollout::plan(&states, limits);
+    let reserved = seen
+        .other_names
+        .iter()
+        .filter_map(|n| members::ordinal(&name, n))
+        .collect();
+    let actions = rollout::plan(&states, &reserved, limits);
     let live: Vec<&MemberState> = states.iter().filter(|m| !m.deleting).collect();
     let count = |f: &dyn Fn(&MemberState) -> bool| {
         i32::try_from(live.iter().filter(|m| f(m)).count()).unwrap_or(i32::MAX)

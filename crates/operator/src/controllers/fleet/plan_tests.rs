@@ -90,6 +90,7 @@ fn run(f: &Fleet, members: Vec<Arc<AzlinVM>>, now: DateTime<Utc>) -> crate::reco
         f,
         &Observed {
             members,
+            other_names: Vec::new(),
             shared_home_exists: f.spec.shared_home.as_ref().map(|_| false),
         },
         &cx,

@@ -105,10 +105,12 @@ fn removal_order(a: &&MemberState, b: &&MemberState) -> std::cmp::Ordering {
         .then(b.ordinal.cmp(&a.ordinal))
 }
 
-/// The writes that bring `members` towards `limits.replicas` current, Ready members.
-pub fn plan(members: &[MemberState], limits: Limits) -> Actions {
+/// The writes that bring `members` towards `limits.replicas` current, Ready members; new
+/// members avoid the ordinals of `members` and `reserved`.
+pub fn plan(members: &[MemberState], reserved: &BTreeSet<u32>, limits: Limits) -> Actions {
     let mut out = Actions::default();
-    let taken: BTreeSet<u32> = members.iter().map(|m| m.ordinal).collect();
+    let mut taken: BTreeSet<u32> = members.iter().map(|m| m.ordinal).collect();
+    taken.extend(reserved);
     let mut live: Vec<&MemberState> = members.iter().filter(|m| !m.deleting).collect();
     // Members failed for too long go first; they count as unavailable already.
     for m in live.iter().filter(|m| m.heal) {
@@ -178,6 +180,10 @@ pub fn plan(members: &[MemberState], limits: Limits) -> Actions {
 mod tests {
     use super::*;
 
+    fn run(members: &[MemberState], l: Limits) -> Actions {
+        plan(members, &BTreeSet::new(), l)
+    }
+
     fn m(ordinal: u32, ready: bool, drift: Drift) -> MemberState {
         MemberState {
             ordinal,
@@ -219,14 +225,14 @@ mod tests {
     #[test]
     fn scale_up_and_down() {
         let l = limits(5, "1", "0");
-        let up = plan(
+        let up = run(
             &[m(1, true, Drift::Current), m(3, false, Drift::Current)],
             l,
         );
         assert_eq!(up.create, vec![2, 4, 5]);
         assert!(up.delete.is_empty());
         let l = limits(2, "1", "0");
-        let down = plan(
+        let down = run(
             &[
                 m(1, true, Drift::Current),
                 m(2, true, Drift::Current),
@@ -248,20 +254,20 @@ mod tests {
         let l = limits(3, "1", "0");
         let old = |n| m(n, true, Drift::Replace);
         // Step 1: one surge member, nobody removed (all 3 are needed Ready).
-        let a = plan(&[old(1), old(2), old(3)], l);
+        let a = run(&[old(1), old(2), old(3)], l);
         assert_eq!(a.create, vec![4]);
         assert!(a.delete.is_empty());
         // Step 2: the surge member is not Ready yet: wait.
-        let a = plan(&[old(1), old(2), old(3), m(4, false, Drift::Current)], l);
+        let a = run(&[old(1), old(2), old(3), m(4, false, Drift::Current)], l);
         assert!(a.is_empty(), "{a:?}");
         // Step 3: it is Ready: one old member goes.
-        let a = plan(&[old(1), old(2), old(3), m(4, true, Drift::Current)], l);
+        let a = run(&[old(1), old(2), old(3), m(4, true, Drift::Current)], l);
         assert_eq!(a.delete, names(&[3]));
         assert!(a.create.is_empty());
         // Step 4: the old one is terminating: create the next new one.
         let mut terminating = old(3);
         terminating.deleting = true;
-        let a = plan(
+        let a = run(
             &[old(1), old(2), terminating, m(4, true, Drift::Current)],
             l,
         );
@@ -272,10 +278,10 @@ mod tests {
     fn interrupting_patches_respect_unavailability_and_plain_patches_do_not_wait() {
         let l = limits(3, "0", "1");
         let d = |n| m(n, true, Drift::Disruptive);
-        let a = plan(&[d(1), d(2), d(3)], l);
+        let a = run(&[d(1), d(2), d(3)], l);
         assert_eq!(a.patch, names(&[3]), "one at a time");
         let p = |n| m(n, true, Drift::Patch);
-        let a = plan(&[p(1), p(2), p(3)], l);
+        let a = run(&[p(1), p(2), p(3)], l);
         assert_eq!(a.patch, names(&[1, 2, 3]));
     }
 
@@ -283,16 +289,16 @@ mod tests {
     fn a_stand_in_covers_interrupting_patches_and_goes_when_they_are_done() {
         let l = limits(2, "1", "0");
         let d = |n| m(n, true, Drift::Disruptive);
-        let a = plan(&[d(1), d(2)], l);
+        let a = run(&[d(1), d(2)], l);
         assert_eq!(a.create, vec![3]);
         assert!(a.stand_in);
         let mut s = m(3, true, Drift::Current);
         s.stand_in = true;
         // The stand-in is Ready: one member is patched.
-        let a = plan(&[d(1), d(2), s.clone()], l);
+        let a = run(&[d(1), d(2), s.clone()], l);
         assert_eq!(a.patch, names(&[2]));
         // The last one is being patched (not Ready): the stand-in stays.
-        let a = plan(
+        let a = run(
             &[
                 m(1, true, Drift::Current),
                 m(2, false, Drift::Current),
@@ -302,7 +308,7 @@ mod tests {
         );
         assert!(a.is_empty(), "{a:?}");
         // All back: the stand-in goes, not a patched member.
-        let a = plan(
+        let a = run(
             &[m(1, true, Drift::Current), m(2, true, Drift::Current), s],
             l,
         );
@@ -310,11 +316,17 @@ mod tests {
     }
 
     #[test]
+    fn names_of_former_members_stay_taken() {
+        let a = plan(&[], &BTreeSet::from([1]), limits(2, "1", "0"));
+        assert_eq!(a.create, vec![2, 3]);
+    }
+
+    #[test]
     fn failed_members_are_replaced() {
         let l = limits(2, "1", "0");
         let mut failed = m(2, false, Drift::Current);
         failed.heal = true;
-        let a = plan(&[m(1, true, Drift::Current), failed], l);
+        let a = run(&[m(1, true, Drift::Current), failed], l);
         assert_eq!(a.healed, names(&[2]));
         assert_eq!(a.delete, names(&[2]));
         assert_eq!(a.create, vec![3], "the replacement takes a free ordinal");
@@ -322,7 +334,7 @@ mod tests {
 
     #[test]
     fn scale_to_zero_removes_everyone() {
-        let a = plan(
+        let a = run(
             &[m(1, true, Drift::Current), m(2, true, Drift::Replace)],
             limits(0, "1", "0"),
         );
