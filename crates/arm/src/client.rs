@@ -30,7 +30,7 @@ use super::headers::{RateLimitRemaining, parse_retry_after};
 use super::id::ResourceId;
 use super::lro::Poller;
 use super::observer::{ArmObserver, NoopObserver};
-use super::throttle::{RequestClass, Throttle};
+use super::pacing::Pacer;
 
 /// A raw ARM response with a success status (< 400).
 #[derive(Debug, Clone)]
@@ -82,7 +82,7 @@ struct Inner {
     subscription_id: String,
     credential: ArmCredential,
     scope: String,
-    throttle: Arc<Throttle>,
+    pacer: Arc<Pacer>,
     observer: Arc<dyn ArmObserver>,
     retry: RetryPolicy,
     lro: LroPolicy,
@@ -138,7 +138,7 @@ impl ArmClient {
                 subscription_id: config.subscription_id,
                 credential,
                 scope: config.token_scope,
-                throttle: Arc::new(Throttle::new(&config.rate_limits)),
+                pacer: Arc::new(Pacer::new(config.rate_limits)),
                 observer: Arc::new(NoopObserver),
                 retry: config.retry,
                 lro: config.lro,
@@ -303,8 +303,8 @@ impl ArmClient {
         let subscription = subscription_of_path(url.path()).unwrap_or(&self.inner.subscription_id);
         let waited = self
             .inner
-            .throttle
-            .acquire(subscription, RequestClass::of(method))
+            .pacer
+            .acquire(subscription, method, resource_type)
             .await;
         if !waited.is_zero() {
             self.inner
@@ -335,6 +335,15 @@ impl ArmClient {
         let headers = response.headers().clone();
         let body = response.bytes().await.map_err(transport)?;
         let remaining = RateLimitRemaining::from_headers(&headers);
+        let retry_after = parse_retry_after(&headers, SystemTime::now());
+        self.inner.pacer.observe(
+            subscription,
+            method,
+            resource_type,
+            status,
+            remaining.as_ref(),
+            retry_after,
+        );
         self.inner
             .observer
             .on_response(method, resource_type, status, remaining.as_ref());
@@ -347,11 +356,7 @@ impl ArmClient {
             if status == 401 {
                 self.inner.credential.invalidate().await;
             }
-            return Err(ArmError::from_response(
-                status,
-                &body,
-                parse_retry_after(&headers, SystemTime::now()),
-            ));
+            return Err(ArmError::from_response(status, &body, retry_after));
         }
         Ok(ArmResponse {
             status,

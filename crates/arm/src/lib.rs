@@ -40,6 +40,7 @@ pub mod lro;
 pub mod models;
 pub mod network;
 pub mod observer;
+pub mod pacing;
 pub mod resource_groups;
 pub mod storage;
 #[cfg(test)]

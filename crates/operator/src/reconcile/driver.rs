@@ -26,6 +26,25 @@ pub fn backoff_key<K: Reconciled>(obj: &K) -> String {
     format!("{}:{}", K::KIND, object_name(obj))
 }
 
+/// The pacing flow of `obj`'s ARM requests: its controlling owner's, else its own.
+pub fn pacing_flow<K: Reconciled>(obj: &K) -> String {
+    let meta = obj.meta();
+    match meta
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.controller == Some(true))
+    {
+        Some(o) => format!(
+            "{}:{}/{}",
+            o.kind,
+            meta.namespace.as_deref().unwrap_or(""),
+            o.name
+        ),
+        None => backoff_key(obj),
+    }
+}
+
 /// Runs `controller` (built by the kind on the shared caches) until `shutdown`: objects that
 /// do not deserialize are logged and skipped, every other object goes through
 /// [`reconcile`]; `gate` turns ready once the caches synced.
@@ -58,7 +77,10 @@ pub async fn run<K: Reconciled>(
                 let k = Arc::new(k.clone());
                 Box::pin(async move {
                     let _timer = ctx.metrics.reconcile_timer(kind);
-                    let result = reconcile(k, &ctx).await;
+                    // ARM's budget is shared fairly between owners: a Fleet's members are one
+                    // flow, so a thousand of them cannot starve one VM's change.
+                    let flow = pacing_flow(k.as_ref());
+                    let result = azlin_arm::pacing::with_flow(flow, reconcile(k, &ctx)).await;
                     ctx.stats.record(kind);
                     result
                 })
