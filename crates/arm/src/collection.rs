@@ -201,9 +201,14 @@ where
 
     /// All resources in the collection (all pages).
     pub async fn list(&self) -> Result<Vec<Resource<P>>, ArmError> {
+        self.list_query(&[]).await
+    }
+
+    /// All resources in the collection (all pages), with extra query pairs (e.g. `$expand`).
+    pub async fn list_query(&self, query: &[(&str, &str)]) -> Result<Vec<Resource<P>>, ArmError> {
         let version = api_version_of(&self.id("x"))?;
         self.client
-            .list_json(&self.collection_path(), version, &[])
+            .list_json(&self.collection_path(), version, query)
             .await
     }
 

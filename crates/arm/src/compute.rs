@@ -490,6 +490,25 @@ pub struct VirtualMachineStatus {
     pub provisioning_state: Option<OperationState>,
 }
 
+impl VirtualMachineStatus {
+    /// The status of `vm` as read with its instance view.
+    pub fn of(vm: VirtualMachine) -> Self {
+        let view = vm.properties.instance_view.as_ref();
+        let power_state = view.and_then(InstanceView::power_state);
+        let provisioning_state = vm
+            .properties
+            .provisioning_state
+            .as_ref()
+            .map(ProvisioningState::state)
+            .or_else(|| view.and_then(InstanceView::provisioning_state));
+        Self {
+            vm,
+            power_state,
+            provisioning_state,
+        }
+    }
+}
+
 /// `creationData` of a disk or snapshot.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -729,22 +748,21 @@ impl ResourceOps<'_, VirtualMachineProperties> {
         &self,
         name: &str,
     ) -> Result<Option<VirtualMachineStatus>, ArmError> {
-        let Some(vm) = self.get_query(name, &[("$expand", "instanceView")]).await? else {
-            return Ok(None);
-        };
-        let view = vm.properties.instance_view.as_ref();
-        let power_state = view.and_then(InstanceView::power_state);
-        let provisioning_state = vm
-            .properties
-            .provisioning_state
-            .as_ref()
-            .map(ProvisioningState::state)
-            .or_else(|| view.and_then(InstanceView::provisioning_state));
-        Ok(Some(VirtualMachineStatus {
-            vm,
-            power_state,
-            provisioning_state,
-        }))
+        Ok(self
+            .get_query(name, &[("$expand", "instanceView")])
+            .await?
+            .map(VirtualMachineStatus::of))
+    }
+
+    /// Every VM of the resource group with its instance view (`$expand=instanceView`): one
+    /// read (per page) for all of them.
+    pub async fn list_with_instance_view(&self) -> Result<Vec<VirtualMachineStatus>, ArmError> {
+        Ok(self
+            .list_query(&[("$expand", "instanceView")])
+            .await?
+            .into_iter()
+            .map(VirtualMachineStatus::of)
+            .collect())
     }
 
     /// GET `{vm}/instanceView`; `Ok(None)` if the VM is missing.
