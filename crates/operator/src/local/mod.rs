@@ -31,8 +31,8 @@ pub struct LocalArgs {
     /// Manifest directory (its `*.yaml` files, not recursive) or file; repeatable.
     #[arg(short = 'f', long = "filename", value_name = "PATH", required = true)]
     pub filename: Vec<PathBuf>,
-    /// Give up after this many seconds; the whole run, shutdown included, ends within about
-    /// a second after it.
+    /// Give up after this many seconds; the whole run, shutdown included, ends within a few
+    /// seconds after it.
     #[arg(long, value_name = "SECONDS", default_value_t = 600)]
     pub timeout: u64,
     /// Provisioning time of every emulated Azure operation, in milliseconds.
