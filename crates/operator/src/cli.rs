@@ -160,13 +160,17 @@ fn block_on<F: std::future::Future<Output = Result<(), CliError>>>(fut: F) -> Re
     runtime()?.block_on(fut)
 }
 
-/// Runs `fut` (which yields an exit code) on a multi-threaded tokio runtime.
+/// Runs `fut` (which yields an exit code) on a multi-threaded tokio runtime, then gives
+/// tasks still running at most a second to end, so the exit is never held up.
 fn block_on_code<F, E>(fut: F) -> Result<ExitCode, CliError>
 where
     F: std::future::Future<Output = Result<ExitCode, E>>,
     CliError: From<E>,
 {
-    Ok(runtime()?.block_on(fut)?)
+    let rt = runtime()?;
+    let code = rt.block_on(fut);
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    Ok(code?)
 }
 
 /// A multi-threaded tokio runtime with I/O and timers.

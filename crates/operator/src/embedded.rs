@@ -435,6 +435,31 @@ impl EmbeddedEnv {
         }
     }
 
+    /// Like [`EmbeddedEnv::shutdown`], but gives the controllers at most `grace` to stop and
+    /// aborts them after that. Returns whether they stopped in time.
+    pub async fn shutdown_within(mut self, grace: Duration) -> bool {
+        let mut in_time = true;
+        if let Some(mut r) = self.running.take() {
+            r.shutdown.cancel();
+            match tokio::time::timeout(grace, &mut r.task).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(e))) => tracing::warn!(error = %e, "controllers ended with an error"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "controller task failed"),
+                Err(_) => {
+                    r.task.abort();
+                    in_time = false;
+                }
+            }
+        }
+        let Self { emulator, .. } = self;
+        match tokio::time::timeout(grace, emulator.shutdown()).await {
+            Ok(Err(e)) => tracing::warn!(error = %e, "emulator shutdown failed"),
+            Ok(Ok(())) => {}
+            Err(_) => in_time = false,
+        }
+        in_time
+    }
+
     /// Stops the controllers and the emulator.
     pub async fn shutdown(mut self) {
         self.stop_controllers().await;
