@@ -548,18 +548,27 @@ fn page_with(
         .collect();
     let mut body = json!({ "value": value });
     if skip + size < items.len() {
-        let filter = req
+        // Like ARM, the next page keeps the request's query ($filter, $expand, statusOnly).
+        let mut kept: Vec<(&String, &String)> = req
             .query
-            .get("$filter")
-            .map(|f| {
+            .iter()
+            .filter(|(k, _)| {
+                !k.eq_ignore_ascii_case("api-version") && !k.eq_ignore_ascii_case("$skiptoken")
+            })
+            .collect();
+        kept.sort();
+        let rest: String = kept
+            .into_iter()
+            .map(|(k, v)| {
                 format!(
-                    "&$filter={}",
-                    url::form_urlencoded::byte_serialize(f.as_bytes()).collect::<String>()
+                    "&{}={}",
+                    url::form_urlencoded::byte_serialize(k.as_bytes()).collect::<String>(),
+                    url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>()
                 )
             })
-            .unwrap_or_default();
+            .collect();
         body["nextLink"] = Value::from(format!(
-            "{}{}?api-version={}&$skiptoken={}{filter}",
+            "{}{}?api-version={}&$skiptoken={}{rest}",
             req.base,
             req.path,
             req.api_version,

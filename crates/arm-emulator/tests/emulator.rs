@@ -1940,6 +1940,17 @@ async fn cli_flags_parse_validate_and_start() {
         .await;
     assert_eq!(first.body["value"].as_array().map(Vec::len), Some(2));
     assert!(first.body.get("nextLink").is_some());
+    // The next page keeps the request's query, as ARM's does ($expand, $filter, statusOnly).
+    let url = format!(
+        "{}&$expand=instanceView",
+        env.url(
+            &format!("/subscriptions/{}/resourcegroups", t::SUBSCRIPTION),
+            RG_API
+        )
+    );
+    let expanded = env.send(reqwest::Method::GET, url, None).await;
+    let next = expanded.body["nextLink"].as_str().expect("nextLink");
+    assert!(next.contains("%24expand=instanceView"), "{next}");
     assert_eq!(
         list_all(
             &env,

@@ -312,6 +312,9 @@ impl ArmClient {
                 .on_rate_limited(method, resource_type, waited);
         }
         let token = self.inner.credential.token().await?;
+        if *method != Method::GET && *method != Method::HEAD {
+            super::pacing::note_write();
+        }
         let mut request = self
             .inner
             .http

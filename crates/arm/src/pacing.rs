@@ -24,17 +24,40 @@ use tokio::time::Instant;
 use super::headers::RateLimitRemaining;
 use super::throttle::{BucketRate, RateLimits, RequestClass};
 
+/// The flow a task's requests belong to, and how many writes it sent.
+#[derive(Debug)]
+struct Flow {
+    name: Arc<str>,
+    writes: std::sync::atomic::AtomicU64,
+}
+
 tokio::task_local! {
-    static FLOW: Arc<str>;
+    static FLOW: Arc<Flow>;
 }
 
 /// Runs `fut` with its ARM requests counted against `flow` for fairness.
 pub async fn with_flow<F: Future>(flow: impl Into<Arc<str>>, fut: F) -> F::Output {
-    FLOW.scope(flow.into(), fut).await
+    let flow = Arc::new(Flow {
+        name: flow.into(),
+        writes: std::sync::atomic::AtomicU64::new(0),
+    });
+    FLOW.scope(flow, fut).await
+}
+
+/// ARM writes (PUT, PATCH, POST, DELETE) the current flow has sent so far (0 outside one).
+pub fn writes_in_flow() -> u64 {
+    FLOW.try_with(|f| f.writes.load(std::sync::atomic::Ordering::Relaxed))
+        .unwrap_or(0)
+}
+
+/// Counts a write against the current flow.
+pub(crate) fn note_write() {
+    let _ = FLOW.try_with(|f| f.writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
 }
 
 fn current_flow() -> Arc<str> {
-    FLOW.try_with(Arc::clone).unwrap_or_else(|_| Arc::from(""))
+    FLOW.try_with(|f| Arc::clone(&f.name))
+        .unwrap_or_else(|_| Arc::from(""))
 }
 
 /// A modelled token bucket: refills continuously, corrected by what Azure reports.

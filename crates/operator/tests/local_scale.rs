@@ -89,10 +89,8 @@ fn every_object_not_ready_says_why_in_its_row_and_at_the_end() {
             "{line}"
         );
     }
-    assert!(
-        waiting.iter().any(|r| r[5] == "NotReconciledYet"),
-        "with 2 at a time some VMs were never reconciled: {waiting:?}"
-    );
+    // Each Azure operation takes 3 s: no VM can be Ready within the 3 s timeout.
+    assert_eq!(waiting.len(), 40, "{waiting:?}");
     assert!(
         run.stdout.contains("--concurrency"),
         "says how to go faster:\n{}",

@@ -1,6 +1,7 @@
 //! Azure infrastructure shared by the controllers: deterministic names ([`naming`]) and the
 //! resource group with the operator-managed network of a region ([`network`]).
 
+pub mod inventory;
 pub mod naming;
 pub mod network;
 

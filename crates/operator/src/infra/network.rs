@@ -14,13 +14,14 @@ use std::collections::BTreeMap;
 use azlin_arm::network::{NetworkSecurityGroup, SecurityRule, Subnet, VirtualNetwork};
 use azlin_arm::{ArmClient, Poller};
 
+use super::inventory::{Groups, SecurityGroups, VirtualNetworks};
 use super::naming::{
     MANAGED_SUBNET, MANAGED_SUBNET_PREFIX, MANAGED_VNET_PREFIX, STORAGE_SERVICE_ENDPOINT,
     managed_nsg_name, managed_vnet_name,
 };
-use crate::reconcile::Error;
 use crate::reconcile::events::Event;
 use crate::reconcile::ownership::{MANAGED_BY, TAG_MANAGED_BY, is_managed, managed_network_tags};
+use crate::reconcile::{Cx, Error};
 
 /// Where the shared infrastructure lives.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,10 +41,8 @@ pub struct Observed {
     pub subnet: Option<Subnet>,
     /// The managed NSG (read only when the subnet is not as wanted).
     pub nsg: Option<NetworkSecurityGroup>,
-    /// The managed virtual network (read only when the subnet is not as wanted).
+    /// The managed virtual network.
     pub vnet: Option<VirtualNetwork>,
-    /// Whether the NSG and vnet were read.
-    pub read_network: bool,
 }
 
 /// One write towards the wanted infrastructure.
@@ -143,36 +142,40 @@ fn provisioning(p: Option<&azlin_arm::ProvisioningState>) -> bool {
     p.is_some_and(|s| !s.is_terminal())
 }
 
-/// Reads the site: the group (unless `group_exists` already says so, e.g. because a
-/// resource in it was found); then the subnet; the NSG and vnet only when the subnet is not
-/// as wanted. A site at rest costs one or two GETs.
-pub async fn observe(arm: &ArmClient, site: &Site, group_exists: bool) -> Result<Observed, Error> {
-    let group = group_exists || arm.resources().get(&site.resource_group).await?.is_some();
+/// Reads the site from the shared snapshots: the group, the managed vnet with its subnet
+/// and — only while the subnet is not as wanted — the NSGs.
+pub async fn observe(cx: &Cx<'_>, arm: &ArmClient, site: &Site) -> Result<Observed, Error> {
+    let groups = cx.list::<Groups>(arm, &site.resource_group).await?;
     let mut seen = Observed {
-        group,
+        group: groups.get(&site.resource_group).is_some(),
         ..Observed::default()
     };
     if !seen.group {
         return Ok(seen);
     }
-    let net = arm.network();
-    let vnet_name = managed_vnet_name(&site.location);
-    seen.subnet = net
-        .subnets(&site.resource_group, &vnet_name)
-        .get(MANAGED_SUBNET)
+    let vnets = cx
+        .list::<VirtualNetworks>(arm, &site.resource_group)
         .await?;
+    seen.vnet = vnets.get(&managed_vnet_name(&site.location)).cloned();
+    seen.subnet = seen.vnet.as_ref().and_then(|v| {
+        v.properties
+            .subnets
+            .iter()
+            .find(|s| {
+                s.name
+                    .as_deref()
+                    .is_some_and(|n| n.eq_ignore_ascii_case(MANAGED_SUBNET))
+            })
+            .cloned()
+    });
     if seen.subnet.as_ref().is_some_and(subnet_ok) {
         return Ok(seen);
     }
-    seen.read_network = true;
-    seen.nsg = net
-        .security_groups(&site.resource_group)
+    seen.nsg = cx
+        .list::<SecurityGroups>(arm, &site.resource_group)
+        .await?
         .get(&managed_nsg_name(&site.location))
-        .await?;
-    seen.vnet = net
-        .virtual_networks(&site.resource_group)
-        .get(&vnet_name)
-        .await?;
+        .cloned();
     Ok(seen)
 }
 
@@ -369,7 +372,6 @@ mod tests {
                 "nothing yet",
                 Observed {
                     group: true,
-                    read_network: true,
                     ..Default::default()
                 },
                 |p| matches!(p, Plan::Step(Step::CreateNsg(_))),
@@ -379,7 +381,6 @@ mod tests {
                 Observed {
                     group: true,
                     nsg: Some(nsg.clone()),
-                    read_network: true,
                     ..Default::default()
                 },
                 |p| matches!(p, Plan::Step(Step::CreateVnet(_))),
@@ -391,7 +392,6 @@ mod tests {
                     subnet: Some(no_endpoint.clone()),
                     nsg: Some(nsg.clone()),
                     vnet: Some(vnet.clone()),
-                    read_network: true,
                 },
                 |p| matches!(p, Plan::Step(Step::PutSubnet(s)) if subnet_ok(s)),
             ),
@@ -401,7 +401,6 @@ mod tests {
                     group: true,
                     nsg: Some(nsg.clone()),
                     vnet: Some(foreign_vnet.clone()),
-                    read_network: true,
                     ..Default::default()
                 },
                 |p| matches!(p, Plan::Foreign(m) if m.contains("virtual network azlin-westus2-vnet")),

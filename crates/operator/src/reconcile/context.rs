@@ -15,6 +15,7 @@ use super::clock::Clock;
 use super::error::{Backoff, Error};
 use super::events::Recorder;
 use crate::guest::GuestAccess;
+use crate::infra::inventory::Inventory;
 use crate::runtime::metrics::Metrics;
 use crate::runtime::observers::{ArmMetrics, SshMetrics};
 use crate::runtime::settings::Settings;
@@ -48,6 +49,8 @@ pub struct ControllerSettings {
     pub instance: Option<String>,
     /// Longest a Stalled object waits before it is re-evaluated anyway.
     pub stalled_recheck: Duration,
+    /// Least time between two LISTs of one Azure collection (see [`Inventory`]).
+    pub list_interval: Duration,
 }
 
 impl Default for ControllerSettings {
@@ -62,6 +65,7 @@ impl Default for ControllerSettings {
             backoff_max: Duration::from_secs(300),
             instance: std::env::var("POD_NAME").ok().filter(|s| !s.is_empty()),
             stalled_recheck: Duration::from_secs(300),
+            list_interval: Duration::from_secs(2),
         }
     }
 }
@@ -85,6 +89,7 @@ impl ControllerSettings {
             backoff_min: Duration::from_millis(50),
             backoff_max: Duration::from_secs(2),
             stalled_recheck: Duration::from_secs(30),
+            list_interval: Duration::from_millis(20),
             ..Self::default()
         }
     }
@@ -162,6 +167,8 @@ pub struct Context {
     pub caches: Caches,
     /// The controllers' clock.
     pub clock: Clock,
+    /// The shared LIST snapshots of Azure the controllers observe from.
+    pub inventory: Inventory,
     cache_set: Mutex<Option<CacheSet>>,
     arm: ArmClient,
     tenants: Mutex<HashMap<String, (String, ArmClient)>>,
@@ -251,8 +258,9 @@ impl Context {
         &self.backoff
     }
 
-    /// Asks every controller to reconcile all its objects now.
+    /// Asks every controller to reconcile all its objects now, from fresh reads of Azure.
     pub fn resync(&self) {
+        self.inventory.expire();
         // No receiver means no controller is running: nothing to resync.
         let _ = self.resync.send(());
     }
@@ -366,6 +374,7 @@ impl ContextBuilder {
         });
         let (resync, _) = broadcast::channel(16);
         let cache_set = CacheSet::new();
+        let inventory = Inventory::new(self.settings.list_interval, self.settings.resync_interval);
         Arc::new(Context {
             client: self.client,
             metrics: self.metrics,
@@ -375,6 +384,7 @@ impl ContextBuilder {
             stats: ReconcileStats::default(),
             caches: cache_set.caches(),
             clock: self.clock,
+            inventory,
             cache_set: Mutex::new(Some(cache_set)),
             arm,
             tenants: Mutex::new(HashMap::new()),

@@ -182,7 +182,17 @@ pub async fn reconcile<K: Reconciled>(obj: Arc<K>, ctx: &Context) -> Result<Acti
             }
         }
     };
-    finish_reconcile(obj.as_ref(), &api, ctx, &key, now, deleting, ended).await
+    let action = finish_reconcile(obj.as_ref(), &api, ctx, &key, now, deleting, ended).await;
+    // What this object sees of Azure next time: anything younger than a resync while it is
+    // at rest; after it wrote, or while it waits for Azure, only what was read afterwards.
+    let at_rest = azlin_arm::pacing::writes_in_flow() == 0
+        && matches!(&action, Ok(a) if *a == Action::requeue(ctx.settings.resync_interval) || *a == Action::await_change());
+    if at_rest {
+        ctx.inventory.at_rest(&key);
+    } else {
+        ctx.inventory.needs_fresh(&key);
+    }
+    action
 }
 
 async fn finish_reconcile<K: Reconciled>(

@@ -112,6 +112,16 @@ impl Cx<'_> {
     pub fn arm(&self) -> Result<ArmClient, Error> {
         self.ctx.arm_for(&self.namespace)
     }
+
+    /// The shared snapshot of collection `C` in resource group `group`, fresh enough for
+    /// this object (see [`crate::infra::inventory`]).
+    pub async fn list<C: crate::infra::inventory::Collection>(
+        &self,
+        arm: &ArmClient,
+        group: &str,
+    ) -> Result<std::sync::Arc<crate::infra::inventory::Snapshot<C::Item>>, Error> {
+        Ok(self.ctx.inventory.get::<C>(arm, group, &self.key).await?)
+    }
 }
 
 /// What a plan may read besides the object and the observation.

@@ -5,9 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use azlin_arm::ResourceId;
 use azlin_arm::compute::{Disk, VirtualMachineStatus};
 use azlin_arm::network::{NetworkInterface, PublicIpAddress};
+use azlin_arm::{ArmClient, ResourceId};
 use kube::ResourceExt;
 
 use super::build::VmNames;
@@ -15,6 +15,9 @@ use super::mounts::{self, DesiredMount};
 use super::restore;
 use super::sshkey::{self, KeyState};
 use crate::api::AzlinVM;
+use crate::infra::inventory::{
+    Disks, Groups, NetworkInterfaces, PublicIps, VirtualMachines, VirtualNetworks,
+};
 use crate::infra::network::{self, Site};
 use crate::reconcile::ownership::Owner;
 use crate::reconcile::{Cx, Error};
@@ -127,6 +130,44 @@ pub fn provisioning(vm: &VirtualMachineStatus) -> azlin_arm::OperationState {
         .unwrap_or(azlin_arm::OperationState::Succeeded)
 }
 
+/// Whether a subnet named by `spec.network.subnetId` exists: from the shared snapshot of
+/// its resource group's virtual networks when it is in the operator's subscription, else
+/// by reading it.
+async fn custom_subnet_exists(
+    cx: &Cx<'_>,
+    arm: &ArmClient,
+    id: &ResourceId,
+) -> Result<bool, Error> {
+    let vnet = id.parent();
+    let in_snapshot = match (&vnet, id.resource_group_name()) {
+        (Some(vnet), Some(group))
+            if id
+                .subscription_id()
+                .eq_ignore_ascii_case(arm.subscription_id())
+                && id
+                    .resource_type()
+                    .eq_ignore_ascii_case("Microsoft.Network/virtualNetworks/subnets") =>
+        {
+            Some((vnet.name().to_string(), group.to_string()))
+        }
+        _ => None,
+    };
+    let Some((vnet, group)) = in_snapshot else {
+        return Ok(arm.get_by_id::<serde_json::Value>(id).await?.is_some());
+    };
+    Ok(cx
+        .list::<VirtualNetworks>(arm, &group)
+        .await?
+        .get(&vnet)
+        .is_some_and(|v| {
+            v.properties.subnets.iter().any(|s| {
+                s.name
+                    .as_deref()
+                    .is_some_and(|n| n.eq_ignore_ascii_case(id.name()))
+            })
+        }))
+}
+
 /// Reads everything a plan for `vm` needs.
 pub async fn observe(vm: &AzlinVM, cx: &Cx<'_>) -> Result<Observed, Error> {
     let deleting = cx.deleting;
@@ -162,7 +203,7 @@ pub async fn observe(vm: &AzlinVM, cx: &Cx<'_>) -> Result<Observed, Error> {
         names,
     };
     if deleting {
-        seen.group = arm.resources().get(rg).await?.is_some();
+        seen.group = cx.list::<Groups>(&arm, rg).await?.get(rg).is_some();
     } else {
         seen.key = Some(sshkey::read_key(&cx.ctx.client, vm).await?);
         let caches = &cx.ctx.caches;
@@ -171,13 +212,13 @@ pub async fn observe(vm: &AzlinVM, cx: &Cx<'_>) -> Result<Observed, Error> {
             .filter(|f| !f.spec.env.is_empty())
             .map(|f| env_file(&f.name_any(), &f.spec.env));
         let net = match &vm.spec.network {
-            None => Net::Managed(Box::new(network::observe(&arm, &seen.site, false).await?)),
+            None => Net::Managed(Box::new(network::observe(cx, &arm, &seen.site).await?)),
             Some(n) => match ResourceId::parse(&n.subnet_id) {
                 Err(e) => Net::BadSubnetId(e.to_string()),
                 Ok(id) => Net::Custom {
                     subnet_id: n.subnet_id.clone(),
-                    exists: arm.get_by_id::<serde_json::Value>(&id).await?.is_some(),
-                    group: arm.resources().get(rg).await?.is_some(),
+                    exists: custom_subnet_exists(cx, &arm, &id).await?,
+                    group: cx.list::<Groups>(&arm, rg).await?.get(rg).is_some(),
                 },
             },
         };
@@ -188,7 +229,11 @@ pub async fn observe(vm: &AzlinVM, cx: &Cx<'_>) -> Result<Observed, Error> {
     if !seen.group {
         return Ok(seen);
     }
-    seen.nic = net_ops.interfaces(rg).get(&seen.names.nic).await?;
+    seen.nic = cx
+        .list::<NetworkInterfaces>(&arm, rg)
+        .await?
+        .get(&seen.names.nic)
+        .cloned();
     let nic_has_pip = seen.nic.as_ref().is_some_and(|n| {
         n.properties
             .ip_configurations
@@ -197,25 +242,29 @@ pub async fn observe(vm: &AzlinVM, cx: &Cx<'_>) -> Result<Observed, Error> {
     });
     let had_pip = vm.status.as_ref().is_some_and(|s| s.public_ip.is_some());
     if vm.spec.public_ip || nic_has_pip || had_pip || deleting {
-        seen.pip = net_ops.public_ips(rg).get(&seen.names.pip).await?;
+        seen.pip = cx
+            .list::<PublicIps>(&arm, rg)
+            .await?
+            .get(&seen.names.pip)
+            .cloned();
     }
-    seen.vm = arm
-        .compute()
-        .virtual_machines(rg)
-        .get_with_instance_view(&seen.names.vm)
-        .await?;
+    seen.vm = cx
+        .list::<VirtualMachines>(&arm, rg)
+        .await?
+        .get(&seen.names.vm)
+        .cloned();
     let sizes_wanted = vm.spec.os_disk.size_gib.is_some() || !vm.spec.data_disks.is_empty();
     let provisioned = seen
         .vm
         .as_ref()
         .is_some_and(|v| provisioning(v) == azlin_arm::OperationState::Succeeded);
     if deleting || (sizes_wanted && provisioned) {
-        let disks = arm.compute().disks(rg);
+        let disks = cx.list::<Disks>(&arm, rg).await?;
         let mut wanted = vec![seen.names.os_disk.clone()];
         wanted.extend(data_disk_names(vm, &seen.names, seen.vm.as_ref()));
         for d in wanted {
-            if let Some(disk) = disks.get(&d).await? {
-                seen.disks.insert(d, disk);
+            if let Some(disk) = disks.get(&d) {
+                seen.disks.insert(d, disk.clone());
             }
         }
     }

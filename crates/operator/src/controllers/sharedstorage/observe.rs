@@ -8,6 +8,7 @@ use kube::ResourceExt;
 use super::status::Users;
 use crate::api::common::DeletionPolicy;
 use crate::api::sharedstorage::SharedStorage;
+use crate::infra::inventory::StorageAccounts;
 use crate::infra::naming;
 use crate::infra::network::{self, Site};
 use crate::reconcile::caches::valid_in;
@@ -95,11 +96,11 @@ pub async fn observe(storage: &SharedStorage, cx: &Cx<'_>) -> Result<Observed, E
             site: None,
         });
     }
-    let account = arm
-        .storage()
-        .accounts(&target.site.resource_group)
+    let account = cx
+        .list::<StorageAccounts>(&arm, &target.site.resource_group)
+        .await?
         .get(&target.account)
-        .await?;
+        .cloned();
     let share = match &account {
         Some(_) => {
             arm.storage()
@@ -109,12 +110,11 @@ pub async fn observe(storage: &SharedStorage, cx: &Cx<'_>) -> Result<Observed, E
         }
         None => None,
     };
-    // The network matters only while the storage is kept; an existing account implies
-    // its resource group.
+    // The network matters only while the storage is kept.
     let site = if deleting {
         None
     } else {
-        Some(network::observe(&arm, &target.site, account.is_some()).await?)
+        Some(network::observe(cx, &arm, &target.site).await?)
     };
     Ok(Observed {
         users,
