@@ -123,9 +123,12 @@ pub struct AzlinVMSpec {
     #[x_kube(validation = Rule::new(IMMUTABLE_RULE).message("spec.network is immutable: create a new AzlinVM to move it to another subnet"))]
     pub network: Option<NetworkSpec>,
 
-    /// Extra Azure tags. Keys starting with `azlin-operator` and the key `managed-by` are reserved.
+    /// Extra Azure tags. Keys starting with `azlin-operator` and the key `managed-by` are
+    /// reserved for the operator, and keys starting with `microsoft`, `azure` or `windows`
+    /// for Azure; Azure compares tag names without case, and so do these rules.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[x_kube(validation = Rule::new("self.all(k, !k.startsWith('azlin-operator') && k != 'managed-by')").message("spec.tags: keys starting with 'azlin-operator' and the key 'managed-by' are reserved for the operator; rename the tag"))]
+    #[x_kube(validation = Rule::new("self.all(k, !k.matches('(?i)^(azlin-operator|managed-by$)'))").message("spec.tags: keys starting with 'azlin-operator' and the key 'managed-by' (in any case) are reserved for the operator; rename the tag"))]
+    #[x_kube(validation = Rule::new("self.all(k, !k.matches('(?i)^(microsoft|azure|windows)'))").message("spec.tags: keys starting with 'microsoft', 'azure' or 'windows' (in any case) are reserved by Azure; rename the tag"))]
     #[x_kube(validation = Rule::new("self.all(k, size(k) <= 512 && !k.matches('[<>%&\\\\\\\\?/]') && size(self[k]) <= 256)").message("spec.tags: Azure tag names are at most 512 characters without < > % & \\ ? /, and values at most 256 characters"))]
     #[schemars(extend("maxProperties" = 40))]
     pub tags: BTreeMap<String, String>,

@@ -733,6 +733,26 @@ mod tests {
             "/var",
             "/home/azureuser",
             "/home/bob",
+            "/home/azureuser/.ssh",
+            "/home/bob/.ssh/x",
+            "/home/azureuser/.config",
+            "/home/azureuser/.config/systemd/user",
+            "/home/azureuser/.local/bin",
+            "/home/azureuser/bin",
+            "/home/azureuser/bin/tools",
+            "/var/spool/cron",
+            "/var/spool/cron/crontabs",
+            "/var/spool",
+            "/var/mail",
+            "/var/lock",
+            "/var/snap/lxd",
+            "/efi",
+            "/etc/sudoers.d",
+            "/etc/cron.d",
+            "/etc/systemd/system",
+            "/usr/lib/systemd",
+            "/lib/systemd/system",
+            "/root/.ssh",
             long.as_str(),
         ] {
             assert!(
@@ -743,6 +763,9 @@ mod tests {
         // Prefix match is per component: /etcetera and /procs are fine.
         assert_eq!(validate_mount_path("/etcetera"), Ok(()));
         assert_eq!(validate_mount_path("/procs/x"), Ok(()));
+        assert_eq!(validate_mount_path("/home/azureuser/binaries"), Ok(()));
+        assert_eq!(validate_mount_path("/home/azureuser/data/.cache"), Ok(()));
+        assert_eq!(validate_mount_path("/var/spooler"), Ok(()));
     }
 
     #[test]
@@ -765,6 +788,7 @@ mod tests {
         }
         assert!(rule.contains("size(self) <= 255"));
         assert!(rule.contains("^/home/[^/]+$"));
+        assert!(rule.contains("^/home/[^/]+/(\\\\.|bin(/|$))"), "{rule}");
     }
 
     #[test]
@@ -802,6 +826,18 @@ mod tests {
             "/var/lib/x",
             "/home",
             "/home/azureuser",
+            "/home/azureuser/.ssh",
+            "/home/bob/.ssh/keys",
+            "/home/azureuser/.config/systemd",
+            "/home/azureuser/bin",
+            "/home/azureuser/binaries",
+            "/home/azureuser/data/.cache",
+            "/var/spool/cron",
+            "/var/spooler",
+            "/var/mail",
+            "/etc/sudoers.d",
+            "/root/.ssh",
+            "/boot/grub",
             "/mnt",
             "/tmp",
             long.as_str(),
