@@ -503,6 +503,39 @@ async fn delete_policies_and_missing_resource_group() {
             .expect("retained");
         assert_eq!(r["tags"]["azlin-operator-released"], "true", "{res}: {r}");
     }
+    // The retained VM keeps its generated key Secret, no longer owned by the AzlinVM;
+    // the deleted VM's key went with it.
+    let secrets: Api<Secret> = Api::namespaced(env.client(), "default");
+    let kept = secrets
+        .get_opt("keep-ssh")
+        .await
+        .expect("get")
+        .expect("the retained VM's key Secret is kept");
+    assert!(
+        kept.metadata
+            .owner_references
+            .unwrap_or_default()
+            .is_empty(),
+        "the kept Secret has no owner"
+    );
+    assert_eq!(
+        kept.metadata.labels.unwrap_or_default()["azlin.io/retained-from"],
+        "keep"
+    );
+    eventually(WAIT, "the deleted VM's key Secret is collected", || async {
+        secrets
+            .get_opt("del-ssh")
+            .await
+            .expect("get")
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert!(
+        event_reasons(&env, "default", Some("keep")).contains(&"KeyRetained".to_string()),
+        "{:?}",
+        event_reasons(&env, "default", Some("keep"))
+    );
     env.shutdown().await;
 }
 

@@ -30,6 +30,20 @@ pub async fn apply(
         out.requeue = Requeue::Now;
         return Ok(());
     }
+    if let Step::RetainKey = step {
+        if let Some(name) = sshkey::retain_key(&cx.ctx.client, vm).await? {
+            out.event(Event::normal(
+                "KeyRetained",
+                format!(
+                    "kept Secret {name} with the admin SSH key of the retained VM {}: it is no longer owned by the AzlinVM and is labeled {}={}; delete it when the VM is gone",
+                    seen.names.vm,
+                    sshkey::RETAINED_FROM_LABEL,
+                    seen.owner.name
+                ),
+            ));
+        }
+        return Ok(());
+    }
     if let Step::Guest(work) = step {
         return guest(vm, cx, seen, *work, out).await;
     }
@@ -41,7 +55,7 @@ pub async fn apply(
     let pips = arm.network().public_ips(rg);
     let disks = arm.compute().disks(rg);
     let poller = match step {
-        Step::CreateKey | Step::Guest(_) => None,
+        Step::CreateKey | Step::Guest(_) | Step::RetainKey => None,
         Step::Infra(s) => network::apply(&arm, &seen.site, &s).await?,
         Step::PutPip(body) => Some(pips.begin_create_or_update(&names.pip, &body).await?),
         Step::DeletePip => ok_if_gone(pips.begin_delete(&names.pip).await)?,

@@ -74,6 +74,8 @@ pub enum Step {
     DeleteDisks(Vec<String>),
     /// Tag these resources released (`deletionPolicy: Retain`).
     Release(Vec<super::cleanup::Release>),
+    /// Keep the generated key Secret with the retained VM (`deletionPolicy: Retain`).
+    RetainKey,
 }
 
 /// Builds the plan step by step.

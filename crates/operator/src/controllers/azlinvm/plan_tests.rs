@@ -450,6 +450,21 @@ fn retain_tags_everything_released_once_then_lets_go() {
         n.tags.insert(TAG_RELEASED.into(), "true".into());
     }
     let done = cleanup::plan(&vm, &s, &c);
-    assert!(done.step.is_none() && done.out.released);
+    // The generated key Secret is kept with the VM in the same (last) reconcile.
+    assert!(
+        matches!(done.step, Some(Step::RetainKey)) && done.out.released,
+        "{:?}",
+        done.step
+    );
     assert!(done.out.events.iter().any(|e| e.reason == "Retained"));
+    let mut own_key = vm.clone();
+    own_key.spec.ssh_key_secret_ref = Some(crate::api::common::SecretReference {
+        name: "mine".into(),
+    });
+    let theirs = cleanup::plan(&own_key, &s, &c);
+    assert!(
+        theirs.step.is_none() && theirs.out.released,
+        "{:?}",
+        theirs.step
+    );
 }

@@ -1,12 +1,13 @@
 //! The admin SSH key pair of a VM: generated into Secret `<name>-ssh` (type
 //! `kubernetes.io/ssh-auth`, owned by the AzlinVM) when `spec.sshKeySecretRef` is absent,
-//! else read from the referenced Secret.
+//! else read from the referenced Secret. With `deletionPolicy: Retain` the generated Secret
+//! outlives the AzlinVM ([`retain_key`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{ObjectMeta, PostParams};
+use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Api, Resource, ResourceExt};
 use russh::keys::PrivateKey;
 
@@ -36,6 +37,10 @@ impl std::fmt::Debug for VmKey {
             .finish_non_exhaustive()
     }
 }
+
+/// Label on a generated key Secret kept after its AzlinVM was deleted with
+/// `deletionPolicy: Retain`; the value is the AzlinVM's name.
+pub const RETAINED_FROM_LABEL: &str = "azlin.io/retained-from";
 
 /// Name of the generated key Secret of AzlinVM `name`.
 pub fn generated_secret_name(name: &str) -> String {
@@ -152,6 +157,35 @@ pub async fn create_key(client: &kube::Client, vm: &AzlinVM) -> Result<(), Error
         Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Keeps the generated key Secret of `vm` when the AzlinVM goes: drops its ownerReference
+/// to `vm` (so the garbage collector leaves it) and labels it [`RETAINED_FROM_LABEL`].
+/// Returns the Secret's name, or `None` when there is no generated Secret owned by `vm`.
+pub async fn retain_key(client: &kube::Client, vm: &AzlinVM) -> Result<Option<String>, Error> {
+    let ns = vm.namespace().unwrap_or_default();
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    let name = generated_secret_name(&vm.name_any());
+    let Some(secret) = secrets.get_opt(&name).await? else {
+        return Ok(None);
+    };
+    let uid = vm.uid().unwrap_or_default();
+    let owners = secret.metadata.owner_references.clone().unwrap_or_default();
+    if !owners.iter().any(|o| o.uid == uid) {
+        return Ok(None);
+    }
+    let rest: Vec<_> = owners.into_iter().filter(|o| o.uid != uid).collect();
+    let patch = serde_json::json!({
+        "metadata": {
+            "ownerReferences": rest,
+            "labels": { RETAINED_FROM_LABEL: vm.name_any() },
+            "resourceVersion": secret.metadata.resource_version,
+        }
+    });
+    secrets
+        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    Ok(Some(name))
 }
 
 #[cfg(test)]
