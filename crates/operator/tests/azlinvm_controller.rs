@@ -132,7 +132,7 @@ async fn create_becomes_ready_with_tagged_resources_and_generated_key() {
         st.phase,
         Some(azlin_operator::api::azlinvm::VmPhase::Running)
     );
-    assert_eq!(st.power_state.as_deref(), Some("running"));
+    assert_eq!(st.power_state.as_deref(), Some("Running"));
     assert_eq!(st.size.as_deref(), Some("Standard_D2s_v5"));
     assert!(st.vm_id.is_some());
     assert_eq!(
@@ -206,17 +206,14 @@ async fn create_becomes_ready_with_tagged_resources_and_generated_key() {
 async fn power_transitions_and_restart_once() {
     let env = env().await;
     create_ready(&env, "pw", "").await;
-    for (state, word) in [
-        ("Stopped", "stopped"),
-        ("Deallocated", "deallocated"),
-        ("Running", "running"),
-    ] {
+    for state in ["Stopped", "Deallocated", "Running"] {
         patch_spec(&env, "pw", json!({ "powerState": state })).await;
-        let vm = wait_power(&env, "pw", word, "power state reached with Ready").await;
+        // status.powerState is spelled like spec.powerState (the POWER column).
+        let vm = wait_power(&env, "pw", state, "power state reached with Ready").await;
         assert_eq!(
             env.emulator().resource(&vm_arm_id("pw")).expect("vm")["properties"]["instanceView"]["statuses"]
                 [1]["code"],
-            format!("PowerState/{word}")
+            format!("PowerState/{}", state.to_lowercase())
         );
         assert!(is_ready(&vm));
     }
@@ -290,7 +287,7 @@ async fn resize_tags_and_data_disks() {
         |v: &AzlinVM| {
             is_ready(v)
                 && v.status.as_ref().and_then(|s| s.size.as_deref()) == Some("Standard_E4s_v5")
-                && power(v) == Some("running")
+                && power(v) == Some("Running")
         },
         WAIT,
     )
@@ -319,7 +316,7 @@ async fn resize_tags_and_data_disks() {
         "rs",
         |v: &AzlinVM| {
             is_ready(v)
-                && power(v) == Some("running")
+                && power(v) == Some("Running")
                 && env
                     .emulator()
                     .resource(&arm_id(
@@ -350,7 +347,7 @@ async fn out_of_band_changes_are_repaired() {
         .expect("deallocate out of band");
     env.resync();
     wait_event(&env, "oob", "Repaired").await;
-    wait_power(&env, "oob", "running", "started again").await;
+    wait_power(&env, "oob", "Running", "started again").await;
 
     env.emulator()
         .delete_out_of_band(&vm_arm_id("oob"))
@@ -390,7 +387,7 @@ async fn spot_eviction_restarts_the_vm() {
     env.emulator().evict_vm(&vm_arm_id("spot")).expect("evict");
     env.resync();
     wait_event(&env, "spot", "SpotEvicted").await;
-    wait_power(&env, "spot", "running", "running again").await;
+    wait_power(&env, "spot", "Running", "running again").await;
     env.shutdown().await;
 }
 
@@ -884,19 +881,25 @@ async fn fleet_shared_home_is_mounted_seeded_once_and_unmounted_when_removed() {
     let mounted = conditions::find(&st.conditions, "Mounted").expect("Mounted condition");
     assert_eq!(mounted.status, "True", "{mounted:?}");
     assert!(mounted.message.contains(&home_path), "{mounted:?}");
+    // The member that mounts the home is listed, and its Fleet through it.
     let storage: SharedStorage = env
-        .wait_for("default", "home", |_: &SharedStorage| true, WAIT)
+        .wait_for(
+            "default",
+            "home",
+            |s: &SharedStorage| {
+                s.status.as_ref().is_some_and(|st| {
+                    st.mounted_by == ["team-001".to_string(), "fleet/team".to_string()]
+                })
+            },
+            WAIT,
+        )
         .await
-        .expect("storage");
+        .expect("storage lists the member and its Fleet");
     let endpoint = storage
         .status
         .as_ref()
         .and_then(|s| s.nfs_endpoint.clone())
         .expect("endpoint");
-    assert_eq!(
-        storage.status.as_ref().map(|s| s.mounted_by.clone()),
-        Some(vec!["fleet/team".to_string()])
-    );
     let (source, _) = sandbox.mounted(&home_path).expect("home mounted");
     assert_eq!(source, endpoint);
     assert_eq!(
@@ -1043,5 +1046,64 @@ async fn fleet_shared_home_is_mounted_seeded_once_and_unmounted_when_removed() {
             .contains(&format!("{FSTAB_MARKER}{home_path}\n"))
     );
 
+    env.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_stopped_or_deallocated_vm_reports_nothing_mounted_until_it_runs() {
+    let env = env().await;
+    env.apply_yaml(
+        "apiVersion: azlin.io/v1alpha1\nkind: SharedStorage\nmetadata: {name: pds, namespace: default}\nspec: {resourceGroup: rg-pd, location: westus2}\n",
+    )
+    .expect("storage");
+    env.apply_yaml(&vm_yaml(
+        "pd",
+        "  mounts:\n  - storageRef: pds\n    path: /data/pds\n",
+    ))
+    .expect("vm");
+    let mounted = |v: &AzlinVM| {
+        v.status.as_ref().is_some_and(|s| {
+            s.mounts.len() == 1
+                && s.mounts[0].state == azlin_operator::api::azlinvm::MountState::Mounted
+        })
+    };
+    env.wait_for(
+        "default",
+        "pd",
+        |v: &AzlinVM| is_ready(v) && mounted(v),
+        WAIT,
+    )
+    .await
+    .expect("mounted while running");
+    for state in ["Deallocated", "Stopped"] {
+        patch_spec(&env, "pd", json!({ "powerState": state })).await;
+        let vm = wait_power(&env, "pd", state, "powered off and Ready").await;
+        let st = vm.status.expect("status");
+        let cond = conditions::find(&st.conditions, "Mounted").expect("Mounted condition");
+        assert_eq!(
+            (cond.status.as_str(), cond.reason.as_str()),
+            ("False", "VMNotRunning"),
+            "{state}: {cond:?}"
+        );
+        assert!(
+            st.mounts
+                .iter()
+                .all(|m| m.state != azlin_operator::api::azlinvm::MountState::Mounted),
+            "{state}: {:?}",
+            st.mounts
+        );
+    }
+    patch_spec(&env, "pd", json!({ "powerState": "Running" })).await;
+    let vm = env
+        .wait_for(
+            "default",
+            "pd",
+            |v: &AzlinVM| is_ready(v) && power(v) == Some("Running") && mounted(v),
+            WAIT,
+        )
+        .await
+        .expect("mounted again once running");
+    let st = vm.status.expect("status");
+    assert!(conditions::is_true(&st.conditions, "Mounted"));
     env.shutdown().await;
 }

@@ -432,7 +432,8 @@ pub struct AzlinVMStatus {
     /// ARM resource id of the VM.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource_id: Option<String>,
-    /// Observed power state as Azure reports it (e.g. `running`, `deallocated`).
+    /// Observed power state, spelled like `spec.powerState`: `Running`, `Stopped`,
+    /// `Deallocated`, or in transition `Starting`, `Stopping`, `Deallocating`; `Unknown`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub power_state: Option<String>,
     /// Private IP address of the primary NIC.

@@ -300,6 +300,24 @@ pub fn statuses(
     out
 }
 
+/// `status.mounts[]` of a VM that is not running (`power` says how it is): wanted mounts
+/// shown as mounted are pending until it runs again (then the guest is contacted again, see
+/// [`needs_run`]); mounts no longer wanted keep their entry, so they are removed then.
+pub fn not_running(
+    mut mounts: Vec<MountStatus>,
+    desired: &[DesiredMount],
+    power: &str,
+) -> Vec<MountStatus> {
+    for m in &mut mounts {
+        let wanted = desired.iter().any(|d| d.path == m.path);
+        if wanted && m.state == ApiMountState::Mounted {
+            m.state = ApiMountState::Pending;
+            m.message = format!("the VM is {power}; mounted again when it runs");
+        }
+    }
+    mounts
+}
+
 /// Mounts no longer wanted that are still on the VM: with results, those whose removal
 /// failed (e.g. a busy unmount; the script keeps their `/etc/fstab` line); without, those
 /// the previous status showed on the VM (removed while the VM was not reachable).

@@ -362,7 +362,7 @@ fn a_settled_vm_reports_its_facts_and_asks_for_nothing() {
     assert_eq!(st.phase, Some(VmPhase::Running));
     assert_eq!(st.private_ip.as_deref(), Some("10.42.0.4"));
     assert_eq!(st.vm_id.as_deref(), Some("vm-1"));
-    assert_eq!(st.power_state.as_deref(), Some("running"));
+    assert_eq!(st.power_state.as_deref(), Some("Running"));
     assert_eq!(st.ssh_key_secret.as_deref(), Some("dev-ssh"));
     assert_eq!(p.out.requeue, Requeue::Resync);
 }
