@@ -37,7 +37,7 @@ pub struct GuestVm {
     pub user: String,
     /// Admin private key.
     pub key: Arc<PrivateKey>,
-    /// Host key check (from `status.hostKeyFingerprint`).
+    /// Host key check (from the pin in the key Secret).
     pub host_key: HostKeyPolicy,
 }
 

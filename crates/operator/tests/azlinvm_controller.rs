@@ -587,7 +587,7 @@ async fn mounts_over_real_ssh_pin_the_host_key_and_unmount_on_removal() {
     use azlin_operator::ssh::sandbox::MountSandbox;
     use azlin_operator::ssh::testing::TestSshd;
 
-    let sshd = TestSshd::start().expect("test sshd (apt-get install openssh-server)");
+    let mut sshd = TestSshd::start().expect("test sshd (apt-get install openssh-server)");
     let sandbox = MountSandbox::new().expect("sandbox");
     let env = support::ssh_env(&sshd, &sandbox).await;
     env.apply_yaml(
@@ -672,15 +672,28 @@ async fn mounts_over_real_ssh_pin_the_host_key_and_unmount_on_removal() {
     assert!(sandbox.mounted("/mnt/data").is_none());
     assert!(!sandbox.fstab().contains("/mnt/data"));
 
-    // A different host key than the pinned one is refused: Stalled, nothing mounted.
+    // The pin lives in the key Secret: removing it from the status does not make the
+    // operator accept another host key (the VM's sshd now presents a new one).
+    let secrets: Api<Secret> = Api::namespaced(env.client(), "default");
+    let pin_of = |s: &Secret| {
+        s.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get("host-key.azlin.io/m").cloned())
+            .unwrap_or_default()
+    };
+    let first = sshd.host_key_fingerprint().to_string();
+    let pinned = pin_of(&secrets.get("vm-key").await.expect("key secret"));
+    assert!(pinned.ends_with(&first), "{pinned}");
     let vms: Api<AzlinVM> = Api::namespaced(env.client(), "default");
     vms.patch_status(
         "m",
         &PatchParams::default(),
-        &Patch::Merge(&json!({"status": {"hostKeyFingerprint": "SHA256:someoneelse"}})),
+        &Patch::Merge(&json!({"status": {"hostKeyFingerprint": null}})),
     )
     .await
-    .expect("pin another key");
+    .expect("remove the pin from the status");
+    let rotated = sshd.rotate_host_key().expect("sshd with a new host key");
     patch_spec(
         &env,
         "m",
@@ -690,6 +703,44 @@ async fn mounts_over_real_ssh_pin_the_host_key_and_unmount_on_removal() {
     let c = wait_stalled(&env, "default", "m", "stalled on host key mismatch").await;
     assert_eq!(c.reason, "HostKeyMismatch", "{c:?}");
     assert!(sandbox.mounted("/mnt/data").is_none());
+    assert_eq!(
+        pin_of(&secrets.get("vm-key").await.expect("key secret")),
+        pinned,
+        "the pin is unchanged"
+    );
+    // Only an explicit request accepts the new key, once.
+    vms.patch(
+        "m",
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"metadata": {"annotations": {"azlin.io/repin-host-key": "2026-01-01T00:00:00Z"}}})),
+    )
+    .await
+    .expect("ask for a re-pin");
+    let vm = env
+        .wait_for(
+            "default",
+            "m",
+            |v: &AzlinVM| {
+                is_ready(v)
+                    && v.status.as_ref().is_some_and(|s| {
+                        s.host_key_fingerprint.as_deref() == Some(rotated.as_str())
+                            && s.mounts.len() == 1
+                            && s.mounts[0].state
+                                == azlin_operator::api::azlinvm::MountState::Mounted
+                    })
+            },
+            WAIT,
+        )
+        .await
+        .expect("re-pinned and mounted");
+    assert!(vm.status.is_some());
+    let repinned = pin_of(&secrets.get("vm-key").await.expect("key secret"));
+    assert!(
+        repinned.contains(&rotated) && repinned.ends_with("2026-01-01T00:00:00Z"),
+        "{repinned}"
+    );
+    assert!(sandbox.mounted("/mnt/data").is_some());
+    wait_event(&env, "m", "HostKeyRepinned").await;
     env.shutdown().await;
 }
 

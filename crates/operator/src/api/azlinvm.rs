@@ -445,7 +445,10 @@ pub struct AzlinVMStatus {
     /// Current size as Azure reports it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size: Option<String>,
-    /// SSH host key fingerprint pinned on first contact (`SHA256:...`).
+    /// SSH host key fingerprint pinned on first contact (`SHA256:...`), as reported. The pin
+    /// itself is kept in the key Secret (annotation `host-key.azlin.io/<name>`), so editing
+    /// this field changes nothing; to accept a new host key, set the AzlinVM annotation
+    /// `azlin.io/repin-host-key` to a new value (e.g. the current time).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_key_fingerprint: Option<String>,
     /// Name of the Secret holding the admin SSH key pair.

@@ -136,13 +136,31 @@ async fn guest(
     out: &mut Outcome<AzlinVM>,
 ) -> Result<(), Error> {
     let result = cx.ctx.guest.apply_mounts(&work.vm, &work.plan).await?;
-    let st = &mut out.status;
-    if st.host_key_fingerprint.is_none() {
-        out.events.push(Event::normal(
-            "HostKeyPinned",
-            format!("pinned SSH host key {}", result.host_key_fingerprint),
-        ));
+    let trust = &work.trust;
+    if let Some(pin) = trust.to_record(&result.host_key_fingerprint) {
+        sshkey::record_pin(&cx.ctx.client, &cx.namespace, trust, &pin).await?;
+        let event = match (&trust.recorded, &trust.repin) {
+            (Some(old), Some(request)) if old.vm_id == pin.vm_id => Event::warning(
+                "HostKeyRepinned",
+                format!(
+                    "re-pinned the SSH host key as requested ({}={request}): {} replaces {} (in Secret {})",
+                    sshkey::REPIN_ANNOTATION,
+                    pin.fingerprint,
+                    old.fingerprint,
+                    trust.secret
+                ),
+            ),
+            _ => Event::normal(
+                "HostKeyPinned",
+                format!(
+                    "pinned SSH host key {} of VM {} (in Secret {})",
+                    pin.fingerprint, pin.vm_id, trust.secret
+                ),
+            ),
+        };
+        out.events.push(event);
     }
+    let st = &mut out.status;
     st.host_key_fingerprint = Some(result.host_key_fingerprint.clone());
     let previous = st.mounts.clone();
     st.mounts = mounts::statuses(&seen.mounts, Some(&result), &previous);

@@ -14,7 +14,7 @@ use super::cloudinit;
 use super::mounts;
 use super::observe::{Net, Observed, provisioning};
 use super::restore;
-use super::sshkey::{KeyState, VmKey};
+use super::sshkey::{HostKeyTrust, KeyState, VmKey};
 use super::status::{mount_health, settled_phase, transition_event};
 use crate::api::azlinvm::{AzlinVMStatus, VmPhase};
 use crate::api::conditions::Health;
@@ -24,7 +24,7 @@ use crate::infra::network;
 use crate::reconcile::events::Event;
 use crate::reconcile::ownership::{Ownership, ownership};
 use crate::reconcile::{Outcome, Plan, PlanCx, Requeue};
-use crate::ssh::{HostKeyPolicy, MountPlan};
+use crate::ssh::MountPlan;
 
 /// Guest work: converge the mounts of a running VM over SSH (or in the local sandbox).
 #[derive(Debug)]
@@ -33,6 +33,8 @@ pub struct GuestWork {
     pub vm: GuestVm,
     /// What to mount and unmount.
     pub plan: MountPlan,
+    /// How its host key is checked, and where the pin is recorded.
+    pub trust: HostKeyTrust,
 }
 
 /// One write of the AzlinVM controller.
@@ -726,15 +728,18 @@ fn guest(mut p: Planner<'_>, power: Observed_, key: &VmKey) -> Plan<AzlinVM> {
         && (mounts::needs_run(&seen.mounts, &p.old.mounts) || env_stale)
         && let Some(host) = host
     {
+        let id = p.st.vm_id.clone().unwrap_or_else(|| seen.owner.display());
+        let trust = HostKeyTrust::of(vm, key, &id);
         let work = GuestWork {
             vm: GuestVm {
-                id: p.st.vm_id.clone().unwrap_or_else(|| seen.owner.display()),
+                id,
                 host,
                 user: vm.spec.admin_username.clone(),
                 key: Arc::clone(&key.private),
-                host_key: HostKeyPolicy::from_stored(p.st.host_key_fingerprint.as_deref()),
+                host_key: trust.policy(),
             },
             plan: mounts::plan(&seen.mounts, seen.env.as_deref()),
+            trust,
         };
         // The apply records the results and the mounts' health.
         return p.finish(

@@ -49,6 +49,7 @@ fn key() -> VmKey {
         private: Arc::new(
             russh::keys::PrivateKey::from_openssh(&pair.private_key_pem).expect("private"),
         ),
+        pins: Default::default(),
     }
 }
 
