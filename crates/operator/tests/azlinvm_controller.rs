@@ -1158,3 +1158,44 @@ async fn a_stopped_or_deallocated_vm_reports_nothing_mounted_until_it_runs() {
     assert!(conditions::is_true(&st.conditions, "Mounted"));
     env.shutdown().await;
 }
+
+/// The operator's Secret requests fit its RBAC (`config/rbac/role.yaml`): Secrets are read,
+/// created and patched by name; the only collection it lists or watches is the tenant
+/// credential Secret, by name.
+#[tokio::test]
+async fn secrets_are_only_accessed_by_name() {
+    use azlin_kubemem::Verb;
+    let env = env().await;
+    create_ready(&env, "sec", "  deletionPolicy: Retain\n").await;
+    let api: Api<AzlinVM> = Api::namespaced(env.client(), "default");
+    api.delete("sec", &Default::default())
+        .await
+        .expect("delete");
+    env.wait_gone::<AzlinVM>("default", "sec", WAIT)
+        .await
+        .expect("deleted");
+    let secret_requests: Vec<_> = env
+        .api()
+        .requests()
+        .into_iter()
+        .filter(|r| r.resource.as_deref() == Some("secrets"))
+        .collect();
+    for verb in [Verb::Create, Verb::Patch, Verb::List, Verb::Watch] {
+        assert!(
+            secret_requests.iter().any(|r| r.verb == verb),
+            "{verb:?} in {secret_requests:?}"
+        );
+    }
+    for r in &secret_requests {
+        match r.verb {
+            Verb::Get | Verb::Create | Verb::Patch => {}
+            Verb::List | Verb::Watch => assert!(
+                r.query
+                    .contains("fieldSelector=metadata.name%3Dazlin-azure-credentials"),
+                "a Secret list or watch not limited to the tenant credential: {r:?}"
+            ),
+            other => panic!("Secret request {other:?} is outside the operator's RBAC: {r:?}"),
+        }
+    }
+    env.shutdown().await;
+}

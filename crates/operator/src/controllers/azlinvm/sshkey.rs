@@ -247,7 +247,7 @@ pub async fn read_key(client: &kube::Client, vm: &AzlinVM) -> Result<KeyState, E
             return Ok(KeyState::Invalid {
                 field: "spec.sshKeySecretRef".into(),
                 message: format!(
-                    "Secret {} not found in namespace {ns}: create it with type {SECRET_TYPE} and keys {PRIVATE_KEY_FIELD} and {PUBLIC_KEY_FIELD}",
+                    "Secret {} not found in namespace {ns}: create it with type {SECRET_TYPE} and keys {PRIVATE_KEY_FIELD} and {PUBLIC_KEY_FIELD} (it is looked up again when the AzlinVM changes, and every few minutes)",
                     r.name
                 ),
             });
