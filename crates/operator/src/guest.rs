@@ -266,6 +266,7 @@ mod tests {
                 source: "acct.file.core.windows.net:/acct/share".into(),
                 path: "/mnt/data".into(),
                 read_only: false,
+                dirs: Default::default(),
             }],
             shared_home: None,
             env: None,

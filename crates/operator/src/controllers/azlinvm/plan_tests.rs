@@ -229,6 +229,7 @@ fn apply_mode_table() {
                     pending: "SharedStorage data not found in namespace ns".into(),
                     storage_missing: true,
                     home_user: None,
+                    dirs: Default::default(),
                 }]
             },
             Option::is_none,

@@ -135,7 +135,10 @@ pub fn mount_source(storage: &SharedStorage) -> Option<&str> {
         .and_then(|s| s.nfs_endpoint.as_deref())
 }
 
-/// The message of `Ready=True`: endpoint, quota, default mount path and template directories.
+/// The message of `Ready=True`: endpoint, quota, default mount path and the template's
+/// directories. They are made by the VMs that mount the share (each reports in its
+/// `status.mounts[]` which exist), so the storage names them as what its VMs make sure of,
+/// never as existing.
 pub fn ready_message(endpoint: &str, quota_gib: u32, layout: &MountLayout) -> String {
     let mut msg = format!(
         "NFS share {endpoint} ({quota_gib} GiB) is available; VMs mount it at {} by default",
@@ -143,13 +146,13 @@ pub fn ready_message(endpoint: &str, quota_gib: u32, layout: &MountLayout) -> St
     );
     if !layout.shared_dirs.is_empty() {
         msg.push_str(&format!(
-            "; shared directories: {}",
+            "; mounting VMs create {} on the share when missing",
             layout.shared_dirs.join(", ")
         ));
     }
     if !layout.local_dirs.is_empty() {
         msg.push_str(&format!(
-            "; local directories on each VM: {}",
+            "; and {} on their own disk",
             layout.local_dirs.join(", ")
         ));
     }
@@ -329,10 +332,10 @@ mod tests {
         };
         let m = ready_message("a.file.core.windows.net:/a/s", 100, &layout);
         assert!(m.contains("at /mnt/ml"), "{m}");
-        assert!(m.contains("shared directories: datasets, models"), "{m}");
         assert!(
-            m.contains("local directories on each VM: /mnt/scratch"),
+            m.contains("mounting VMs create datasets, models on the share when missing"),
             "{m}"
         );
+        assert!(m.contains("/mnt/scratch on their own disk"), "{m}");
     }
 }
