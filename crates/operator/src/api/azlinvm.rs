@@ -351,10 +351,11 @@ pub struct MountSpec {
 }
 
 /// Which backup run the VM's disks are made from.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RestoreFrom {
     /// Name of a Backup in the same namespace.
+    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$')").message("spec.restoreFrom.backupRef must be the name of a Backup in this namespace"))]
     #[schemars(length(min = 1, max = 63))]
     pub backup_ref: String,
     /// A snapshot name from the Backup's `status.runs[].snapshots[]`: the OS disk and the data

@@ -53,9 +53,10 @@ pub enum DeletionPolicy {
 }
 
 /// Reference to a Secret in the object's namespace.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, kube::KubeSchema)]
 pub struct SecretReference {
-    /// Name of the Secret.
+    /// Name of the Secret (in the object's namespace: a name, never `namespace/name`).
+    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$')").message("spec.sshKeySecretRef.name must be the name of a Secret in this namespace: lowercase letters, digits, '-' and '.'"))]
     #[schemars(length(min = 1, max = 253))]
     pub name: String,
 }
