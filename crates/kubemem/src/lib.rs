@@ -375,6 +375,21 @@ impl ApiServer {
         self.state().expire_watches();
     }
 
+    /// Restarts the server on an empty store (an API server whose etcd was wiped or restored
+    /// from an old backup): objects and custom resource registrations are gone, the initial
+    /// namespaces are back, resourceVersions start again from a low number — lower than what
+    /// clients saw — and open watches end as closed connections. Clients that re-watch from
+    /// their last resourceVersion see nothing until they list again.
+    pub fn restart_empty(&self) {
+        let mut st = self.state();
+        st.reset();
+        for ns in namespaces::INITIAL {
+            if let Err(e) = ensure_namespace(&mut st, ns) {
+                tracing::error!(error = %e, namespace = ns, "in-memory API: initial namespace");
+            }
+        }
+    }
+
     /// Changes how many changes are retained for watch replay.
     pub fn set_history_limit(&self, limit: usize) {
         self.state().set_history_limit(limit);

@@ -61,6 +61,8 @@ pub enum Broadcast {
     Event(Arc<HistEvent>),
     /// History was compacted under open watches: they end with 410 Expired.
     Expire,
+    /// The server went away: open watches end without an event (a closed connection).
+    Close,
 }
 
 /// A stored object with its field ownership.
@@ -361,6 +363,22 @@ impl State {
         self.history.clear();
         self.compacted_rv = self.rv;
         let _ = self.tx.send(Broadcast::Expire);
+    }
+
+    /// Forgets everything, as an API server restarted on an empty (or restored) etcd: every
+    /// object and registered custom resource goes, the resourceVersion starts again from 1
+    /// (it goes backwards for clients), and open watches end as closed connections.
+    pub fn reset(&mut self) {
+        self.registry = Registry::with_core_kinds();
+        self.objects.clear();
+        self.history.clear();
+        self.rv = 1;
+        self.compacted_rv = 0;
+        self.uid_index.clear();
+        self.owner_index.clear();
+        self.pending_policy.clear();
+        self.namespaces_to_sync.clear();
+        let _ = self.tx.send(Broadcast::Close);
     }
 
     /// Changes the history window size, compacting if needed.

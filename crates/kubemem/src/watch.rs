@@ -212,6 +212,9 @@ pub fn start(
                             }
                         }
                     }
+                    Ok(Broadcast::Close) => {
+                        st.done = true;
+                    }
                     Ok(Broadcast::Expire) => {
                         st.queue.push_back(error_line(&expired(st.last_rv, st.last_rv + 1)));
                         st.done = true;

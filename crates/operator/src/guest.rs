@@ -37,7 +37,7 @@ pub struct GuestVm {
     pub user: String,
     /// Admin private key.
     pub key: Arc<PrivateKey>,
-    /// Host key check (from `status.hostKeyFingerprint`).
+    /// Host key check (from the pin in the key Secret).
     pub host_key: HostKeyPolicy,
 }
 
@@ -266,6 +266,7 @@ mod tests {
                 source: "acct.file.core.windows.net:/acct/share".into(),
                 path: "/mnt/data".into(),
                 read_only: false,
+                dirs: Default::default(),
             }],
             shared_home: None,
             env: None,

@@ -132,7 +132,7 @@ async fn create_becomes_ready_with_tagged_resources_and_generated_key() {
         st.phase,
         Some(azlin_operator::api::azlinvm::VmPhase::Running)
     );
-    assert_eq!(st.power_state.as_deref(), Some("running"));
+    assert_eq!(st.power_state.as_deref(), Some("Running"));
     assert_eq!(st.size.as_deref(), Some("Standard_D2s_v5"));
     assert!(st.vm_id.is_some());
     assert_eq!(
@@ -206,17 +206,14 @@ async fn create_becomes_ready_with_tagged_resources_and_generated_key() {
 async fn power_transitions_and_restart_once() {
     let env = env().await;
     create_ready(&env, "pw", "").await;
-    for (state, word) in [
-        ("Stopped", "stopped"),
-        ("Deallocated", "deallocated"),
-        ("Running", "running"),
-    ] {
+    for state in ["Stopped", "Deallocated", "Running"] {
         patch_spec(&env, "pw", json!({ "powerState": state })).await;
-        let vm = wait_power(&env, "pw", word, "power state reached with Ready").await;
+        // status.powerState is spelled like spec.powerState (the POWER column).
+        let vm = wait_power(&env, "pw", state, "power state reached with Ready").await;
         assert_eq!(
             env.emulator().resource(&vm_arm_id("pw")).expect("vm")["properties"]["instanceView"]["statuses"]
                 [1]["code"],
-            format!("PowerState/{word}")
+            format!("PowerState/{}", state.to_lowercase())
         );
         assert!(is_ready(&vm));
     }
@@ -290,7 +287,7 @@ async fn resize_tags_and_data_disks() {
         |v: &AzlinVM| {
             is_ready(v)
                 && v.status.as_ref().and_then(|s| s.size.as_deref()) == Some("Standard_E4s_v5")
-                && power(v) == Some("running")
+                && power(v) == Some("Running")
         },
         WAIT,
     )
@@ -319,7 +316,7 @@ async fn resize_tags_and_data_disks() {
         "rs",
         |v: &AzlinVM| {
             is_ready(v)
-                && power(v) == Some("running")
+                && power(v) == Some("Running")
                 && env
                     .emulator()
                     .resource(&arm_id(
@@ -350,7 +347,7 @@ async fn out_of_band_changes_are_repaired() {
         .expect("deallocate out of band");
     env.resync();
     wait_event(&env, "oob", "Repaired").await;
-    wait_power(&env, "oob", "running", "started again").await;
+    wait_power(&env, "oob", "Running", "started again").await;
 
     env.emulator()
         .delete_out_of_band(&vm_arm_id("oob"))
@@ -390,7 +387,7 @@ async fn spot_eviction_restarts_the_vm() {
     env.emulator().evict_vm(&vm_arm_id("spot")).expect("evict");
     env.resync();
     wait_event(&env, "spot", "SpotEvicted").await;
-    wait_power(&env, "spot", "running", "running again").await;
+    wait_power(&env, "spot", "Running", "running again").await;
     env.shutdown().await;
 }
 
@@ -503,6 +500,39 @@ async fn delete_policies_and_missing_resource_group() {
             .expect("retained");
         assert_eq!(r["tags"]["azlin-operator-released"], "true", "{res}: {r}");
     }
+    // The retained VM keeps its generated key Secret, no longer owned by the AzlinVM;
+    // the deleted VM's key went with it.
+    let secrets: Api<Secret> = Api::namespaced(env.client(), "default");
+    let kept = secrets
+        .get_opt("keep-ssh")
+        .await
+        .expect("get")
+        .expect("the retained VM's key Secret is kept");
+    assert!(
+        kept.metadata
+            .owner_references
+            .unwrap_or_default()
+            .is_empty(),
+        "the kept Secret has no owner"
+    );
+    assert_eq!(
+        kept.metadata.labels.unwrap_or_default()["azlin.io/retained-from"],
+        "keep"
+    );
+    eventually(WAIT, "the deleted VM's key Secret is collected", || async {
+        secrets
+            .get_opt("del-ssh")
+            .await
+            .expect("get")
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert!(
+        event_reasons(&env, "default", Some("keep")).contains(&"KeyRetained".to_string()),
+        "{:?}",
+        event_reasons(&env, "default", Some("keep"))
+    );
     env.shutdown().await;
 }
 
@@ -557,7 +587,7 @@ async fn mounts_over_real_ssh_pin_the_host_key_and_unmount_on_removal() {
     use azlin_operator::ssh::sandbox::MountSandbox;
     use azlin_operator::ssh::testing::TestSshd;
 
-    let sshd = TestSshd::start().expect("test sshd (apt-get install openssh-server)");
+    let mut sshd = TestSshd::start().expect("test sshd (apt-get install openssh-server)");
     let sandbox = MountSandbox::new().expect("sandbox");
     let env = support::ssh_env(&sshd, &sandbox).await;
     env.apply_yaml(
@@ -642,15 +672,28 @@ async fn mounts_over_real_ssh_pin_the_host_key_and_unmount_on_removal() {
     assert!(sandbox.mounted("/mnt/data").is_none());
     assert!(!sandbox.fstab().contains("/mnt/data"));
 
-    // A different host key than the pinned one is refused: Stalled, nothing mounted.
+    // The pin lives in the key Secret: removing it from the status does not make the
+    // operator accept another host key (the VM's sshd now presents a new one).
+    let secrets: Api<Secret> = Api::namespaced(env.client(), "default");
+    let pin_of = |s: &Secret| {
+        s.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get("host-key.azlin.io/m").cloned())
+            .unwrap_or_default()
+    };
+    let first = sshd.host_key_fingerprint().to_string();
+    let pinned = pin_of(&secrets.get("vm-key").await.expect("key secret"));
+    assert!(pinned.ends_with(&first), "{pinned}");
     let vms: Api<AzlinVM> = Api::namespaced(env.client(), "default");
     vms.patch_status(
         "m",
         &PatchParams::default(),
-        &Patch::Merge(&json!({"status": {"hostKeyFingerprint": "SHA256:someoneelse"}})),
+        &Patch::Merge(&json!({"status": {"hostKeyFingerprint": null}})),
     )
     .await
-    .expect("pin another key");
+    .expect("remove the pin from the status");
+    let rotated = sshd.rotate_host_key().expect("sshd with a new host key");
     patch_spec(
         &env,
         "m",
@@ -660,6 +703,44 @@ async fn mounts_over_real_ssh_pin_the_host_key_and_unmount_on_removal() {
     let c = wait_stalled(&env, "default", "m", "stalled on host key mismatch").await;
     assert_eq!(c.reason, "HostKeyMismatch", "{c:?}");
     assert!(sandbox.mounted("/mnt/data").is_none());
+    assert_eq!(
+        pin_of(&secrets.get("vm-key").await.expect("key secret")),
+        pinned,
+        "the pin is unchanged"
+    );
+    // Only an explicit request accepts the new key, once.
+    vms.patch(
+        "m",
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"metadata": {"annotations": {"azlin.io/repin-host-key": "2026-01-01T00:00:00Z"}}})),
+    )
+    .await
+    .expect("ask for a re-pin");
+    let vm = env
+        .wait_for(
+            "default",
+            "m",
+            |v: &AzlinVM| {
+                is_ready(v)
+                    && v.status.as_ref().is_some_and(|s| {
+                        s.host_key_fingerprint.as_deref() == Some(rotated.as_str())
+                            && s.mounts.len() == 1
+                            && s.mounts[0].state
+                                == azlin_operator::api::azlinvm::MountState::Mounted
+                    })
+            },
+            WAIT,
+        )
+        .await
+        .expect("re-pinned and mounted");
+    assert!(vm.status.is_some());
+    let repinned = pin_of(&secrets.get("vm-key").await.expect("key secret"));
+    assert!(
+        repinned.contains(&rotated) && repinned.ends_with("2026-01-01T00:00:00Z"),
+        "{repinned}"
+    );
+    assert!(sandbox.mounted("/mnt/data").is_some());
+    wait_event(&env, "m", "HostKeyRepinned").await;
     env.shutdown().await;
 }
 
@@ -851,19 +932,25 @@ async fn fleet_shared_home_is_mounted_seeded_once_and_unmounted_when_removed() {
     let mounted = conditions::find(&st.conditions, "Mounted").expect("Mounted condition");
     assert_eq!(mounted.status, "True", "{mounted:?}");
     assert!(mounted.message.contains(&home_path), "{mounted:?}");
+    // The member that mounts the home is listed, and its Fleet through it.
     let storage: SharedStorage = env
-        .wait_for("default", "home", |_: &SharedStorage| true, WAIT)
+        .wait_for(
+            "default",
+            "home",
+            |s: &SharedStorage| {
+                s.status.as_ref().is_some_and(|st| {
+                    st.mounted_by == ["team-001".to_string(), "fleet/team".to_string()]
+                })
+            },
+            WAIT,
+        )
         .await
-        .expect("storage");
+        .expect("storage lists the member and its Fleet");
     let endpoint = storage
         .status
         .as_ref()
         .and_then(|s| s.nfs_endpoint.clone())
         .expect("endpoint");
-    assert_eq!(
-        storage.status.as_ref().map(|s| s.mounted_by.clone()),
-        Some(vec!["fleet/team".to_string()])
-    );
     let (source, _) = sandbox.mounted(&home_path).expect("home mounted");
     assert_eq!(source, endpoint);
     assert_eq!(
@@ -1010,5 +1097,105 @@ async fn fleet_shared_home_is_mounted_seeded_once_and_unmounted_when_removed() {
             .contains(&format!("{FSTAB_MARKER}{home_path}\n"))
     );
 
+    env.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_stopped_or_deallocated_vm_reports_nothing_mounted_until_it_runs() {
+    let env = env().await;
+    env.apply_yaml(
+        "apiVersion: azlin.io/v1alpha1\nkind: SharedStorage\nmetadata: {name: pds, namespace: default}\nspec: {resourceGroup: rg-pd, location: westus2}\n",
+    )
+    .expect("storage");
+    env.apply_yaml(&vm_yaml(
+        "pd",
+        "  mounts:\n  - storageRef: pds\n    path: /data/pds\n",
+    ))
+    .expect("vm");
+    let mounted = |v: &AzlinVM| {
+        v.status.as_ref().is_some_and(|s| {
+            s.mounts.len() == 1
+                && s.mounts[0].state == azlin_operator::api::azlinvm::MountState::Mounted
+        })
+    };
+    env.wait_for(
+        "default",
+        "pd",
+        |v: &AzlinVM| is_ready(v) && mounted(v),
+        WAIT,
+    )
+    .await
+    .expect("mounted while running");
+    for state in ["Deallocated", "Stopped"] {
+        patch_spec(&env, "pd", json!({ "powerState": state })).await;
+        let vm = wait_power(&env, "pd", state, "powered off and Ready").await;
+        let st = vm.status.expect("status");
+        let cond = conditions::find(&st.conditions, "Mounted").expect("Mounted condition");
+        assert_eq!(
+            (cond.status.as_str(), cond.reason.as_str()),
+            ("False", "VMNotRunning"),
+            "{state}: {cond:?}"
+        );
+        assert!(
+            st.mounts
+                .iter()
+                .all(|m| m.state != azlin_operator::api::azlinvm::MountState::Mounted),
+            "{state}: {:?}",
+            st.mounts
+        );
+    }
+    patch_spec(&env, "pd", json!({ "powerState": "Running" })).await;
+    let vm = env
+        .wait_for(
+            "default",
+            "pd",
+            |v: &AzlinVM| is_ready(v) && power(v) == Some("Running") && mounted(v),
+            WAIT,
+        )
+        .await
+        .expect("mounted again once running");
+    let st = vm.status.expect("status");
+    assert!(conditions::is_true(&st.conditions, "Mounted"));
+    env.shutdown().await;
+}
+
+/// The operator's Secret requests fit its RBAC (`config/rbac/role.yaml`): Secrets are read,
+/// created and patched by name; the only collection it lists or watches is the tenant
+/// credential Secret, by name.
+#[tokio::test]
+async fn secrets_are_only_accessed_by_name() {
+    use azlin_kubemem::Verb;
+    let env = env().await;
+    create_ready(&env, "sec", "  deletionPolicy: Retain\n").await;
+    let api: Api<AzlinVM> = Api::namespaced(env.client(), "default");
+    api.delete("sec", &Default::default())
+        .await
+        .expect("delete");
+    env.wait_gone::<AzlinVM>("default", "sec", WAIT)
+        .await
+        .expect("deleted");
+    let secret_requests: Vec<_> = env
+        .api()
+        .requests()
+        .into_iter()
+        .filter(|r| r.resource.as_deref() == Some("secrets"))
+        .collect();
+    for verb in [Verb::Create, Verb::Patch, Verb::List, Verb::Watch] {
+        assert!(
+            secret_requests.iter().any(|r| r.verb == verb),
+            "{verb:?} in {secret_requests:?}"
+        );
+    }
+    for r in &secret_requests {
+        match r.verb {
+            Verb::Get | Verb::Create | Verb::Patch => {}
+            Verb::List | Verb::Watch => assert!(
+                r.query
+                    .contains("fieldSelector=metadata.name%3Dazlin-azure-credentials"),
+                "a Secret list or watch not limited to the tenant credential: {r:?}"
+            ),
+            other => panic!("Secret request {other:?} is outside the operator's RBAC: {r:?}"),
+        }
+    }
     env.shutdown().await;
 }

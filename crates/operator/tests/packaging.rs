@@ -252,12 +252,14 @@ fn expected_operator_rules() -> BTreeSet<Rule> {
             &["update"],
             &[],
         ),
-        // Generated SSH key Secrets, tenant credential Secrets.
+        // Key Secrets by name: read, created (generated keys), patched (retained with a VM,
+        // host key pins). No list or watch of Secrets but the tenant credentials, by name.
+        rule(&[""], &["secrets"], &["get", "create", "patch"], &[]),
         rule(
             &[""],
             &["secrets"],
-            &["get", "list", "watch", "create", "update", "patch"],
-            &[],
+            &["list", "watch"],
+            &["azlin-azure-credentials"],
         ),
         rule(&["events.k8s.io"], &["events"], &["create", "patch"], &[]),
     ]

@@ -479,18 +479,23 @@ async fn wait_mounted_by(env: &EmbeddedEnv, name: &str, want: &[&str]) -> Shared
 }
 
 #[tokio::test]
-async fn mounted_by_tracks_vms_and_fleets() {
+async fn mounted_by_tracks_vms_and_fleets_through_their_members() {
     let env = env().await;
     create_ready(&env, "team", "").await;
     env.apply_yaml(&vm_yaml("vm1", &["team"])).expect("vm1");
     env.apply_yaml(&vm_yaml("vm2", &[])).expect("vm2");
     wait_mounted_by(&env, "team", &["vm1"]).await;
 
+    // A Fleet that names the share as home but has no member mounts nothing: not listed.
     env.apply_yaml(&format!(
         "apiVersion: azlin.io/v1alpha1\nkind: Fleet\nmetadata: {{name: workers, namespace: {NS}}}\nspec:\n  replicas: 0\n  sharedHome: team\n  template:\n    spec: {{resourceGroup: rg-vms, location: {LOCATION}}}\n"
     ))
     .expect("fleet");
-    wait_mounted_by(&env, "team", &["vm1", "fleet/workers"]).await;
+    env.wait_for(NS, "workers", |f: &Fleet| f.status.is_some(), WAIT)
+        .await
+        .expect("the Fleet was reconciled");
+    support::resync_and_wait(&env, KIND, "a storage reconcile after the Fleet").await;
+    wait_mounted_by(&env, "team", &["vm1"]).await;
 
     let vms: Api<AzlinVM> = Api::namespaced(env.client(), NS);
     vms.patch(
@@ -500,7 +505,7 @@ async fn mounted_by_tracks_vms_and_fleets() {
     )
     .await
     .expect("vm2 mounts");
-    wait_mounted_by(&env, "team", &["vm1", "vm2", "fleet/workers"]).await;
+    wait_mounted_by(&env, "team", &["vm1", "vm2"]).await;
 
     vms.patch(
         "vm1",
@@ -509,9 +514,45 @@ async fn mounted_by_tracks_vms_and_fleets() {
     )
     .await
     .expect("vm1 unmounts");
-    wait_mounted_by(&env, "team", &["vm2", "fleet/workers"]).await;
+    wait_mounted_by(&env, "team", &["vm2"]).await;
 
+    // A member that mounts the home lists itself and its Fleet.
     let fleets: Api<Fleet> = Api::namespaced(env.client(), NS);
+    fleets
+        .patch(
+            "workers",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 1}})),
+        )
+        .await
+        .expect("scaled");
+    let s = env
+        .wait_for(
+            NS,
+            "team",
+            |s: &SharedStorage| {
+                s.status.as_ref().is_some_and(|st| {
+                    st.mounted_by.len() == 3
+                        && st.mounted_by[0] == "vm2"
+                        && st.mounted_by[1].starts_with("workers-")
+                        && st.mounted_by[2] == "fleet/workers"
+                        && st.mount_count == Some(2)
+                })
+            },
+            WAIT,
+        )
+        .await
+        .expect("the member and its Fleet are listed");
+    let member = s.status.expect("status").mounted_by[1].clone();
+    let vm = vms.get(&member).await.expect("member");
+    assert!(
+        vm.status
+            .iter()
+            .flat_map(|s| &s.mounts)
+            .any(|m| m.storage_ref == "team"),
+        "the member really has the share in its mounts"
+    );
+
     fleets
         .delete("workers", &DeleteParams::default())
         .await

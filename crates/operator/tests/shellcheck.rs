@@ -37,11 +37,17 @@ fn plan() -> MountPlan {
                 source: "azlinabc.file.core.windows.net:/azlinabc/data".into(),
                 path: "/mnt/data".into(),
                 read_only: false,
+                dirs: azlin_operator::ssh::MountDirs {
+                    user: "azureuser".into(),
+                    shared: vec!["datasets".into(), "models".into()],
+                    local: vec!["/mnt/scratch".into()],
+                },
             },
             NfsMount {
                 source: "azlinabc.file.core.windows.net:/azlinabc/shared".into(),
                 path: "/srv/shared".into(),
                 read_only: true,
+                dirs: Default::default(),
             },
         ],
         shared_home: Some(SharedHome::new(

@@ -54,6 +54,7 @@ fn nfs(source: &str, path: &str, read_only: bool) -> NfsMount {
         source: source.into(),
         path: path.into(),
         read_only,
+        dirs: Default::default(),
     }
 }
 

@@ -123,9 +123,12 @@ pub struct AzlinVMSpec {
     #[x_kube(validation = Rule::new(IMMUTABLE_RULE).message("spec.network is immutable: create a new AzlinVM to move it to another subnet"))]
     pub network: Option<NetworkSpec>,
 
-    /// Extra Azure tags. Keys starting with `azlin-operator` and the key `managed-by` are reserved.
+    /// Extra Azure tags. Keys starting with `azlin-operator` and the key `managed-by` are
+    /// reserved for the operator, and keys starting with `microsoft`, `azure` or `windows`
+    /// for Azure; Azure compares tag names without case, and so do these rules.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[x_kube(validation = Rule::new("self.all(k, !k.startsWith('azlin-operator') && k != 'managed-by')").message("spec.tags: keys starting with 'azlin-operator' and the key 'managed-by' are reserved for the operator; rename the tag"))]
+    #[x_kube(validation = Rule::new("self.all(k, !k.matches('(?i)^(azlin-operator|managed-by$)'))").message("spec.tags: keys starting with 'azlin-operator' and the key 'managed-by' (in any case) are reserved for the operator; rename the tag"))]
+    #[x_kube(validation = Rule::new("self.all(k, !k.matches('(?i)^(microsoft|azure|windows)'))").message("spec.tags: keys starting with 'microsoft', 'azure' or 'windows' (in any case) are reserved by Azure; rename the tag"))]
     #[x_kube(validation = Rule::new("self.all(k, size(k) <= 512 && !k.matches('[<>%&\\\\\\\\?/]') && size(self[k]) <= 256)").message("spec.tags: Azure tag names are at most 512 characters without < > % & \\ ? /, and values at most 256 characters"))]
     #[schemars(extend("maxProperties" = 40))]
     pub tags: BTreeMap<String, String>,
@@ -348,10 +351,11 @@ pub struct MountSpec {
 }
 
 /// Which backup run the VM's disks are made from.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RestoreFrom {
     /// Name of a Backup in the same namespace.
+    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$')").message("spec.restoreFrom.backupRef must be the name of a Backup in this namespace"))]
     #[schemars(length(min = 1, max = 63))]
     pub backup_ref: String,
     /// A snapshot name from the Backup's `status.runs[].snapshots[]`: the OS disk and the data
@@ -429,7 +433,8 @@ pub struct AzlinVMStatus {
     /// ARM resource id of the VM.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource_id: Option<String>,
-    /// Observed power state as Azure reports it (e.g. `running`, `deallocated`).
+    /// Observed power state, spelled like `spec.powerState`: `Running`, `Stopped`,
+    /// `Deallocated`, or in transition `Starting`, `Stopping`, `Deallocating`; `Unknown`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub power_state: Option<String>,
     /// Private IP address of the primary NIC.
@@ -441,7 +446,10 @@ pub struct AzlinVMStatus {
     /// Current size as Azure reports it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size: Option<String>,
-    /// SSH host key fingerprint pinned on first contact (`SHA256:...`).
+    /// SSH host key fingerprint pinned on first contact (`SHA256:...`), as reported. The pin
+    /// itself is kept in the key Secret (annotation `host-key.azlin.io/<name>`), so editing
+    /// this field changes nothing; to accept a new host key, set the AzlinVM annotation
+    /// `azlin.io/repin-host-key` to a new value (e.g. the current time).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_key_fingerprint: Option<String>,
     /// Name of the Secret holding the admin SSH key pair.

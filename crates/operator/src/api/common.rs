@@ -11,7 +11,7 @@ pub const VERSION: &str = "v1alpha1";
 
 /// Message of the mount path rule (the rule itself is [`crate::api::mount_path::mount_path_cel_rule`],
 /// so the schema accepts exactly the paths the mount script accepts).
-pub const MOUNT_PATH_MESSAGE: &str = "spec.mounts[].path must be an absolute path of letters, digits, '.', '_' and '-' without '..' segments, at most 255 characters, not a system directory (/bin, /boot, /dev, /etc, /lib*, /proc, /root, /run, /sbin, /snap, /sys, /usr, /var/lib, /var/log or below) and not /home, /home/<user>, /media, /mnt, /opt, /srv, /tmp or /var themselves: use e.g. /mnt/<name> or /data/<name>";
+pub const MOUNT_PATH_MESSAGE: &str = "spec.mounts[].path must be an absolute path of letters, digits, '.', '_' and '-' without '..' segments, at most 255 characters, not a system directory (/bin, /boot, /dev, /efi, /etc, /lib*, /proc, /root, /run, /sbin, /snap, /sys, /usr, /var/lib, /var/lock, /var/log, /var/mail, /var/run, /var/snap, /var/spool or below), not a user's hidden directory or ~/bin (/home/<user>/.ssh, /home/<user>/.config, /home/<user>/bin or below) and not /home, /home/<user>, /media, /mnt, /opt, /srv, /tmp or /var themselves: use e.g. /mnt/<name> or /data/<name>";
 
 /// Power state an AzlinVM or Fleet should be in.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
@@ -53,9 +53,10 @@ pub enum DeletionPolicy {
 }
 
 /// Reference to a Secret in the object's namespace.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, kube::KubeSchema)]
 pub struct SecretReference {
-    /// Name of the Secret.
+    /// Name of the Secret (in the object's namespace: a name, never `namespace/name`).
+    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$')").message("spec.sshKeySecretRef.name must be the name of a Secret in this namespace: lowercase letters, digits, '-' and '.'"))]
     #[schemars(length(min = 1, max = 253))]
     pub name: String,
 }

@@ -13,25 +13,35 @@ pub mod fleet;
 pub mod sharedstorage;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
 use crate::reconcile::{Context, Error};
 use crate::runtime::readiness::Readiness;
+use crate::runtime::watches::WatchCheck;
 
 /// Kinds that have a controller.
 pub const KINDS: &[&str] = &["AzlinVM", "SharedStorage", "Fleet", "Backup"];
 
 /// Runs every controller until `shutdown` is cancelled and in-flight reconciles finished.
-/// Each controller registers a readiness gate that turns ready once the caches synced.
+/// Each controller registers a readiness gate that turns ready once the caches synced, and
+/// each cache's watch one that is ready while the watch can be trusted.
 pub async fn run(
     ctx: Arc<Context>,
     shutdown: CancellationToken,
     readiness: Readiness,
 ) -> Result<(), Error> {
-    let caches = ctx.take_cache_set().ok_or_else(|| {
+    let mut caches = ctx.take_cache_set().ok_or_else(|| {
         Error::Config("the controllers of this context are already running".into())
     })?;
+    // Watches are checked as often as work in progress is looked at (at least every 30 s);
+    // each reports whether it can be trusted to `/readyz`.
+    caches.check_watches(WatchCheck {
+        every: (ctx.settings.progress_requeue * 3)
+            .clamp(Duration::from_millis(200), Duration::from_secs(30)),
+        readiness: Some(readiness.clone()),
+    });
     // Subscribe every controller before the caches start, so none misses the first list.
     let vm = azlinvm::controller(&ctx, &caches);
     let storage = sharedstorage::controller(&ctx, &caches);

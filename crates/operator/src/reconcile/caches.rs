@@ -16,11 +16,12 @@ use futures::{SinkExt, Stream, StreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::core::DeserializeGuard;
 use kube::runtime::reflector::{self, Store, store::Writer};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
 use crate::api::{AzlinVM, Backup, Fleet, SharedStorage};
+use crate::runtime::watches::WatchCheck;
 
 /// Name of the optional per-namespace Secret with a tenant's Azure credential
 /// (keys documented in [`azlin_arm::credential`]).
@@ -142,6 +143,7 @@ pub struct CacheSet {
     fleets: Feed<Guarded<Fleet>>,
     backups: Feed<Guarded<Backup>>,
     tenant_secrets: Feed<Secret>,
+    checks: WatchCheck,
 }
 
 impl Default for CacheSet {
@@ -171,7 +173,14 @@ impl CacheSet {
             fleets,
             backups,
             tenant_secrets,
+            checks: WatchCheck::default(),
         }
+    }
+
+    /// How the watches are checked and where they report their readiness (see
+    /// [`crate::runtime::watches`]).
+    pub fn check_watches(&mut self, checks: WatchCheck) {
+        self.checks = checks;
     }
 
     /// The read handles.
@@ -206,18 +215,31 @@ impl CacheSet {
 
     /// Watches every kind (in `namespace`, or cluster-wide) and keeps the stores current and
     /// the subscribers informed until the returned future is dropped. Watch errors are
-    /// retried with backoff by the watcher.
+    /// retried with backoff by the watcher; a watch that cannot be trusted any more (the
+    /// server's resourceVersion went backwards, or it failed) lists again.
     pub fn run(self, client: Client, namespace: Option<String>) -> impl Future<Output = ()> {
         let ns = namespace.as_deref();
-        let vms = drive(api(&client, ns), watcher::Config::default(), self.vms);
-        let storages = drive(api(&client, ns), watcher::Config::default(), self.storages);
-        let fleets = drive(api(&client, ns), watcher::Config::default(), self.fleets);
-        let backups = drive(api(&client, ns), watcher::Config::default(), self.backups);
+        let c = &self.checks;
+        let vms = drive(api(&client, ns), watcher::Config::default(), self.vms, c);
+        let storages = drive(
+            api(&client, ns),
+            watcher::Config::default(),
+            self.storages,
+            c,
+        );
+        let fleets = drive(api(&client, ns), watcher::Config::default(), self.fleets, c);
+        let backups = drive(
+            api(&client, ns),
+            watcher::Config::default(),
+            self.backups,
+            c,
+        );
         let tenant = drive(
             api::<Secret>(&client, ns),
             watcher::Config::default()
                 .fields(&format!("metadata.name={TENANT_CREDENTIALS_SECRET}")),
             self.tenant_secrets,
+            c,
         );
         async move {
             futures::join!(vms, storages, fleets, backups, tenant);
@@ -235,43 +257,37 @@ where
     }
 }
 
-fn drive<K>(api: Api<K>, config: watcher::Config, feed: Feed<K>) -> impl Future<Output = ()>
+fn drive<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    feed: Feed<K>,
+    checks: &WatchCheck,
+) -> impl Future<Output = ()> + use<K>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
-    let kind = K::kind(&()).to_string();
     let mut subscribers = feed
         .subscribers
         .into_inner()
         .unwrap_or_else(|e| e.into_inner());
-    reflector::reflector(feed.writer, watcher(api, config).default_backoff())
-        .touched_objects()
-        .for_each(move |touched| {
-            let sends = match touched {
-                Ok(obj) => {
-                    let obj = Arc::new(obj);
-                    subscribers.retain(|s| !s.is_closed());
-                    subscribers
-                        .iter()
-                        .map(|s| {
-                            let mut s = s.clone();
-                            let obj = Arc::clone(&obj);
-                            // A subscriber that went away is forgotten on the next change.
-                            async move {
-                                let _ = s.send(obj).await;
-                            }
-                        })
-                        .collect::<Vec<_>>()
+    let touched = move |obj: Arc<K>| {
+        subscribers.retain(|s| !s.is_closed());
+        let sends = subscribers
+            .iter()
+            .map(|s| {
+                let mut s = s.clone();
+                let obj = Arc::clone(&obj);
+                // A subscriber that went away is forgotten on the next change.
+                async move {
+                    let _ = s.send(obj).await;
                 }
-                Err(e) => {
-                    tracing::warn!(kind = %kind, error = %e, "watch failed; retrying");
-                    Vec::new()
-                }
-            };
-            async move {
-                futures::future::join_all(sends).await;
-            }
-        })
+            })
+            .collect::<Vec<_>>();
+        async move {
+            futures::future::join_all(sends).await;
+        }
+    };
+    crate::runtime::watches::run(api, config, feed.writer, touched, checks.clone())
 }
 
 /// Changes of `subscription` whose meaning for the object's own controller changed:

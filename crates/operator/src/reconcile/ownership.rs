@@ -53,11 +53,12 @@ impl Owner {
         .collect()
     }
 
-    /// Ownership tags plus the user's extra tags (reserved keys cannot be overridden).
+    /// Ownership tags plus the user's extra tags: keys reserved for the operator (in any
+    /// case) cannot override the ownership tags, and keys Azure reserves are left out.
     pub fn tags_with(&self, extra: &BTreeMap<String, String>) -> BTreeMap<String, String> {
         let mut tags: BTreeMap<String, String> = extra
             .iter()
-            .filter(|(k, _)| !is_reserved_tag(k))
+            .filter(|(k, _)| !is_reserved_tag(k) && !is_azure_reserved_tag(k))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         tags.extend(self.tags());
@@ -79,9 +80,22 @@ pub fn managed_network_tags() -> BTreeMap<String, String> {
     .into()
 }
 
-/// Whether a tag key is reserved for the operator.
+/// Tag-name prefixes Azure reserves (compared without case).
+pub const AZURE_RESERVED_TAG_PREFIXES: &[&str] = &["microsoft", "azure", "windows"];
+
+/// Whether a tag key is reserved for the operator. Azure tag names are case-insensitive,
+/// so `Managed-By` is the same tag as `managed-by`.
 pub fn is_reserved_tag(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
     key == TAG_MANAGED_BY || key.starts_with("azlin-operator")
+}
+
+/// Whether a tag key starts with a prefix Azure reserves.
+pub fn is_azure_reserved_tag(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    AZURE_RESERVED_TAG_PREFIXES
+        .iter()
+        .any(|p| key.starts_with(p))
 }
 
 /// `tags` with [`TAG_RELEASED`] set (for `deletionPolicy: Retain`).
@@ -158,9 +172,22 @@ mod tests {
             ("team".to_string(), "a".to_string()),
             ("managed-by".to_string(), "me".to_string()),
             ("azlin-operator-uid".to_string(), "x".to_string()),
+            ("Managed-By".to_string(), "me".to_string()),
+            ("AZLIN-OPERATOR-UID".to_string(), "x".to_string()),
+            ("Azlin-Operator-Name".to_string(), "x".to_string()),
+            ("MicrosoftThing".to_string(), "x".to_string()),
+            ("azure-x".to_string(), "x".to_string()),
+            ("WINDOWS".to_string(), "x".to_string()),
         ]
         .into();
         let t = owner().tags_with(&extra);
+        let lower: Vec<String> = t.keys().map(|k| k.to_ascii_lowercase()).collect();
+        let mut unique = lower.clone();
+        unique.dedup();
+        assert_eq!(lower, unique, "no two tags differ only by case: {t:?}");
+        assert_eq!(t.len(), 6, "{t:?}");
+        assert!(is_reserved_tag("MANAGED-BY") && is_reserved_tag("Azlin-Operator-X"));
+        assert!(!is_reserved_tag("managed-by-team") && !is_azure_reserved_tag("team-azure"));
         assert_eq!(t["team"], "a");
         assert_eq!(t[TAG_MANAGED_BY], MANAGED_BY);
         assert_eq!(t[TAG_UID], "u-1");

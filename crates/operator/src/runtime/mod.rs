@@ -8,6 +8,7 @@
 //! - [`admin`]: the admin HTTP server (`/healthz`, `/readyz`, `/metrics`).
 //! - [`leader`]: Lease-based leader election that gates the controllers.
 //! - [`shutdown`]: SIGTERM / Ctrl-C feeding a cancellation token.
+//! - [`watches`]: the caches' watches, listed again when they cannot be trusted.
 
 pub mod admin;
 pub mod leader;
@@ -17,3 +18,4 @@ pub mod readiness;
 pub mod settings;
 pub mod shutdown;
 pub mod telemetry;
+pub mod watches;

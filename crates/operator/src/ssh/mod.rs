@@ -4,6 +4,7 @@
 //! - [`executor`]: russh client with host key pinning, timeouts, retries and a
 //!   bounded-concurrency [`SshRunner`].
 //! - [`nfs`]: pure builders of the idempotent mount script and its report parser.
+//! - [`layout`]: the storage template directories each mount makes sure of.
 //! - [`sandbox`]: a fake VM root running the real mount script (the guest of `local`).
 //! - `testing` (feature `testing`): a private real `sshd` for tests.
 //!
@@ -11,6 +12,7 @@
 
 pub mod executor;
 pub mod keys;
+pub mod layout;
 pub mod nfs;
 pub mod sandbox;
 pub mod shell;
@@ -21,6 +23,7 @@ pub use executor::{
     CommandOutput, HostKeyPolicy, NoopObserver, SshCommand, SshConfig, SshError, SshObserver,
     SshPhase, SshRunner, SshTarget,
 };
+pub use layout::MountDirs;
 pub use nfs::{
     MountPlan, MountResult, MountState, NfsMount, PlanError, ScriptEnv, SharedHome,
     build_mount_script, validate_mount_path,

@@ -4,7 +4,7 @@
 # nfs.rs) and appends az_main, which calls az_want_mount/az_want_home, az_remove_unwanted,
 # az_write_fstab and az_do_mount/az_do_home for the plan. Variables the preamble sets:
 #   ROOT MOUNT_TABLE BASE_OPTS FSTAB_EXTRA MARK REPORT_PREFIX KEYS_DIR_REAL SSHD_DROPIN_REAL
-#   SEED_MARKER ENV_FILE_REAL ENV_MARKER FSTAB SEED_DIR
+#   SEED_MARKER ENV_FILE_REAL ENV_MARKER LAYOUT_REPORT FSTAB SEED_DIR
 # Functions the preamble defines: az_seed_find az_mount az_umount az_install_nfs_client az_id
 #   az_as_user az_reload_sshd
 # Checked by shellcheck in the tests, alone and as part of generated scripts.
@@ -190,12 +190,60 @@ az_unmount_stale() {
     return 1
   fi
 }
+# az_mkdir_for USER DIR: creates DIR as USER, or else as root and gives it to USER (a
+# NoRootSquash share whose root belongs to root); prints why neither worked.
+az_mkdir_for() {
+  if AZ_ME=$(az_as_user "$1" -- mkdir "$2" 2>&1); then return 0; fi
+  if mkdir "$2" 2>/dev/null; then
+    if AZ_MU=$(az_id -u "$1") && AZ_MG=$(az_id -g "$1") && chown "$AZ_MU:$AZ_MG" "$2"; then
+      return 0
+    fi
+    rmdir "$2" 2>/dev/null
+  fi
+  printf '%s' "$AZ_ME"
+  return 1
+}
+# az_layout SOURCE PATH MODE [USER SHARED... -- LOCAL...]: once PATH is mounted, makes sure
+# the storage template's directories exist: SHARED on the share (when missing, and the mount
+# is writable), LOCAL on this VM's own disk, both for USER. Prints "; directories: ..."
+# naming the ones that exist and those that could not be created; nothing without a template.
+az_layout() {
+  [ "$#" -gt 3 ] || return 0
+  AZ_LP=$2
+  AZ_LM=$3
+  AZ_LU=$4
+  shift 4
+  AZ_SHARE=
+  AZ_VM=
+  AZ_NOT=
+  AZ_WHERE=share
+  for AZ_D in "$@"; do
+    if [ "$AZ_D" = -- ]; then AZ_WHERE=vm; continue; fi
+    AZ_E=
+    if [ "$AZ_WHERE" = share ]; then
+      AZ_DP="$ROOT$AZ_LP/$AZ_D"
+      if [ ! -d "$AZ_DP" ] && [ "$AZ_LM" = rw ]; then AZ_E=$(az_mkdir_for "$AZ_LU" "$AZ_DP"); fi
+      if [ -d "$AZ_DP" ]; then AZ_SHARE="$AZ_SHARE, $AZ_D"; else AZ_NOT="$AZ_NOT, $AZ_D on the share${AZ_E:+ ($AZ_E)}"; fi
+    else
+      AZ_DP="$ROOT$AZ_D"
+      if [ ! -d "$AZ_DP" ]; then
+        AZ_E=$( { mkdir -p "$AZ_DP" && chown "$(az_id -u "$AZ_LU"):$(az_id -g "$AZ_LU")" "$AZ_DP"; } 2>&1)
+      fi
+      if [ -d "$AZ_DP" ]; then AZ_VM="$AZ_VM, $AZ_D"; else AZ_NOT="$AZ_NOT, $AZ_D${AZ_E:+ ($AZ_E)}"; fi
+    fi
+  done
+  printf '; %s' "$LAYOUT_REPORT"
+  AZ_SEP=
+  if [ -n "$AZ_SHARE" ]; then printf 'on the share: %s' "${AZ_SHARE#, }"; AZ_SEP='; '; fi
+  if [ -n "$AZ_VM" ]; then printf '%son this VM: %s' "$AZ_SEP" "${AZ_VM#, }"; AZ_SEP='; '; fi
+  if [ -n "$AZ_NOT" ]; then printf '%snot created: %s' "$AZ_SEP" "${AZ_NOT#, }"; fi
+}
 az_do_mount() {
   if az_skipped "$2"; then return 0; fi
   AZ_T="$ROOT$2"
   if AZ_I=$(az_mount_info "$AZ_T"); then
     if [ "${AZ_I%% *}" = "$1" ] && az_ro_matches "${AZ_I#* }" "$3"; then
-      az_mounted "$2" "already mounted"
+      az_mounted "$2" "already mounted$(az_layout "$@")"
       return 0
     fi
     az_unmount_stale "${AZ_I%% *}" "$2" || return 0
@@ -206,7 +254,7 @@ az_do_mount() {
     return 0
   fi
   if AZ_O=$(az_mount -t nfs -o "$(az_opts "$3")" "$1" "$AZ_T" 2>&1); then
-    az_mounted "$2" "mounted"
+    az_mounted "$2" "mounted$(az_layout "$@")"
   else
     az_report "$2" failed "mount failed: $AZ_O"
   fi

@@ -25,6 +25,7 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
+use super::layout::{LAYOUT_REPORT, MountDirs};
 pub use super::shell::{shell_join, shell_quote};
 pub use crate::api::mount_path::{
     MOUNT_PATH_MAX_LEN, MOUNT_PATH_PATTERN, RESERVED_MOUNT_PATHS, RESERVED_MOUNT_PREFIXES,
@@ -149,6 +150,8 @@ pub struct NfsMount {
     pub path: String,
     /// Mount read-only.
     pub read_only: bool,
+    /// The storage template's directories (none without a template).
+    pub dirs: MountDirs,
 }
 
 /// A share mounted over the admin user's home directory on every VM.
@@ -226,6 +229,9 @@ pub enum PlanError {
     /// The shared-home user name is not acceptable.
     #[error("{0}")]
     InvalidUser(String),
+    /// A storage template directory is not acceptable.
+    #[error("{0}")]
+    InvalidDirectory(String),
     /// Two entries use the same mount point.
     #[error("mount path {0:?} is listed more than once")]
     DuplicatePath(String),
@@ -257,6 +263,7 @@ impl MountPlan {
         for mount in &self.mounts {
             validate_mount_path(&mount.path).map_err(PlanError::InvalidPath)?;
             validate_mount_source(&mount.source).map_err(PlanError::InvalidSource)?;
+            mount.dirs.validate().map_err(PlanError::InvalidDirectory)?;
         }
         if let Some(home) = &self.shared_home {
             validate_user_name(&home.user).map_err(PlanError::InvalidUser)?;
@@ -519,6 +526,7 @@ pub fn build_mount_script(plan: &MountPlan, env: &ScriptEnv) -> Result<String, P
         ("SEED_MARKER", SEED_MARKER_DIR),
         ("ENV_FILE_REAL", ENV_FILE),
         ("ENV_MARKER", ENV_FILE_MARKER),
+        ("LAYOUT_REPORT", LAYOUT_REPORT),
     ];
     for (name, value) in vars {
         let _ = writeln!(s, "{name}={}", q(value));
@@ -557,7 +565,13 @@ pub fn build_mount_script(plan: &MountPlan, env: &ScriptEnv) -> Result<String, P
     s.push_str("  az_remove_unwanted\n  az_write_fstab\n");
     for m in &plan.mounts {
         let ro = if m.read_only { "ro" } else { "rw" };
-        let _ = writeln!(s, "  az_do_mount {} {} {ro}", q(&m.source), q(&m.path));
+        let _ = writeln!(
+            s,
+            "  az_do_mount {} {} {ro}{}",
+            q(&m.source),
+            q(&m.path),
+            m.dirs.script_args()
+        );
     }
     if let Some(h) = &plan.shared_home {
         let _ = writeln!(
@@ -654,6 +668,7 @@ mod tests {
             source: source.into(),
             path: path.into(),
             read_only,
+            dirs: MountDirs::default(),
         }
     }
 
@@ -733,6 +748,26 @@ mod tests {
             "/var",
             "/home/azureuser",
             "/home/bob",
+            "/home/azureuser/.ssh",
+            "/home/bob/.ssh/x",
+            "/home/azureuser/.config",
+            "/home/azureuser/.config/systemd/user",
+            "/home/azureuser/.local/bin",
+            "/home/azureuser/bin",
+            "/home/azureuser/bin/tools",
+            "/var/spool/cron",
+            "/var/spool/cron/crontabs",
+            "/var/spool",
+            "/var/mail",
+            "/var/lock",
+            "/var/snap/lxd",
+            "/efi",
+            "/etc/sudoers.d",
+            "/etc/cron.d",
+            "/etc/systemd/system",
+            "/usr/lib/systemd",
+            "/lib/systemd/system",
+            "/root/.ssh",
             long.as_str(),
         ] {
             assert!(
@@ -743,6 +778,9 @@ mod tests {
         // Prefix match is per component: /etcetera and /procs are fine.
         assert_eq!(validate_mount_path("/etcetera"), Ok(()));
         assert_eq!(validate_mount_path("/procs/x"), Ok(()));
+        assert_eq!(validate_mount_path("/home/azureuser/binaries"), Ok(()));
+        assert_eq!(validate_mount_path("/home/azureuser/data/.cache"), Ok(()));
+        assert_eq!(validate_mount_path("/var/spooler"), Ok(()));
     }
 
     #[test]
@@ -765,6 +803,7 @@ mod tests {
         }
         assert!(rule.contains("size(self) <= 255"));
         assert!(rule.contains("^/home/[^/]+$"));
+        assert!(rule.contains("^/home/[^/]+/(\\\\.|bin(/|$))"), "{rule}");
     }
 
     #[test]
@@ -802,6 +841,18 @@ mod tests {
             "/var/lib/x",
             "/home",
             "/home/azureuser",
+            "/home/azureuser/.ssh",
+            "/home/bob/.ssh/keys",
+            "/home/azureuser/.config/systemd",
+            "/home/azureuser/bin",
+            "/home/azureuser/binaries",
+            "/home/azureuser/data/.cache",
+            "/var/spool/cron",
+            "/var/spooler",
+            "/var/mail",
+            "/etc/sudoers.d",
+            "/root/.ssh",
+            "/boot/grub",
             "/mnt",
             "/tmp",
             long.as_str(),

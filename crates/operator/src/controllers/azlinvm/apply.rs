@@ -9,8 +9,9 @@ use serde_json::json;
 use super::build;
 use super::mounts;
 use super::observe::Observed;
-use super::plan::{GuestWork, Step, env_hash, mount_health};
+use super::plan::{GuestWork, Step, env_hash};
 use super::sshkey;
+use super::status::mount_health;
 use crate::api::AzlinVM;
 use crate::api::conditions::Health;
 use crate::infra::{network, ok_if_gone, requeue_after};
@@ -30,6 +31,20 @@ pub async fn apply(
         out.requeue = Requeue::Now;
         return Ok(());
     }
+    if let Step::RetainKey = step {
+        if let Some(name) = sshkey::retain_key(&cx.ctx.client, vm).await? {
+            out.event(Event::normal(
+                "KeyRetained",
+                format!(
+                    "kept Secret {name} with the admin SSH key of the retained VM {}: it is no longer owned by the AzlinVM and is labeled {}={}; delete it when the VM is gone",
+                    seen.names.vm,
+                    sshkey::RETAINED_FROM_LABEL,
+                    seen.owner.name
+                ),
+            ));
+        }
+        return Ok(());
+    }
     if let Step::Guest(work) = step {
         return guest(vm, cx, seen, *work, out).await;
     }
@@ -41,7 +56,7 @@ pub async fn apply(
     let pips = arm.network().public_ips(rg);
     let disks = arm.compute().disks(rg);
     let poller = match step {
-        Step::CreateKey | Step::Guest(_) => None,
+        Step::CreateKey | Step::Guest(_) | Step::RetainKey => None,
         Step::Infra(s) => network::apply(&arm, &seen.site, &s).await?,
         Step::PutPip(body) => Some(pips.begin_create_or_update(&names.pip, &body).await?),
         Step::DeletePip => ok_if_gone(pips.begin_delete(&names.pip).await)?,
@@ -121,13 +136,31 @@ async fn guest(
     out: &mut Outcome<AzlinVM>,
 ) -> Result<(), Error> {
     let result = cx.ctx.guest.apply_mounts(&work.vm, &work.plan).await?;
-    let st = &mut out.status;
-    if st.host_key_fingerprint.is_none() {
-        out.events.push(Event::normal(
-            "HostKeyPinned",
-            format!("pinned SSH host key {}", result.host_key_fingerprint),
-        ));
+    let trust = &work.trust;
+    if let Some(pin) = trust.to_record(&result.host_key_fingerprint) {
+        sshkey::record_pin(&cx.ctx.client, &cx.namespace, trust, &pin).await?;
+        let event = match (&trust.recorded, &trust.repin) {
+            (Some(old), Some(request)) if old.vm_id == pin.vm_id => Event::warning(
+                "HostKeyRepinned",
+                format!(
+                    "re-pinned the SSH host key as requested ({}={request}): {} replaces {} (in Secret {})",
+                    sshkey::REPIN_ANNOTATION,
+                    pin.fingerprint,
+                    old.fingerprint,
+                    trust.secret
+                ),
+            ),
+            _ => Event::normal(
+                "HostKeyPinned",
+                format!(
+                    "pinned SSH host key {} of VM {} (in Secret {})",
+                    pin.fingerprint, pin.vm_id, trust.secret
+                ),
+            ),
+        };
+        out.events.push(event);
     }
+    let st = &mut out.status;
     st.host_key_fingerprint = Some(result.host_key_fingerprint.clone());
     let previous = st.mounts.clone();
     st.mounts = mounts::statuses(&seen.mounts, Some(&result), &previous);

@@ -338,7 +338,23 @@ pub fn power_step(desired: PowerState, observed: compute::PowerState) -> PowerSt
     }
 }
 
-/// The status word of an observed power state (`running`, `deallocated`, ...).
+/// `status.powerState` of an observed power state, spelled like `spec.powerState`
+/// (`Running`, `Stopped`, `Deallocated`; in transition `Starting`, `Stopping`,
+/// `Deallocating`; `Unknown`).
+pub fn power_status(p: compute::PowerState) -> &'static str {
+    use compute::PowerState as O;
+    match p {
+        O::Starting => "Starting",
+        O::Running => "Running",
+        O::Stopping => "Stopping",
+        O::Stopped => "Stopped",
+        O::Deallocating => "Deallocating",
+        O::Deallocated => "Deallocated",
+        O::Unknown => "Unknown",
+    }
+}
+
+/// An observed power state in prose (`running`, `deallocated`...), for messages.
 pub fn power_word(p: compute::PowerState) -> &'static str {
     use compute::PowerState as O;
     match p {

@@ -5,7 +5,9 @@
 //!   finalizer goes when nothing of the VM is left. A resource group that is gone means
 //!   everything in it is gone; resources with someone else's tags are never touched.
 //! - `deletionPolicy: Retain`: every resource of the VM is tagged
-//!   `azlin-operator-released=true` and left in Azure.
+//!   `azlin-operator-released=true` and left in Azure, and the generated key Secret
+//!   `<name>-ssh` is kept with it (no longer owned by the AzlinVM), so the retained VM can
+//!   still be logged in to.
 
 use std::collections::BTreeMap;
 
@@ -197,9 +199,17 @@ fn plan_retain(p: Planner<'_>, seen: &Observed) -> Plan<AzlinVM> {
             .collect::<Vec<_>>()
             .join(", ")
     };
-    release(
+    let vm_kept = seen.vm.as_ref().is_some_and(|v| ours(&v.vm.tags, seen));
+    let generated_key = p.vm.spec.ssh_key_secret_ref.is_none();
+    let mut plan = release(
         p,
         "Retained",
         format!("deletionPolicy Retain: left {list} in Azure, tagged {TAG_RELEASED}=true"),
-    )
+    );
+    if vm_kept && generated_key {
+        // The apply releases the Secret before the finalizer goes, so the garbage
+        // collector never sees it owned by a deleted AzlinVM.
+        plan.step = Some(Step::RetainKey);
+    }
+    plan
 }

@@ -26,16 +26,14 @@ pub mod status;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Secret;
-use kube::core::PartialObjectMeta;
+use kube::Resource;
+use kube::runtime::Controller;
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::{Controller, WatchStreamExt, watcher};
-use kube::{Api, Resource};
 
 use crate::api::azlinvm::AzlinVMStatus;
 use crate::api::{AzlinVM, Backup, Fleet, SharedStorage};
 use crate::reconcile::Context;
 use crate::reconcile::caches::{CacheSet, Guarded, spec_changes};
-use crate::ssh::keys::SECRET_TYPE;
 
 pub use observe::KIND;
 
@@ -64,47 +62,20 @@ fn vms_where(
         .collect()
 }
 
-/// The name of the Secret holding `vm`'s key.
-fn key_secret_name(vm: &AzlinVM) -> String {
-    match &vm.spec.ssh_key_secret_ref {
-        Some(r) => r.name.clone(),
-        None => sshkey::generated_secret_name(&vm.metadata.name.clone().unwrap_or_default()),
-    }
-}
-
-/// The controller: AzlinVM changes, and the changes of what a VM depends on — its key
-/// Secret (`kubernetes.io/ssh-auth` Secrets, metadata only), the namespace's tenant
-/// credential, the SharedStorages it mounts, the Fleet controlling it and the Backup it is
-/// being restored from.
+/// The controller: AzlinVM changes, and the changes of what a VM depends on — the
+/// namespace's tenant credential, the SharedStorages it mounts, the Fleet controlling it and
+/// the Backup it is being restored from.
+///
+/// Key Secrets are not watched: watching them needs `list`/`watch` on every Secret of the
+/// cluster, which the operator does not hold (see `config/rbac/role.yaml`). A generated key
+/// is created by the reconcile that reads it back; a referenced key Secret that does not
+/// exist yet leaves the VM Stalled until the next change of the AzlinVM or the stalled
+/// recheck.
 pub fn controller(ctx: &Context, caches: &CacheSet) -> Controller<Guarded<AzlinVM>> {
     let store = ctx.caches.vms.clone();
-    let (by_key, by_tenant, by_storage, by_fleet, by_backup) = (
-        store.clone(),
-        store.clone(),
-        store.clone(),
-        store.clone(),
-        store.clone(),
-    );
-    let key_secrets: Api<PartialObjectMeta<Secret>> = match &ctx.settings.namespace {
-        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
-        None => Api::all(ctx.client.clone()),
-    };
-    let key_secret_changes = watcher(
-        key_secrets,
-        watcher::Config::default().fields(&format!("type={SECRET_TYPE}")),
-    )
-    .default_backoff()
-    .touched_objects();
+    let (by_tenant, by_storage, by_fleet, by_backup) =
+        (store.clone(), store.clone(), store.clone(), store.clone());
     Controller::for_shared_stream(spec_changes(caches.vms(), store.clone()), store)
-        .watches_stream(
-            key_secret_changes,
-            move |secret: PartialObjectMeta<Secret>| {
-                let name = secret.metadata.name.clone().unwrap_or_default();
-                vms_where(&by_key, secret.metadata.namespace.as_deref(), |vm| {
-                    key_secret_name(vm) == name
-                })
-            },
-        )
         .watches_shared_stream(caches.tenant_secrets(), move |secret: Arc<Secret>| {
             vms_where(&by_tenant, secret.meta().namespace.as_deref(), |_| true)
         })

@@ -29,7 +29,8 @@ use crate::api::fleet::Fleet;
 use crate::api::{AzlinVM, SharedStorage};
 use crate::controllers::sharedstorage::status::mount_source;
 use crate::reconcile::caches::{Guarded, get_valid};
-use crate::ssh::{MountOutcome, MountPlan, MountState, NfsMount, SharedHome};
+use crate::ssh::layout::reported_layout;
+use crate::ssh::{MountDirs, MountOutcome, MountPlan, MountState, NfsMount, SharedHome};
 
 /// Condition type reporting the mounts.
 pub const MOUNTED: &str = "Mounted";
@@ -51,6 +52,8 @@ pub struct DesiredMount {
     pub storage_missing: bool,
     /// For the shared home of the VM's Fleet: the admin user whose home it is.
     pub home_user: Option<String>,
+    /// The storage template's directories, made sure of when mounting.
+    pub dirs: MountDirs,
 }
 
 /// Mount point of `m`: its `path`, else the storage template's, else `/mnt/<storageRef>`.
@@ -111,6 +114,16 @@ pub fn home_path(user: &str) -> String {
     format!("/home/{user}")
 }
 
+/// The directories of `storage`'s template, made for `user`.
+fn template_dirs(storage: &SharedStorage, user: &str) -> MountDirs {
+    let layout = crate::controllers::sharedstorage::build::mount_layout(storage);
+    MountDirs {
+        user: user.to_string(),
+        shared: layout.shared_dirs.iter().map(|d| d.to_string()).collect(),
+        local: layout.local_dirs.iter().map(|d| d.to_string()).collect(),
+    }
+}
+
 /// Whether `path` is a user's home, i.e. can only be a shared home (plain mounts may not
 /// use `/home/<name>`, see [`crate::ssh::validate_mount_path`]).
 fn is_home_path(path: &str) -> bool {
@@ -132,6 +145,11 @@ pub fn resolve(
         .iter()
         .map(|m| {
             let share = resolve_share(storages, namespace, &m.storage_ref);
+            let dirs = share
+                .storage
+                .as_ref()
+                .map(|s| template_dirs(s, &vm.spec.admin_username))
+                .unwrap_or_default();
             DesiredMount {
                 storage_ref: m.storage_ref.clone(),
                 path: mount_path(m, share.storage.as_ref()),
@@ -140,6 +158,7 @@ pub fn resolve(
                 source: share.source,
                 pending: share.pending,
                 home_user: None,
+                dirs,
             }
         })
         .collect();
@@ -204,6 +223,7 @@ fn resolve_shared_home(
         source: share.source,
         pending: share.pending,
         home_user: Some(user),
+        dirs: MountDirs::default(),
     })
 }
 
@@ -220,6 +240,7 @@ pub fn plan(desired: &[DesiredMount], env: Option<&str>) -> MountPlan {
                     source: s.clone(),
                     path: d.path.clone(),
                     read_only: d.read_only,
+                    dirs: d.dirs.clone(),
                 })
             })
             .collect(),
@@ -278,7 +299,7 @@ pub fn statuses(
                         MountState::Unmounted | MountState::Failed => ApiMountState::Failed,
                     },
                     message: if r.state == MountState::Mounted {
-                        String::new()
+                        reported_layout(&r.message).to_string()
                     } else {
                         r.message.clone()
                     },
@@ -298,6 +319,24 @@ pub fn statuses(
         .collect();
     out.extend(still_on_vm(desired, outcome, previous));
     out
+}
+
+/// `status.mounts[]` of a VM that is not running (`power` says how it is): wanted mounts
+/// shown as mounted are pending until it runs again (then the guest is contacted again, see
+/// [`needs_run`]); mounts no longer wanted keep their entry, so they are removed then.
+pub fn not_running(
+    mut mounts: Vec<MountStatus>,
+    desired: &[DesiredMount],
+    power: &str,
+) -> Vec<MountStatus> {
+    for m in &mut mounts {
+        let wanted = desired.iter().any(|d| d.path == m.path);
+        if wanted && m.state == ApiMountState::Mounted {
+            m.state = ApiMountState::Pending;
+            m.message = format!("the VM is {power}; mounted again when it runs");
+        }
+    }
+    mounts
 }
 
 /// Mounts no longer wanted that are still on the VM: with results, those whose removal
@@ -367,6 +406,7 @@ mod tests {
             pending: String::new(),
             storage_missing: false,
             home_user: None,
+            dirs: Default::default(),
         }
     }
 
@@ -383,6 +423,7 @@ mod tests {
             },
             storage_missing: false,
             home_user: Some("azureuser".into()),
+            dirs: Default::default(),
         }
     }
 

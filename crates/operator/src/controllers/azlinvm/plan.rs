@@ -14,9 +14,9 @@ use super::cloudinit;
 use super::mounts;
 use super::observe::{Net, Observed, provisioning};
 use super::restore;
-use super::sshkey::{KeyState, VmKey};
-use super::status::{settled_phase, transition_event};
-use crate::api::azlinvm::{AzlinVMStatus, MountState, MountStatus, VmPhase};
+use super::sshkey::{HostKeyTrust, KeyState, VmKey};
+use super::status::{mount_health, settled_phase, transition_event};
+use crate::api::azlinvm::{AzlinVMStatus, VmPhase};
 use crate::api::conditions::Health;
 use crate::api::{AzlinVM, PowerState};
 use crate::guest::GuestVm;
@@ -24,7 +24,7 @@ use crate::infra::network;
 use crate::reconcile::events::Event;
 use crate::reconcile::ownership::{Ownership, ownership};
 use crate::reconcile::{Outcome, Plan, PlanCx, Requeue};
-use crate::ssh::{HostKeyPolicy, MountPlan};
+use crate::ssh::MountPlan;
 
 /// Guest work: converge the mounts of a running VM over SSH (or in the local sandbox).
 #[derive(Debug)]
@@ -33,6 +33,8 @@ pub struct GuestWork {
     pub vm: GuestVm,
     /// What to mount and unmount.
     pub plan: MountPlan,
+    /// How its host key is checked, and where the pin is recorded.
+    pub trust: HostKeyTrust,
 }
 
 /// One write of the AzlinVM controller.
@@ -74,6 +76,8 @@ pub enum Step {
     DeleteDisks(Vec<String>),
     /// Tag these resources released (`deletionPolicy: Retain`).
     Release(Vec<super::cleanup::Release>),
+    /// Keep the generated key Secret with the retained VM (`deletionPolicy: Retain`).
+    RetainKey,
 }
 
 /// Builds the plan step by step.
@@ -483,7 +487,7 @@ fn converge_vm(
     p.st.resource_id = observed.vm.id.clone();
     p.st.size = build::vm_size(&observed.vm).map(str::to_string);
     let power = observed.power_state.unwrap_or(Observed_::Unknown);
-    p.st.power_state = Some(power_word(power).to_string());
+    p.st.power_state = Some(build::power_status(power).to_string());
     let spec = &vm.spec;
     match provisioning(observed) {
         OperationState::Succeeded => {}
@@ -637,8 +641,7 @@ fn converge_vm(
         PowerStep::Deallocate => Some((PowerAction::Deallocate, "Deallocating")),
     };
     if let Some((action, mut reason)) = action {
-        let settled = power_word_of(desired);
-        let was_settled = p.old.power_state.as_deref() == Some(settled)
+        let was_settled = same_power(p.old.power_state.as_deref(), desired.as_str())
             && p.old.observed_generation == vm.metadata.generation;
         if was_settled {
             if spec.spot.is_some()
@@ -671,7 +674,9 @@ fn converge_vm(
         plan.out.requeue = Requeue::Progress;
         return plan;
     }
-    if p.old.vm_id.is_some() && p.old.power_state.is_some() && p.old.power_state != p.st.power_state
+    if p.old.vm_id.is_some()
+        && p.old.power_state.is_some()
+        && !same_power(p.old.power_state.as_deref(), build::power_status(power))
     {
         p.event(Event::normal(
             transition_event(desired),
@@ -681,13 +686,9 @@ fn converge_vm(
     guest(p, power, key)
 }
 
-/// The status word of a wanted power state.
-fn power_word_of(p: PowerState) -> &'static str {
-    match p {
-        PowerState::Running => "running",
-        PowerState::Stopped => "stopped",
-        PowerState::Deallocated => "deallocated",
-    }
+/// Whether a recorded `status.powerState` is `word` (older operators wrote it in lower case).
+fn same_power(recorded: Option<&str>, word: &str) -> bool {
+    recorded.is_some_and(|r| r.eq_ignore_ascii_case(word))
 }
 
 fn change_event(change: &VmChange) -> Event {
@@ -705,33 +706,6 @@ fn change_event(change: &VmChange) -> Event {
 pub fn env_hash(content: Option<&str>) -> Option<String> {
     use sha2::{Digest, Sha256};
     content.map(|c| hex::encode(Sha256::digest(c.as_bytes()))[..16].to_string())
-}
-
-/// The health of the mounts: `None` when all are mounted (or there are none).
-pub fn mount_health(mounts: &[MountStatus], cx: &PlanCx<'_>) -> Option<(Health, Requeue)> {
-    if let Some(f) = mounts.iter().find(|m| m.state == MountState::Failed) {
-        let message = format!(
-            "mounting {} at {} failed: {}",
-            f.storage_ref, f.path, f.message
-        );
-        return Some((
-            Health::progressing("MountFailed", message),
-            Requeue::Backoff,
-        ));
-    }
-    let pending = mounts.iter().find(|m| m.state != MountState::Mounted)?;
-    let message = format!(
-        "{} at {}: {}",
-        pending.storage_ref, pending.path, pending.message
-    );
-    let after = cx
-        .settings
-        .progress_requeue
-        .max(std::time::Duration::from_secs(1));
-    Some((
-        Health::progressing("MountPending", message),
-        Requeue::After(after),
-    ))
 }
 
 /// The VM is as wanted: converge its mounts (on a running VM) and report.
@@ -754,15 +728,18 @@ fn guest(mut p: Planner<'_>, power: Observed_, key: &VmKey) -> Plan<AzlinVM> {
         && (mounts::needs_run(&seen.mounts, &p.old.mounts) || env_stale)
         && let Some(host) = host
     {
+        let id = p.st.vm_id.clone().unwrap_or_else(|| seen.owner.display());
+        let trust = HostKeyTrust::of(vm, key, &id);
         let work = GuestWork {
             vm: GuestVm {
-                id: p.st.vm_id.clone().unwrap_or_else(|| seen.owner.display()),
+                id,
                 host,
                 user: vm.spec.admin_username.clone(),
                 key: Arc::clone(&key.private),
-                host_key: HostKeyPolicy::from_stored(p.st.host_key_fingerprint.as_deref()),
+                host_key: trust.policy(),
             },
             plan: mounts::plan(&seen.mounts, seen.env.as_deref()),
+            trust,
         };
         // The apply records the results and the mounts' health.
         return p.finish(
@@ -773,6 +750,12 @@ fn guest(mut p: Planner<'_>, power: Observed_, key: &VmKey) -> Plan<AzlinVM> {
         );
     }
     p.st.mounts = mounts::statuses(&seen.mounts, None, &p.old.mounts);
+    if power != Observed_::Running {
+        // Nothing is mounted on a stopped or deallocated VM: its mounts wait for it to run.
+        let mounts = std::mem::take(&mut p.st.mounts);
+        p.st.mounts = mounts::not_running(mounts, &seen.mounts, power_word(power));
+        return p.finish(None, phase, ready, Requeue::Resync);
+    }
     match mount_health(&p.st.mounts, p.cx) {
         Some((health, requeue)) => p.finish(None, phase, health, requeue),
         None => p.finish(None, phase, ready, Requeue::Resync),

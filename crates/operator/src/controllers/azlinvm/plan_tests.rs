@@ -49,6 +49,7 @@ fn key() -> VmKey {
         private: Arc::new(
             russh::keys::PrivateKey::from_openssh(&pair.private_key_pem).expect("private"),
         ),
+        pins: Default::default(),
     }
 }
 
@@ -228,6 +229,7 @@ fn apply_mode_table() {
                     pending: "SharedStorage data not found in namespace ns".into(),
                     storage_missing: true,
                     home_user: None,
+                    dirs: Default::default(),
                 }]
             },
             Option::is_none,
@@ -362,7 +364,7 @@ fn a_settled_vm_reports_its_facts_and_asks_for_nothing() {
     assert_eq!(st.phase, Some(VmPhase::Running));
     assert_eq!(st.private_ip.as_deref(), Some("10.42.0.4"));
     assert_eq!(st.vm_id.as_deref(), Some("vm-1"));
-    assert_eq!(st.power_state.as_deref(), Some("running"));
+    assert_eq!(st.power_state.as_deref(), Some("Running"));
     assert_eq!(st.ssh_key_secret.as_deref(), Some("dev-ssh"));
     assert_eq!(p.out.requeue, Requeue::Resync);
 }
@@ -450,6 +452,21 @@ fn retain_tags_everything_released_once_then_lets_go() {
         n.tags.insert(TAG_RELEASED.into(), "true".into());
     }
     let done = cleanup::plan(&vm, &s, &c);
-    assert!(done.step.is_none() && done.out.released);
+    // The generated key Secret is kept with the VM in the same (last) reconcile.
+    assert!(
+        matches!(done.step, Some(Step::RetainKey)) && done.out.released,
+        "{:?}",
+        done.step
+    );
     assert!(done.out.events.iter().any(|e| e.reason == "Retained"));
+    let mut own_key = vm.clone();
+    own_key.spec.ssh_key_secret_ref = Some(crate::api::common::SecretReference {
+        name: "mine".into(),
+    });
+    let theirs = cleanup::plan(&own_key, &s, &c);
+    assert!(
+        theirs.step.is_none() && theirs.out.released,
+        "{:?}",
+        theirs.step
+    );
 }

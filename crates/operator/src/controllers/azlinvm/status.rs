@@ -2,8 +2,8 @@
 
 use crate::api::PowerState;
 use crate::api::azlinvm::{AzlinVMStatus, MountState, MountStatus, VmPhase};
-use crate::api::conditions::NewCondition;
-use crate::reconcile::KindStatus;
+use crate::api::conditions::{Health, NewCondition};
+use crate::reconcile::{KindStatus, PlanCx, Requeue};
 
 use super::mounts::MOUNTED;
 
@@ -21,7 +21,22 @@ impl KindStatus for AzlinVMStatus {
     }
 
     fn derived_conditions(&self) -> Vec<(&'static str, Option<NewCondition>)> {
-        vec![(MOUNTED, mounted_condition(&self.mounts))]
+        let running = self
+            .power_state
+            .as_deref()
+            .is_none_or(|p| p.eq_ignore_ascii_case(PowerState::Running.as_str()));
+        let mounted = match mounted_condition(&self.mounts) {
+            Some(_) if !running => Some(NewCondition::falsy(
+                MOUNTED,
+                "VMNotRunning",
+                format!(
+                    "the VM is {}: nothing is mounted until it runs",
+                    self.power_state.as_deref().unwrap_or_default()
+                ),
+            )),
+            other => other,
+        };
+        vec![(MOUNTED, mounted)]
     }
 }
 
@@ -85,6 +100,33 @@ pub fn mounted_condition(mounts: &[MountStatus]) -> Option<NewCondition> {
     })
 }
 
+/// The health of the mounts: `None` when all are mounted (or there are none).
+pub fn mount_health(mounts: &[MountStatus], cx: &PlanCx<'_>) -> Option<(Health, Requeue)> {
+    if let Some(f) = mounts.iter().find(|m| m.state == MountState::Failed) {
+        let message = format!(
+            "mounting {} at {} failed: {}",
+            f.storage_ref, f.path, f.message
+        );
+        return Some((
+            Health::progressing("MountFailed", message),
+            Requeue::Backoff,
+        ));
+    }
+    let pending = mounts.iter().find(|m| m.state != MountState::Mounted)?;
+    let message = format!(
+        "{} at {}: {}",
+        pending.storage_ref, pending.path, pending.message
+    );
+    let after = cx
+        .settings
+        .progress_requeue
+        .max(std::time::Duration::from_secs(1));
+    Some((
+        Health::progressing("MountPending", message),
+        Requeue::After(after),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,6 +152,27 @@ mod tests {
             mounted_condition(&[m(MountState::Pending), m(MountState::Failed)]).expect("cond");
         assert_eq!(failed.reason, "MountFailed");
         assert_eq!(settled_phase(PowerState::Stopped), VmPhase::Stopped);
+        let mut st = AzlinVMStatus {
+            mounts: vec![m(MountState::Mounted)],
+            power_state: Some("Running".into()),
+            ..Default::default()
+        };
+        let cond = |st: &AzlinVMStatus| {
+            st.derived_conditions()
+                .into_iter()
+                .find_map(|(t, c)| (t == MOUNTED).then_some(c))
+                .flatten()
+                .expect("a Mounted condition")
+        };
+        assert_eq!(cond(&st).status, "True");
+        for word in ["Deallocated", "Stopped", "Deallocating"] {
+            st.power_state = Some(word.into());
+            let c = cond(&st);
+            assert_eq!(
+                (c.status.as_str(), c.reason.as_str()),
+                ("False", "VMNotRunning")
+            );
+        }
         assert_eq!(transition_event(PowerState::Deallocated), "Deallocated");
     }
 }

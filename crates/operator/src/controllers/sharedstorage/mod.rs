@@ -88,8 +88,8 @@ fn storages_in(
         .collect()
 }
 
-/// The storages a VM event concerns: those its spec mounts, and those whose status still
-/// lists it (so removing a mount or the VM updates `mountedBy`).
+/// The storages a VM event concerns: those its spec or status mounts, and those whose
+/// status still lists it (so removing a mount or the VM updates `mountedBy`).
 fn storages_of_vm(
     store: &Store<Guarded<SharedStorage>>,
     vm: &Guarded<AzlinVM>,
@@ -101,6 +101,12 @@ fn storages_of_vm(
                 .mounts
                 .iter()
                 .map(|m| m.storage_ref.clone())
+                .chain(
+                    vm.status
+                        .iter()
+                        .flat_map(|s| &s.mounts)
+                        .map(|m| m.storage_ref.clone()),
+                )
                 .collect(),
         ),
         Err(invalid) => (&invalid.metadata, Vec::new()),
@@ -108,21 +114,47 @@ fn storages_of_vm(
     affected(store, meta, refs, meta.name.clone().unwrap_or_default())
 }
 
-/// The storages a Fleet event concerns: its `sharedHome`, and those whose status lists it.
+/// The storages a Fleet event concerns. A Fleet is listed through its members (whose
+/// events keep `mountedBy` current), so only a Fleet that may be gone concerns the storages
+/// that list it or that it names as `sharedHome`.
 fn storages_of_fleet(
     store: &Store<Guarded<SharedStorage>>,
     fleet: &Guarded<Fleet>,
 ) -> Vec<ObjectRef<Guarded<SharedStorage>>> {
-    let (meta, refs): (_, Vec<String>) = match &fleet.0 {
-        Ok(f) => (&f.metadata, f.spec.shared_home.iter().cloned().collect()),
-        Err(invalid) => (&invalid.metadata, Vec::new()),
+    let (meta, home) = match &fleet.0 {
+        Ok(f) => (&f.metadata, f.spec.shared_home.clone()),
+        Err(invalid) => (&invalid.metadata, None),
     };
     let user = format!(
         "{}{}",
         status::FLEET_PREFIX,
         meta.name.as_deref().unwrap_or_default()
     );
-    affected(store, meta, refs, user)
+    let may_be_gone =
+        meta.deletion_timestamp.is_some() || meta.finalizers.as_ref().is_none_or(|f| f.is_empty());
+    if !may_be_gone {
+        return Vec::new();
+    }
+    let ns = meta.namespace.as_deref().unwrap_or_default();
+    let mut listing: Vec<String> = store
+        .state()
+        .iter()
+        .filter_map(|s| s.0.as_ref().ok())
+        .filter(|s| s.metadata.namespace.as_deref() == Some(ns))
+        .filter(|s| {
+            s.status
+                .as_ref()
+                .is_some_and(|st| st.mounted_by.contains(&user))
+        })
+        .filter_map(|s| s.metadata.name.clone())
+        .chain(home)
+        .collect();
+    listing.sort();
+    listing.dedup();
+    listing
+        .into_iter()
+        .map(|n| ObjectRef::new(&n).within(ns))
+        .collect()
 }
 
 /// The storages whose `mountedBy` a change of `user` (a VM name or `fleet/<name>`, with

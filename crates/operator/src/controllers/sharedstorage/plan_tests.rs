@@ -205,7 +205,7 @@ fn the_ready_status_reports_the_endpoint_and_users() {
     s.share = Some(share(100, None));
     s.users = Users {
         vms: BTreeSet::from(["vm1".to_string()]),
-        fleets: BTreeSet::new(),
+        ..Users::default()
     };
     let p = plan(&storage(json!({}), false), &s, &cx);
     let st = &p.out.status;
@@ -227,7 +227,7 @@ fn cleanup_table() {
     };
     let users = Users {
         vms: BTreeSet::from(["vm1".to_string()]),
-        fleets: BTreeSet::new(),
+        ..Users::default()
     };
     let mut s = seen();
     s.site = None;

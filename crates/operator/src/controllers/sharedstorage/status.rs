@@ -10,6 +10,7 @@ use crate::reconcile::KindStatus;
 use crate::ssh::nfs::azure_files_source;
 
 use super::build::MountLayout;
+use crate::controllers::azlinvm::mounts::fleet_owner;
 
 impl KindStatus for SharedStorageStatus {
     crate::reconcile::standard_status_fields!();
@@ -28,14 +29,21 @@ impl KindStatus for SharedStorageStatus {
 /// Prefix of Fleet entries in `status.mountedBy`.
 pub const FLEET_PREFIX: &str = "fleet/";
 
-/// The objects in a namespace that use a SharedStorage: AzlinVMs that list it in
-/// `spec.mounts[]` and Fleets whose `spec.sharedHome` names it.
+/// Who uses a SharedStorage in its namespace.
+///
+/// A VM uses it when it lists it in `spec.mounts[]` or its `status.mounts[]` shows it (a
+/// Fleet member's shared home included); a Fleet only through its members: it is listed
+/// once one of its members uses the share, never for naming it as `sharedHome` alone.
+/// Members of a Fleet whose `sharedHome` names the share that do not use it yet are
+/// `joining`: they will mount it, so they hold it like the users do.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Users {
     /// AzlinVM names.
     pub vms: BTreeSet<String>,
     /// Fleet names.
     pub fleets: BTreeSet<String>,
+    /// Members of Fleets sharing the storage as home that do not use it yet.
+    pub joining: BTreeSet<String>,
 }
 
 impl Users {
@@ -45,17 +53,33 @@ impl Users {
         vms: impl IntoIterator<Item = &'a AzlinVM>,
         fleets: impl IntoIterator<Item = &'a Fleet>,
     ) -> Users {
-        let vms = vms
-            .into_iter()
-            .filter(|vm| vm.spec.mounts.iter().any(|m| m.storage_ref == name))
-            .filter_map(|vm| vm.metadata.name.clone())
-            .collect();
-        let fleets = fleets
+        let homes: Vec<(&str, &str)> = fleets
             .into_iter()
             .filter(|f| f.spec.shared_home.as_deref() == Some(name))
-            .filter_map(|f| f.metadata.name.clone())
+            .filter_map(|f| Some((f.metadata.name.as_deref()?, f.metadata.uid.as_deref()?)))
             .collect();
-        Users { vms, fleets }
+        let mut users = Users::default();
+        for vm in vms {
+            let Some(vm_name) = vm.metadata.name.clone() else {
+                continue;
+            };
+            let fleet = fleet_owner(vm).map(|o| (o.name.as_str(), o.uid.as_str()));
+            let uses = vm.spec.mounts.iter().any(|m| m.storage_ref == name)
+                || vm
+                    .status
+                    .iter()
+                    .flat_map(|s| &s.mounts)
+                    .any(|m| m.storage_ref == name);
+            if uses {
+                if let Some((fleet, _)) = fleet {
+                    users.fleets.insert(fleet.to_string());
+                }
+                users.vms.insert(vm_name);
+            } else if fleet.is_some_and(|f| homes.contains(&f)) {
+                users.joining.insert(vm_name);
+            }
+        }
+        users
     }
 
     /// `status.mountedBy`: VM names, then `fleet/<name>` entries, each sorted.
@@ -67,14 +91,14 @@ impl Users {
             .collect()
     }
 
-    /// Whether nothing uses the storage.
+    /// Whether nothing uses or is about to use the storage.
     pub fn is_empty(&self) -> bool {
-        self.vms.is_empty() && self.fleets.is_empty()
+        self.vms.is_empty() && self.fleets.is_empty() && self.joining.is_empty()
     }
 
-    /// Number of users.
+    /// Number of AzlinVMs using the storage (`status.mountCount`).
     pub fn len(&self) -> usize {
-        self.vms.len() + self.fleets.len()
+        self.vms.len()
     }
 }
 
@@ -111,7 +135,10 @@ pub fn mount_source(storage: &SharedStorage) -> Option<&str> {
         .and_then(|s| s.nfs_endpoint.as_deref())
 }
 
-/// The message of `Ready=True`: endpoint, quota, default mount path and template directories.
+/// The message of `Ready=True`: endpoint, quota, default mount path and the template's
+/// directories. They are made by the VMs that mount the share (each reports in its
+/// `status.mounts[]` which exist), so the storage names them as what its VMs make sure of,
+/// never as existing.
 pub fn ready_message(endpoint: &str, quota_gib: u32, layout: &MountLayout) -> String {
     let mut msg = format!(
         "NFS share {endpoint} ({quota_gib} GiB) is available; VMs mount it at {} by default",
@@ -119,13 +146,13 @@ pub fn ready_message(endpoint: &str, quota_gib: u32, layout: &MountLayout) -> St
     );
     if !layout.shared_dirs.is_empty() {
         msg.push_str(&format!(
-            "; shared directories: {}",
+            "; mounting VMs create {} on the share when missing",
             layout.shared_dirs.join(", ")
         ));
     }
     if !layout.local_dirs.is_empty() {
         msg.push_str(&format!(
-            "; local directories on each VM: {}",
+            "; and {} on their own disk",
             layout.local_dirs.join(", ")
         ));
     }
@@ -170,10 +197,34 @@ mod tests {
         .expect("vm")
     }
 
+    /// A member of Fleet `fleet` whose status shows `mounted`.
+    fn member(name: &str, fleet: &str, mounted: &[&str]) -> AzlinVM {
+        let mut vm = vm(name, &[]);
+        vm.metadata.owner_references = Some(vec![
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+                api_version: "azlin.io/v1alpha1".into(),
+                kind: "Fleet".into(),
+                name: fleet.into(),
+                uid: format!("uid-{fleet}"),
+                controller: Some(true),
+                ..Default::default()
+            },
+        ]);
+        vm.status = Some(
+            serde_json::from_value(json!({
+                "mounts": mounted.iter().map(|s| json!({
+                    "storageRef": s, "path": format!("/home/{s}"), "state": "Mounted", "message": ""
+                })).collect::<Vec<_>>()
+            }))
+            .expect("status"),
+        );
+        vm
+    }
+
     fn fleet(name: &str, home: Option<&str>) -> Fleet {
         serde_json::from_value(json!({
             "apiVersion": "azlin.io/v1alpha1", "kind": "Fleet",
-            "metadata": {"name": name, "namespace": "ns"},
+            "metadata": {"name": name, "namespace": "ns", "uid": format!("uid-{name}")},
             "spec": {"replicas": 1, "sharedHome": home,
                      "template": {"spec": {"resourceGroup": "rg", "location": "westus2"}}}
         }))
@@ -190,17 +241,36 @@ mod tests {
     }
 
     #[test]
-    fn users_are_vms_mounting_it_and_fleets_sharing_it_as_home() {
+    fn users_are_vms_mounting_it_and_fleets_only_through_their_members() {
         let vms = [
             vm("b", &["data"]),
             vm("a", &["other", "data"]),
             vm("c", &["other"]),
+            member("f-1", "f", &["data"]),
+            member("f-2", "f", &[]),
+            member("h-1", "h", &[]),
+            member("g-1", "g", &["data"]),
         ];
-        let fleets = [fleet("f", Some("data")), fleet("g", None)];
+        let fleets = [
+            fleet("f", Some("data")),
+            fleet("h", Some("data")),
+            fleet("g", None),
+        ];
         let users = Users::of("data", &vms, &fleets);
-        assert_eq!(users.mounted_by(), vec!["a", "b", "fleet/f"]);
-        assert_eq!(users.len(), 3);
+        // Fleet h names the share but none of its members mounts it: not listed.
+        assert_eq!(
+            users.mounted_by(),
+            vec!["a", "b", "f-1", "g-1", "fleet/f", "fleet/g"]
+        );
+        assert_eq!(users.len(), 4, "mountCount counts VMs");
+        assert_eq!(
+            users.joining,
+            ["f-2".to_string(), "h-1".to_string()].into(),
+            "members of sharedHome Fleets not mounting yet hold the share"
+        );
         assert!(Users::of("none", &vms, &fleets).is_empty());
+        let only_named = Users::of("data", &[] as &[AzlinVM], &fleets);
+        assert!(only_named.mounted_by().is_empty() && only_named.is_empty());
     }
 
     #[test]
@@ -212,7 +282,7 @@ mod tests {
         };
         let users = Users {
             vms: ["vm1".to_string()].into(),
-            fleets: BTreeSet::new(),
+            ..Default::default()
         };
         let mut s = storage();
         let st = next_status(None, StoragePhase::Ready, &observed, &users);
@@ -262,10 +332,10 @@ mod tests {
         };
         let m = ready_message("a.file.core.windows.net:/a/s", 100, &layout);
         assert!(m.contains("at /mnt/ml"), "{m}");
-        assert!(m.contains("shared directories: datasets, models"), "{m}");
         assert!(
-            m.contains("local directories on each VM: /mnt/scratch"),
+            m.contains("mounting VMs create datasets, models on the share when missing"),
             "{m}"
         );
+        assert!(m.contains("/mnt/scratch on their own disk"), "{m}");
     }
 }
