@@ -37,6 +37,9 @@ pub struct RequestCounts {
     pub total: u64,
     /// Count per `"{METHOD} {resourceType}"` (method upper-case).
     pub by_method_and_type: BTreeMap<String, u64>,
+    /// Requests answered 429 (throttled, by a budget or an injected fault).
+    #[serde(default)]
+    pub throttled: u64,
 }
 
 impl RequestCounts {
@@ -72,6 +75,9 @@ impl Recorder {
     /// Records a request.
     pub fn record(&mut self, record: RequestRecord) {
         self.counts.total += 1;
+        if record.status == 429 {
+            self.counts.throttled += 1;
+        }
         *self
             .counts
             .by_method_and_type

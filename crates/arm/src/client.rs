@@ -138,7 +138,10 @@ impl ArmClient {
                 subscription_id: config.subscription_id,
                 credential,
                 scope: config.token_scope,
-                pacer: Arc::new(Pacer::new(config.rate_limits)),
+                pacer: Arc::new(
+                    Pacer::new(config.rate_limits)
+                        .with_max_retry_after(config.retry.max_retry_after),
+                ),
                 observer: Arc::new(NoopObserver),
                 retry: config.retry,
                 lro: config.lro,
@@ -312,9 +315,7 @@ impl ArmClient {
                 .on_rate_limited(method, resource_type, waited);
         }
         let token = self.inner.credential.token().await?;
-        if *method != Method::GET && *method != Method::HEAD {
-            super::pacing::note_write();
-        }
+        super::pacing::note_request(method);
         let mut request = self
             .inner
             .http

@@ -142,8 +142,9 @@ impl ArmConfig {
         self
     }
 
-    /// Settings for tests against the emulator: static token, fast LRO polling, quick retries,
-    /// client-side rate limiting off (set `rate_limits.enabled` to exercise it).
+    /// Settings for the emulator: static token, fast LRO polling and quick retries; requests
+    /// are paced from the budgets the emulator reports, as against Azure, and a 429's
+    /// `Retry-After` is honoured by the pacer.
     pub fn for_emulator(
         endpoint: &str,
         subscription_id: impl Into<String>,
@@ -162,7 +163,6 @@ impl ArmConfig {
             max_retry_after: Duration::from_millis(50),
         };
         c.request_timeout = Duration::from_secs(20);
-        c.rate_limits.enabled = false;
         Ok(c)
     }
 }

@@ -24,10 +24,11 @@ use tokio::time::Instant;
 use super::headers::RateLimitRemaining;
 use super::throttle::{BucketRate, RateLimits, RequestClass};
 
-/// The flow a task's requests belong to, and how many writes it sent.
+/// The flow a task's requests belong to, and how many reads and writes it sent.
 #[derive(Debug)]
 struct Flow {
     name: Arc<str>,
+    reads: std::sync::atomic::AtomicU64,
     writes: std::sync::atomic::AtomicU64,
 }
 
@@ -39,6 +40,7 @@ tokio::task_local! {
 pub async fn with_flow<F: Future>(flow: impl Into<Arc<str>>, fut: F) -> F::Output {
     let flow = Arc::new(Flow {
         name: flow.into(),
+        reads: std::sync::atomic::AtomicU64::new(0),
         writes: std::sync::atomic::AtomicU64::new(0),
     });
     FLOW.scope(flow, fut).await
@@ -50,9 +52,23 @@ pub fn writes_in_flow() -> u64 {
         .unwrap_or(0)
 }
 
-/// Counts a write against the current flow.
-pub(crate) fn note_write() {
-    let _ = FLOW.try_with(|f| f.writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+/// ARM reads (GET, HEAD) the current flow has sent so far (0 outside one).
+pub fn reads_in_flow() -> u64 {
+    FLOW.try_with(|f| f.reads.load(std::sync::atomic::Ordering::Relaxed))
+        .unwrap_or(0)
+}
+
+/// Counts a request against the current flow.
+pub(crate) fn note_request(method: &Method) {
+    let counter = |f: &Flow| {
+        if *method == Method::GET || *method == Method::HEAD {
+            &f.reads
+        } else {
+            &f.writes
+        }
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    };
+    let _ = FLOW.try_with(|f| counter(f));
 }
 
 fn current_flow() -> Arc<str> {
@@ -169,6 +185,8 @@ struct State {
 #[derive(Debug)]
 pub struct Pacer {
     limits: RateLimits,
+    /// Longest a 429's `Retry-After` blocks anything.
+    max_retry_after: Duration,
     state: Mutex<State>,
     changed: Notify,
 }
@@ -204,12 +222,19 @@ impl Pacer {
     pub fn new(limits: RateLimits) -> Self {
         Self {
             limits,
+            max_retry_after: Duration::MAX,
             state: Mutex::new(State {
                 subscriptions: HashMap::new(),
                 seq: 0,
             }),
             changed: Notify::new(),
         }
+    }
+
+    /// Caps how long a 429's `Retry-After` blocks requests (the retry policy's cap).
+    pub fn with_max_retry_after(mut self, cap: Duration) -> Self {
+        self.max_retry_after = cap;
+        self
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -371,7 +396,10 @@ impl Pacer {
             }
         }
         if status == 429 {
-            let until = now + retry_after.unwrap_or(Duration::from_secs(1));
+            let until = now
+                + retry_after
+                    .unwrap_or(Duration::from_secs(1))
+                    .min(self.max_retry_after);
             // A provider policy at zero answered: only its requests wait; else the class.
             let provider = remaining.is_some_and(|r| r.resource.iter().any(|(_, n)| *n == 0));
             if provider {

@@ -1,95 +1,167 @@
 //! `azlin-operator bench`: the speed and memory figures recorded in `docs/PERFORMANCE.md`.
 //!
-//! Runs the real controllers on the embedded environment (in-memory Kubernetes API and
-//! the in-process ARM emulator over HTTP) and measures: time until N AzlinVMs are Ready,
-//! the reconciles and ARM requests it took, the ARM and Kubernetes writes of a resync at
-//! rest (must be zero), and the process's peak resident memory.
+//! As in production, the operator runs as its own process (`azlin-operator run`); the
+//! benchmark process serves it the in-memory Kubernetes API and the ARM emulator over
+//! loopback, with Azure's request budgets on. For each size it measures: time until N
+//! AzlinVMs are Ready and its ratio to the [`lower_bound`], ARM reads and writes per VM
+//! until then, reads per VM per resync and writes while everything is at rest, the 429s the
+//! operator drew, the time from a spec change to the first ARM request for that VM (p50 and
+//! p99), and the operator process's peak resident memory.
 
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::embedded::{EmbeddedEnv, EmbeddedError, EmbeddedOptions};
-use azlin_kubemem::KubeMemError;
+use azlin_arm_emulator::{Emulator, EmulatorConfig, EmulatorError, EmulatorHandle};
+use azlin_kubemem::{ApiServer, KubeMemError};
+
+use crate::embedded::{EmbeddedError, register_azlin_crds};
 
 /// Arguments of `bench`.
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
-    /// Number of AzlinVMs to create.
-    #[arg(long, default_value_t = 200)]
-    pub vms: usize,
+    /// Numbers of AzlinVMs to run with, one run each (comma-separated).
+    #[arg(long, value_delimiter = ',', default_values_t = [100usize])]
+    pub vms: Vec<usize>,
     /// Provisioning time of every emulated Azure operation, in milliseconds.
-    #[arg(long, value_name = "MS", default_value_t = 50)]
+    #[arg(long, value_name = "MS", default_value_t = 200)]
     pub latency_ms: u64,
-    /// Objects reconciled concurrently by the AzlinVM controller.
-    #[arg(long, default_value_t = 16)]
+    /// Objects the operator reconciles concurrently per controller.
+    #[arg(long, default_value_t = 32)]
     pub concurrency: u16,
-    /// Give up after this many seconds.
-    #[arg(long, default_value_t = 600)]
+    /// Seconds between resyncs of objects at rest (the operator's `--resync-interval`).
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    pub resync_interval: u64,
+    /// Give up on a size after this many seconds.
+    #[arg(long, default_value_t = 3600)]
     pub timeout: u64,
-    /// Create one Fleet with `--vms` members instead of `--vms` separate AzlinVMs.
-    #[arg(long)]
-    pub fleet: bool,
-    /// Enforce Azure's request budgets in the emulator (reads 250/25 per s, writes 200/10
-    /// per s, Compute's VM-write windows).
-    #[arg(long)]
-    pub budgets: bool,
+    /// Multiplier of Azure's request budgets in the emulator (1 = Azure's; 0 turns them off,
+    /// which no recorded figure may use).
+    #[arg(long, default_value_t = 1.0)]
+    pub rate_limit_scale: f64,
+    /// Extra multiplier of Compute's VM-write windows.
+    #[arg(long, default_value_t = 1.0)]
+    pub compute_limit_scale: f64,
+    /// Spec changes timed for the spec-change-to-first-ARM-request figures.
+    #[arg(long, default_value_t = 40)]
+    pub changes: usize,
+    /// The operator binary to run (default: this one).
+    #[arg(long, value_name = "PATH")]
+    pub operator: Option<PathBuf>,
 }
 
-/// The least time `vms` VMs in one new resource group can take to be Ready: the longest
-/// of the chain of operations the first one waits for (network security group, virtual
-/// network, NIC, VM: four emulated provisioning times) and the time Azure's write budget
-/// needs for all the writes (three for the shared network, a NIC and a VM per VM: a burst
-/// of 200, then 10 per second; VM creates: 240 per 3 minutes).
-pub fn lower_bound(vms: usize, latency: Duration, budgets: bool) -> Duration {
-    let chain = latency * 4;
-    if !budgets {
-        return chain;
+/// Azure's budgets as the emulator enforces them, scaled.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Budgets {
+    /// Write bucket size.
+    pub write_burst: f64,
+    /// Write bucket refill per second.
+    pub writes_per_second: f64,
+    /// VM creates and updates allowed per 3 minutes (`PutVM3Min`).
+    pub vm_writes_per_3min: f64,
+    /// ... per 30 minutes (`PutVM30Min`).
+    pub vm_writes_per_30min: f64,
+}
+
+impl Budgets {
+    /// Azure's budgets times `scale`, Compute's windows times `scale × compute_scale`.
+    pub fn scaled(scale: f64, compute_scale: f64) -> Self {
+        Self {
+            write_burst: 200.0 * scale,
+            writes_per_second: 10.0 * scale,
+            vm_writes_per_3min: 240.0 * scale * compute_scale,
+            vm_writes_per_30min: 1200.0 * scale * compute_scale,
+        }
     }
-    let writes = 3 + 2 * vms as u64;
-    let write_wait = Duration::from_secs(writes.saturating_sub(200).div_ceil(10));
-    let vm_windows = (vms as u64).saturating_sub(1) / 240;
-    let vm_wait = Duration::from_secs(vm_windows * 180);
-    chain.max(write_wait).max(vm_wait)
 }
 
-/// Results of one run.
+/// The least time `vms` VMs in one new resource group can take to be Ready: the slowest of
+/// the provisioning chain the first VM waits for (resource group, network security group,
+/// virtual network, NIC, VM: five emulated provisioning times), the writes needed (five
+/// for the shared resources, then a NIC and a VM per VM) beyond the write burst at the write
+/// refill, and the VM creates beyond one Compute window at that window's pace.
+pub fn lower_bound(vms: usize, latency: Duration, budgets: Option<Budgets>) -> Duration {
+    let chain = latency * 5;
+    let Some(b) = budgets else {
+        return chain;
+    };
+    let writes = 5.0 + 2.0 * vms as f64;
+    let write_wait = (writes - b.write_burst).max(0.0) / b.writes_per_second;
+    let windows = |per: f64, seconds: f64| ((vms as f64 - per) / per).max(0.0).ceil() * seconds;
+    let vm_wait = windows(b.vm_writes_per_3min, 180.0).max(windows(b.vm_writes_per_30min, 1800.0));
+    chain.max(Duration::from_secs_f64(write_wait.max(vm_wait)))
+}
+
+/// Results of one size.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BenchReport {
     /// VMs created.
     pub vms: usize,
-    /// Whether they were members of one Fleet.
-    pub fleet: bool,
     /// The least time they could take ([`lower_bound`]), in seconds.
     pub lower_bound_seconds: f64,
     /// Seconds from applying the objects until all were Ready.
     pub seconds_to_ready: f64,
-    /// AzlinVM reconciles until all were Ready.
-    pub reconciles: u64,
-    /// ARM requests until all were Ready.
-    pub arm_requests: u64,
-    /// ARM writes (PUT/POST/PATCH/DELETE) during a full resync at rest.
+    /// ARM reads (GET) per VM until all were Ready.
+    pub reads_per_vm: f64,
+    /// ARM writes (PUT, PATCH, POST, DELETE) per VM until all were Ready.
+    pub writes_per_vm: f64,
+    /// ARM reads per VM per resync while everything was at rest.
+    pub reads_per_vm_at_rest: f64,
+    /// ARM writes while everything was at rest.
     pub arm_writes_at_rest: u64,
-    /// Kubernetes writes during a full resync at rest.
+    /// Kubernetes writes while everything was at rest.
     pub kube_writes_at_rest: usize,
-    /// Peak resident set size of the process in MiB (`VmHWM`).
-    pub peak_rss_mib: f64,
+    /// Resync interval the operator used at rest, in seconds.
+    pub resync_seconds: f64,
+    /// Requests the emulator answered 429 over the whole run.
+    pub throttled: u64,
+    /// Spec change to the first ARM request for that VM, median, in milliseconds.
+    pub change_p50_ms: f64,
+    /// ... 99th percentile.
+    pub change_p99_ms: f64,
+    /// Peak resident memory of the operator process, MiB (`VmHWM`).
+    pub operator_rss_mib: f64,
 }
 
 impl BenchReport {
-    /// One Markdown table row:
-    /// `| vms | s | bound s (ratio) | reconciles | ARM | writes at rest | RSS |`.
+    /// The header of [`BenchReport::markdown_row`].
+    pub const MARKDOWN_HEADER: &'static str = "| VMs | s to all Ready | lower bound, s (ratio) | ARM reads / writes per VM until Ready | reads per VM per resync at rest (resync s) | writes at rest (ARM / Kubernetes) | 429s | spec change → first ARM request p50 / p99, ms | operator RSS, MiB |\n|---|---|---|---|---|---|---|---|---|";
+
+    /// Ready time over the lower bound.
+    pub fn bound_ratio(&self) -> f64 {
+        self.seconds_to_ready / self.lower_bound_seconds.max(0.001)
+    }
+
+    /// One Markdown table row.
     pub fn markdown_row(&self) -> String {
         format!(
-            "| {}{} | {:.1} | {:.1} ({:.1}×) | {} | {} | {} ARM / {} Kubernetes | {:.0} |",
+            "| {} | {:.1} | {:.1} ({:.2}×) | {:.1} / {:.1} | {:.4} ({:.0}) | {} / {} | {} | {:.0} / {:.0} | {:.0} |",
             self.vms,
-            if self.fleet { " (one Fleet)" } else { "" },
             self.seconds_to_ready,
             self.lower_bound_seconds,
-            self.seconds_to_ready / self.lower_bound_seconds.max(0.001),
-            self.reconciles,
-            self.arm_requests,
+            self.bound_ratio(),
+            self.reads_per_vm,
+            self.writes_per_vm,
+            self.reads_per_vm_at_rest,
+            self.resync_seconds,
             self.arm_writes_at_rest,
             self.kube_writes_at_rest,
-            self.peak_rss_mib
+            self.throttled,
+            self.change_p50_ms,
+            self.change_p99_ms,
+            self.operator_rss_mib
+        )
+    }
+
+    /// The summary line: `bound-ratio=<x> reads-per-vm-at-rest=<y> throttled=<n> rss-mib=<m>`.
+    pub fn summary_line(&self) -> String {
+        format!(
+            "bound-ratio={:.2} reads-per-vm-at-rest={:.4} throttled={} rss-mib={:.0}",
+            self.bound_ratio(),
+            self.reads_per_vm_at_rest,
+            self.throttled,
+            self.operator_rss_mib
         )
     }
 }
@@ -97,40 +169,135 @@ impl BenchReport {
 /// Why the benchmark failed.
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
-    /// The environment did not start.
+    /// The in-memory API did not take the CRDs.
     #[error(transparent)]
     Embedded(#[from] EmbeddedError),
+    /// The emulator did not start.
+    #[error(transparent)]
+    Emulator(#[from] EmulatorError),
     /// The objects were refused.
     #[error(transparent)]
     Apply(#[from] KubeMemError),
-    /// Not everything became Ready in time.
-    #[error("only {ready} of {total} AzlinVMs Ready after {timeout:?}")]
+    /// Serving the API, writing the kubeconfig or starting the operator failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The operator process ended or never became ready.
+    #[error("the operator process: {0}")]
+    Operator(String),
+    /// Something did not happen in time.
+    #[error("{what} after {timeout:?}")]
     Timeout {
-        /// Ready count.
-        ready: usize,
-        /// Total.
-        total: usize,
+        /// What was awaited.
+        what: String,
         /// Limit.
         timeout: Duration,
     },
 }
 
-fn fleet_ready(env: &EmbeddedEnv, n: usize) -> usize {
-    env.api()
-        .get("azlin.io/v1alpha1", "Fleet", Some("bench"), "bench")
-        .filter(|f| {
-            f["metadata"]["generation"] == f["status"]["observedGeneration"]
-                && f["status"]["conditions"].as_array().is_some_and(|c| {
-                    c.iter()
-                        .any(|c| c["type"] == "Ready" && c["status"] == "True")
-                })
-        })
-        .map_or(0, |_| n)
+fn io(what: &'static str) -> impl FnOnce(std::io::Error) -> BenchError {
+    move |source| BenchError::Io { what, source }
 }
 
-fn ready_count(env: &EmbeddedEnv) -> usize {
-    env.api()
-        .list("azlin.io/v1alpha1", "AzlinVM", Some("bench"))
+/// The operator as a child process, killed when dropped.
+struct OperatorProcess {
+    child: Child,
+    admin: String,
+}
+
+impl OperatorProcess {
+    fn start(
+        args: &BenchArgs,
+        kubeconfig: &std::path::Path,
+        emulator_url: &str,
+    ) -> Result<Self, BenchError> {
+        let binary = match &args.operator {
+            Some(p) => p.clone(),
+            None => std::env::current_exe().map_err(io("finding this binary"))?,
+        };
+        let progress_ms = (args.latency_ms / 2).clamp(20, 10_000);
+        let mut child = Command::new(binary)
+            .args([
+                "run",
+                "--emulator-url",
+                emulator_url,
+                "--admin-addr=127.0.0.1:0",
+                "--leader-election=false",
+                "--log-format=json",
+                "--log-level=warn,azlin_operator::operator=info",
+            ])
+            .arg(format!("--concurrency={}", args.concurrency))
+            .arg(format!("--resync-interval={}", args.resync_interval))
+            .arg(format!("--progress-interval-ms={progress_ms}"))
+            .env("KUBECONFIG", kubeconfig)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(io("starting the operator"))?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| BenchError::Operator("no stdout".into()))?;
+        let mut lines = BufReader::new(stdout).lines();
+        let admin = loop {
+            let Some(Ok(line)) = lines.next() else {
+                return Err(BenchError::Operator(
+                    "exited before its admin server listened".into(),
+                ));
+            };
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                && v["message"] == "admin server listening"
+                && let Some(addr) = v["addr"].as_str()
+            {
+                break format!("http://{addr}");
+            }
+        };
+        // Keep draining the log so the operator never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
+        Ok(Self { child, admin })
+    }
+
+    /// A gauge or counter from `/metrics`.
+    async fn metric(&self, name: &str) -> Option<f64> {
+        let body = reqwest::get(format!("{}/metrics", self.admin))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        body.lines()
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    }
+
+    fn peak_rss_mib(&self) -> f64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmHWM:"))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|kb| kb.parse::<f64>().ok())
+            })
+            .map_or(0.0, |kb| kb / 1024.0)
+    }
+}
+
+impl Drop for OperatorProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn ready_count(api: &ApiServer) -> usize {
+    api.list("azlin.io/v1alpha1", "AzlinVM", Some("bench"))
         .iter()
         .filter(|vm| {
             vm["metadata"]["generation"] == vm["status"]["observedGeneration"]
@@ -142,96 +309,213 @@ fn ready_count(env: &EmbeddedEnv) -> usize {
         .count()
 }
 
-fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(0.0)
+fn vm_yaml(i: usize, power: &str) -> String {
+    format!(
+        "---\napiVersion: azlin.io/v1alpha1\nkind: AzlinVM\nmetadata: {{name: vm-{i:05}, namespace: bench}}\nspec: {{resourceGroup: bench-rg, location: westus2, size: Standard_D2s_v5, powerState: {power}}}\n"
+    )
 }
 
-/// Runs the benchmark.
-pub async fn run(args: &BenchArgs) -> Result<BenchReport, BenchError> {
-    let mut options = EmbeddedOptions::for_tests();
-    options.emulator.latency = Duration::from_millis(args.latency_ms);
-    options.settings.concurrency = args.concurrency;
-    if args.budgets {
-        options.emulator.rate_limit_scale = 1.0;
+fn reads_and_writes(emulator: &EmulatorHandle) -> (u64, u64) {
+    let counts = emulator.counts();
+    let reads = counts.method("GET") + counts.method("HEAD");
+    (reads, counts.total - reads)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
     }
-    let env = EmbeddedEnv::start(options).await?;
-    let mut yaml = String::new();
-    if args.fleet {
-        yaml.push_str(&format!(
-            "apiVersion: azlin.io/v1alpha1\nkind: Fleet\nmetadata: {{name: bench, namespace: bench}}\nspec:\n  replicas: {}\n  template:\n    spec: {{resourceGroup: bench-rg, location: westus2, size: Standard_D2s_v5}}\n",
-            args.vms
-        ));
-    } else {
-        for i in 0..args.vms {
-            yaml.push_str(&format!(
-                "---\napiVersion: azlin.io/v1alpha1\nkind: AzlinVM\nmetadata: {{name: vm-{i:04}, namespace: bench}}\nspec: {{resourceGroup: bench-rg, location: westus2, size: Standard_D2s_v5}}\n"
-            ));
-        }
-    }
-    let started = Instant::now();
-    env.apply_yaml(&yaml)?;
-    let timeout = Duration::from_secs(args.timeout);
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+async fn poll<T>(
+    timeout: Duration,
+    what: impl Fn() -> String,
+    mut check: impl FnMut() -> Option<T>,
+) -> Result<T, BenchError> {
+    let deadline = Instant::now() + timeout;
     loop {
-        let ready = if args.fleet {
-            fleet_ready(&env, args.vms)
-        } else {
-            ready_count(&env)
-        };
-        if ready == args.vms {
-            break;
+        if let Some(v) = check() {
+            return Ok(v);
         }
-        if started.elapsed() > timeout {
+        if Instant::now() > deadline {
             return Err(BenchError::Timeout {
-                ready,
-                total: args.vms,
+                what: what(),
                 timeout,
             });
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let seconds_to_ready = started.elapsed().as_secs_f64();
-    let reconciles = env.reconciles("AzlinVM");
-    let arm_requests = env.emulator().counts().total;
+}
 
-    env.emulator().reset_counts();
-    let mark = env.api().mark();
-    let before = env.reconciles("AzlinVM");
-    env.resync();
-    let settle = Instant::now();
-    while env.reconciles("AzlinVM") < before + args.vms as u64 && settle.elapsed() < timeout {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let counts = env.emulator().counts();
-    let arm_writes_at_rest = ["PUT", "POST", "PATCH", "DELETE"]
-        .iter()
-        .map(|m| counts.method(m))
-        .sum();
-    let kube_writes_at_rest = env.api().writes_since(mark).len();
-    let report = BenchReport {
-        vms: args.vms,
-        fleet: args.fleet,
-        lower_bound_seconds: lower_bound(
-            args.vms,
-            Duration::from_millis(args.latency_ms),
-            args.budgets,
+/// Runs one size.
+pub async fn run_one(args: &BenchArgs, vms: usize) -> Result<BenchReport, BenchError> {
+    let budgets_on = args.rate_limit_scale > 0.0;
+    let emulator = Emulator::start(EmulatorConfig {
+        latency: Duration::from_millis(args.latency_ms),
+        rate_limit_scale: args.rate_limit_scale,
+        compute_limit_scale: args.compute_limit_scale,
+        ..EmulatorConfig::default()
+    })
+    .await?;
+    let api = ApiServer::new();
+    register_azlin_crds(&api, true)?;
+    api.ensure_namespace("bench")?;
+    let served = api
+        .serve(([127, 0, 0, 1], 0).into())
+        .await
+        .map_err(io("serving the in-memory API"))?;
+    let dir = tempfile::tempdir().map_err(io("creating a temporary directory"))?;
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, served.kubeconfig()).map_err(io("writing the kubeconfig"))?;
+    let operator = OperatorProcess::start(args, &kubeconfig, &emulator.base_url())?;
+    let timeout = Duration::from_secs(args.timeout);
+
+    let yaml: String = (0..vms).map(|i| vm_yaml(i, "Running")).collect();
+    let started = Instant::now();
+    api.apply_yaml(&yaml)?;
+    poll(
+        timeout,
+        || format!("{} of {vms} AzlinVMs Ready", ready_count(&api)),
+        || (ready_count(&api) == vms).then_some(()),
+    )
+    .await?;
+    let seconds_to_ready = started.elapsed().as_secs_f64();
+    let (reads, writes) = reads_and_writes(&emulator);
+    let mut throttled = emulator.counts().throttled;
+
+    // At rest: two resync intervals of whatever the operator settled on.
+    let resync = operator
+        .metric("azlin_resync_interval_seconds")
+        .await
+        .unwrap_or(args.resync_interval as f64)
+        .max(args.resync_interval as f64);
+    emulator.reset_counts();
+    let mark = api.mark();
+    tokio::time::sleep(Duration::from_secs_f64(resync * 2.0)).await;
+    let (reads_at_rest, arm_writes_at_rest) = reads_and_writes(&emulator);
+    throttled += emulator.counts().throttled;
+    let kube_writes_at_rest = api.writes_since(mark).len();
+
+    // Spec changes: stop one VM at a time and time its first ARM request.
+    emulator.reset_counts();
+    let mut latencies = Vec::new();
+    for k in 0..args.changes.min(vms) {
+        let i = k * vms / args.changes.min(vms).max(1);
+        let name = format!("bench-vm-{i:05}");
+        let changed = chrono::Utc::now();
+        api.apply_yaml(&vm_yaml(i, "Stopped"))?;
+        let first = poll(
+            Duration::from_secs(60),
+            || format!("an ARM request for {name}"),
+            || {
+                emulator
+                    .requests()
+                    .into_iter()
+                    .find(|r| r.time >= changed && r.path.to_ascii_lowercase().contains(&name))
+                    .map(|r| r.time)
+            },
         )
-        .as_secs_f64(),
+        .await?;
+        latencies.push((first - changed).num_microseconds().unwrap_or(0) as f64 / 1000.0);
+    }
+    throttled += emulator.counts().throttled;
+    latencies.sort_by(f64::total_cmp);
+
+    let budgets =
+        budgets_on.then(|| Budgets::scaled(args.rate_limit_scale, args.compute_limit_scale));
+    let report = BenchReport {
+        vms,
+        lower_bound_seconds: lower_bound(vms, Duration::from_millis(args.latency_ms), budgets)
+            .as_secs_f64(),
         seconds_to_ready,
-        reconciles,
-        arm_requests,
+        reads_per_vm: reads as f64 / vms as f64,
+        writes_per_vm: writes as f64 / vms as f64,
+        reads_per_vm_at_rest: reads_at_rest as f64 / 2.0 / vms as f64,
         arm_writes_at_rest,
         kube_writes_at_rest,
-        peak_rss_mib: peak_rss_mib(),
+        resync_seconds: resync,
+        throttled,
+        change_p50_ms: percentile(&latencies, 50.0),
+        change_p99_ms: percentile(&latencies, 99.0),
+        operator_rss_mib: operator.peak_rss_mib(),
     };
-    env.shutdown().await;
+    drop(operator);
+    served.stop();
+    let _ = emulator.shutdown().await;
     Ok(report)
+}
+
+/// Runs every size in turn, printing each row as it completes and the summary line of the
+/// largest size last.
+pub async fn run(args: &BenchArgs) -> Result<Vec<BenchReport>, BenchError> {
+    let mut reports = Vec::new();
+    println!("{}", BenchReport::MARKDOWN_HEADER);
+    for &vms in &args.vms {
+        let report = run_one(args, vms).await?;
+        println!("{}", report.markdown_row());
+        reports.push(report);
+    }
+    if let Some(largest) = reports.iter().max_by_key(|r| r.vms) {
+        println!("{}", largest.summary_line());
+    }
+    Ok(reports)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lower_bound_without_budgets_is_the_provisioning_chain() {
+        let latency = Duration::from_millis(200);
+        assert_eq!(lower_bound(1000, latency, None), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn lower_bound_with_azures_budgets() {
+        let latency = Duration::from_millis(200);
+        let azure = Some(Budgets::scaled(1.0, 1.0));
+        // 100 VMs: 205 writes, 5 beyond the burst (0.5 s); 100 VM creates fit one window.
+        assert_eq!(lower_bound(100, latency, azure), Duration::from_secs(1));
+        // 1000 VMs: 2005 writes → 180.5 s; 1000 VM creates → 4 more 3-minute windows.
+        assert_eq!(lower_bound(1000, latency, azure), Duration::from_secs(720));
+        // 10,000 at 10× budgets: 20,005 writes → 180 s; 2400 per 3 min → 4 more windows
+        // (720 s); 12,000 per 30 min fits one.
+        let ten = Some(Budgets::scaled(10.0, 1.0));
+        assert_eq!(lower_bound(10_000, latency, ten), Duration::from_secs(720));
+    }
+
+    #[test]
+    fn percentiles_take_the_rank() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&v, 50.0), 50.0);
+        assert_eq!(percentile(&v, 99.0), 99.0);
+        assert_eq!(percentile(&[3.0], 99.0), 3.0);
+        assert_eq!(percentile(&[], 50.0), 0.0);
+    }
+
+    #[test]
+    fn summary_line_has_the_documented_shape() {
+        let r = BenchReport {
+            vms: 1000,
+            lower_bound_seconds: 720.0,
+            seconds_to_ready: 792.0,
+            reads_per_vm: 3.0,
+            writes_per_vm: 2.0,
+            reads_per_vm_at_rest: 0.0125,
+            arm_writes_at_rest: 0,
+            kube_writes_at_rest: 0,
+            resync_seconds: 30.0,
+            throttled: 0,
+            change_p50_ms: 10.0,
+            change_p99_ms: 40.0,
+            operator_rss_mib: 60.4,
+        };
+        assert_eq!(
+            r.summary_line(),
+            "bound-ratio=1.10 reads-per-vm-at-rest=0.0125 throttled=0 rss-mib=60"
+        );
+    }
 }

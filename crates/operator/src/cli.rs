@@ -116,12 +116,7 @@ pub fn main(cli: Cli) -> ExitCode {
         }
         Command::Bench(args) => block_on(async {
             telemetry::init_stderr("warn", LogFormat::Text)?;
-            let report = crate::bench::run(&args).await?;
-            println!(
-                "| VMs | seconds to all Ready | lower bound, s (ratio) | reconciles | ARM requests | writes during a resync at rest | peak RSS (MiB) |"
-            );
-            println!("|---|---|---|---|---|---|---|");
-            println!("{}", report.markdown_row());
+            crate::bench::run(&args).await?;
             Ok(())
         }),
         Command::Crds(args) if args.apply => block_on(async {

@@ -64,10 +64,14 @@ pub async fn run(settings: Settings) -> Result<(), OperatorError> {
     } else {
         None
     };
-    let arm = arm_client_from_settings(
-        &settings,
-        emulator.as_ref().map(|e| e.base_url()).as_deref(),
-    )?;
+    let emulator_url = match &emulator {
+        Some(e) => Some(e.base_url()),
+        None => settings
+            .emulator_url
+            .as_ref()
+            .map(|u| u.as_str().to_string()),
+    };
+    let arm = arm_client_from_settings(&settings, emulator_url.as_deref())?;
     let ssh = SshConfig {
         max_concurrency: usize::from(settings.ssh_concurrency),
         ..SshConfig::default()

@@ -23,6 +23,10 @@ struct Operator {
 
 impl Operator {
     fn start(kubeconfig: &std::path::Path, identity: &str) -> Operator {
+        Operator::start_with(kubeconfig, identity, &[])
+    }
+
+    fn start_with(kubeconfig: &std::path::Path, identity: &str, extra: &[&str]) -> Operator {
         let mut child = Command::new(env!("CARGO_BIN_EXE_azlin-operator"))
             .args([
                 "run",
@@ -34,6 +38,7 @@ impl Operator {
                 "--log-format=json",
                 "--log-level=info",
             ])
+            .args(extra)
             .env("KUBECONFIG", kubeconfig)
             .env("POD_NAME", identity)
             .env_remove("RUST_LOG")
@@ -216,4 +221,98 @@ fn run_binary_serves_admin_reconciles_hands_over_and_shuts_down() {
         .spec
         .and_then(|s| s.holder_identity);
     assert_eq!(holder.as_deref(), Some("replica-b"));
+}
+
+/// Sharding: two replicas, each watching its own namespace with its own Lease (as two Helm
+/// releases with `watchNamespace` do), both lead at once and each reconciles only its
+/// namespace's objects.
+#[test]
+fn two_replicas_shard_by_namespace() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let _guard = rt.enter();
+    let api = ApiServer::new();
+    register_azlin_crds(&api, true).expect("CRDs");
+    let served = rt
+        .block_on(api.serve("127.0.0.1:0".parse().expect("addr")))
+        .expect("serve the in-memory API");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, served.kubeconfig()).expect("kubeconfig");
+    for ns in ["team-a", "team-b"] {
+        api.ensure_namespace(ns).expect("namespace");
+    }
+
+    let a = Operator::start_with(
+        &kubeconfig,
+        "shard-a",
+        &["--namespace=team-a", "--lease-name=azlin-operator-team-a"],
+    );
+    let b = Operator::start_with(
+        &kubeconfig,
+        "shard-b",
+        &["--namespace=team-b", "--lease-name=azlin-operator-team-b"],
+    );
+    eventually("both shards lead at once", Duration::from_secs(30), || {
+        a.metric("azlin_leader") == Some(1.0) && b.metric("azlin_leader") == Some(1.0)
+    });
+
+    let mut yaml = String::new();
+    for (ns, n) in [("team-a", 3), ("team-b", 2)] {
+        for i in 0..n {
+            yaml.push_str(&format!(
+                "---\napiVersion: azlin.io/v1alpha1\nkind: AzlinVM\nmetadata: {{name: vm-{i}, namespace: {ns}}}\nspec: {{resourceGroup: rg-{ns}, location: westus2, size: Standard_D2s_v5}}\n"
+            ));
+        }
+    }
+    api.apply_yaml(&yaml).expect("apply AzlinVMs");
+    for (ns, n) in [("team-a", 3), ("team-b", 2)] {
+        let vms: Api<AzlinVM> = Api::namespaced(api.client(), ns);
+        eventually(
+            &format!("{ns}'s VMs Ready"),
+            Duration::from_secs(60),
+            || {
+                rt.block_on(vms.list(&Default::default()))
+                    .ok()
+                    .is_some_and(|l| {
+                        l.items.len() == n
+                            && l.items.iter().all(|vm| {
+                                vm.status.as_ref().is_some_and(|s| {
+                                    azlin_operator::api::conditions::is_true(&s.conditions, "Ready")
+                                })
+                            })
+                    })
+            },
+        );
+    }
+    // Each replica acted only on its namespace's objects.
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::all(api.client());
+    let events = rt
+        .block_on(events.list(&Default::default()))
+        .expect("events");
+    let mut seen = 0;
+    for e in &events.items {
+        let ns = e.metadata.namespace.as_deref().unwrap_or_default();
+        let by = e.reporting_instance.as_deref().unwrap_or_default();
+        match ns {
+            "team-a" => assert_eq!(by, "shard-a", "{e:?}"),
+            "team-b" => assert_eq!(by, "shard-b", "{e:?}"),
+            _ => continue,
+        }
+        seen += 1;
+    }
+    assert!(
+        seen >= 5,
+        "every VM has an event from its shard ({seen} seen)"
+    );
+    let leases: Api<Lease> = Api::namespaced(api.client(), "default");
+    for (lease, holder) in [
+        ("azlin-operator-team-a", "shard-a"),
+        ("azlin-operator-team-b", "shard-b"),
+    ] {
+        let spec = rt.block_on(leases.get(lease)).expect("lease").spec;
+        assert_eq!(
+            spec.and_then(|s| s.holder_identity).as_deref(),
+            Some(holder)
+        );
+    }
 }

@@ -503,6 +503,7 @@ fn deployment_probes_ports_args_and_env() {
             "--log-level=debug",
             "--log-format=text",
             "--lease-namespace=azlin-system",
+            "--lease-name=azlin-operator",
             "--admin-addr=0.0.0.0:8080",
         ]
     );

@@ -359,7 +359,7 @@ fn markdown_table_lists_every_flag_with_env_and_default() {
         );
     }
     assert_eq!(
-        flags, 16,
+        flags, 19,
         "update this count and the README when adding flags"
     );
     assert_eq!(table.lines().count(), flags + 2);

@@ -8,6 +8,11 @@
 //! finish something, it needs a snapshot taken after that moment. Refreshes of one
 //! snapshot are single-flight and at least `min_interval` apart, so objects progressing at
 //! the same time share each LIST.
+//!
+//! The resync interval adapts to Azure's read budget: when one round of LISTs in a
+//! subscription (every snapshot refreshed once, each page a read) would take more than half
+//! of what the subscription's read bucket refills in one interval, the interval grows
+//! ([`adaptive_resync`]), so an operator at rest never spends more than half of the reads.
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -144,9 +149,23 @@ struct Slot {
 
 type SlotKey = (String, String, &'static str);
 
+/// Share of the subscription's read refill an operator at rest may spend.
+pub const AT_REST_READ_SHARE: f64 = 0.5;
+
+/// The resync interval for `reads_per_round` ARM reads per round: `base`, or longer when
+/// those reads would take more than [`AT_REST_READ_SHARE`] of `reads_per_second` (the read
+/// bucket's refill) over the interval.
+pub fn adaptive_resync(base: Duration, reads_per_round: u64, reads_per_second: f64) -> Duration {
+    let budget = reads_per_second.max(0.001) * AT_REST_READ_SHARE;
+    base.max(Duration::from_secs_f64(reads_per_round as f64 / budget))
+}
+
 /// The shared snapshots, and what each object needs to see.
 pub struct Inventory {
     slots: Mutex<HashMap<SlotKey, Arc<tokio::sync::Mutex<Slot>>>>,
+    /// Reads the last LIST of each snapshot took (its pages).
+    costs: Mutex<HashMap<SlotKey, u64>>,
+    reads_per_second: f64,
     needs: Mutex<HashMap<String, Instant>>,
     /// Snapshots started before this are not reused (see [`Inventory::expire`]).
     floor: Mutex<Option<Instant>>,
@@ -168,11 +187,14 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Inventory {
-    /// Snapshots reused for up to `max_age` (the resync interval), refreshed at most every
-    /// `min_interval`.
-    pub fn new(min_interval: Duration, max_age: Duration) -> Self {
+    /// Snapshots reused for up to `max_age` (the configured resync interval, lengthened by
+    /// [`Inventory::resync_interval`]), refreshed at most every `min_interval`;
+    /// `reads_per_second` is the subscription read bucket's refill.
+    pub fn new(min_interval: Duration, max_age: Duration, reads_per_second: f64) -> Self {
         Self {
             slots: Mutex::new(HashMap::new()),
+            costs: Mutex::new(HashMap::new()),
+            reads_per_second,
             needs: Mutex::new(HashMap::new()),
             floor: Mutex::new(None),
             min_interval,
@@ -180,14 +202,33 @@ impl Inventory {
         }
     }
 
+    /// ARM reads one round of refreshing every snapshot costs, in the subscription where it
+    /// costs most.
+    pub fn reads_per_round(&self) -> u64 {
+        let mut per_subscription: HashMap<&str, u64> = HashMap::new();
+        let costs = lock(&self.costs);
+        for ((subscription, _, _), reads) in costs.iter() {
+            *per_subscription.entry(subscription.as_str()).or_default() += reads;
+        }
+        per_subscription.into_values().max().unwrap_or(0)
+    }
+
+    /// How long objects at rest wait between resyncs, and how long a snapshot is reused:
+    /// the configured interval, or longer so a round stays within the read budget
+    /// ([`adaptive_resync`]).
+    pub fn resync_interval(&self) -> Duration {
+        adaptive_resync(self.max_age, self.reads_per_round(), self.reads_per_second)
+    }
+
     /// From now on, `object` needs snapshots taken after this moment (it wrote, or waits for
     /// Azure to move on).
     pub fn needs_fresh(&self, object: &str) {
         let now = Instant::now();
+        let max_age = self.resync_interval();
         let mut needs = lock(&self.needs);
         // A need older than `max_age` is implied by the age limit: forget it.
         if needs.len() >= 1024 && needs.len().is_power_of_two() {
-            needs.retain(|_, at| now.saturating_duration_since(*at) < self.max_age);
+            needs.retain(|_, at| now.saturating_duration_since(*at) < max_age);
         }
         needs.insert(object.to_string(), now);
     }
@@ -222,12 +263,12 @@ impl Inventory {
             },
             C::NAME,
         );
-        let slot = Arc::clone(lock(&self.slots).entry(key).or_default());
+        let slot = Arc::clone(lock(&self.slots).entry(key.clone()).or_default());
+        let max_age = self.resync_interval();
         let mut slot = slot.lock().await;
         let now = Instant::now();
         let usable = slot.started.is_some_and(|started| {
-            now.saturating_duration_since(started) <= self.max_age
-                && need.is_none_or(|n| started >= n)
+            now.saturating_duration_since(started) <= max_age && need.is_none_or(|n| started >= n)
         });
         if usable
             && let Some(snapshot) = slot
@@ -241,7 +282,11 @@ impl Inventory {
             tokio::time::sleep_until(started + self.min_interval).await;
         }
         let started = Instant::now();
-        let snapshot = match C::list(arm, group).await {
+        let reads_before = azlin_arm::pacing::reads_in_flow();
+        let listed = C::list(arm, group).await;
+        let reads = azlin_arm::pacing::reads_in_flow().saturating_sub(reads_before);
+        lock(&self.costs).insert(key, reads.max(1));
+        let snapshot = match listed {
             Ok(items) => Snapshot {
                 items: items
                     .into_iter()
@@ -259,5 +304,47 @@ impl Inventory {
         slot.started = Some(started);
         slot.value = Some(Arc::clone(&snapshot) as Arc<dyn Any + Send + Sync>);
         Ok(snapshot)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resync_stays_at_base_while_a_round_is_cheap() {
+        let base = Duration::from_secs(300);
+        // 40 reads a round against 25 reads/s: far below half the refill over 300 s.
+        assert_eq!(adaptive_resync(base, 40, 25.0), base);
+    }
+
+    #[test]
+    fn resync_grows_so_a_round_takes_at_most_half_the_read_refill() {
+        let base = Duration::from_secs(300);
+        // 10,000 reads at 12.5 reads/s (half of 25) need 800 s.
+        assert_eq!(
+            adaptive_resync(base, 10_000, 25.0),
+            Duration::from_secs(800)
+        );
+        // Exactly at the share: unchanged.
+        assert_eq!(adaptive_resync(base, 3750, 25.0), base);
+    }
+
+    #[test]
+    fn reads_per_round_is_the_costliest_subscription() {
+        let inventory = Inventory::new(Duration::ZERO, Duration::from_secs(300), 25.0);
+        {
+            let mut costs = lock(&inventory.costs);
+            costs.insert(("s1".into(), "g1".into(), "virtualMachines"), 10);
+            costs.insert(("s1".into(), "g2".into(), "virtualMachines"), 5);
+            costs.insert(("s2".into(), "g1".into(), "virtualMachines"), 12);
+        }
+        assert_eq!(inventory.reads_per_round(), 15);
+        assert_eq!(inventory.resync_interval(), Duration::from_secs(300));
+        lock(&inventory.costs).insert(("s2".into(), "g2".into(), "disks"), 10_000);
+        assert_eq!(
+            inventory.resync_interval(),
+            Duration::from_secs_f64(10_012.0 / 12.5)
+        );
     }
 }

@@ -77,6 +77,10 @@ impl ControllerSettings {
             namespace: settings.namespace.clone(),
             ssh_port: settings.ssh_port,
             concurrency: settings.concurrency,
+            resync_interval: Duration::from_secs(settings.resync_interval),
+            progress_requeue: Duration::from_millis(settings.progress_interval_ms),
+            list_interval: Duration::from_secs(2)
+                .min(Duration::from_millis(settings.progress_interval_ms / 2)),
             ..Self::default()
         }
     }
@@ -103,14 +107,19 @@ pub fn arm_client_from_settings(
     emulator_url: Option<&str>,
 ) -> Result<ArmClient, Error> {
     let config = match emulator_url {
-        Some(url) => ArmConfig::for_emulator(
-            url,
-            settings
-                .subscription_id
-                .clone()
-                .unwrap_or_else(|| EMULATOR_SUBSCRIPTION.to_string()),
-            EMULATOR_TOKEN,
-        )?,
+        Some(url) => {
+            let mut c = ArmConfig::for_emulator(
+                url,
+                settings
+                    .subscription_id
+                    .clone()
+                    .unwrap_or_else(|| EMULATOR_SUBSCRIPTION.to_string()),
+                EMULATOR_TOKEN,
+            )?;
+            // The operator process honours Retry-After as it does against Azure.
+            c.retry.max_retry_after = azlin_arm::RetryPolicy::default().max_retry_after;
+            c
+        }
         None => {
             let subscription = settings.subscription_id.clone().ok_or_else(|| {
                 Error::Config(
@@ -374,7 +383,11 @@ impl ContextBuilder {
         });
         let (resync, _) = broadcast::channel(16);
         let cache_set = CacheSet::new();
-        let inventory = Inventory::new(self.settings.list_interval, self.settings.resync_interval);
+        let inventory = Inventory::new(
+            self.settings.list_interval,
+            self.settings.resync_interval,
+            f64::from(azlin_arm::RateLimits::default().reads.per_second),
+        );
         Arc::new(Context {
             client: self.client,
             metrics: self.metrics,

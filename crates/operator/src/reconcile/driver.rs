@@ -186,7 +186,7 @@ pub async fn reconcile<K: Reconciled>(obj: Arc<K>, ctx: &Context) -> Result<Acti
     // What this object sees of Azure next time: anything younger than a resync while it is
     // at rest; after it wrote, or while it waits for Azure, only what was read afterwards.
     let at_rest = azlin_arm::pacing::writes_in_flow() == 0
-        && matches!(&action, Ok(a) if *a == Action::requeue(ctx.settings.resync_interval) || *a == Action::await_change());
+        && matches!(&action, Ok(a) if *a == Action::requeue(ctx.inventory.resync_interval()) || *a == Action::await_change());
     if at_rest {
         ctx.inventory.at_rest(&key);
     } else {
@@ -315,13 +315,17 @@ fn action_for(
 ) -> Action {
     let s = &ctx.settings;
     let delay = match requeue {
-        Requeue::Resync => s.resync_interval,
+        Requeue::Resync => {
+            let interval = ctx.inventory.resync_interval();
+            ctx.metrics.set_resync_interval(interval);
+            interval
+        }
         Requeue::Progress => s.progress_requeue,
         Requeue::After(d) => *d,
         Requeue::At(t) => (*t - now)
             .to_std()
             .unwrap_or(Duration::ZERO)
-            .min(s.resync_interval),
+            .min(ctx.inventory.resync_interval()),
         Requeue::Backoff => ctx.backoff().next_delay(key),
         Requeue::Now => Duration::ZERO,
     };

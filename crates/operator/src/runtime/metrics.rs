@@ -157,6 +157,7 @@ struct Families {
     fleet_members: Family<StateLabels, Gauge>,
     managed_objects: Family<KindLabels, Gauge>,
     leader: Gauge,
+    resync_interval_seconds: Gauge,
 }
 
 struct Inner {
@@ -171,7 +172,7 @@ struct Inner {
 /// `reconcile_errors_total{kind,reason}`, `reconcile_duration_seconds{kind}`,
 /// `arm_requests_total{method,resource_type,status}`, `arm_ratelimit_remaining{scope}`,
 /// `arm_retries_total`, `ssh_operations_total{operation,result}`, `fleet_members{state}`,
-/// `managed_objects{kind}`, `leader`.
+/// `managed_objects{kind}`, `leader`, `resync_interval_seconds`.
 #[derive(Clone)]
 pub struct Metrics {
     inner: Arc<Inner>,
@@ -204,6 +205,7 @@ impl Metrics {
             fleet_members: Family::default(),
             managed_objects: Family::default(),
             leader: Gauge::default(),
+            resync_interval_seconds: Gauge::default(),
         };
         // Counter names get `_total` appended by the encoder.
         registry.register(
@@ -256,6 +258,11 @@ impl Metrics {
             "leader",
             "1 when this replica holds the leader-election lease, else 0",
             families.leader.clone(),
+        );
+        registry.register(
+            "resync_interval_seconds",
+            "Seconds between resyncs of objects at rest (the configured interval, longer when Azure's read budget needs it)",
+            families.resync_interval_seconds.clone(),
         );
         Metrics {
             inner: Arc::new(Inner { registry, families }),
@@ -376,6 +383,12 @@ impl Metrics {
     /// Sets the `azlin_leader` gauge.
     pub fn set_leader(&self, is_leader: bool) {
         self.families().leader.set(i64::from(is_leader));
+    }
+
+    /// Sets the `azlin_resync_interval_seconds` gauge.
+    pub fn set_resync_interval(&self, interval: std::time::Duration) {
+        let secs = i64::try_from(interval.as_secs()).unwrap_or(i64::MAX);
+        self.families().resync_interval_seconds.set(secs);
     }
 
     /// Encodes every family in the OpenMetrics text format ([`CONTENT_TYPE`]).

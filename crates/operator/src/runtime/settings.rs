@@ -56,6 +56,15 @@ pub struct Settings {
     #[arg(long, env = "AZLIN_EMULATOR", action = ArgAction::SetTrue)]
     pub emulator: bool,
 
+    /// Use the ARM emulator already serving at this URL (`azlin-operator emulator`) instead of Azure.
+    #[arg(
+        long,
+        env = "AZLIN_EMULATOR_URL",
+        value_name = "URL",
+        conflicts_with = "emulator"
+    )]
+    pub emulator_url: Option<Url>,
+
     /// Listen address of the admin server (/healthz, /readyz, /metrics).
     #[arg(long, env = "AZLIN_ADMIN_ADDR", value_name = "ADDR", default_value = DEFAULT_ADMIN_ADDR)]
     pub admin_addr: SocketAddr,
@@ -131,6 +140,27 @@ pub struct Settings {
         value_parser = clap::value_parser!(u16).range(1..),
     )]
     pub ssh_concurrency: u16,
+
+    /// Seconds between re-checks of objects at rest (drift detection); lengthened
+    /// automatically when one round would spend more than half of Azure's read budget.
+    #[arg(
+        long,
+        env = "AZLIN_RESYNC_INTERVAL",
+        value_name = "SECONDS",
+        default_value_t = 300,
+        value_parser = clap::value_parser!(u64).range(1..),
+    )]
+    pub resync_interval: u64,
+
+    /// Milliseconds between looks at an Azure operation still in progress.
+    #[arg(
+        long,
+        env = "AZLIN_PROGRESS_INTERVAL_MS",
+        value_name = "MS",
+        default_value_t = 10_000,
+        value_parser = clap::value_parser!(u64).range(10..),
+    )]
+    pub progress_interval_ms: u64,
 }
 
 impl Default for Settings {
@@ -146,6 +176,7 @@ impl Default for Settings {
             azure_ca_file: None,
             ssh_port: 22,
             emulator: false,
+            emulator_url: None,
             // Invariant: the constant is a valid socket address (checked by the tests).
             admin_addr: DEFAULT_ADMIN_ADDR
                 .parse()
@@ -159,6 +190,8 @@ impl Default for Settings {
             log_format: LogFormat::Auto,
             concurrency: 4,
             ssh_concurrency: 8,
+            resync_interval: 300,
+            progress_interval_ms: 10_000,
         }
     }
 }
