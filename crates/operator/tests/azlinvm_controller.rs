@@ -872,6 +872,91 @@ async fn tenant_credentials_secret_selects_the_subscription() {
 }
 
 #[tokio::test]
+async fn a_vm_created_with_a_tenant_credential_never_falls_back_to_the_operators_identity() {
+    use azlin_operator::api::common::IDENTITY_NAMESPACE_SECRET;
+    let env = env().await;
+    let tenant_sub = "22222222-3333-4444-5555-666666666666";
+    let ns = "tenant2";
+    support::apply_unusable_tenant_secret(&env, ns);
+    support::fix_tenant_secret(&env, ns, tenant_sub).await;
+    env.apply_yaml(&vm_yaml("t1", "").replace("namespace: default", &format!("namespace: {ns}")))
+        .expect("apply");
+    let vm = env.wait_for(ns, "t1", is_ready, WAIT).await.expect("ready");
+    let st = vm.status.expect("status");
+    let azure = st.azure.expect("status.azure recorded");
+    assert_eq!(azure.identity, IDENTITY_NAMESPACE_SECRET);
+    assert_eq!(azure.subscription_id, tenant_sub);
+    let id = st.resource_id.expect("resource id");
+    assert!(
+        id.starts_with(&format!("/subscriptions/{tenant_sub}/")),
+        "{id}"
+    );
+
+    // The namespace loses its credential (as when a namespace is deleted), then the VM is
+    // deleted: nothing may happen with the operator's own identity and subscription.
+    let secrets: Api<Secret> = Api::namespaced(env.client(), ns);
+    secrets
+        .delete("azlin-azure-credentials", &Default::default())
+        .await
+        .expect("secret deleted");
+    let api: Api<AzlinVM> = Api::namespaced(env.client(), ns);
+    api.delete("t1", &Default::default()).await.expect("delete");
+    let c = wait_stalled(&env, ns, "t1", "stalled without its credential").await;
+    assert_eq!(c.reason, "CredentialUnavailable");
+    assert!(
+        c.message.contains("Secret tenant2/azlin-azure-credentials")
+            && c.message.contains(tenant_sub),
+        "{}",
+        c.message
+    );
+    support::resync_and_wait(&env, "AzlinVM", "another reconcile while stalled").await;
+    let held = api.get("t1").await.expect("still there");
+    assert!(
+        held.metadata
+            .finalizers
+            .iter()
+            .flatten()
+            .any(|f| f == azlin_operator::controllers::azlinvm::FINALIZER),
+        "the finalizer is kept"
+    );
+    assert!(
+        env.emulator().resource(&id).is_some(),
+        "the tenant's VM is untouched"
+    );
+    let default_rg = format!("/subscriptions/{EMULATOR_SUBSCRIPTION}/resourcegroups/rg-t1");
+    let in_default: Vec<String> = env
+        .emulator()
+        .requests()
+        .into_iter()
+        .filter(|r| r.method != "GET" && r.path.to_ascii_lowercase().starts_with(&default_rg))
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert!(
+        in_default.is_empty(),
+        "no write in the operator's subscription: {in_default:?}"
+    );
+    assert!(
+        !env.emulator()
+            .resource_ids()
+            .iter()
+            .any(|r| r.to_ascii_lowercase().starts_with(&default_rg)),
+        "nothing created in the operator's subscription"
+    );
+
+    // The credential comes back: the deletion completes in the tenant's subscription.
+    support::apply_unusable_tenant_secret(&env, ns);
+    support::fix_tenant_secret(&env, ns, tenant_sub).await;
+    env.wait_gone::<AzlinVM>(ns, "t1", WAIT)
+        .await
+        .expect("deleted once the credential is back");
+    assert!(
+        env.emulator().resource(&id).is_none(),
+        "the tenant's VM is deleted"
+    );
+    env.shutdown().await;
+}
+
+#[tokio::test]
 async fn fleet_shared_home_is_mounted_seeded_once_and_unmounted_when_removed() {
     use azlin_operator::api::azlinvm::MountState;
     use azlin_operator::api::{Fleet, SharedStorage};

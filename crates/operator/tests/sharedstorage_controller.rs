@@ -976,3 +976,68 @@ async fn a_tenant_credential_secret_change_reconciles_the_namespaces_storages() 
     );
     env.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_storage_created_with_a_tenant_credential_is_not_deleted_with_another_identity() {
+    let env = env().await;
+    let tenant_sub = "33333333-2222-3333-4444-555555555555";
+    support::apply_unusable_tenant_secret(&env, "tenant3");
+    support::fix_tenant_secret(&env, "tenant3", tenant_sub).await;
+    env.apply_yaml(
+        &storage_yaml("keepsafe", "  deletionPolicy: Delete\n")
+            .replace("namespace: default", "namespace: tenant3"),
+    )
+    .expect("applied");
+    let s = env
+        .wait_for(
+            "tenant3",
+            "keepsafe",
+            |s: &SharedStorage| is_ready_at(s, 1),
+            WAIT,
+        )
+        .await
+        .expect("Ready with the tenant credential");
+    let azure = s.status.and_then(|st| st.azure).expect("status.azure");
+    assert_eq!(azure.subscription_id, tenant_sub);
+    let account = naming::storage_account_name(tenant_sub, RG, "tenant3", "keepsafe");
+    let account_id = format!(
+        "/subscriptions/{tenant_sub}/resourceGroups/{RG}/providers/Microsoft.Storage/storageAccounts/{account}"
+    );
+
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(env.client(), "tenant3");
+    secrets
+        .delete("azlin-azure-credentials", &DeleteParams::default())
+        .await
+        .expect("secret deleted");
+    let api: Api<SharedStorage> = Api::namespaced(env.client(), "tenant3");
+    api.delete("keepsafe", &DeleteParams::default())
+        .await
+        .expect("delete requested");
+    let s = env
+        .wait_for(
+            "tenant3",
+            "keepsafe",
+            |s: &SharedStorage| {
+                condition(s, STALLED)
+                    .is_some_and(|(st, r, _)| st == "True" && r == "CredentialUnavailable")
+            },
+            WAIT,
+        )
+        .await
+        .expect("stalled without its credential");
+    let (_, _, message) = condition(&s, STALLED).expect("Stalled");
+    assert!(
+        message.contains("Secret tenant3/azlin-azure-credentials"),
+        "{message}"
+    );
+    assert!(has_finalizer(&s));
+    assert!(env.emulator().resource(&account_id).is_some());
+
+    support::apply_unusable_tenant_secret(&env, "tenant3");
+    support::fix_tenant_secret(&env, "tenant3", tenant_sub).await;
+    env.wait_gone::<SharedStorage>("tenant3", "keepsafe", WAIT)
+        .await
+        .expect("deleted once the credential is back");
+    assert!(env.emulator().resource(&account_id).is_none());
+    env.shutdown().await;
+}

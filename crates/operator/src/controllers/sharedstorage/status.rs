@@ -14,6 +14,7 @@ use crate::controllers::azlinvm::mounts::fleet_owner;
 
 impl KindStatus for SharedStorageStatus {
     crate::reconcile::standard_status_fields!();
+    crate::reconcile::status::azure_identity_field!();
 
     fn set_error_phase(&mut self, stalled: bool, deleting: bool) {
         self.phase = Some(if deleting {
@@ -253,6 +254,7 @@ pub fn next_status(
         quota_gib: observed.quota_gib,
         mounted_by: users.mounted_by(),
         mount_count: Some(i32::try_from(users.len()).unwrap_or(i32::MAX)),
+        azure: old.azure,
     }
 }
 
