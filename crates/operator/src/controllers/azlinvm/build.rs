@@ -323,10 +323,10 @@ pub fn detached_disks(
         .filter(|(_, d)| managed_by(d).is_none() && disk_state(d) != Some("Attached"))
         .filter(|(_, d)| ownership(&d.tags, owner) == Ownership::Owned)
         .filter(|(_, d)| {
-            !d.properties
+            d.properties
                 .provisioning_state
                 .as_ref()
-                .is_some_and(|s| !s.is_terminal())
+                .is_none_or(|s| s.is_terminal())
         })
         .map(|(name, _)| name.clone())
         .collect()
