@@ -891,6 +891,11 @@ async fn a_vm_created_with_a_tenant_credential_never_falls_back_to_the_operators
         id.starts_with(&format!("/subscriptions/{tenant_sub}/")),
         "{id}"
     );
+    let tagged = env.emulator().resource(&id).expect("vm");
+    assert_eq!(
+        tagged["tags"]["azlin-operator-identity"], IDENTITY_NAMESPACE_SECRET,
+        "the Azure resources name the credential they are managed with: {tagged}"
+    );
 
     // The namespace loses its credential (as when a namespace is deleted), then the VM is
     // deleted: nothing may happen with the operator's own identity and subscription.

@@ -122,6 +122,11 @@ impl Cx<'_> {
     /// the object (`CredentialUnavailable`): it is never managed, or found "deleted", with
     /// another identity or in another subscription.
     pub fn arm(&self) -> Result<ArmClient, Error> {
+        self.arm_and_identity().map(|(arm, _)| arm)
+    }
+
+    /// [`Cx::arm`] and the identity it acts as.
+    pub fn arm_and_identity(&self) -> Result<(ArmClient, AzureIdentity), Error> {
         let (arm, current) = self.ctx.arm_with_identity(&self.namespace)?;
         if let Some(recorded) = &self.recorded_identity
             && !recorded.matches(&current)
@@ -130,8 +135,8 @@ impl Cx<'_> {
                 message: context::identity_mismatch(&self.namespace, recorded, &current),
             });
         }
-        *self.used_identity.lock().unwrap_or_else(|e| e.into_inner()) = Some(current);
-        Ok(arm)
+        *self.used_identity.lock().unwrap_or_else(|e| e.into_inner()) = Some(current.clone());
+        Ok((arm, current))
     }
 
     /// The shared snapshot of collection `C` in resource group `group`, fresh enough for

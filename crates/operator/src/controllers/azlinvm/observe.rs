@@ -176,7 +176,7 @@ async fn custom_subnet_exists(
 /// Reads everything a plan for `vm` needs.
 pub async fn observe(vm: &AzlinVM, cx: &Cx<'_>) -> Result<Observed, Error> {
     let deleting = cx.deleting;
-    let arm = cx.arm()?;
+    let (arm, identity) = cx.arm_and_identity()?;
     let ns = &cx.namespace;
     let name = vm.name_any();
     let names = VmNames::new(ns, &name);
@@ -189,6 +189,7 @@ pub async fn observe(vm: &AzlinVM, cx: &Cx<'_>) -> Result<Observed, Error> {
             namespace: ns.clone(),
             name,
             uid: vm.uid().unwrap_or_default(),
+            identity: Some(identity.identity),
         },
         managed_subnet_id: site.subnet_id(&arm),
         nsg_id: site.nsg_id(&arm),

@@ -59,6 +59,7 @@ fn owner() -> Owner {
         namespace: "ns".into(),
         name: "dev".into(),
         uid: "u1".into(),
+        identity: None,
     }
 }
 

@@ -66,7 +66,7 @@ pub fn users(cx: &Cx<'_>, storage: &SharedStorage) -> Users {
 /// Reads the storage's Azure side.
 pub async fn observe(storage: &SharedStorage, cx: &Cx<'_>) -> Result<Observed, Error> {
     let deleting = cx.deleting;
-    let arm = cx.arm()?;
+    let (arm, identity) = cx.arm_and_identity()?;
     let name = storage.name_any();
     let site = Site::new(&storage.spec.resource_group, &storage.spec.location);
     let target = Target {
@@ -81,6 +81,7 @@ pub async fn observe(storage: &SharedStorage, cx: &Cx<'_>) -> Result<Observed, E
             namespace: cx.namespace.clone(),
             name: name.clone(),
             uid: storage.uid().unwrap_or_default(),
+            identity: Some(identity.identity),
         },
         subnet_id: site.subnet_id(&arm),
         nsg_id: site.nsg_id(&arm),

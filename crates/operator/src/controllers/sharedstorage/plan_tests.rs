@@ -44,6 +44,7 @@ fn owner() -> Owner {
         namespace: "ns".into(),
         name: "data".into(),
         uid: "u1".into(),
+        identity: None,
     }
 }
 
