@@ -88,11 +88,25 @@ impl ErrorInjection {
     }
 }
 
+/// Long-running operations that take longer than the configured latency: operations of
+/// `method` (`PUT`, `DELETE`, `POST`) on resources whose id contains `path_contains`
+/// (case-insensitive) complete after `delay` instead. Stays until cleared.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlowOperations {
+    /// `PUT` (also PATCH), `DELETE` or `POST` (actions).
+    pub method: String,
+    /// Text the resource id contains.
+    pub path_contains: String,
+    /// How long the operation takes.
+    pub delay: std::time::Duration,
+}
+
 /// Random faults and injected errors.
 pub struct Faults {
     fault_rate: f64,
     throttle_rate: f64,
     injected: Mutex<Vec<ErrorInjection>>,
+    slow: Mutex<Vec<SlowOperations>>,
 }
 
 impl Faults {
@@ -102,7 +116,37 @@ impl Faults {
             fault_rate,
             throttle_rate,
             injected: Mutex::new(Vec::new()),
+            slow: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Makes matching long-running operations slow (see [`SlowOperations`]).
+    pub fn slow_operations(&self, rule: SlowOperations) {
+        self.slow
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(rule);
+    }
+
+    /// Forgets every [`SlowOperations`] rule (operations already started keep their delay).
+    pub fn clear_slow_operations(&self) {
+        self.slow.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
+    /// The longest delay of the slow rules matching an operation of `method` on
+    /// `resource_id`, if any.
+    pub fn operation_delay(&self, method: &str, resource_id: &str) -> Option<std::time::Duration> {
+        let id = resource_id.to_ascii_lowercase();
+        self.slow
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|r| {
+                r.method.eq_ignore_ascii_case(method)
+                    && id.contains(&r.path_contains.to_ascii_lowercase())
+            })
+            .map(|r| r.delay)
+            .max()
     }
 
     /// Adds a one-shot error.
@@ -158,6 +202,28 @@ impl Faults {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn slow_operations_match_method_and_path() {
+        let faults = Faults::new(0.0, 0.0);
+        let d = std::time::Duration::from_secs(30);
+        faults.slow_operations(SlowOperations {
+            method: "DELETE".into(),
+            path_contains: "virtualMachines".into(),
+            delay: d,
+        });
+        assert_eq!(
+            faults.operation_delay("delete", "/x/virtualmachines/a"),
+            Some(d)
+        );
+        assert_eq!(faults.operation_delay("POST", "/x/virtualmachines/a"), None);
+        assert_eq!(faults.operation_delay("DELETE", "/x/disks/a"), None);
+        faults.clear_slow_operations();
+        assert_eq!(
+            faults.operation_delay("DELETE", "/x/virtualmachines/a"),
+            None
+        );
+    }
 
     #[test]
     fn injected_errors_are_one_shot() {

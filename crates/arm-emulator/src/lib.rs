@@ -64,7 +64,7 @@ pub use args::EmulatorArgs;
 pub use compute::PowerState;
 pub use counts::{RequestCounts, RequestRecord};
 pub use error::{ArmError, EmulatorError};
-pub use faults::ErrorInjection;
+pub use faults::{ErrorInjection, SlowOperations};
 
 use budgets::Budgets;
 use context::Shared;
@@ -307,6 +307,17 @@ impl EmulatorHandle {
     /// Deletes a resource and everything below it out of band (with delete-option cascades).
     pub fn delete_out_of_band(&self, id: &str) -> Result<(), ArmError> {
         admin::delete_out_of_band(&self.shared, id)
+    }
+
+    /// Makes matching long-running operations take `rule.delay` (until
+    /// [`EmulatorHandle::clear_slow_operations`]).
+    pub fn slow_operations(&self, rule: SlowOperations) {
+        self.shared.faults.slow_operations(rule);
+    }
+
+    /// Forgets the [`SlowOperations`] rules.
+    pub fn clear_slow_operations(&self) {
+        self.shared.faults.clear_slow_operations();
     }
 
     /// Answers the next matching request(s) with an error.

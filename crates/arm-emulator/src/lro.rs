@@ -36,6 +36,11 @@ pub fn begin(
     failure: Option<&ArmError>,
 ) -> String {
     let id = uuid::Uuid::new_v4().to_string();
+    let method = match &op {
+        OpKind::Put { .. } => "PUT",
+        OpKind::Delete => "DELETE",
+        OpKind::Action(_) => "POST",
+    };
     store.operations.insert(
         id.clone(),
         Operation {
@@ -55,7 +60,11 @@ pub fn begin(
     if let Some(entry) = store.get_mut(resource_id) {
         entry.busy = Some(id.clone());
     }
-    schedule(shared, id.clone(), shared.settings.latency);
+    let delay = shared
+        .faults
+        .operation_delay(method, resource_id)
+        .map_or(shared.settings.latency, |d| d.max(shared.settings.latency));
+    schedule(shared, id.clone(), delay);
     id
 }
 

@@ -872,6 +872,96 @@ async fn tenant_credentials_secret_selects_the_subscription() {
 }
 
 #[tokio::test]
+async fn a_vm_created_with_a_tenant_credential_never_falls_back_to_the_operators_identity() {
+    use azlin_operator::api::common::IDENTITY_NAMESPACE_SECRET;
+    let env = env().await;
+    let tenant_sub = "22222222-3333-4444-5555-666666666666";
+    let ns = "tenant2";
+    support::apply_unusable_tenant_secret(&env, ns);
+    support::fix_tenant_secret(&env, ns, tenant_sub).await;
+    env.apply_yaml(&vm_yaml("t1", "").replace("namespace: default", &format!("namespace: {ns}")))
+        .expect("apply");
+    let vm = env.wait_for(ns, "t1", is_ready, WAIT).await.expect("ready");
+    let st = vm.status.expect("status");
+    let azure = st.azure.expect("status.azure recorded");
+    assert_eq!(azure.identity, IDENTITY_NAMESPACE_SECRET);
+    assert_eq!(azure.subscription_id, tenant_sub);
+    let id = st.resource_id.expect("resource id");
+    assert!(
+        id.starts_with(&format!("/subscriptions/{tenant_sub}/")),
+        "{id}"
+    );
+    let tagged = env.emulator().resource(&id).expect("vm");
+    assert_eq!(
+        tagged["tags"]["azlin-operator-identity"], IDENTITY_NAMESPACE_SECRET,
+        "the Azure resources name the credential they are managed with: {tagged}"
+    );
+
+    // The namespace loses its credential (as when a namespace is deleted), then the VM is
+    // deleted: nothing may happen with the operator's own identity and subscription.
+    let secrets: Api<Secret> = Api::namespaced(env.client(), ns);
+    secrets
+        .delete("azlin-azure-credentials", &Default::default())
+        .await
+        .expect("secret deleted");
+    let api: Api<AzlinVM> = Api::namespaced(env.client(), ns);
+    api.delete("t1", &Default::default()).await.expect("delete");
+    let c = wait_stalled(&env, ns, "t1", "stalled without its credential").await;
+    assert_eq!(c.reason, "CredentialUnavailable");
+    assert!(
+        c.message.contains("Secret tenant2/azlin-azure-credentials")
+            && c.message.contains(tenant_sub),
+        "{}",
+        c.message
+    );
+    support::resync_and_wait(&env, "AzlinVM", "another reconcile while stalled").await;
+    let held = api.get("t1").await.expect("still there");
+    assert!(
+        held.metadata
+            .finalizers
+            .iter()
+            .flatten()
+            .any(|f| f == azlin_operator::controllers::azlinvm::FINALIZER),
+        "the finalizer is kept"
+    );
+    assert!(
+        env.emulator().resource(&id).is_some(),
+        "the tenant's VM is untouched"
+    );
+    let default_rg = format!("/subscriptions/{EMULATOR_SUBSCRIPTION}/resourcegroups/rg-t1");
+    let in_default: Vec<String> = env
+        .emulator()
+        .requests()
+        .into_iter()
+        .filter(|r| r.method != "GET" && r.path.to_ascii_lowercase().starts_with(&default_rg))
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert!(
+        in_default.is_empty(),
+        "no write in the operator's subscription: {in_default:?}"
+    );
+    assert!(
+        !env.emulator()
+            .resource_ids()
+            .iter()
+            .any(|r| r.to_ascii_lowercase().starts_with(&default_rg)),
+        "nothing created in the operator's subscription"
+    );
+
+    // The credential comes back: the deletion completes in the tenant's subscription.
+    support::apply_unusable_tenant_secret(&env, ns);
+    support::fix_tenant_secret(&env, ns, tenant_sub).await;
+    env.wait_gone::<AzlinVM>(ns, "t1", WAIT)
+        .await
+        .expect("deleted once the credential is back");
+    assert!(
+        env.emulator().resource(&id).is_none(),
+        "the tenant's VM is deleted"
+    );
+    env.shutdown().await;
+}
+
+#[tokio::test]
 async fn fleet_shared_home_is_mounted_seeded_once_and_unmounted_when_removed() {
     use azlin_operator::api::azlinvm::MountState;
     use azlin_operator::api::{Fleet, SharedStorage};
@@ -1197,5 +1287,173 @@ async fn secrets_are_only_accessed_by_name() {
             other => panic!("Secret request {other:?} is outside the operator's RBAC: {r:?}"),
         }
     }
+    env.shutdown().await;
+}
+
+fn disk_id(name: &str, lun: i32) -> String {
+    arm_id(
+        name,
+        "Microsoft.Compute/disks",
+        &format!("default-{name}-data-{lun}"),
+    )
+}
+
+#[tokio::test]
+async fn a_data_disk_removed_from_the_spec_is_detached_and_deleted() {
+    let env = env().await;
+    create_ready(
+        &env,
+        "dd",
+        "  dataDisks:\n  - lun: 0\n    sizeGiB: 32\n  - lun: 1\n    sizeGiB: 32\n",
+    )
+    .await;
+    for lun in [0, 1] {
+        let d = env.emulator().resource(&disk_id("dd", lun)).expect("disk");
+        assert_eq!(
+            d["tags"]["azlin-operator-name"], "dd",
+            "tagged as ours: {d}"
+        );
+    }
+    patch_spec(
+        &env,
+        "dd",
+        json!({"dataDisks": [{"lun": 0, "sizeGiB": 32}]}),
+    )
+    .await;
+    eventually(WAIT, "the removed data disk is deleted", || async {
+        env.emulator()
+            .resource(&disk_id("dd", 1))
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    wait_ready(&env, "dd").await;
+    assert!(env.emulator().resource(&disk_id("dd", 0)).is_some());
+    wait_event(&env, "dd", "DataDiskDeleted").await;
+    env.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_lun_re_added_smaller_while_its_old_disk_remains_is_refused_naming_the_field() {
+    let env = env().await;
+    create_ready(
+        &env,
+        "shrink",
+        "  dataDisks:\n  - lun: 1\n    sizeGiB: 64\n",
+    )
+    .await;
+    // The old disk's delete keeps failing, so it remains when LUN 1 comes back.
+    env.emulator().inject_error(ErrorInjection {
+        times: 1000,
+        ..ErrorInjection::once("DELETE", "/disks/default-shrink-data-1", 409, "Conflict")
+    });
+    patch_spec(&env, "shrink", json!({"dataDisks": []})).await;
+    eventually(WAIT, "the detached disk's delete was tried", || async {
+        env.emulator()
+            .requests()
+            .iter()
+            .any(|r| r.method == "DELETE" && r.path.ends_with("/disks/default-shrink-data-1"))
+            .then_some(())
+    })
+    .await;
+    patch_spec(
+        &env,
+        "shrink",
+        json!({"dataDisks": [{"lun": 1, "sizeGiB": 32}]}),
+    )
+    .await;
+    let c = env
+        .wait_for(
+            "default",
+            "shrink",
+            |v: &AzlinVM| {
+                v.status.as_ref().is_some_and(|s| {
+                    s.observed_generation == v.metadata.generation
+                        && conditions::find(&s.conditions, STALLED)
+                            .is_some_and(|c| c.status == "True" && c.reason == "InvalidSpec")
+                })
+            },
+            WAIT,
+        )
+        .await
+        .expect("stalled");
+    let stalled = conditions::find(&c.status.expect("status").conditions, STALLED)
+        .expect("stalled")
+        .clone();
+    assert!(
+        stalled.message.contains("spec.dataDisks[0].sizeGiB"),
+        "{}",
+        stalled.message
+    );
+    let disk = env
+        .emulator()
+        .resource(&disk_id("shrink", 1))
+        .expect("kept");
+    assert_eq!(disk["properties"]["diskSizeGB"], 64, "never shrunk: {disk}");
+    // At the old size it is attached again.
+    patch_spec(
+        &env,
+        "shrink",
+        json!({"dataDisks": [{"lun": 1, "sizeGiB": 64}]}),
+    )
+    .await;
+    wait_ready(&env, "shrink").await;
+    env.shutdown().await;
+}
+
+fn collision_yaml(namespace: &str, name: &str) -> String {
+    format!(
+        "apiVersion: azlin.io/v1alpha1\nkind: AzlinVM\nmetadata:\n  name: {name}\n  namespace: {namespace}\nspec:\n  resourceGroup: rg-coll\n  location: westus2\n  size: Standard_D2s_v5\n  publicIP: true\n  dataDisks:\n  - lun: 0\n    sizeGiB: 8\n"
+    )
+}
+
+#[tokio::test]
+async fn colliding_azure_names_stall_the_later_object_and_its_deletion_touches_nothing() {
+    let env = env().await;
+    // a/b-c and a-b/c both map to Azure VM a-b-c.
+    env.apply_yaml(&collision_yaml("a", "b-c")).expect("winner");
+    let winner = env
+        .wait_for("a", "b-c", is_ready, WAIT)
+        .await
+        .expect("ready");
+    let winner_vm = winner.status.and_then(|s| s.resource_id).expect("id");
+    let mark = env.emulator().requests().len();
+    env.apply_yaml(&collision_yaml("a-b", "c")).expect("loser");
+    let c = wait_stalled(&env, "a-b", "c", "the later object stalls").await;
+    assert_eq!(c.reason, "NameCollision");
+    assert!(c.message.contains("AzlinVM a/b-c"), "{}", c.message);
+    assert!(c.message.contains("rename this AzlinVM"), "{}", c.message);
+
+    let api: Api<AzlinVM> = Api::namespaced(env.client(), "a-b");
+    api.delete("c", &Default::default()).await.expect("delete");
+    env.wait_gone::<AzlinVM>("a-b", "c", WAIT)
+        .await
+        .expect("the loser goes");
+    let writes: Vec<String> = env.emulator().requests()[mark..]
+        .iter()
+        .filter(|r| r.method != "GET" && r.path.to_ascii_lowercase().contains("/a-b-c"))
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert!(
+        writes.is_empty(),
+        "no write, and no DELETE, for the winner's resources: {writes:?}"
+    );
+    let vm = env.emulator().resource(&winner_vm).expect("winner's VM");
+    assert_eq!(vm["tags"]["azlin-operator-namespace"], "a");
+    for res in [
+        "Microsoft.Network/networkInterfaces/a-b-c-nic",
+        "Microsoft.Network/publicIPAddresses/a-b-c-pip",
+        "Microsoft.Compute/disks/a-b-c-osdisk",
+        "Microsoft.Compute/disks/a-b-c-data-0",
+    ] {
+        let id = format!(
+            "/subscriptions/{EMULATOR_SUBSCRIPTION}/resourceGroups/rg-coll/providers/{res}"
+        );
+        assert!(env.emulator().resource(&id).is_some(), "{res} kept");
+    }
+    resync_and_wait(&env, "AzlinVM", "the winner still converges").await;
+    env.wait_for("a", "b-c", is_ready, WAIT)
+        .await
+        .expect("winner Ready");
     env.shutdown().await;
 }

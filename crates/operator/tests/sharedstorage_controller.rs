@@ -574,10 +574,12 @@ async fn delete_is_refused_while_mounted_and_proceeds_once_unmounted() {
         .delete("scratch", &DeleteParams::default())
         .await
         .expect("delete requested");
-    let s = wait_stalled(&env, "scratch", "DeletionBlocked").await;
+    let s = wait_stalled(&env, "scratch", "InUse").await;
     let (_, _, message) = condition(&s, STALLED).expect("Stalled");
-    assert!(message.contains("user1"), "{message}");
-    assert!(message.contains("deletionPolicy: Retain"), "{message}");
+    assert!(
+        message.contains("held by AzlinVM default/user1 (spec mounts"),
+        "{message}"
+    );
     assert_eq!(
         s.status.as_ref().and_then(|st| st.phase),
         Some(StoragePhase::Deleting)
@@ -595,9 +597,9 @@ async fn delete_is_refused_while_mounted_and_proceeds_once_unmounted() {
     assert_no_storage_writes_at_rest(&env).await;
     let blocked = event_reasons(&env, NS, None)
         .iter()
-        .filter(|r| *r == "DeletionBlocked")
+        .filter(|r| *r == "InUse")
         .count();
-    assert_eq!(blocked, 1, "one DeletionBlocked event, not one per retry");
+    assert_eq!(blocked, 1, "one InUse event, not one per retry");
 
     let vms: Api<AzlinVM> = Api::namespaced(env.client(), NS);
     vms.delete("user1", &DeleteParams::default())
@@ -619,6 +621,138 @@ async fn delete_is_refused_while_mounted_and_proceeds_once_unmounted() {
     env.shutdown().await;
 }
 
+/// Whether `s` still holds the SharedStorage finalizer.
+fn has_finalizer(s: &SharedStorage) -> bool {
+    s.metadata
+        .finalizers
+        .iter()
+        .flatten()
+        .any(|f| f == FINALIZER)
+}
+
+#[tokio::test]
+async fn a_stopped_vm_whose_status_still_shows_the_mount_holds_a_retained_storage() {
+    let env = env().await;
+    // deletionPolicy Retain (the default): deleting the object must not pull the share
+    // from under a VM either.
+    create_ready(&env, "held", "").await;
+    env.apply_yaml(&vm_yaml("holder", &["held"])).expect("vm");
+    let vms: Api<AzlinVM> = Api::namespaced(env.client(), NS);
+    vms.patch(
+        "holder",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"powerState": "Running"}})),
+    )
+    .await
+    .expect("running");
+    let mounted = |v: &AzlinVM| {
+        v.status.as_ref().is_some_and(|s| {
+            s.mounts.iter().any(|m| {
+                m.storage_ref == "held"
+                    && m.state == azlin_operator::api::azlinvm::MountState::Mounted
+            })
+        })
+    };
+    env.wait_for(NS, "holder", mounted, WAIT)
+        .await
+        .expect("the VM mounted the share");
+    // Stop it and drop the mount from its spec: the stopped VM cannot be unmounted, so its
+    // status keeps the mount.
+    vms.patch(
+        "holder",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"powerState": "Stopped", "mounts": []}})),
+    )
+    .await
+    .expect("stopped, mount removed");
+    env.wait_for(
+        NS,
+        "holder",
+        |v: &AzlinVM| {
+            v.spec.mounts.is_empty()
+                && v.status.as_ref().is_some_and(|s| {
+                    s.observed_generation == v.metadata.generation
+                        && s.power_state.as_deref() == Some("Stopped")
+                        && s.mounts.iter().any(|m| m.storage_ref == "held")
+                })
+        },
+        WAIT,
+    )
+    .await
+    .expect("stopped with the mount only in its status");
+
+    storages(&env)
+        .delete("held", &DeleteParams::default())
+        .await
+        .expect("delete requested");
+    let s = wait_stalled(&env, "held", "InUse").await;
+    let (_, _, message) = condition(&s, STALLED).expect("Stalled");
+    assert!(
+        message.contains("AzlinVM default/holder (status mounts)"),
+        "{message}"
+    );
+    assert!(has_finalizer(&s));
+    let account = resource(&env, &account_id("held"));
+    assert!(
+        account["tags"].get(ownership::TAG_RELEASED).is_none(),
+        "not released while held: {account}"
+    );
+
+    vms.delete("holder", &DeleteParams::default())
+        .await
+        .expect("vm deleted");
+    env.wait_gone::<SharedStorage>(NS, "held", WAIT)
+        .await
+        .expect("released once the VM is gone");
+    let account = resource(&env, &account_id("held"));
+    assert_eq!(account["tags"][ownership::TAG_RELEASED], "true");
+    env.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_fleet_naming_the_storage_as_shared_home_holds_it() {
+    let env = env().await;
+    create_ready(
+        &env,
+        "fhome",
+        "  deletionPolicy: Delete
+",
+    )
+    .await;
+    env.apply_yaml(&format!(
+        "apiVersion: azlin.io/v1alpha1\nkind: Fleet\nmetadata: {{name: crew, namespace: {NS}}}\nspec:\n  replicas: 0\n  sharedHome: fhome\n  template:\n    spec: {{resourceGroup: rg-vms, location: {LOCATION}}}\n"
+    ))
+    .expect("fleet");
+    env.wait_for(NS, "crew", |f: &Fleet| f.status.is_some(), WAIT)
+        .await
+        .expect("the Fleet was reconciled");
+
+    storages(&env)
+        .delete("fhome", &DeleteParams::default())
+        .await
+        .expect("delete requested");
+    let s = wait_stalled(&env, "fhome", "InUse").await;
+    let (_, _, message) = condition(&s, STALLED).expect("Stalled");
+    assert!(
+        message.contains("Fleet default/crew (sharedHome)"),
+        "{message}"
+    );
+    assert!(has_finalizer(&s));
+    assert!(env.emulator().resource(&share_id("fhome")).is_some());
+
+    let fleets: Api<Fleet> = Api::namespaced(env.client(), NS);
+    fleets
+        .delete("crew", &DeleteParams::default())
+        .await
+        .expect("fleet deleted");
+    env.wait_gone::<SharedStorage>(NS, "fhome", WAIT)
+        .await
+        .expect("deleted once the Fleet is gone");
+    assert!(env.emulator().resource(&share_id("fhome")).is_none());
+    assert!(env.emulator().resource(&account_id("fhome")).is_none());
+    env.shutdown().await;
+}
+
 #[tokio::test]
 async fn retain_keeps_the_resources_tagged_released_and_a_new_object_adopts_them() {
     let env = env().await;
@@ -630,9 +764,15 @@ async fn retain_keeps_the_resources_tagged_released_and_a_new_object_adopts_them
         .delete("keep", &DeleteParams::default())
         .await
         .expect("delete requested");
+    // Retain waits for the VM too: the share must not vanish from under it.
+    wait_stalled(&env, "keep", "InUse").await;
+    let vms: Api<AzlinVM> = Api::namespaced(env.client(), NS);
+    vms.delete("still-mounting", &DeleteParams::default())
+        .await
+        .expect("vm deleted");
     env.wait_gone::<SharedStorage>(NS, "keep", WAIT)
         .await
-        .expect("Retain removes the finalizer at once, even while mounted");
+        .expect("Retain removes the finalizer once nothing holds the share");
     let a = resource(&env, &account_id("keep"));
     assert_eq!(a["tags"][ownership::TAG_RELEASED], json!("true"));
     assert_eq!(
@@ -834,5 +974,70 @@ async fn a_tenant_credential_secret_change_reconciles_the_namespaces_storages() 
             .is_some(),
         "the account is in the tenant's subscription"
     );
+    env.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_storage_created_with_a_tenant_credential_is_not_deleted_with_another_identity() {
+    let env = env().await;
+    let tenant_sub = "33333333-2222-3333-4444-555555555555";
+    support::apply_unusable_tenant_secret(&env, "tenant3");
+    support::fix_tenant_secret(&env, "tenant3", tenant_sub).await;
+    env.apply_yaml(
+        &storage_yaml("keepsafe", "  deletionPolicy: Delete\n")
+            .replace("namespace: default", "namespace: tenant3"),
+    )
+    .expect("applied");
+    let s = env
+        .wait_for(
+            "tenant3",
+            "keepsafe",
+            |s: &SharedStorage| is_ready_at(s, 1),
+            WAIT,
+        )
+        .await
+        .expect("Ready with the tenant credential");
+    let azure = s.status.and_then(|st| st.azure).expect("status.azure");
+    assert_eq!(azure.subscription_id, tenant_sub);
+    let account = naming::storage_account_name(tenant_sub, RG, "tenant3", "keepsafe");
+    let account_id = format!(
+        "/subscriptions/{tenant_sub}/resourceGroups/{RG}/providers/Microsoft.Storage/storageAccounts/{account}"
+    );
+
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(env.client(), "tenant3");
+    secrets
+        .delete("azlin-azure-credentials", &DeleteParams::default())
+        .await
+        .expect("secret deleted");
+    let api: Api<SharedStorage> = Api::namespaced(env.client(), "tenant3");
+    api.delete("keepsafe", &DeleteParams::default())
+        .await
+        .expect("delete requested");
+    let s = env
+        .wait_for(
+            "tenant3",
+            "keepsafe",
+            |s: &SharedStorage| {
+                condition(s, STALLED)
+                    .is_some_and(|(st, r, _)| st == "True" && r == "CredentialUnavailable")
+            },
+            WAIT,
+        )
+        .await
+        .expect("stalled without its credential");
+    let (_, _, message) = condition(&s, STALLED).expect("Stalled");
+    assert!(
+        message.contains("Secret tenant3/azlin-azure-credentials"),
+        "{message}"
+    );
+    assert!(has_finalizer(&s));
+    assert!(env.emulator().resource(&account_id).is_some());
+
+    support::apply_unusable_tenant_secret(&env, "tenant3");
+    support::fix_tenant_secret(&env, "tenant3", tenant_sub).await;
+    env.wait_gone::<SharedStorage>("tenant3", "keepsafe", WAIT)
+        .await
+        .expect("deleted once the credential is back");
+    assert!(env.emulator().resource(&account_id).is_none());
     env.shutdown().await;
 }

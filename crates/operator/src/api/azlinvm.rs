@@ -465,4 +465,7 @@ pub struct AzlinVMStatus {
     /// Per-mount state.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mounts: Vec<MountStatus>,
+    /// The Azure identity and subscription the object's Azure resources were created with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub azure: Option<crate::api::common::AzureIdentity>,
 }

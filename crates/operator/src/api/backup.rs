@@ -396,4 +396,7 @@ pub struct BackupStatus {
     /// Runs whose snapshots exist (and the latest failures), newest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub runs: Vec<BackupRun>,
+    /// The Azure identity and subscription the object's Azure resources were created with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub azure: Option<crate::api::common::AzureIdentity>,
 }

@@ -52,6 +52,49 @@ pub enum DeletionPolicy {
     Retain,
 }
 
+/// `status.azure.identity` of objects whose Azure resources use the operator's own identity.
+pub const IDENTITY_OPERATOR: &str = "operator";
+/// `status.azure.identity` of objects whose Azure resources use the namespace's credential
+/// Secret `azlin-azure-credentials`.
+pub const IDENTITY_NAMESPACE_SECRET: &str = "secret/azlin-azure-credentials";
+
+/// The Azure identity and subscription an object's Azure resources were created with,
+/// recorded before anything is created. The operator never manages them with another one:
+/// when it is unavailable the object is Stalled (`CredentialUnavailable`) until it is back.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AzureIdentity {
+    /// Credential source: `operator` (the operator's own identity) or
+    /// `secret/azlin-azure-credentials` (the namespace's credential Secret).
+    pub identity: String,
+    /// Azure subscription id.
+    pub subscription_id: String,
+}
+
+impl AzureIdentity {
+    /// Whether `current` is this identity: same source (when known) and subscription.
+    pub fn matches(&self, current: &AzureIdentity) -> bool {
+        self.subscription_id
+            .eq_ignore_ascii_case(&current.subscription_id)
+            && (self.identity.is_empty() || self.identity == current.identity)
+    }
+
+    /// The subscription of an ARM resource id (`/subscriptions/<id>/...`), as a recorded
+    /// identity of unknown source (for objects created before identities were recorded).
+    pub fn of_resource_id(id: &str) -> Option<AzureIdentity> {
+        let mut parts = id.trim_start_matches('/').split('/');
+        match (parts.next(), parts.next()) {
+            (Some(k), Some(sub)) if k.eq_ignore_ascii_case("subscriptions") && !sub.is_empty() => {
+                Some(AzureIdentity {
+                    identity: String::new(),
+                    subscription_id: sub.to_string(),
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
 /// Reference to a Secret in the object's namespace.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, kube::KubeSchema)]
 pub struct SecretReference {

@@ -277,4 +277,7 @@ pub struct SharedStorageStatus {
     /// Number of AzlinVMs that mount the share.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mount_count: Option<i32>,
+    /// The Azure identity and subscription the object's Azure resources were created with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub azure: Option<crate::api::common::AzureIdentity>,
 }

@@ -14,6 +14,7 @@ use super::caches::{CacheSet, Caches};
 use super::clock::Clock;
 use super::error::{Backoff, Error};
 use super::events::Recorder;
+use crate::api::common::{AzureIdentity, IDENTITY_NAMESPACE_SECRET, IDENTITY_OPERATOR};
 use crate::guest::GuestAccess;
 use crate::infra::inventory::Inventory;
 use crate::runtime::metrics::Metrics;
@@ -250,6 +251,24 @@ impl Context {
         Ok(client)
     }
 
+    /// The ARM client for objects in `namespace` (see [`Context::arm_for`]) and the identity
+    /// it acts as: the namespace's credential Secret or the operator's own, and its
+    /// subscription.
+    pub fn arm_with_identity(&self, namespace: &str) -> Result<(ArmClient, AzureIdentity), Error> {
+        let secret = self.caches.tenant_secret(namespace).is_some();
+        let arm = self.arm_for(namespace)?;
+        let identity = AzureIdentity {
+            identity: if secret {
+                IDENTITY_NAMESPACE_SECRET
+            } else {
+                IDENTITY_OPERATOR
+            }
+            .to_string(),
+            subscription_id: arm.subscription_id().to_string(),
+        };
+        Ok((arm, identity))
+    }
+
     /// The shared event recorder of controller `kind` (one per controller).
     pub fn recorder(&self, kind: &str) -> Arc<Recorder> {
         let mut map = lock(&self.recorders);
@@ -404,5 +423,91 @@ impl ContextBuilder {
             recorders: Mutex::new(HashMap::new()),
             resync,
         })
+    }
+}
+
+/// Why an object recorded with `recorded` cannot be managed with `current`, the identity
+/// namespace `namespace` offers now (the message of Stalled `CredentialUnavailable`).
+pub fn identity_mismatch(
+    namespace: &str,
+    recorded: &AzureIdentity,
+    current: &AzureIdentity,
+) -> String {
+    let secret = format!("Secret {namespace}/{TENANT_CREDENTIALS_SECRET}");
+    let was = match recorded.identity.as_str() {
+        IDENTITY_NAMESPACE_SECRET => format!("the credential of {secret}"),
+        IDENTITY_OPERATOR => "the operator's own identity".to_string(),
+        _ => "an earlier credential".to_string(),
+    };
+    let now = if current.identity == IDENTITY_NAMESPACE_SECRET {
+        format!("{secret} (subscription {})", current.subscription_id)
+    } else {
+        format!(
+            "only the operator's own identity (subscription {}), {secret} is missing",
+            current.subscription_id
+        )
+    };
+    let fix = if recorded.identity == IDENTITY_NAMESPACE_SECRET
+        && current.identity != IDENTITY_NAMESPACE_SECRET
+    {
+        format!("restore {secret}")
+    } else if recorded.identity == IDENTITY_OPERATOR {
+        format!(
+            "delete {secret} or point it at subscription {}",
+            recorded.subscription_id
+        )
+    } else {
+        format!(
+            "make {secret} name subscription {} again",
+            recorded.subscription_id
+        )
+    };
+    format!(
+        "the Azure resources of this object were created in subscription {} with {was}, but namespace {namespace} now offers {now}; the operator never switches an object to another identity or subscription and leaves its Azure resources untouched until then: {fix}",
+        recorded.subscription_id
+    )
+}
+
+#[cfg(test)]
+mod identity_tests {
+    use super::*;
+
+    fn id(identity: &str, sub: &str) -> AzureIdentity {
+        AzureIdentity {
+            identity: identity.into(),
+            subscription_id: sub.into(),
+        }
+    }
+
+    #[test]
+    fn identity_mismatch_names_the_secret_and_the_fix() {
+        let m = identity_mismatch(
+            "team",
+            &id(IDENTITY_NAMESPACE_SECRET, "s2"),
+            &id(IDENTITY_OPERATOR, "s1"),
+        );
+        assert!(m.contains("Secret team/azlin-azure-credentials"), "{m}");
+        assert!(m.contains("subscription s2"), "{m}");
+        assert!(
+            m.contains("restore Secret team/azlin-azure-credentials"),
+            "{m}"
+        );
+        let m = identity_mismatch(
+            "team",
+            &id(IDENTITY_OPERATOR, "s1"),
+            &id(IDENTITY_NAMESPACE_SECRET, "s3"),
+        );
+        assert!(
+            m.contains("delete Secret team/azlin-azure-credentials"),
+            "{m}"
+        );
+        assert!(id("", "S1").matches(&id(IDENTITY_OPERATOR, "s1")));
+        assert!(!id(IDENTITY_OPERATOR, "s1").matches(&id(IDENTITY_NAMESPACE_SECRET, "s1")));
+        assert!(!id(IDENTITY_NAMESPACE_SECRET, "s2").matches(&id(IDENTITY_NAMESPACE_SECRET, "s3")));
+        assert_eq!(
+            AzureIdentity::of_resource_id("/subscriptions/s2/resourceGroups/rg"),
+            Some(id("", "s2"))
+        );
+        assert_eq!(AzureIdentity::of_resource_id("/foo"), None);
     }
 }

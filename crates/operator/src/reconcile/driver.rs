@@ -18,6 +18,7 @@ use super::error::{Class, Error};
 use super::events::Event;
 use super::status::{self, finish, health_of, write_status};
 use super::{Context, Cx, KindStatus, Outcome, PlanCx, Reconciled, Requeue};
+use crate::api::common::AzureIdentity;
 use crate::api::conditions::Health;
 use crate::runtime::readiness::ReadyGate;
 
@@ -159,6 +160,8 @@ pub async fn reconcile<K: Reconciled>(obj: Arc<K>, ctx: &Context) -> Result<Acti
         now,
         key: key.clone(),
         deleting,
+        recorded_identity: obj.status().and_then(KindStatus::azure_identity),
+        used_identity: std::sync::Mutex::new(None),
     };
     let plan_cx = PlanCx {
         now,
@@ -182,7 +185,16 @@ pub async fn reconcile<K: Reconciled>(obj: Arc<K>, ctx: &Context) -> Result<Acti
             }
         }
     };
-    let action = finish_reconcile(obj.as_ref(), &api, ctx, &key, now, deleting, ended).await;
+    // The identity the object's resources are created with is recorded before they are:
+    // with the first status written by a reconcile that used ARM.
+    let used = cx
+        .used_identity
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take();
+    let record = used.filter(|_| !deleting && cx.recorded_identity.is_none());
+    let action =
+        finish_reconcile(obj.as_ref(), &api, ctx, &key, now, deleting, ended, record).await;
     // What this object sees of Azure next time: anything younger than a resync while it is
     // at rest; after it wrote, or while it waits for Azure, only what was read afterwards.
     let at_rest = azlin_arm::pacing::writes_in_flow() == 0
@@ -195,6 +207,7 @@ pub async fn reconcile<K: Reconciled>(obj: Arc<K>, ctx: &Context) -> Result<Acti
     action
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn finish_reconcile<K: Reconciled>(
     obj: &K,
     api: &Api<K>,
@@ -203,6 +216,7 @@ async fn finish_reconcile<K: Reconciled>(
     now: chrono::DateTime<chrono::Utc>,
     deleting: bool,
     ended: Ended<K>,
+    record: Option<AzureIdentity>,
 ) -> Result<Action, Error> {
     let old = obj.status().cloned().unwrap_or_default();
     let generation = obj.meta().generation;
@@ -259,6 +273,9 @@ async fn finish_reconcile<K: Reconciled>(
             (status, health, events, action)
         }
     };
+    if let Some(identity) = &record {
+        status.record_azure_identity(identity);
+    }
     finish(&mut status, &health, generation, now);
     let written = write_status(api, &obj.name_any(), obj.status(), &status).await;
     for e in &events {

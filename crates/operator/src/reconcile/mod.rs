@@ -19,8 +19,10 @@
 //! - triggers: a controller reacts to changes of its objects' spec and metadata (its own
 //!   status writes never trigger it), to changes of what they depend on (mapped through the
 //!   shared [`caches`]), to resyncs and to clock changes ([`clock`]);
-//! - the ARM client of the object's namespace ([`context::Context::arm_for`]) and
-//!   ownership tags for Azure resources ([`ownership`]).
+//! - the ARM client of the object's namespace ([`context::Context::arm_for`]), bound to the
+//!   identity and subscription the object's resources were created with (recorded in
+//!   `status.azure` before anything is created; see [`Cx::arm`]), and ownership tags for
+//!   Azure resources ([`ownership`]).
 
 pub mod caches;
 pub mod clock;
@@ -45,6 +47,7 @@ pub use error::{Class, Error};
 pub use events::Event;
 pub use status::KindStatus;
 
+use crate::api::common::AzureIdentity;
 use crate::api::conditions::Health;
 use azlin_arm::ArmClient;
 
@@ -105,12 +108,35 @@ pub struct Cx<'a> {
     pub key: String,
     /// Whether the object is being deleted.
     pub deleting: bool,
+    /// The Azure identity the object's resources were created with, when recorded.
+    pub recorded_identity: Option<AzureIdentity>,
+    /// The identity [`Cx::arm`] handed out in this reconcile (recorded in the status of an
+    /// object that has none yet).
+    pub used_identity: std::sync::Mutex<Option<AzureIdentity>>,
 }
 
 impl Cx<'_> {
-    /// The ARM client of the object's namespace.
+    /// The ARM client of the object's namespace. When the object recorded the identity its
+    /// resources were created with and the namespace now offers another one (its credential
+    /// Secret gone, added, or naming another subscription), this is an error that stalls
+    /// the object (`CredentialUnavailable`): it is never managed, or found "deleted", with
+    /// another identity or in another subscription.
     pub fn arm(&self) -> Result<ArmClient, Error> {
-        self.ctx.arm_for(&self.namespace)
+        self.arm_and_identity().map(|(arm, _)| arm)
+    }
+
+    /// [`Cx::arm`] and the identity it acts as.
+    pub fn arm_and_identity(&self) -> Result<(ArmClient, AzureIdentity), Error> {
+        let (arm, current) = self.ctx.arm_with_identity(&self.namespace)?;
+        if let Some(recorded) = &self.recorded_identity
+            && !recorded.matches(&current)
+        {
+            return Err(Error::Credential {
+                message: context::identity_mismatch(&self.namespace, recorded, &current),
+            });
+        }
+        *self.used_identity.lock().unwrap_or_else(|e| e.into_inner()) = Some(current.clone());
+        Ok((arm, current))
     }
 
     /// The shared snapshot of collection `C` in resource group `group`, fresh enough for

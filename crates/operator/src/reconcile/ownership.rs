@@ -20,6 +20,9 @@ pub const TAG_NAMESPACE: &str = "azlin-operator-namespace";
 pub const TAG_NAME: &str = "azlin-operator-name";
 /// Tag key: kind of the owning object.
 pub const TAG_KIND: &str = "azlin-operator-kind";
+/// Tag key: the credential source the owning object's resources are managed with
+/// (`status.azure.identity`: `operator` or `secret/azlin-azure-credentials`).
+pub const TAG_IDENTITY: &str = "azlin-operator-identity";
 /// Tag key set to `true` on resources left behind by `deletionPolicy: Retain`.
 pub const TAG_RELEASED: &str = "azlin-operator-released";
 /// Kind tag value of the shared, operator-managed network (vnet, subnet, NSG).
@@ -36,6 +39,9 @@ pub struct Owner {
     pub name: String,
     /// UID.
     pub uid: String,
+    /// The credential source its resources are managed with (tag [`TAG_IDENTITY`]), when
+    /// known. Not part of the adoption rule.
+    pub identity: Option<String>,
 }
 
 impl Owner {
@@ -49,6 +55,7 @@ impl Owner {
             (TAG_KIND, self.kind.as_str()),
         ]
         .into_iter()
+        .chain(self.identity.as_deref().map(|i| (TAG_IDENTITY, i)))
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
     }
@@ -163,6 +170,7 @@ mod tests {
             namespace: "team-a".into(),
             name: "dev1".into(),
             uid: "u-1".into(),
+            identity: None,
         }
     }
 
@@ -220,5 +228,12 @@ mod tests {
         }
         assert!(is_managed(&managed_network_tags()));
         assert!(!is_managed(&BTreeMap::new()));
+        let with_identity = Owner {
+            identity: Some("operator".into()),
+            ..o.clone()
+        };
+        assert_eq!(with_identity.tags()[TAG_IDENTITY], "operator");
+        assert_eq!(ownership(&with_identity.tags(), &o), Ownership::Owned);
+        assert_eq!(ownership(&o.tags(), &with_identity), Ownership::Owned);
     }
 }

@@ -16,6 +16,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use super::error::Error;
+use crate::api::common::AzureIdentity;
 use crate::api::conditions::{self, Health, NewCondition, apply_health, set_condition};
 
 /// Field manager of the operator's writes.
@@ -37,7 +38,30 @@ pub trait KindStatus: Clone + Default + PartialEq + Serialize + Send + Sync + 's
     fn derived_conditions(&self) -> Vec<(&'static str, Option<NewCondition>)> {
         Vec::new()
     }
+    /// The Azure identity the object's resources were created with, for kinds with Azure
+    /// resources of their own (`None`: not recorded, or a kind without).
+    fn azure_identity(&self) -> Option<AzureIdentity> {
+        None
+    }
+    /// Records the identity the object's resources are created with (kinds without Azure
+    /// resources of their own ignore it).
+    fn record_azure_identity(&mut self, _identity: &AzureIdentity) {}
 }
+
+/// [`KindStatus::azure_identity`] and [`KindStatus::record_azure_identity`] for a status
+/// with an `azure` field.
+macro_rules! azure_identity_field {
+    () => {
+        fn azure_identity(&self) -> Option<$crate::api::common::AzureIdentity> {
+            self.azure.clone()
+        }
+
+        fn record_azure_identity(&mut self, identity: &$crate::api::common::AzureIdentity) {
+            self.azure = Some(identity.clone());
+        }
+    };
+}
+pub(crate) use azure_identity_field;
 
 /// `jiff` timestamp of a chrono time (the conditions' `lastTransitionTime`).
 pub fn timestamp(t: DateTime<Utc>) -> Timestamp {

@@ -59,9 +59,25 @@ pub async fn apply(
         Step::CreateKey | Step::Guest(_) | Step::RetainKey => None,
         Step::Infra(s) => network::apply(&arm, &seen.site, &s).await?,
         Step::PutPip(body) => Some(pips.begin_create_or_update(&names.pip, &body).await?),
-        Step::DeletePip => ok_if_gone(pips.begin_delete(&names.pip).await)?,
+        Step::DeletePip => {
+            ensure_ours(
+                "public IP",
+                &names.pip,
+                seen.pip.as_ref().map(|p| &p.tags),
+                seen,
+            )?;
+            ok_if_gone(pips.begin_delete(&names.pip).await)?
+        }
         Step::PutNic(body) => Some(nics.begin_create_or_update(&names.nic, &body).await?),
-        Step::DeleteNic => ok_if_gone(nics.begin_delete(&names.nic).await)?,
+        Step::DeleteNic => {
+            ensure_ours(
+                "network interface",
+                &names.nic,
+                seen.nic.as_ref().map(|n| &n.tags),
+                seen,
+            )?;
+            ok_if_gone(nics.begin_delete(&names.nic).await)?
+        }
         Step::RestoreDisks(list) => {
             for d in &list {
                 disks.begin_create_or_update(&d.name, &d.body).await?;
@@ -99,14 +115,18 @@ pub async fn apply(
             }
             None
         }
-        Step::DeleteVm => ok_if_gone(vms.begin_delete(&names.vm).await)?,
+        Step::DeleteVm => {
+            ensure_ours("VM", &names.vm, seen.vm.as_ref().map(|v| &v.vm.tags), seen)?;
+            ok_if_gone(vms.begin_delete(&names.vm).await)?
+        }
         Step::DeleteDisks(list) => {
             for d in &list {
+                ensure_ours("disk", d, seen.disks.get(d).map(|x| &x.tags), seen)?;
                 ok_if_gone(disks.begin_delete(d).await)?;
             }
             None
         }
-        Step::Release(targets) => {
+        Step::Release(targets) | Step::TagDisks(targets) => {
             for t in &targets {
                 let id = ResourceId::parse(&t.id).map_err(|e| {
                     Error::Arm(ArmError::Protocol(format!("resource id {}: {e}", t.id)))
@@ -124,6 +144,33 @@ pub async fn apply(
         out.requeue = requeue_after(&arm, poller.as_ref(), cx.ctx.settings.progress_requeue);
     }
     Ok(())
+}
+
+/// The last check before a DELETE: the resource as observed carries this object's ownership
+/// tags (a resource not observed is not deleted either).
+fn ensure_ours(
+    what: &str,
+    name: &str,
+    tags: Option<&std::collections::BTreeMap<String, String>>,
+    seen: &Observed,
+) -> Result<(), Error> {
+    use crate::reconcile::ownership::{Ownership, is_managed, ownership};
+    let reason = match tags {
+        None => "it was not observed".to_string(),
+        Some(t) if !is_managed(t) => format!(
+            "it has no tag managed-by={}",
+            crate::reconcile::ownership::MANAGED_BY
+        ),
+        Some(t) => match ownership(t, &seen.owner) {
+            Ownership::Foreign { reason } => reason,
+            Ownership::Owned | Ownership::Adopt => return Ok(()),
+        },
+    };
+    Err(Error::NotManaged {
+        message: format!(
+            "refusing to delete {what} {name}: {reason}; the operator deletes only resources carrying this object's ownership tags"
+        ),
+    })
 }
 
 /// Runs the mount script on the guest and records the results, the pinned host key and the

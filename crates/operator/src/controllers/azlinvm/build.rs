@@ -239,6 +239,99 @@ pub fn disk_growth(
         .collect()
 }
 
+/// A data disk of the spec smaller than the disk that exists under its name (e.g. a LUN
+/// removed and added again smaller before the old disk was deleted): disks only grow, so
+/// this is `(field, message)` naming `spec.dataDisks[i].sizeGiB`. Once the old disk is
+/// gone (removing the LUN deletes it, see [`detached_disks`]) the size is free again.
+pub fn disk_shrink(
+    spec: &AzlinVMSpec,
+    names: &VmNames,
+    disks: &BTreeMap<String, compute::Disk>,
+) -> Option<(String, String)> {
+    spec.data_disks.iter().enumerate().find_map(|(i, d)| {
+        let name = names.data_disk(d.lun);
+        let have = disks.get(&name)?.properties.disk_size_gb?;
+        let want = u32::try_from(d.size_gib).ok()?;
+        (have > want).then(|| {
+            (
+                format!("spec.dataDisks[{i}].sizeGiB"),
+                format!(
+                    "disk {name} (LUN {}) exists with {have} GiB and disks can only grow: set sizeGiB to at least {have}, or remove LUN {} from spec.dataDisks first (its disk is then deleted) and add it again",
+                    d.lun, d.lun
+                ),
+            )
+        })
+    })
+}
+
+fn disk_state(disk: &compute::Disk) -> Option<&str> {
+    disk.properties.disk_state.as_deref()
+}
+
+fn managed_by(disk: &compute::Disk) -> Option<&str> {
+    disk.extra
+        .get("managedBy")
+        .and_then(serde_json::Value::as_str)
+        .filter(|s| !s.is_empty())
+}
+
+/// Disks attached to VM `vm_id` without the operator's tags (the VM PUT creates them
+/// untagged): to tag with `tags`, so that they are known as ours once detached.
+pub fn untagged_disks(
+    disks: &BTreeMap<String, compute::Disk>,
+    vm_id: Option<&str>,
+    tags: &BTreeMap<String, String>,
+) -> Vec<super::cleanup::Release> {
+    let Some(vm_id) = vm_id else {
+        return Vec::new();
+    };
+    disks
+        .iter()
+        .filter(|(_, d)| !crate::reconcile::ownership::is_managed(&d.tags))
+        .filter(|(_, d)| managed_by(d).is_some_and(|m| m.eq_ignore_ascii_case(vm_id)))
+        .filter_map(|(name, d)| {
+            let mut t = d.tags.clone();
+            t.extend(tags.clone());
+            Some(super::cleanup::Release {
+                what: format!("disk {name}"),
+                id: d.id.clone()?,
+                tags: t,
+            })
+        })
+        .collect()
+}
+
+/// Data disks removed from the spec: named like one of the VM's data disks, not in
+/// `spec.dataDisks`, detached (no `managedBy`, not `Attached`) and carrying this object's
+/// ownership tags — to delete. Disks without our tags are left alone.
+pub fn detached_disks(
+    spec: &AzlinVMSpec,
+    names: &VmNames,
+    disks: &BTreeMap<String, compute::Disk>,
+    owner: &crate::reconcile::ownership::Owner,
+) -> Vec<String> {
+    use crate::reconcile::ownership::{Ownership, ownership};
+    let wanted: Vec<String> = spec
+        .data_disks
+        .iter()
+        .map(|d| names.data_disk(d.lun).to_ascii_lowercase())
+        .collect();
+    disks
+        .iter()
+        .filter(|(name, _)| !name.eq_ignore_ascii_case(&names.os_disk))
+        .filter(|(name, _)| !wanted.contains(&name.to_ascii_lowercase()))
+        .filter(|(_, d)| managed_by(d).is_none() && disk_state(d) != Some("Attached"))
+        .filter(|(_, d)| ownership(&d.tags, owner) == Ownership::Owned)
+        .filter(|(_, d)| {
+            d.properties
+                .provisioning_state
+                .as_ref()
+                .is_none_or(|s| s.is_terminal())
+        })
+        .map(|(name, _)| name.clone())
+        .collect()
+}
+
 /// Whether Azure refused a resize because the VM must be deallocated first.
 pub fn resize_needs_deallocation(code: Option<&str>, message: &str) -> bool {
     code.is_some_and(|c| c.eq_ignore_ascii_case("OperationNotAllowed"))

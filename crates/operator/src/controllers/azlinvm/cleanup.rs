@@ -3,7 +3,8 @@
 //! - `deletionPolicy: Delete`: the VM, then its NIC, public IP and disks are deleted, one
 //!   step per reconcile (started, not awaited; the next reconcile observes progress), and the
 //!   finalizer goes when nothing of the VM is left. A resource group that is gone means
-//!   everything in it is gone; resources with someone else's tags are never touched.
+//!   everything in it is gone; only resources carrying this object's ownership tags are
+//!   deleted (a matching name is not enough: another AzlinVM may map to the same names).
 //! - `deletionPolicy: Retain`: every resource of the VM is tagged
 //!   `azlin-operator-released=true` and left in Azure, and the generated key Secret
 //!   `<name>-ssh` is kept with it (no longer owned by the AzlinVM), so the retained VM can
@@ -116,11 +117,13 @@ fn plan_delete(p: Planner<'_>, seen: &Observed) -> Plan<AzlinVM> {
             format!("deleting public IP {}", names.pip),
         );
     }
-    // Disks created by the VM PUT carry no tags of ours; the name ties them to this VM.
+    // Only disks with this object's tags: a name alone proves nothing (another AzlinVM may
+    // map to the same names). Untagged disks the VM PUT created go with the VM
+    // (deleteOption Delete); detached ones were tagged while attached.
     let disks: Vec<String> = seen
         .disks
         .iter()
-        .filter(|(_, d)| d.tags.is_empty() || ours(&d.tags, seen))
+        .filter(|(_, d)| crate::reconcile::ownership::is_managed(&d.tags) && ours(&d.tags, seen))
         .map(|(n, _)| n.clone())
         .collect();
     if !disks.is_empty() {
@@ -155,9 +158,24 @@ fn plan_retain(p: Planner<'_>, seen: &Observed) -> Plan<AzlinVM> {
             pip.tags.clone(),
         ));
     }
+    let our_vm_id = seen
+        .vm
+        .as_ref()
+        .filter(|v| ours(&v.vm.tags, seen))
+        .and_then(|v| v.vm.id.clone());
     for (name, d) in &seen.disks {
-        // Disks created by the VM PUT have no tags yet: give them ours, released.
+        // Disks created by the VM PUT may have no tags yet: give them ours, released, when
+        // they are attached to our VM (never by name alone).
         let tags = if d.tags.is_empty() {
+            let attached_to_ours = d
+                .extra
+                .get("managedBy")
+                .and_then(serde_json::Value::as_str)
+                .zip(our_vm_id.as_deref())
+                .is_some_and(|(m, id)| m.eq_ignore_ascii_case(id));
+            if !attached_to_ours {
+                continue;
+            }
             seen.owner.tags()
         } else {
             d.tags.clone()

@@ -88,8 +88,13 @@ pub struct Observed {
     pub nic: Option<NetworkInterface>,
     /// The VM with its instance view.
     pub vm: Option<VirtualMachineStatus>,
-    /// Disks of the VM by name, read when sizes are wanted or while deleting.
+    /// Disks of the VM by name, read once the VM is provisioned and while deleting: the OS
+    /// disk and every disk named like one of its data disks (`<vm>-data-<lun>`), attached
+    /// or not.
     pub disks: BTreeMap<String, Disk>,
+    /// Another AzlinVM (`namespace/name`), created earlier, whose Azure names are this
+    /// one's (e.g. `a/b-c` and `a-b/c` both map to VM `a-b-c`) in the same resource group.
+    pub rival: Option<String>,
     /// What restoring the VM from a Backup needs (`spec.restoreFrom`, until it is created).
     pub restore: Option<restore::Observed>,
 }
@@ -171,7 +176,7 @@ async fn custom_subnet_exists(
 /// Reads everything a plan for `vm` needs.
 pub async fn observe(vm: &AzlinVM, cx: &Cx<'_>) -> Result<Observed, Error> {
     let deleting = cx.deleting;
-    let arm = cx.arm()?;
+    let (arm, identity) = cx.arm_and_identity()?;
     let ns = &cx.namespace;
     let name = vm.name_any();
     let names = VmNames::new(ns, &name);
@@ -184,6 +189,7 @@ pub async fn observe(vm: &AzlinVM, cx: &Cx<'_>) -> Result<Observed, Error> {
             namespace: ns.clone(),
             name,
             uid: vm.uid().unwrap_or_default(),
+            identity: Some(identity.identity),
         },
         managed_subnet_id: site.subnet_id(&arm),
         nsg_id: site.nsg_id(&arm),
@@ -199,6 +205,7 @@ pub async fn observe(vm: &AzlinVM, cx: &Cx<'_>) -> Result<Observed, Error> {
         vm: None,
         disks: BTreeMap::new(),
         restore: None,
+        rival: None,
         site,
         names,
     };
@@ -225,6 +232,7 @@ pub async fn observe(vm: &AzlinVM, cx: &Cx<'_>) -> Result<Observed, Error> {
         seen.group = net.group_exists();
         seen.net = Some(net);
         seen.restore = restore::observe(vm, cx, &seen.names, seen.group).await?;
+        seen.rival = rival(&cx.ctx.caches.vms, vm, &seen.names);
     }
     if !seen.group {
         return Ok(seen);
@@ -253,12 +261,11 @@ pub async fn observe(vm: &AzlinVM, cx: &Cx<'_>) -> Result<Observed, Error> {
         .await?
         .get(&seen.names.vm)
         .cloned();
-    let sizes_wanted = vm.spec.os_disk.size_gib.is_some() || !vm.spec.data_disks.is_empty();
     let provisioned = seen
         .vm
         .as_ref()
         .is_some_and(|v| provisioning(v) == azlin_arm::OperationState::Succeeded);
-    if deleting || (sizes_wanted && provisioned) {
+    if deleting || provisioned {
         let disks = cx.list::<Disks>(&arm, rg).await?;
         let mut wanted = vec![seen.names.os_disk.clone()];
         wanted.extend(data_disk_names(vm, &seen.names, seen.vm.as_ref()));
@@ -267,6 +274,72 @@ pub async fn observe(vm: &AzlinVM, cx: &Cx<'_>) -> Result<Observed, Error> {
                 seen.disks.insert(d, disk.clone());
             }
         }
+        // Data disks detached from the VM (removed from the spec) keep their names.
+        let prefix = format!("{}-data-", seen.names.vm).to_ascii_lowercase();
+        for disk in disks.values() {
+            if let Some(name) = &disk.name
+                && name.to_ascii_lowercase().starts_with(&prefix)
+                && !seen.disks.keys().any(|k| k.eq_ignore_ascii_case(name))
+            {
+                seen.disks.insert(name.clone(), disk.clone());
+            }
+        }
     }
     Ok(seen)
+}
+
+/// The earliest-created other valid AzlinVM of the cache whose Azure VM name and resource
+/// group are `vm`'s, when it was created before `vm` (ties broken by `namespace/name`).
+pub fn rival(
+    store: &kube::runtime::reflector::Store<crate::reconcile::caches::Guarded<AzlinVM>>,
+    vm: &AzlinVM,
+    names: &VmNames,
+) -> Option<String> {
+    let me = (
+        vm.metadata.creation_timestamp.clone(),
+        format!("{}/{}", vm.namespace().unwrap_or_default(), vm.name_any()),
+    );
+    store
+        .state()
+        .iter()
+        .filter_map(|g| g.0.as_ref().ok())
+        .filter_map(|other| {
+            let ns = other.namespace()?;
+            let name = other.metadata.name.clone()?;
+            let key = (
+                other.metadata.creation_timestamp.clone(),
+                format!("{ns}/{name}"),
+            );
+            (key.1 != me.1
+                && other
+                    .spec
+                    .resource_group
+                    .eq_ignore_ascii_case(&vm.spec.resource_group)
+                && VmNames::new(&ns, &name).vm == names.vm
+                && older(&key, &me))
+            .then_some(key)
+        })
+        .min_by(|a, b| {
+            if older(a, b) {
+                std::cmp::Ordering::Less
+            } else {
+                std::cmp::Ordering::Greater
+            }
+        })
+        .map(|(_, n)| n)
+}
+
+type Age = (
+    Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    String,
+);
+
+/// Whether `a` was created before `b` (an unknown time counts as the latest).
+fn older(a: &Age, b: &Age) -> bool {
+    match (&a.0, &b.0) {
+        (Some(x), Some(y)) if x.0 != y.0 => x.0 < y.0,
+        (Some(_), None) => true,
+        (None, Some(_)) => false,
+        _ => a.1 < b.1,
+    }
 }

@@ -72,8 +72,11 @@ pub enum Step {
     DeleteVm,
     /// Delete the NIC.
     DeleteNic,
-    /// Delete these disks.
+    /// Delete these disks (each checked to carry this object's ownership tags).
     DeleteDisks(Vec<String>),
+    /// Give these disks (created by the VM PUT, which tags nothing) the ownership tags, so
+    /// they are known as the operator's once detached.
+    TagDisks(Vec<super::cleanup::Release>),
     /// Tag these resources released (`deletionPolicy: Retain`).
     Release(Vec<super::cleanup::Release>),
     /// Keep the generated key Secret with the retained VM (`deletionPolicy: Retain`).
@@ -213,6 +216,9 @@ pub fn plan(vm: &AzlinVM, seen: &Observed, cx: &PlanCx<'_>) -> Plan<AzlinVM> {
     }
     if creating && let Some(s) = restore::precheck(vm, seen) {
         return p.stalled(s.reason, s.message);
+    }
+    if let Some(message) = name_collision(vm, seen) {
+        return p.stalled("NameCollision", message);
     }
     let phase = p.working_phase();
     let subnet_id = match seen.net.as_ref() {
@@ -358,6 +364,45 @@ pub fn plan(vm: &AzlinVM, seen: &Observed, cx: &PlanCx<'_>) -> Plan<AzlinVM> {
         },
         Some(_) => converge_vm(p, &key, &tags),
     }
+}
+
+/// The other AzlinVM named by `tags` when they are the operator's tags of another AzlinVM.
+fn other_vm(tags: &std::collections::BTreeMap<String, String>, seen: &Observed) -> Option<String> {
+    use crate::reconcile::ownership::{
+        MANAGED_BY, TAG_KIND, TAG_MANAGED_BY, TAG_NAME, TAG_NAMESPACE,
+    };
+    let get = |k: &str| tags.get(k).map(String::as_str);
+    if get(TAG_MANAGED_BY) != Some(MANAGED_BY) || get(TAG_KIND) != Some(super::observe::KIND) {
+        return None;
+    }
+    let (ns, name) = (get(TAG_NAMESPACE)?, get(TAG_NAME)?);
+    (ns != seen.owner.namespace || name != seen.owner.name).then(|| format!("{ns}/{name}"))
+}
+
+/// Whether this AzlinVM's Azure names are taken by another AzlinVM (e.g. `a/b-c` and
+/// `a-b/c` both map to VM `a-b-c`): the VM, NIC or public IP carries the other's ownership
+/// tags, or — before anything of either exists — the other was created first. Checked
+/// before anything is created, so the other's resources are never touched; the message
+/// names the other object and the fix.
+pub fn name_collision(vm: &AzlinVM, seen: &Observed) -> Option<String> {
+    let names = &seen.names;
+    let existing = [
+        seen.vm.as_ref().map(|v| &v.vm.tags),
+        seen.nic.as_ref().map(|n| &n.tags),
+        seen.pip.as_ref().map(|p| &p.tags),
+    ];
+    let taken = existing.iter().flatten().find_map(|t| other_vm(t, seen));
+    let ours = existing
+        .iter()
+        .flatten()
+        .any(|t| !matches!(ownership(t, &seen.owner), Ownership::Foreign { .. }));
+    let other = taken.or_else(|| (!ours).then(|| seen.rival.clone()).flatten())?;
+    Some(format!(
+        "Azure name collision: AzlinVM {other} and this AzlinVM {} both map to VM {} (and its NIC, IP and disks) in resource group {} (Azure names are <namespace>-<name>), and AzlinVM {other} has them. Nothing was created in Azure for this object and the operator never touches the other's resources: rename this AzlinVM or move it to another resourceGroup (then delete this one)",
+        seen.owner.display(),
+        names.vm,
+        vm.spec.resource_group
+    ))
 }
 
 /// The first spec mount whose SharedStorage does not exist: `(index, name)`.
@@ -552,6 +597,37 @@ fn converge_vm(
             VmPhase::Updating,
             "PowerTransition",
             format!("VM {} is {}", names.vm, power_word(power)),
+        );
+    }
+    if let Some((field, message)) = build::disk_shrink(spec, names, &seen.disks) {
+        return p.stalled("InvalidSpec", format!("invalid {field}: {message}"));
+    }
+    let untagged = build::untagged_disks(&seen.disks, observed.vm.id.as_deref(), tags);
+    if !untagged.is_empty() {
+        let list = untagged
+            .iter()
+            .map(|r| r.what.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        return p.progress(
+            Some(Step::TagDisks(untagged)),
+            VmPhase::Updating,
+            "Updating",
+            format!("tagging {list} with the ownership tags"),
+        );
+    }
+    let detached = build::detached_disks(spec, names, &seen.disks, &seen.owner);
+    if !detached.is_empty() {
+        let list = detached.join(", ");
+        p.event(Event::normal(
+            "DataDiskDeleted",
+            format!("deleting data disk(s) {list}: removed from spec.dataDisks and detached"),
+        ));
+        return p.progress(
+            Some(Step::DeleteDisks(detached)),
+            VmPhase::Updating,
+            "Updating",
+            format!("deleting detached data disk(s) {list}"),
         );
     }
     if let Some((body, changes)) = build::vm_update(&observed.vm, spec, names, tags) {

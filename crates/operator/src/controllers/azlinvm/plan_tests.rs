@@ -59,6 +59,7 @@ fn owner() -> Owner {
         namespace: "ns".into(),
         name: "dev".into(),
         uid: "u1".into(),
+        identity: None,
     }
 }
 
@@ -96,6 +97,7 @@ fn seen() -> Observed {
         vm: None,
         disks: BTreeMap::new(),
         restore: None,
+        rival: None,
         names,
     }
 }
@@ -390,8 +392,13 @@ fn delete_removes_vm_then_nic_then_public_ip_then_disks() {
     pip.id = Some(s.pip_id.clone());
     s.pip = Some(pip);
     let disk: compute::Disk =
-        serde_json::from_value(json!({"location": "westus2", "properties": {}})).expect("disk");
+        serde_json::from_value(json!({"location": "westus2", "tags": ours(), "properties": {}}))
+            .expect("disk");
     s.disks.insert(s.names.os_disk.clone(), disk);
+    // A disk with our name but without our tags is never deleted by name.
+    let untagged: compute::Disk =
+        serde_json::from_value(json!({"location": "westus2", "properties": {}})).expect("disk");
+    s.disks.insert(s.names.data_disk(1), untagged);
     let p = cleanup::plan(&vm, &s, &c);
     assert!(matches!(p.step, Some(Step::DeleteVm)), "{:?}", p.step);
     s.vm = None;
@@ -408,9 +415,9 @@ fn delete_removes_vm_then_nic_then_public_ip_then_disks() {
     assert!(
         matches!(cleanup::plan(&vm, &s, &c).step, Some(Step::DeleteDisks(ref d)) if d == &vec![s.names.os_disk.clone()])
     );
-    s.disks.clear();
+    s.disks.remove(&s.names.os_disk.clone());
     let done = cleanup::plan(&vm, &s, &c);
-    assert!(done.step.is_none() && done.out.released);
+    assert!(done.step.is_none() && done.out.released, "{:?}", done.step);
     s.group = false;
     assert!(cleanup::plan(&vm, &seen_without_group(), &c).out.released);
 }
@@ -469,4 +476,130 @@ fn retain_tags_everything_released_once_then_lets_go() {
         "{:?}",
         theirs.step
     );
+}
+
+fn disk(tags: BTreeMap<String, String>, size: u32, managed_by: Option<&str>) -> compute::Disk {
+    let mut d = json!({
+        "id": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/disks/x",
+        "location": "westus2", "tags": tags,
+        "properties": {"diskSizeGB": size, "diskState": if managed_by.is_some() { "Attached" } else { "Unattached" }}
+    });
+    if let Some(m) = managed_by {
+        d["managedBy"] = json!(m);
+    }
+    serde_json::from_value(d).expect("disk")
+}
+
+const VM_ID: &str =
+    "/subscriptions/s/resourceGroups/RG/providers/Microsoft.Compute/virtualMachines/ns-dev";
+
+#[test]
+fn disks_made_by_the_vm_put_are_tagged_then_removed_ones_deleted() {
+    let settings = ControllerSettings::fast();
+    let c = cx(&settings, false);
+    let mut s = seen();
+    ready(&mut s);
+    let v = vm(json!({"dataDisks": [{"lun": 0, "sizeGiB": 64}]}));
+    // Attached and untagged (the VM PUT created them): tagged with ours first.
+    s.disks.insert(
+        s.names.os_disk.clone(),
+        disk(BTreeMap::new(), 30, Some(VM_ID)),
+    );
+    s.disks
+        .insert(s.names.data_disk(0), disk(BTreeMap::new(), 64, Some(VM_ID)));
+    let p = plan(&v, &s, &c);
+    let Some(Step::TagDisks(t)) = &p.step else {
+        panic!("{:?}", p.step)
+    };
+    assert_eq!(t.len(), 2);
+    assert!(t.iter().all(|r| r.tags["azlin-operator-uid"] == "u1"));
+
+    // LUN 1 was removed from the spec and detached: ours, so deleted; an untagged or
+    // foreign detached disk with a matching name is left alone.
+    s.disks
+        .insert(s.names.os_disk.clone(), disk(ours(), 30, Some(VM_ID)));
+    s.disks
+        .insert(s.names.data_disk(0), disk(ours(), 64, Some(VM_ID)));
+    s.disks.insert(s.names.data_disk(1), disk(ours(), 32, None));
+    s.disks
+        .insert(s.names.data_disk(2), disk(BTreeMap::new(), 32, None));
+    let mut theirs = ours();
+    theirs.insert("azlin-operator-name".into(), "other".into());
+    s.disks.insert(s.names.data_disk(3), disk(theirs, 32, None));
+    let p = plan(&v, &s, &c);
+    assert!(
+        matches!(&p.step, Some(Step::DeleteDisks(d)) if d == &vec![s.names.data_disk(1)]),
+        "{:?}",
+        p.step
+    );
+    assert!(p.out.events.iter().any(|e| e.reason == "DataDiskDeleted"));
+}
+
+#[test]
+fn re_adding_a_lun_smaller_than_its_remaining_disk_is_refused_naming_the_field() {
+    let settings = ControllerSettings::fast();
+    let c = cx(&settings, false);
+    let mut s = seen();
+    ready(&mut s);
+    s.disks
+        .insert(s.names.os_disk.clone(), disk(ours(), 30, Some(VM_ID)));
+    // LUN 1 was removed (its 128 GiB disk detached, not deleted yet) and added at 64 GiB.
+    s.disks
+        .insert(s.names.data_disk(1), disk(ours(), 128, None));
+    let v = vm(json!({"dataDisks": [{"lun": 0, "sizeGiB": 8}, {"lun": 1, "sizeGiB": 64}]}));
+    let p = plan(&v, &s, &c);
+    assert!(p.step.is_none(), "{:?}", p.step);
+    let (kind, r) = reason(&p.out.health);
+    assert_eq!((kind, r.as_str()), ("Stalled", "InvalidSpec"));
+    let Health::Stalled { message, .. } = &p.out.health else {
+        unreachable!()
+    };
+    assert!(message.contains("spec.dataDisks[1].sizeGiB"), "{message}");
+    // As large as the old disk: it is attached again.
+    let v = vm(json!({"dataDisks": [{"lun": 0, "sizeGiB": 8}, {"lun": 1, "sizeGiB": 128}]}));
+    assert!(!matches!(reason(&plan(&v, &s, &c).out.health).0, "Stalled"));
+}
+
+#[test]
+fn a_name_collision_stalls_before_anything_is_created() {
+    let settings = ControllerSettings::fast();
+    let c = cx(&settings, false);
+    let v = vm(json!({"publicIP": true}));
+    // The other AzlinVM's NIC (and VM) carry its tags: nothing is created, not even the IP.
+    let mut s = seen();
+    let mut theirs = ours();
+    theirs.insert("azlin-operator-namespace".into(), "ns-dev".into());
+    theirs.insert("azlin-operator-name".into(), "x".into());
+    s.nic = Some(nic(theirs));
+    let p = plan(&v, &s, &c);
+    assert!(p.step.is_none(), "{:?}", p.step);
+    assert_eq!(reason(&p.out.health), ("Stalled", "NameCollision".into()));
+    let Health::Stalled { message, .. } = &p.out.health else {
+        unreachable!()
+    };
+    assert!(message.contains("AzlinVM ns-dev/x"), "{message}");
+    // Nothing exists yet, but an older AzlinVM maps to the same names.
+    let mut s = seen();
+    s.rival = Some("n/s-dev".into());
+    assert_eq!(
+        reason(&plan(&v, &s, &c).out.health),
+        ("Stalled", "NameCollision".into())
+    );
+    // Our own resources exist: the rival is the one that must move.
+    ready(&mut s);
+    assert_ne!(reason(&plan(&v, &s, &c).out.health).1, "NameCollision");
+}
+
+#[test]
+fn retain_never_tags_untagged_disks_not_attached_to_our_vm() {
+    let settings = ControllerSettings::fast();
+    let c = cx(&settings, true);
+    let v = deleting("Retain");
+    let mut s = seen();
+    s.disks.insert(
+        s.names.os_disk.clone(),
+        disk(BTreeMap::new(), 30, Some("/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/other")),
+    );
+    let p = cleanup::plan(&v, &s, &c);
+    assert!(p.step.is_none() && p.out.released, "{:?}", p.step);
 }

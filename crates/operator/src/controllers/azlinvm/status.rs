@@ -10,6 +10,20 @@ use super::mounts::MOUNTED;
 impl KindStatus for AzlinVMStatus {
     crate::reconcile::standard_status_fields!();
 
+    /// The recorded identity; for a VM created before identities were recorded, the
+    /// subscription of its resource id.
+    fn azure_identity(&self) -> Option<crate::api::common::AzureIdentity> {
+        self.azure.clone().or_else(|| {
+            self.resource_id
+                .as_deref()
+                .and_then(crate::api::common::AzureIdentity::of_resource_id)
+        })
+    }
+
+    fn record_azure_identity(&mut self, identity: &crate::api::common::AzureIdentity) {
+        self.azure = Some(identity.clone());
+    }
+
     fn set_error_phase(&mut self, stalled: bool, deleting: bool) {
         self.phase = Some(if deleting {
             VmPhase::Deleting

@@ -181,6 +181,7 @@ mod tests {
             namespace: "ns".into(),
             name: "b".into(),
             uid: "u".into(),
+            identity: None,
         };
         let t = SnapshotTags {
             run: "20260101-000000".into(),

@@ -296,12 +296,13 @@ fn ours(tags: &BTreeMap<String, String>, owner: &Owner) -> bool {
 
 /// Reads everything a plan for `backup` needs.
 pub async fn observe(backup: &Backup, cx: &Cx<'_>) -> Result<Observed, Error> {
-    let arm = cx.arm()?;
+    let (arm, identity) = cx.arm_and_identity()?;
     let owner = Owner {
         kind: KIND.to_string(),
         namespace: cx.namespace.clone(),
         name: backup.name_any(),
         uid: backup.uid().unwrap_or_default(),
+        identity: Some(identity.identity),
     };
     let mut source = source(cx, backup);
     let runs = backup

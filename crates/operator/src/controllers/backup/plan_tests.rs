@@ -33,6 +33,7 @@ fn owner() -> Owner {
         namespace: "ns".into(),
         name: "bk".into(),
         uid: "u1".into(),
+        identity: None,
     }
 }
 

@@ -5,6 +5,7 @@ use crate::reconcile::KindStatus;
 
 impl KindStatus for BackupStatus {
     crate::reconcile::standard_status_fields!();
+    crate::reconcile::status::azure_identity_field!();
 
     fn set_error_phase(&mut self, stalled: bool, deleting: bool) {
         if deleting {

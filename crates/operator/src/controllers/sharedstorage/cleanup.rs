@@ -1,10 +1,12 @@
 //! The pure decisions of the SharedStorage controller while the object is deleted.
 //!
-//! - `deletionPolicy: Delete`: refused while anything still mounts the share (Stalled
-//!   `DeletionBlocked` naming the users, re-evaluated when they change); then the share and
-//!   the account are deleted, one per reconcile, and the finalizer goes once the account is
-//!   gone. A missing account (or resource group) never blocks deletion; an account that is
-//!   not ours is left alone.
+//! - With either policy, deletion waits while anything holds the share (Stalled `InUse`
+//!   naming the holders, see [`super::status::holders`]: VMs mounting it by spec or still by
+//!   status, members of a Fleet sharing it as home, Fleets naming it), re-evaluated when
+//!   they change; so `Retain` never unmounts it from running VMs either.
+//! - `deletionPolicy: Delete`: the share and the account are deleted, one per reconcile,
+//!   and the finalizer goes once the account is gone. A missing account (or resource group)
+//!   never blocks deletion; an account that is not ours is left alone.
 //! - `deletionPolicy: Retain`: the account is tagged `azlin-operator-released=true` and the
 //!   finalizer goes.
 
@@ -46,16 +48,16 @@ fn release(
 /// The plan of a SharedStorage being deleted.
 pub fn plan(storage: &SharedStorage, seen: &Observed, _cx: &PlanCx<'_>) -> Plan<SharedStorage> {
     let t = &seen.target;
-    if storage.spec.deletion_policy == DeletionPolicy::Delete && !seen.users.is_empty() {
-        let list = seen.users.mounted_by().join(", ");
+    if !seen.holders.is_empty() {
+        let list = seen.holders.join(", ");
         let message = format!(
-            "deletion is refused while the share is mounted by: {list}. Remove those mounts (or delete those objects), or set deletionPolicy: Retain to keep the share"
+            "held by {list}: deletion waits until nothing mounts or names the share (remove those mounts and sharedHome references, or delete those objects); it then proceeds by itself"
         );
         let mut out = outcome(
             storage,
             seen,
             StoragePhase::Deleting,
-            Health::stalled("DeletionBlocked", message),
+            Health::stalled("InUse", message),
         );
         // Users that are deleted themselves leave no trace in the caches to trigger on:
         // look again soon (this costs no Azure request, see `observe`).

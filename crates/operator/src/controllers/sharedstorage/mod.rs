@@ -116,7 +116,8 @@ fn storages_of_vm(
 
 /// The storages a Fleet event concerns. A Fleet is listed through its members (whose
 /// events keep `mountedBy` current), so only a Fleet that may be gone concerns the storages
-/// that list it or that it names as `sharedHome`.
+/// that list it or that it names as `sharedHome`; every Fleet change concerns the storages
+/// being deleted (their deletion may wait for it).
 fn storages_of_fleet(
     store: &Store<Guarded<SharedStorage>>,
     fleet: &Guarded<Fleet>,
@@ -132,9 +133,6 @@ fn storages_of_fleet(
     );
     let may_be_gone =
         meta.deletion_timestamp.is_some() || meta.finalizers.as_ref().is_none_or(|f| f.is_empty());
-    if !may_be_gone {
-        return Vec::new();
-    }
     let ns = meta.namespace.as_deref().unwrap_or_default();
     let mut listing: Vec<String> = store
         .state()
@@ -142,12 +140,15 @@ fn storages_of_fleet(
         .filter_map(|s| s.0.as_ref().ok())
         .filter(|s| s.metadata.namespace.as_deref() == Some(ns))
         .filter(|s| {
-            s.status
-                .as_ref()
-                .is_some_and(|st| st.mounted_by.contains(&user))
+            // A storage waiting for its holders to go is re-evaluated on every Fleet change.
+            s.metadata.deletion_timestamp.is_some()
+                || (may_be_gone
+                    && s.status
+                        .as_ref()
+                        .is_some_and(|st| st.mounted_by.contains(&user)))
         })
         .filter_map(|s| s.metadata.name.clone())
-        .chain(home)
+        .chain(home.filter(|_| may_be_gone))
         .collect();
     listing.sort();
     listing.dedup();
@@ -163,7 +164,8 @@ fn storages_of_fleet(
 /// it is being deleted or has no finalizer (then a delete event carries no
 /// `deletionTimestamp`, so any event may be the last). Status-only changes of a user with a
 /// finalizer (every AzlinVM the operator handles) map to nothing, so busy VMs do not cause
-/// storage reconciles, each of which reads Azure.
+/// storage reconciles, each of which reads Azure. Storages being deleted are concerned by
+/// every change (their deletion may wait for `user`; while it waits they read no Azure).
 fn affected(
     store: &Store<Guarded<SharedStorage>>,
     meta: &kube::core::ObjectMeta,
@@ -188,7 +190,8 @@ fn affected(
             .as_ref()
             .is_some_and(|st| st.mounted_by.contains(&user));
         let uses = refs.contains(name);
-        if listed != uses || (may_be_gone && (listed || uses)) {
+        let waiting = s.metadata.deletion_timestamp.is_some();
+        if waiting || listed != uses || (may_be_gone && (listed || uses)) {
             names.insert(name.clone());
         }
     }

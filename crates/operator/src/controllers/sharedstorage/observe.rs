@@ -6,7 +6,6 @@ use azlin_arm::storage::{FileShare, StorageAccount};
 use kube::ResourceExt;
 
 use super::status::Users;
-use crate::api::common::DeletionPolicy;
 use crate::api::sharedstorage::SharedStorage;
 use crate::infra::inventory::StorageAccounts;
 use crate::infra::naming;
@@ -42,6 +41,9 @@ pub struct Observed {
     pub target: Target,
     /// The AzlinVMs and Fleets of the namespace using the storage.
     pub users: Users,
+    /// What keeps the storage from being deleted (see [`super::status::holders`]); read
+    /// only while it is deleted.
+    pub holders: Vec<String>,
     /// The storage account, when it exists.
     pub account: Option<StorageAccount>,
     /// The share (with `shareUsageBytes`), when it exists.
@@ -64,7 +66,7 @@ pub fn users(cx: &Cx<'_>, storage: &SharedStorage) -> Users {
 /// Reads the storage's Azure side.
 pub async fn observe(storage: &SharedStorage, cx: &Cx<'_>) -> Result<Observed, Error> {
     let deleting = cx.deleting;
-    let arm = cx.arm()?;
+    let (arm, identity) = cx.arm_and_identity()?;
     let name = storage.name_any();
     let site = Site::new(&storage.spec.resource_group, &storage.spec.location);
     let target = Target {
@@ -79,6 +81,7 @@ pub async fn observe(storage: &SharedStorage, cx: &Cx<'_>) -> Result<Observed, E
             namespace: cx.namespace.clone(),
             name: name.clone(),
             uid: storage.uid().unwrap_or_default(),
+            identity: Some(identity.identity),
         },
         subnet_id: site.subnet_id(&arm),
         nsg_id: site.nsg_id(&arm),
@@ -86,10 +89,23 @@ pub async fn observe(storage: &SharedStorage, cx: &Cx<'_>) -> Result<Observed, E
         site,
     };
     let users = users(cx, storage);
-    if deleting && storage.spec.deletion_policy == DeletionPolicy::Delete && !users.is_empty() {
-        // Deletion is blocked by its users: nothing in Azure matters until they are gone.
+    let holders = if deleting {
+        let vms = valid_in(&cx.ctx.caches.vms, &cx.namespace);
+        let fleets = valid_in(&cx.ctx.caches.fleets, &cx.namespace);
+        super::status::holders(
+            &target.share,
+            &cx.namespace,
+            vms.iter().map(AsRef::as_ref),
+            fleets.iter().map(AsRef::as_ref),
+        )
+    } else {
+        Vec::new()
+    };
+    if !holders.is_empty() {
+        // Deletion is blocked by its holders: nothing in Azure matters until they are gone.
         return Ok(Observed {
             users,
+            holders,
             target,
             account: None,
             share: None,
@@ -118,6 +134,7 @@ pub async fn observe(storage: &SharedStorage, cx: &Cx<'_>) -> Result<Observed, E
     };
     Ok(Observed {
         users,
+        holders,
         target,
         account,
         share,

@@ -44,6 +44,7 @@ fn owner() -> Owner {
         namespace: "ns".into(),
         name: "data".into(),
         uid: "u1".into(),
+        identity: None,
     }
 }
 
@@ -74,6 +75,7 @@ fn seen() -> Observed {
             nsg_id: NSG.into(),
         },
         users: Users::default(),
+        holders: Vec::new(),
         account: None,
         share: None,
         site: Some(network::Observed {
@@ -225,13 +227,10 @@ fn cleanup_table() {
         settings: &settings,
         deleting: true,
     };
-    let users = Users {
-        vms: BTreeSet::from(["vm1".to_string()]),
-        ..Users::default()
-    };
+    let holders = vec!["AzlinVM ns/vm1 (status mounts)".to_string()];
     let mut s = seen();
     s.site = None;
-    s.users = users.clone();
+    s.holders = holders.clone();
     let blocked = cleanup::plan(&storage(json!({"deletionPolicy": "Delete"}), true), &s, &cx);
     assert!(
         blocked.step.is_none() && !blocked.out.released,
@@ -239,8 +238,13 @@ fn cleanup_table() {
         blocked.step,
         blocked.out.health
     );
-    assert_eq!(kind(&blocked.out.health), ("Stalled", "DeletionBlocked"));
-    s.users = Users::default();
+    assert_eq!(kind(&blocked.out.health), ("Stalled", "InUse"));
+    assert!(
+        matches!(&blocked.out.health, Health::Stalled { message, .. } if message.contains("AzlinVM ns/vm1 (status mounts)")),
+        "{:?}",
+        blocked.out.health
+    );
+    s.holders = Vec::new();
     s.account = Some(account(owner().tags()));
     s.share = Some(share(100, None));
     let p = cleanup::plan(&storage(json!({"deletionPolicy": "Delete"}), true), &s, &cx);
@@ -255,9 +259,14 @@ fn cleanup_table() {
             .released
     );
 
-    // Retain: users do not block; the account is tagged released, then the finalizer goes.
+    // Retain: holders block too (the share must not vanish from running VMs); then the
+    // account is tagged released and the finalizer goes.
     let retain = storage(json!({"deletionPolicy": "Retain"}), true);
-    s.users = users;
+    s.holders = holders;
+    let blocked = cleanup::plan(&retain, &s, &cx);
+    assert!(blocked.step.is_none() && !blocked.out.released);
+    assert_eq!(kind(&blocked.out.health), ("Stalled", "InUse"));
+    s.holders = Vec::new();
     s.account = Some(account(owner().tags()));
     let p = cleanup::plan(&retain, &s, &cx);
     assert!(

@@ -14,6 +14,7 @@ use crate::controllers::azlinvm::mounts::fleet_owner;
 
 impl KindStatus for SharedStorageStatus {
     crate::reconcile::standard_status_fields!();
+    crate::reconcile::status::azure_identity_field!();
 
     fn set_error_phase(&mut self, stalled: bool, deleting: bool) {
         self.phase = Some(if deleting {
@@ -102,6 +103,80 @@ impl Users {
     }
 }
 
+/// The objects of the namespace that keep storage `name` from being deleted, each with
+/// why, e.g. `AzlinVM ns/a (status mounts)` or `Fleet ns/f (sharedHome)`: an AzlinVM that
+/// lists it in `spec.mounts[]` or still shows it in `status.mounts[]` (a stopped VM
+/// included), a member of a Fleet whose `sharedHome` it is, and a Fleet naming it as
+/// `sharedHome` or in its template's mounts. Sorted, VMs first.
+pub fn holders<'a>(
+    name: &str,
+    namespace: &str,
+    vms: impl IntoIterator<Item = &'a AzlinVM>,
+    fleets: impl IntoIterator<Item = &'a Fleet>,
+) -> Vec<String> {
+    let fleets: Vec<&Fleet> = fleets.into_iter().collect();
+    let homes: Vec<(&str, &str)> = fleets
+        .iter()
+        .filter(|f| f.spec.shared_home.as_deref() == Some(name))
+        .filter_map(|f| Some((f.metadata.name.as_deref()?, f.metadata.uid.as_deref()?)))
+        .collect();
+    let mut vm_holders = BTreeSet::new();
+    for vm in vms {
+        let Some(vm_name) = vm.metadata.name.as_deref() else {
+            continue;
+        };
+        let mut why = Vec::new();
+        if vm.spec.mounts.iter().any(|m| m.storage_ref == name) {
+            why.push("spec mounts".to_string());
+        }
+        if vm
+            .status
+            .iter()
+            .flat_map(|s| &s.mounts)
+            .any(|m| m.storage_ref == name)
+        {
+            why.push("status mounts".to_string());
+        }
+        if let Some(o) = fleet_owner(vm)
+            && homes.contains(&(o.name.as_str(), o.uid.as_str()))
+        {
+            why.push(format!("member of Fleet {}, sharedHome", o.name));
+        }
+        if !why.is_empty() {
+            vm_holders.insert(format!(
+                "AzlinVM {namespace}/{vm_name} ({})",
+                why.join(", ")
+            ));
+        }
+    }
+    let mut fleet_holders = BTreeSet::new();
+    for f in fleets {
+        let Some(fleet_name) = f.metadata.name.as_deref() else {
+            continue;
+        };
+        let mut why = Vec::new();
+        if f.spec.shared_home.as_deref() == Some(name) {
+            why.push("sharedHome");
+        }
+        if f.spec
+            .template
+            .spec
+            .mounts
+            .iter()
+            .any(|m| m.storage_ref == name)
+        {
+            why.push("template mounts");
+        }
+        if !why.is_empty() {
+            fleet_holders.insert(format!(
+                "Fleet {namespace}/{fleet_name} ({})",
+                why.join(", ")
+            ));
+        }
+    }
+    vm_holders.into_iter().chain(fleet_holders).collect()
+}
+
 /// What a reconcile learned about the Azure side.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Observed {
@@ -179,6 +254,7 @@ pub fn next_status(
         quota_gib: observed.quota_gib,
         mounted_by: users.mounted_by(),
         mount_count: Some(i32::try_from(users.len()).unwrap_or(i32::MAX)),
+        azure: old.azure,
     }
 }
 
@@ -271,6 +347,33 @@ mod tests {
         assert!(Users::of("none", &vms, &fleets).is_empty());
         let only_named = Users::of("data", &[] as &[AzlinVM], &fleets);
         assert!(only_named.mounted_by().is_empty() && only_named.is_empty());
+    }
+
+    #[test]
+    fn holders_name_every_object_keeping_the_share() {
+        let mut stopped = member("s", "none", &["data"]);
+        stopped.metadata.owner_references = None;
+        let vms = vec![
+            vm("a", &["data"]),
+            stopped,
+            member("h-1", "h", &[]),
+            vm("c", &["other"]),
+        ];
+        let mut t = fleet("t", None);
+        t.spec.template.spec.mounts =
+            serde_json::from_value(json!([{"storageRef": "data"}])).expect("mounts");
+        let fleets = vec![fleet("h", Some("data")), fleet("g", None), t];
+        assert_eq!(
+            holders("data", "ns", &vms, &fleets),
+            vec![
+                "AzlinVM ns/a (spec mounts)",
+                "AzlinVM ns/h-1 (member of Fleet h, sharedHome)",
+                "AzlinVM ns/s (status mounts)",
+                "Fleet ns/h (sharedHome)",
+                "Fleet ns/t (template mounts)",
+            ]
+        );
+        assert!(holders("free", "ns", &vms, &fleets).is_empty());
     }
 
     #[test]
