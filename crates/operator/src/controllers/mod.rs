@@ -74,9 +74,16 @@ pub async fn run(
             readiness.register("Backup controller"),
         ),
     );
+    // The managed network and groups nothing uses any more are swept as often as resting
+    // objects are looked at for drift, at most every minute.
+    let janitor = crate::infra::janitor::run(
+        Arc::clone(&ctx),
+        (ctx.settings.resync_interval / 30).clamp(Duration::from_millis(500), Duration::from_secs(60)),
+        shutdown.clone(),
+    );
     // The caches serve the controllers until they stopped; then they stop too.
     tokio::select! {
-        _ = controllers => {}
+        _ = futures::future::join(controllers, janitor) => {}
         () = watches => tracing::warn!("the cache watches ended"),
     }
     Ok(())

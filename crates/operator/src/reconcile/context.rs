@@ -97,12 +97,13 @@ impl ControllerSettings {
 
 /// The default ARM client for `settings`: the configured endpoint, subscription and CA file
 /// with a credential chosen from the environment (workload identity, client secret or managed
-/// identity); with `emulator_url`, the emulator with a static token instead.
+/// identity); with `emulator_url`, the emulator with a static token instead. `--arm-request-timeout`
+/// overrides the request timeout of either.
 pub fn arm_client_from_settings(
     settings: &Settings,
     emulator_url: Option<&str>,
 ) -> Result<ArmClient, Error> {
-    let config = match emulator_url {
+    let mut config = match emulator_url {
         Some(url) => ArmConfig::for_emulator(
             url,
             settings
@@ -125,6 +126,9 @@ pub fn arm_client_from_settings(
             c
         }
     };
+    if let Some(secs) = settings.arm_request_timeout {
+        config.request_timeout = Duration::from_secs(secs);
+    }
     Ok(ArmClient::new(config)?)
 }
 

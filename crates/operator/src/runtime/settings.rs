@@ -56,6 +56,23 @@ pub struct Settings {
     #[arg(long, env = "AZLIN_EMULATOR", action = ArgAction::SetTrue)]
     pub emulator: bool,
 
+    /// ARM emulator already running at this URL (e.g. `azlin-operator emulator`): like `--emulator`, but the emulator outlives the operator.
+    #[arg(long, env = "AZLIN_EMULATOR_URL", value_name = "URL", conflicts_with = "emulator")]
+    pub emulator_url: Option<Url>,
+
+    /// With an emulator only: run each VM's guest steps (NFS mounts) in a sandbox directory under this path, with `mount` and package installs recorded instead of executed (as `local` does), instead of over SSH.
+    #[arg(long, env = "AZLIN_GUEST_SANDBOX", value_name = "DIR")]
+    pub guest_sandbox: Option<PathBuf>,
+
+    /// Timeout of one ARM request in seconds (it is then retried); default 60, 20 with an emulator.
+    #[arg(
+        long,
+        env = "AZLIN_ARM_REQUEST_TIMEOUT",
+        value_name = "SECONDS",
+        value_parser = clap::value_parser!(u64).range(1..),
+    )]
+    pub arm_request_timeout: Option<u64>,
+
     /// Listen address of the admin server (/healthz, /readyz, /metrics).
     #[arg(long, env = "AZLIN_ADMIN_ADDR", value_name = "ADDR", default_value = DEFAULT_ADMIN_ADDR)]
     pub admin_addr: SocketAddr,
@@ -146,6 +163,9 @@ impl Default for Settings {
             azure_ca_file: None,
             ssh_port: 22,
             emulator: false,
+            emulator_url: None,
+            guest_sandbox: None,
+            arm_request_timeout: None,
             // Invariant: the constant is a valid socket address (checked by the tests).
             admin_addr: DEFAULT_ADMIN_ADDR
                 .parse()
