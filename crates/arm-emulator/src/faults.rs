@@ -310,7 +310,9 @@ mod tests {
         assert_eq!(e.code, "InternalExecutionError");
         // About the rate asked for.
         let some = rates(|r| r.server_error = 0.2);
-        let failed = (0..5000).filter(|_| some.check("GET", "/x").is_err()).count();
+        let failed = (0..5000)
+            .filter(|_| some.check("GET", "/x").is_err())
+            .count();
         assert!((800..1200).contains(&failed), "{failed} of 5000");
     }
 }

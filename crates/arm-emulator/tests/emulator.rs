@@ -1570,7 +1570,10 @@ async fn connection_resets_slow_answers_and_failed_operations() {
         .send()
         .await;
     assert!(sent.is_err_and(|e| e.is_timeout()));
-    assert_eq!(slow.handle.resource_ids(), vec![t::rg_id("late").to_ascii_lowercase()]);
+    assert_eq!(
+        slow.handle.resource_ids(),
+        vec![t::rg_id("late").to_ascii_lowercase()]
+    );
     assert_eq!(slow.handle.requests()[0].fault.as_deref(), Some("slow"));
 
     // Failed operations (the asynchronous path is the one of injected failures): a

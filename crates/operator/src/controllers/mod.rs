@@ -78,7 +78,8 @@ pub async fn run(
     // objects are looked at for drift, at most every minute.
     let janitor = crate::infra::janitor::run(
         Arc::clone(&ctx),
-        (ctx.settings.resync_interval / 30).clamp(Duration::from_millis(500), Duration::from_secs(60)),
+        (ctx.settings.resync_interval / 30)
+            .clamp(Duration::from_millis(500), Duration::from_secs(60)),
         shutdown.clone(),
     );
     // The caches serve the controllers until they stopped; then they stop too.

@@ -99,7 +99,12 @@ pub fn used_groups(caches: &Caches) -> Option<(BTreeSet<String>, Vec<String>)> {
     for g in caches.vms.state() {
         let vm = g.0.as_ref().ok()?;
         used.insert(vm.spec.resource_group.to_ascii_lowercase());
-        used.extend(vm.spec.network.as_ref().and_then(|n| group_of(&n.subnet_id)));
+        used.extend(
+            vm.spec
+                .network
+                .as_ref()
+                .and_then(|n| group_of(&n.subnet_id)),
+        );
     }
     for g in caches.storages.state() {
         let s = g.0.as_ref().ok()?;
@@ -231,7 +236,10 @@ mod tests {
         let disk = res("Microsoft.Compute/disks", "d", false);
         let nic = res(NIC, "i", false);
         assert_eq!(sweep(true, &[]), Sweep::DeleteGroup);
-        assert_eq!(sweep(true, &[vnet.clone(), nsg.clone()]), Sweep::DeleteGroup);
+        assert_eq!(
+            sweep(true, &[vnet.clone(), nsg.clone()]),
+            Sweep::DeleteGroup
+        );
         // A group the operator did not create is never deleted; its network goes in order.
         let vnet_id = vnet.id.clone().expect("id");
         assert_eq!(

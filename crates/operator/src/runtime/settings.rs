@@ -57,7 +57,12 @@ pub struct Settings {
     pub emulator: bool,
 
     /// ARM emulator already running at this URL (e.g. `azlin-operator emulator`): like `--emulator`, but the emulator outlives the operator.
-    #[arg(long, env = "AZLIN_EMULATOR_URL", value_name = "URL", conflicts_with = "emulator")]
+    #[arg(
+        long,
+        env = "AZLIN_EMULATOR_URL",
+        value_name = "URL",
+        conflicts_with = "emulator"
+    )]
     pub emulator_url: Option<Url>,
 
     /// With an emulator only: run each VM's guest steps (NFS mounts) in a sandbox directory under this path, with `mount` and package installs recorded instead of executed (as `local` does), instead of over SSH.
