@@ -2092,6 +2092,24 @@ async fn injected_asynchronous_failures_end_operations_failed() {
         "{codes:?}"
     );
 
+    // A power action that fails leaves the VM in the power state it had (not `stopping`).
+    env.handle.inject_error(ErrorInjection::failed_operation(
+        "POST",
+        "virtualMachines/vm/powerOff",
+        500,
+        "InternalExecutionError",
+    ));
+    let off = env.post(&format!("{vm}/powerOff"), VM_API).await;
+    assert_eq!(off.status, StatusCode::ACCEPTED);
+    let location = off.header("location").expect("Location").to_string();
+    env.wait_status(&location, VM_API, StatusCode::INTERNAL_SERVER_ERROR)
+        .await;
+    let codes = statuses(&env.get(&format!("{vm}/instanceView"), VM_API).await.body);
+    assert!(
+        codes.contains(&"PowerState/running".to_string()),
+        "{codes:?}"
+    );
+
     // Over HTTP: a failing delete; its Location URL answers the injected status with the error.
     let admin = format!("{}/_emulator/inject", env.handle.base_url());
     let r = env
