@@ -247,7 +247,7 @@ mod tests {
             Sweep::Delete(vnet_id.clone())
         );
         assert_eq!(
-            sweep(false, &[nsg.clone()]),
+            sweep(false, std::slice::from_ref(&nsg)),
             Sweep::Delete(nsg.id.clone().expect("id"))
         );
         // Anything else in the group keeps the group; a NIC keeps the network too.
