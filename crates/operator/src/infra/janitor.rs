@@ -2,7 +2,8 @@
 //! object uses it any more: the managed virtual network and NSG, and resource groups the
 //! operator created.
 //!
-//! Every pass reads the caches and two LISTs of the default subscription (resources tagged
+//! A pass runs at start, after every deletion of an object and at the resync interval; it
+//! reads the caches and two LISTs of the default subscription (resources tagged
 //! as the managed network, groups tagged `managed-by=azlin-operator`) and takes at most one
 //! write per unused group:
 //! - a group the operator created that holds nothing but its managed network is deleted
@@ -16,15 +17,22 @@
 //! (another may use the group). Tenant subscriptions are not swept.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Debug;
+use std::sync::Arc;
 use std::time::Duration;
 
 use azlin_arm::api_versions::RESOURCES;
 use azlin_arm::resource_groups::GenericResource;
 use azlin_arm::{ArmClient, ArmError, ResourceId, TagFilter};
+use futures::StreamExt;
+use kube::Resource;
+use kube::runtime::reflector::{ObjectRef, Store};
+use serde::de::DeserializeOwned;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::reconcile::Context;
-use crate::reconcile::caches::Caches;
+use crate::reconcile::caches::{Caches, Guarded, Subscription};
 use crate::reconcile::ownership::{MANAGED_BY, MANAGED_NETWORK_KIND, TAG_KIND, TAG_MANAGED_BY};
 
 /// What one unused group needs next.
@@ -186,24 +194,60 @@ pub async fn pass(arm: &ArmClient, caches: &Caches) -> Result<usize, ArmError> {
     Ok(writes)
 }
 
-/// Sweeps every `every` until `shutdown`, once the caches are synced (only when the
-/// operator watches every namespace).
-pub async fn run(ctx: std::sync::Arc<Context>, every: Duration, shutdown: CancellationToken) {
+/// Wakes `removed` whenever an object of `subscription` has left its store (deleted).
+pub async fn forward_removals<K>(
+    subscription: Subscription<Guarded<K>>,
+    store: Store<Guarded<K>>,
+    removed: Arc<Notify>,
+) where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    subscription
+        .for_each(|obj| {
+            if store.get(&ObjectRef::from_obj(obj.as_ref())).is_none() {
+                removed.notify_one();
+            }
+            futures::future::ready(())
+        })
+        .await;
+}
+
+/// Sweeps once the caches are synced, then whenever `removed` is woken (an object was
+/// deleted) and at least every `every`, until `shutdown`; `removals` (e.g.
+/// [`forward_removals`]) runs alongside. Only when the operator watches every namespace.
+pub async fn run(
+    ctx: Arc<Context>,
+    removals: impl Future<Output = ()>,
+    removed: Arc<Notify>,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
     if ctx.settings.namespace.is_some() {
         return;
     }
-    tokio::select! {
-        () = shutdown.cancelled() => return,
-        () = ctx.caches.wait_ready() => {}
-    }
-    loop {
-        if let Err(e) = pass(ctx.default_arm(), &ctx.caches).await {
-            tracing::warn!(error = %e, "janitor pass failed; retrying on the next one");
-        }
+    let sweeping = async {
         tokio::select! {
             () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(every) => {}
+            () = ctx.caches.wait_ready() => {}
         }
+        loop {
+            if let Err(e) = pass(ctx.default_arm(), &ctx.caches).await {
+                tracing::warn!(error = %e, "janitor pass failed; retrying on the next one");
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(every) => {}
+                () = removed.notified() => {}
+            }
+        }
+    };
+    let removals = async {
+        removals.await;
+        std::future::pending::<()>().await;
+    };
+    tokio::select! {
+        () = sweeping => {}
+        () = removals => {}
     }
 }
 
