@@ -30,6 +30,18 @@ pub struct EmulatorArgs {
     /// Fraction (0..1) of ARM requests answered 429 TooManyRequests with Retry-After.
     #[arg(long, default_value_t = 0.0, value_parser = rate)]
     pub throttle_rate: f64,
+    /// Fraction (0..1) of ARM requests whose connection drops before the answer is complete (half of them after the request took effect).
+    #[arg(long, default_value_t = 0.0, value_parser = rate)]
+    pub reset_rate: f64,
+    /// Fraction (0..1) of ARM requests answered only after --slow-answer-ms (the request takes effect at once).
+    #[arg(long, default_value_t = 0.0, value_parser = rate)]
+    pub slow_rate: f64,
+    /// How late slow answers come, in milliseconds (default: past the ARM client's 60 s timeout).
+    #[arg(long, default_value_t = 65_000)]
+    pub slow_answer_ms: u64,
+    /// Fraction (0..1) of writes (PUT, PATCH, POST, DELETE) accepted whose long-running operation then ends Failed (InternalExecutionError).
+    #[arg(long, default_value_t = 0.0, value_parser = rate)]
+    pub failed_operation_rate: f64,
     /// Address reported as every VM's private IP and public IP (e.g. a local sshd).
     #[arg(long)]
     pub vm_address: Option<IpAddr>,
@@ -66,6 +78,10 @@ impl From<EmulatorArgs> for EmulatorConfig {
             latency: Duration::from_millis(a.latency_ms),
             fault_rate: a.fault_rate,
             throttle_rate: a.throttle_rate,
+            reset_rate: a.reset_rate,
+            slow_rate: a.slow_rate,
+            slow_answer: Duration::from_millis(a.slow_answer_ms),
+            failed_operation_rate: a.failed_operation_rate,
             vm_address: a.vm_address,
             tls: a.tls_cert.zip(a.tls_key),
             state_file: a.state_file,

@@ -114,6 +114,9 @@ pub fn power(entry: &Entry) -> Option<PowerState> {
     entry.meta_str("power").and_then(PowerState::parse)
 }
 
+/// Meta key: the power state before the action in flight.
+const POWER_BEFORE: &str = "powerBefore";
+
 fn set_power(entry: &mut Entry, state: PowerState) {
     entry.meta.insert("power".into(), Value::from(state.code()));
 }
@@ -1042,9 +1045,22 @@ impl Hooks for VmHooks {
             "deallocate" => PowerState::Deallocating,
             other => return Err(super::kinds::unknown_action(other)),
         };
+        entry
+            .meta
+            .insert(POWER_BEFORE.into(), Value::from(current.code()));
         set_power(entry, next);
         entry.set_provisioning("Updating");
         Ok(())
+    }
+
+    /// A power action that failed leaves the VM in the power state it had, as in Azure
+    /// (it does not stay `stopping` or `starting`).
+    fn failed(&self, store: &mut Store, id: &str, op: &OpKind) {
+        if let (OpKind::Action(_), Some(entry)) = (op, store.get_mut(id))
+            && let Some(before) = entry.meta.remove(POWER_BEFORE)
+        {
+            entry.meta.insert("power".into(), before);
+        }
     }
 
     fn complete(&self, store: &mut Store, _settings: &Settings, id: &str, op: &OpKind) {
@@ -1064,6 +1080,7 @@ impl Hooks for VmHooks {
             OpKind::Action(a) if a == "deallocate" => Some(PowerState::Deallocated),
             _ => None,
         };
+        entry.meta.remove(POWER_BEFORE);
         if let Some(state) = next {
             set_power(entry, state);
         }

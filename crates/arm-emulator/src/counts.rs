@@ -27,6 +27,10 @@ pub struct RequestRecord {
     pub duration_ms: u64,
     /// The `x-ms-request-id` answered.
     pub request_id: String,
+    /// The injected delivery fault (`reset`, `slow`), if any; a request reset before it
+    /// was handled has status 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<String>,
 }
 
 /// Request counts keyed `"{METHOD} {resourceType}"`.
@@ -122,6 +126,7 @@ mod tests {
                 status: 200,
                 duration_ms: 1,
                 request_id: "id".into(),
+                fault: None,
             });
         }
         let counts = r.counts();

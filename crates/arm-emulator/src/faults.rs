@@ -101,20 +101,78 @@ pub struct SlowOperations {
     pub delay: std::time::Duration,
 }
 
+/// Rates (each 0..1) of the faults answered at random, as real ARM shows them.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct FaultRates {
+    /// 500 `InternalServerError`.
+    pub server_error: f64,
+    /// 429 `TooManyRequests` with `Retry-After: 1`.
+    pub throttle: f64,
+    /// The connection drops before the answer is complete; half of these after the request
+    /// took effect (the client cannot tell which).
+    pub reset: f64,
+    /// The answer comes only after [`FaultRates::slow_by`] (the request takes effect at once).
+    pub slow: f64,
+    /// How late slow answers come.
+    pub slow_by: std::time::Duration,
+    /// A write (PUT, PATCH, POST, DELETE) is accepted but its long-running operation ends
+    /// `Failed` (`InternalExecutionError`); synchronous writes answer that error at once.
+    pub failed_operation: f64,
+}
+
+impl FaultRates {
+    /// The rates as `(name, value)` pairs, for validation.
+    pub fn named(&self) -> [(&'static str, f64); 5] {
+        [
+            ("fault rate", self.server_error),
+            ("throttle rate", self.throttle),
+            ("reset rate", self.reset),
+            ("slow rate", self.slow),
+            ("failed operation rate", self.failed_operation),
+        ]
+    }
+}
+
+/// How a request that passed [`Faults::check`] is to be answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Normally.
+    Normal,
+    /// Drop the connection without handling the request.
+    ResetBefore,
+    /// Handle the request, then drop the connection mid-answer.
+    ResetAfter,
+    /// Handle the request and answer after this delay.
+    Slow(std::time::Duration),
+}
+
+impl Delivery {
+    /// The fault's name in the request log, if any.
+    pub fn fault(&self) -> Option<&'static str> {
+        match self {
+            Delivery::Normal => None,
+            Delivery::ResetBefore | Delivery::ResetAfter => Some("reset"),
+            Delivery::Slow(_) => Some("slow"),
+        }
+    }
+}
+
+fn chance(rate: f64) -> bool {
+    rate > 0.0 && rand::random::<f64>() < rate
+}
+
 /// Random faults and injected errors.
 pub struct Faults {
-    fault_rate: f64,
-    throttle_rate: f64,
+    rates: FaultRates,
     injected: Mutex<Vec<ErrorInjection>>,
     slow: Mutex<Vec<SlowOperations>>,
 }
 
 impl Faults {
-    /// Faults answered at random: `fault_rate` 500s and `throttle_rate` 429s.
-    pub fn new(fault_rate: f64, throttle_rate: f64) -> Self {
+    /// Faults answered at random at `rates`.
+    pub fn new(rates: FaultRates) -> Self {
         Self {
-            fault_rate,
-            throttle_rate,
+            rates,
             injected: Mutex::new(Vec::new()),
             slow: Mutex::new(Vec::new()),
         }
@@ -170,9 +228,37 @@ impl Faults {
         Some(error)
     }
 
-    /// An injected asynchronous failure for the operation this request starts, if any.
+    /// An injected (or, for writes, random) asynchronous failure for the operation this
+    /// request starts, if any.
     pub fn operation_failure(&self, method: &str, path: &str) -> Option<ArmError> {
-        self.take(method, path, true)
+        if let Some(error) = self.take(method, path, true) {
+            return Some(error);
+        }
+        let write = ["PUT", "PATCH", "POST", "DELETE"]
+            .iter()
+            .any(|m| m.eq_ignore_ascii_case(method));
+        (write && chance(self.rates.failed_operation)).then(|| {
+            ArmError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalExecutionError",
+                "An internal execution error occurred. Please retry later. (injected by the emulator)",
+            )
+        })
+    }
+
+    /// How to deliver the answer: normally, with the connection dropped, or late.
+    pub fn delivery(&self) -> Delivery {
+        if chance(self.rates.reset) {
+            return if rand::random::<bool>() {
+                Delivery::ResetAfter
+            } else {
+                Delivery::ResetBefore
+            };
+        }
+        if chance(self.rates.slow) {
+            return Delivery::Slow(self.rates.slow_by);
+        }
+        Delivery::Normal
     }
 
     /// Injected errors first, then random throttling (429) and faults (500).
@@ -180,7 +266,7 @@ impl Faults {
         if let Some(error) = self.take(method, path, false) {
             return Err(error);
         }
-        if self.throttle_rate > 0.0 && rand::random::<f64>() < self.throttle_rate {
+        if chance(self.rates.throttle) {
             return Err(ArmError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "TooManyRequests",
@@ -188,7 +274,7 @@ impl Faults {
             )
             .with_retry_after(1));
         }
-        if self.fault_rate > 0.0 && rand::random::<f64>() < self.fault_rate {
+        if chance(self.rates.server_error) {
             return Err(ArmError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "InternalServerError",
@@ -205,7 +291,7 @@ mod tests {
 
     #[test]
     fn slow_operations_match_method_and_path() {
-        let faults = Faults::new(0.0, 0.0);
+        let faults = Faults::new(FaultRates::default());
         let d = std::time::Duration::from_secs(30);
         faults.slow_operations(SlowOperations {
             method: "DELETE".into(),
@@ -227,7 +313,7 @@ mod tests {
 
     #[test]
     fn injected_errors_are_one_shot() {
-        let faults = Faults::new(0.0, 0.0);
+        let faults = Faults::new(FaultRates::default());
         faults.inject(ErrorInjection::once(
             "PUT",
             "virtualMachines",
@@ -241,5 +327,58 @@ mod tests {
             .map(|e| e.code);
         assert_eq!(err.as_deref(), Some("Conflict"));
         assert!(faults.check("PUT", "/x/virtualMachines/a").is_ok());
+    }
+
+    fn rates(f: impl FnOnce(&mut FaultRates)) -> Faults {
+        let mut r = FaultRates::default();
+        f(&mut r);
+        Faults::new(r)
+    }
+
+    #[test]
+    fn random_faults_at_their_rates() {
+        let none = rates(|_| {});
+        for _ in 0..1000 {
+            assert!(none.check("GET", "/x").is_ok());
+            assert_eq!(none.delivery(), Delivery::Normal);
+            assert!(none.operation_failure("PUT", "/x").is_none());
+        }
+        let throttled = rates(|r| r.throttle = 1.0);
+        let e = throttled.check("GET", "/x").expect_err("throttled");
+        assert_eq!((e.status.as_u16(), e.retry_after), (429, Some(1)));
+        let failing = rates(|r| r.server_error = 1.0);
+        assert_eq!(
+            failing.check("GET", "/x").expect_err("500").status.as_u16(),
+            500
+        );
+        let slow = rates(|r| {
+            r.slow = 1.0;
+            r.slow_by = std::time::Duration::from_millis(1500);
+        });
+        assert_eq!(
+            slow.delivery(),
+            Delivery::Slow(std::time::Duration::from_millis(1500))
+        );
+        let reset = rates(|r| r.reset = 1.0);
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..200 {
+            let d = reset.delivery();
+            assert_eq!(d.fault(), Some("reset"));
+            seen.insert(format!("{d:?}"));
+        }
+        assert_eq!(seen.len(), 2, "resets before and after handling: {seen:?}");
+        // Failed operations only for writes.
+        let failed_ops = rates(|r| r.failed_operation = 1.0);
+        assert!(failed_ops.operation_failure("GET", "/x").is_none());
+        let e = failed_ops
+            .operation_failure("DELETE", "/x")
+            .expect("failed operation");
+        assert_eq!(e.code, "InternalExecutionError");
+        // About the rate asked for.
+        let some = rates(|r| r.server_error = 0.2);
+        let failed = (0..5000)
+            .filter(|_| some.check("GET", "/x").is_err())
+            .count();
+        assert!((800..1200).contains(&failed), "{failed} of 5000");
     }
 }

@@ -101,6 +101,9 @@ pub trait Hooks: Sync {
     /// Finishes an operation (after `provisioningState` has become `Succeeded`).
     fn complete(&self, _store: &mut Store, _settings: &Settings, _id: &str, _op: &OpKind) {}
 
+    /// Undoes the transitional state of an operation that ended `Failed`.
+    fn failed(&self, _store: &mut Store, _id: &str, _op: &OpKind) {}
+
     /// A synchronous POST action (e.g. `listKeys`): `Some` answers `200 OK` with the value.
     fn sync_action(
         &self,

@@ -69,7 +69,7 @@ pub use faults::{ErrorInjection, SlowOperations};
 use budgets::Budgets;
 use context::Shared;
 use counts::Recorder;
-use faults::Faults;
+use faults::{FaultRates, Faults};
 use kinds::Settings;
 use state::Store;
 
@@ -84,6 +84,16 @@ pub struct EmulatorConfig {
     pub fault_rate: f64,
     /// Fraction of ARM requests answered 429.
     pub throttle_rate: f64,
+    /// Fraction of ARM requests whose connection drops before the answer is complete (half
+    /// of them after the request took effect).
+    pub reset_rate: f64,
+    /// Fraction of ARM requests answered only after `slow_answer` (the request takes effect
+    /// at once).
+    pub slow_rate: f64,
+    /// How late slow answers come (past the client's timeout, typically).
+    pub slow_answer: Duration,
+    /// Fraction of writes whose long-running operation ends `Failed`.
+    pub failed_operation_rate: f64,
     /// Address reported as every VM's private and public IP.
     pub vm_address: Option<IpAddr>,
     /// PEM certificate and key paths: serve HTTPS.
@@ -114,6 +124,10 @@ impl Default for EmulatorConfig {
             latency: Duration::from_millis(200),
             fault_rate: 0.0,
             throttle_rate: 0.0,
+            reset_rate: 0.0,
+            slow_rate: 0.0,
+            slow_answer: Duration::from_secs(65),
+            failed_operation_rate: 0.0,
             vm_address: None,
             tls: None,
             state_file: None,
@@ -132,10 +146,15 @@ pub struct Emulator;
 impl Emulator {
     /// Binds, loads the state file (finishing operations that were in flight) and starts serving.
     pub async fn start(config: EmulatorConfig) -> Result<EmulatorHandle, EmulatorError> {
-        for (name, rate) in [
-            ("fault rate", config.fault_rate),
-            ("throttle rate", config.throttle_rate),
-        ] {
+        let rates = FaultRates {
+            server_error: config.fault_rate,
+            throttle: config.throttle_rate,
+            reset: config.reset_rate,
+            slow: config.slow_rate,
+            slow_by: config.slow_answer,
+            failed_operation: config.failed_operation_rate,
+        };
+        for (name, rate) in rates.named() {
             if !(0.0..=1.0).contains(&rate) {
                 return Err(EmulatorError::Config(format!(
                     "{name} {rate} is not between 0 and 1"
@@ -188,7 +207,7 @@ impl Emulator {
             settings,
             store: Mutex::new(store),
             recorder: Mutex::new(Recorder::default()),
-            faults: Faults::new(config.fault_rate, config.throttle_rate),
+            faults: Faults::new(rates),
             budgets: Budgets::new(
                 config.rate_limit_scale,
                 config.rate_limit_scale * config.compute_limit_scale,

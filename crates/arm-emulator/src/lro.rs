@@ -98,6 +98,9 @@ pub fn complete(store: &mut Store, settings: &Settings, op_id: &str) {
             // Compute reports the failure in the instance view until a later success.
             entry.meta.insert("provisioningError".into(), error.clone());
         }
+        if let Some(kind) = kind_of(&op.resource_kind) {
+            kind.hooks.failed(store, &op.resource_id, &op.kind);
+        }
         if let Some(stored) = store.operations.get_mut(op_id) {
             stored.status = OpStatus::Failed;
             stored.error = Some(error);

@@ -32,6 +32,7 @@ use super::counts::RequestRecord;
 use super::discovery;
 use super::disks::DISK;
 use super::error::{ArmError, EmulatorError};
+use super::faults::Delivery;
 use super::handlers::{self, Req};
 use super::path;
 
@@ -132,6 +133,20 @@ async fn arm_entry(
         .map(|r| handlers::route_label(r, &method))
         .unwrap_or_else(|| "unknown".to_string());
     let mut charged = Charged::default();
+    let delivery = shared.faults.delivery();
+    if delivery == Delivery::ResetBefore {
+        shared.recorder().record(RequestRecord {
+            time,
+            method: method.to_string(),
+            path,
+            resource_type: label,
+            status: 0,
+            duration_ms: 0,
+            request_id,
+            fault: delivery.fault().map(str::to_string),
+        });
+        return dropped_connection();
+    }
     let mut response = match process(&shared, &method, &uri, &headers, &body, route, &mut charged) {
         Ok(response) => response,
         Err(e) => {
@@ -184,8 +199,28 @@ async fn arm_entry(
         status,
         duration_ms,
         request_id,
+        fault: delivery.fault().map(str::to_string),
     });
-    response
+    match delivery {
+        Delivery::Normal | Delivery::ResetBefore => response,
+        Delivery::ResetAfter => dropped_connection(),
+        Delivery::Slow(by) => {
+            tokio::time::sleep(by).await;
+            response
+        }
+    }
+}
+
+/// An answer whose body fails at once: the server drops the connection before the answer
+/// is complete, which the client sees as a connection reset.
+fn dropped_connection() -> Response {
+    let failing = futures::stream::once(async {
+        Err::<Bytes, std::io::Error>(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "connection reset (injected by the emulator)",
+        ))
+    });
+    axum::body::Body::from_stream(failing).into_response()
 }
 
 /// Budgets a request was charged to, reported in the answer's headers.

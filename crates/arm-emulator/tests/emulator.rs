@@ -1522,6 +1522,78 @@ async fn throttle_and_fault_injection() {
 }
 
 #[tokio::test]
+async fn connection_resets_slow_answers_and_failed_operations() {
+    // Resets: the client gets no answer; some requests still took effect.
+    let resets = Env::start(EmulatorConfig {
+        reset_rate: 1.0,
+        ..config(0)
+    })
+    .await;
+    for i in 0..20 {
+        let url = resets.url(&t::rg_id(&format!("r{i}")), RG_API);
+        let sent = resets
+            .client
+            .put(url)
+            .bearer_auth("t")
+            .json(&t::rg_body())
+            .send()
+            .await;
+        let failed = match sent {
+            Err(_) => true,
+            Ok(r) => r.bytes().await.is_err(),
+        };
+        assert!(failed, "request {i} was answered despite the reset");
+    }
+    let log = resets.handle.requests();
+    assert!(log.iter().all(|r| r.fault.as_deref() == Some("reset")));
+    let applied = resets.handle.resource_ids().len();
+    assert!(
+        applied > 0 && applied < 20,
+        "{applied} of 20 resets took effect (expected some, not all)"
+    );
+
+    // Slow answers: the client times out, the request took effect.
+    let slow = Env::start(EmulatorConfig {
+        slow_rate: 1.0,
+        slow_answer: Duration::from_millis(800),
+        ..config(0)
+    })
+    .await;
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(200))
+        .build()
+        .expect("client");
+    let sent = impatient
+        .put(slow.url(&t::rg_id("late"), RG_API))
+        .bearer_auth("t")
+        .json(&t::rg_body())
+        .send()
+        .await;
+    assert!(sent.is_err_and(|e| e.is_timeout()));
+    assert_eq!(
+        slow.handle.resource_ids(),
+        vec![t::rg_id("late").to_ascii_lowercase()]
+    );
+    assert_eq!(slow.handle.requests()[0].fault.as_deref(), Some("slow"));
+
+    // Failed operations (the asynchronous path is the one of injected failures): a
+    // synchronous write answers the failure at once; reads are not affected.
+    let failing = Env::start(EmulatorConfig {
+        failed_operation_rate: 1.0,
+        ..config(0)
+    })
+    .await;
+    let a = failing.put(&t::rg_id("f"), RG_API, &t::rg_body()).await;
+    assert_eq!(
+        (a.status, a.code()),
+        (StatusCode::INTERNAL_SERVER_ERROR, "InternalExecutionError"),
+        "a synchronous write answers the failure at once"
+    );
+    let get = failing.get(&t::rg_id("f"), RG_API).await;
+    assert_eq!(get.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
 async fn test_control_api_over_http_and_handle() {
     let env = Env::start(config(20)).await;
     let subnet = env.network("ctl").await;
@@ -2017,6 +2089,24 @@ async fn injected_asynchronous_failures_end_operations_failed() {
     );
     assert!(
         codes.contains(&"ProvisioningState/succeeded".to_string()),
+        "{codes:?}"
+    );
+
+    // A power action that fails leaves the VM in the power state it had (not `stopping`).
+    env.handle.inject_error(ErrorInjection::failed_operation(
+        "POST",
+        "virtualMachines/vm/powerOff",
+        500,
+        "InternalExecutionError",
+    ));
+    let off = env.post(&format!("{vm}/powerOff"), VM_API).await;
+    assert_eq!(off.status, StatusCode::ACCEPTED);
+    let location = off.header("location").expect("Location").to_string();
+    env.wait_status(&location, VM_API, StatusCode::INTERNAL_SERVER_ERROR)
+        .await;
+    let codes = statuses(&env.get(&format!("{vm}/instanceView"), VM_API).await.body);
+    assert!(
+        codes.contains(&"PowerState/running".to_string()),
         "{codes:?}"
     );
 

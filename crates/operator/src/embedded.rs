@@ -98,6 +98,8 @@ pub struct EmbeddedOptions {
     /// The controllers' clock (a [`ManualClock`] lets tests move time; moving it
     /// re-evaluates every object).
     pub clock: Clock,
+    /// Timeout of one ARM request (`None`: the emulator client's default, 20 s).
+    pub arm_request_timeout: Option<Duration>,
 }
 
 impl Default for EmbeddedOptions {
@@ -110,6 +112,7 @@ impl Default for EmbeddedOptions {
             guest: GuestMode::SandboxTemp,
             metrics: Metrics::new(),
             admission: true,
+            arm_request_timeout: None,
         }
     }
 }
@@ -214,11 +217,12 @@ impl EmbeddedEnv {
         let api = ApiServer::new();
         register_azlin_crds(&api, options.admission)?;
         let emulator = Emulator::start(options.emulator.clone()).await?;
-        let arm = ArmClient::new(ArmConfig::for_emulator(
-            &emulator.base_url(),
-            EMULATOR_SUBSCRIPTION,
-            EMULATOR_TOKEN,
-        )?)?;
+        let mut config =
+            ArmConfig::for_emulator(&emulator.base_url(), EMULATOR_SUBSCRIPTION, EMULATOR_TOKEN)?;
+        if let Some(timeout) = options.arm_request_timeout {
+            config.request_timeout = timeout;
+        }
+        let arm = ArmClient::new(config)?;
         let (guest, sandbox_dir) = match &options.guest {
             GuestMode::SandboxTemp => {
                 let dir = tempfile::Builder::new()

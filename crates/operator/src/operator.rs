@@ -6,6 +6,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use crate::controllers;
+use crate::guest::GuestAccess;
 use crate::reconcile::context::arm_client_from_settings;
 use crate::reconcile::{ContextBuilder, ControllerSettings};
 use crate::runtime::admin::{AdminError, AdminServer};
@@ -38,6 +39,9 @@ pub enum OperatorError {
     /// Leader election failed or the lease was lost.
     #[error(transparent)]
     Leader(#[from] LeaderError),
+    /// The guest sandbox directory could not be created.
+    #[error("cannot create the guest sandbox: {0}")]
+    Sandbox(std::io::Error),
     /// Signal handlers could not be installed.
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
@@ -64,23 +68,30 @@ pub async fn run(settings: Settings) -> Result<(), OperatorError> {
     } else {
         None
     };
-    let emulator_url = match &emulator {
-        Some(e) => Some(e.base_url()),
-        None => settings
-            .emulator_url
-            .as_ref()
-            .map(|u| u.as_str().to_string()),
+    let emulator_url = match (&emulator, &settings.emulator_url) {
+        (Some(handle), _) => Some(handle.base_url()),
+        (None, Some(url)) => Some(url.as_str().trim_end_matches('/').to_string()),
+        (None, None) => None,
     };
     let arm = arm_client_from_settings(&settings, emulator_url.as_deref())?;
     let ssh = SshConfig {
         max_concurrency: usize::from(settings.ssh_concurrency),
         ..SshConfig::default()
     };
-    let ctx = ContextBuilder::new(client.clone(), arm)
+    let mut builder = ContextBuilder::new(client.clone(), arm)
         .metrics(metrics.clone())
-        .settings(ControllerSettings::from_runtime(&settings))
-        .ssh_config(ssh)
-        .build();
+        .settings(controller_settings(&settings, emulator_url.is_some()))
+        .ssh_config(ssh);
+    if let Some(dir) = &settings.guest_sandbox {
+        if emulator_url.is_none() {
+            return Err(OperatorError::Controllers(crate::reconcile::Error::Config(
+                "--guest-sandbox works only with --emulator or --emulator-url".into(),
+            )));
+        }
+        std::fs::create_dir_all(dir).map_err(OperatorError::Sandbox)?;
+        builder = builder.guest(GuestAccess::sandbox(dir).map_err(OperatorError::Sandbox)?);
+    }
+    let ctx = builder.build();
 
     let elector = if settings.leader_election {
         let config = LeaseConfig::from_settings(&settings, client.default_namespace());
@@ -114,4 +125,21 @@ pub async fn run(settings: Settings) -> Result<(), OperatorError> {
         LeadershipEnd::WorkFinished => tracing::warn!("controllers finished on their own"),
     }
     Ok(())
+}
+
+/// The controllers' settings: the flags, with the short requeue intervals of `local` when
+/// Azure is an emulator (whose operations finish in milliseconds).
+fn controller_settings(settings: &Settings, emulated: bool) -> ControllerSettings {
+    let flags = ControllerSettings::from_runtime(settings);
+    if !emulated {
+        return flags;
+    }
+    ControllerSettings {
+        namespace: flags.namespace,
+        ssh_port: flags.ssh_port,
+        concurrency: flags.concurrency,
+        instance: flags.instance,
+        ..ControllerSettings::fast()
+    }
+    .with_intervals(settings)
 }

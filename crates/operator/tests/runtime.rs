@@ -359,7 +359,7 @@ fn markdown_table_lists_every_flag_with_env_and_default() {
         );
     }
     assert_eq!(
-        flags, 19,
+        flags, 21,
         "update this count and the README when adding flags"
     );
     assert_eq!(table.lines().count(), flags + 2);
@@ -367,6 +367,27 @@ fn markdown_table_lists_every_flag_with_env_and_default() {
     assert!(table.contains("| `--emulator` | `AZLIN_EMULATOR` | `false` |"));
     assert!(table.contains("| `--ssh-port` | `AZLIN_SSH_PORT` | `22` |"));
     assert!(table.contains("One of `auto`, `json`, `text`."));
+}
+
+#[test]
+fn an_external_emulator_excludes_the_in_process_one() {
+    let s = Settings::try_parse_from([
+        "run",
+        "--emulator-url",
+        "http://127.0.0.1:8443",
+        "--guest-sandbox",
+        "/tmp/guests",
+        "--arm-request-timeout",
+        "2",
+    ])
+    .expect("parse");
+    assert_eq!(
+        s.emulator_url.map(|u| u.to_string()).as_deref(),
+        Some("http://127.0.0.1:8443/")
+    );
+    assert_eq!(s.arm_request_timeout, Some(2));
+    assert!(Settings::try_parse_from(["run", "--emulator", "--emulator-url", "http://x"]).is_err());
+    assert!(Settings::try_parse_from(["run", "--arm-request-timeout", "0"]).is_err());
 }
 
 #[tokio::test]

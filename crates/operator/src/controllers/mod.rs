@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::infra::janitor;
 use crate::reconcile::{Context, Error};
 use crate::runtime::readiness::Readiness;
 use crate::runtime::watches::WatchCheck;
@@ -47,6 +48,22 @@ pub async fn run(
     let storage = sharedstorage::controller(&ctx, &caches);
     let fleet = fleet::controller(&ctx, &caches);
     let backups = backup::controller(&ctx, &caches);
+    // The managed network and groups nothing uses any more are swept after deletions and
+    // at the resync interval.
+    let removed = Arc::new(tokio::sync::Notify::new());
+    let removals = futures::future::join3(
+        janitor::forward_removals(caches.vms(), ctx.caches.vms.clone(), Arc::clone(&removed)),
+        janitor::forward_removals(
+            caches.storages(),
+            ctx.caches.storages.clone(),
+            Arc::clone(&removed),
+        ),
+        janitor::forward_removals(
+            caches.fleets(),
+            ctx.caches.fleets.clone(),
+            Arc::clone(&removed),
+        ),
+    );
     let watches = caches.run(ctx.client.clone(), ctx.settings.namespace.clone());
     let controllers = futures::future::join4(
         crate::reconcile::driver::run(
@@ -74,9 +91,18 @@ pub async fn run(
             readiness.register("Backup controller"),
         ),
     );
+    let janitor = janitor::run(
+        Arc::clone(&ctx),
+        async {
+            removals.await;
+        },
+        removed,
+        ctx.settings.resync_interval,
+        shutdown.clone(),
+    );
     // The caches serve the controllers until they stopped; then they stop too.
     tokio::select! {
-        _ = controllers => {}
+        _ = futures::future::join(controllers, janitor) => {}
         () = watches => tracing::warn!("the cache watches ended"),
     }
     Ok(())

@@ -1,7 +1,9 @@
 //! Azure infrastructure shared by the controllers: deterministic names ([`naming`]) and the
-//! resource group with the operator-managed network of a region ([`network`]).
+//! resource group with the operator-managed network of a region ([`network`]), deleted by
+//! the [`janitor`] once nothing uses them.
 
 pub mod inventory;
+pub mod janitor;
 pub mod naming;
 pub mod network;
 

@@ -6,8 +6,8 @@
 //!
 //! Like a kind, it is observed ([`observe`]), planned without I/O ([`plan`]) and applied one
 //! write at a time ([`apply`]); whichever controller comes first creates it and the others
-//! find it. The operator only ever adds to it and never touches a same-named network it
-//! does not manage.
+//! find it. Reconciles only ever add to it and never touch a same-named network the
+//! operator does not manage; once no object uses it, the [`super::janitor`] deletes it.
 
 use std::collections::BTreeMap;
 

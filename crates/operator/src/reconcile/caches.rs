@@ -43,6 +43,8 @@ pub struct Caches {
     pub backups: Store<Guarded<Backup>>,
     /// The tenant credential Secrets ([`TENANT_CREDENTIALS_SECRET`]) of every namespace.
     pub tenant_secrets: Store<Secret>,
+    /// Set once every store had its first list (see [`Caches::wait_ready`]).
+    ready: Arc<tokio::sync::OnceCell<()>>,
 }
 
 impl std::fmt::Debug for Caches {
@@ -80,15 +82,23 @@ where
 
 impl Caches {
     /// Waits until every store has its first complete list.
+    ///
+    /// Only one task at a time waits on the stores themselves: kube's `wait_until_ready`
+    /// wakes only the last of several tasks waiting at once (a oneshot receiver keeps one
+    /// waker), which left reconciles that started before the first list hanging forever.
     pub async fn wait_ready(&self) {
-        // `wait_until_ready` fails only when the writer is dropped (shutdown).
-        let _ = futures::join!(
-            self.vms.wait_until_ready(),
-            self.storages.wait_until_ready(),
-            self.fleets.wait_until_ready(),
-            self.backups.wait_until_ready(),
-            self.tenant_secrets.wait_until_ready(),
-        );
+        self.ready
+            .get_or_init(|| async {
+                // `wait_until_ready` fails only when the writer is dropped (shutdown).
+                let _ = futures::join!(
+                    self.vms.wait_until_ready(),
+                    self.storages.wait_until_ready(),
+                    self.fleets.wait_until_ready(),
+                    self.backups.wait_until_ready(),
+                    self.tenant_secrets.wait_until_ready(),
+                );
+            })
+            .await;
     }
 
     /// The tenant credential Secret of `namespace`, if it exists.
@@ -167,6 +177,7 @@ impl CacheSet {
                 fleets: fleets_r,
                 backups: backups_r,
                 tenant_secrets: tenant_r,
+                ready: Arc::default(),
             },
             vms,
             storages,
@@ -363,4 +374,35 @@ where
             (k.meta().namespace.as_deref() == Some(namespace) && pred(k)).then(|| k.name_any())
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reconciles that start before the first list all go on once it is there (kube's
+    /// readiness alone woke only the last of them).
+    #[tokio::test(flavor = "current_thread")]
+    async fn every_task_waiting_before_the_first_list_is_released() {
+        let api = azlin_kubemem::ApiServer::new();
+        crate::embedded::register_azlin_crds(&api, false).expect("CRDs");
+        let set = CacheSet::new();
+        let caches = set.caches();
+        let waiters: Vec<_> = (0..8)
+            .map(|_| {
+                let c = caches.clone();
+                tokio::spawn(async move { c.wait_ready().await })
+            })
+            .collect();
+        // Every waiter polls once, before the caches start.
+        tokio::task::yield_now().await;
+        let watches = tokio::spawn(set.run(api.client(), None));
+        for w in waiters {
+            tokio::time::timeout(std::time::Duration::from_secs(10), w)
+                .await
+                .expect("a waiter was never released")
+                .expect("waiter task");
+        }
+        watches.abort();
+    }
 }

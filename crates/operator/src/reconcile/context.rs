@@ -78,11 +78,23 @@ impl ControllerSettings {
             namespace: settings.namespace.clone(),
             ssh_port: settings.ssh_port,
             concurrency: settings.concurrency,
-            resync_interval: Duration::from_secs(settings.resync_interval),
-            progress_requeue: Duration::from_millis(settings.progress_interval_ms),
-            list_interval: Duration::from_secs(2)
-                .min(Duration::from_millis(settings.progress_interval_ms / 2)),
             ..Self::default()
+        }
+        .with_intervals(settings)
+    }
+
+    /// These settings with the intervals the flags set, if they set any.
+    pub fn with_intervals(self, settings: &Settings) -> Self {
+        let progress_requeue = settings
+            .progress_interval_ms
+            .map_or(self.progress_requeue, Duration::from_millis);
+        Self {
+            resync_interval: settings
+                .resync_interval
+                .map_or(self.resync_interval, Duration::from_secs),
+            progress_requeue,
+            list_interval: self.list_interval.min(progress_requeue / 2),
+            ..self
         }
     }
 
@@ -102,25 +114,26 @@ impl ControllerSettings {
 
 /// The default ARM client for `settings`: the configured endpoint, subscription and CA file
 /// with a credential chosen from the environment (workload identity, client secret or managed
-/// identity); with `emulator_url`, the emulator with a static token instead.
+/// identity); with `emulator_url`, the emulator with a static token instead. `--arm-request-timeout`
+/// overrides the request timeout of either.
 pub fn arm_client_from_settings(
     settings: &Settings,
     emulator_url: Option<&str>,
 ) -> Result<ArmClient, Error> {
-    let config = match emulator_url {
-        Some(url) => {
-            let mut c = ArmConfig::for_emulator(
-                url,
-                settings
-                    .subscription_id
-                    .clone()
-                    .unwrap_or_else(|| EMULATOR_SUBSCRIPTION.to_string()),
-                EMULATOR_TOKEN,
-            )?;
+    let mut config = match emulator_url {
+        Some(url) => ArmConfig::for_emulator(
+            url,
+            settings
+                .subscription_id
+                .clone()
+                .unwrap_or_else(|| EMULATOR_SUBSCRIPTION.to_string()),
+            EMULATOR_TOKEN,
+        )
+        .map(|mut c| {
             // The operator process honours Retry-After as it does against Azure.
             c.retry.max_retry_after = azlin_arm::RetryPolicy::default().max_retry_after;
             c
-        }
+        })?,
         None => {
             let subscription = settings.subscription_id.clone().ok_or_else(|| {
                 Error::Config(
@@ -135,6 +148,9 @@ pub fn arm_client_from_settings(
             c
         }
     };
+    if let Some(secs) = settings.arm_request_timeout {
+        config.request_timeout = Duration::from_secs(secs);
+    }
     Ok(ArmClient::new(config)?)
 }
 

@@ -56,7 +56,7 @@ pub struct Settings {
     #[arg(long, env = "AZLIN_EMULATOR", action = ArgAction::SetTrue)]
     pub emulator: bool,
 
-    /// Use the ARM emulator already serving at this URL (`azlin-operator emulator`) instead of Azure.
+    /// ARM emulator already running at this URL (e.g. `azlin-operator emulator`): like `--emulator`, but the emulator outlives the operator.
     #[arg(
         long,
         env = "AZLIN_EMULATOR_URL",
@@ -64,6 +64,19 @@ pub struct Settings {
         conflicts_with = "emulator"
     )]
     pub emulator_url: Option<Url>,
+
+    /// With an emulator only: run each VM's guest steps (NFS mounts) in a sandbox directory under this path, with `mount` and package installs recorded instead of executed (as `local` does), instead of over SSH.
+    #[arg(long, env = "AZLIN_GUEST_SANDBOX", value_name = "DIR")]
+    pub guest_sandbox: Option<PathBuf>,
+
+    /// Timeout of one ARM request in seconds (it is then retried); default 60, 20 with an emulator.
+    #[arg(
+        long,
+        env = "AZLIN_ARM_REQUEST_TIMEOUT",
+        value_name = "SECONDS",
+        value_parser = clap::value_parser!(u64).range(1..),
+    )]
+    pub arm_request_timeout: Option<u64>,
 
     /// Listen address of the admin server (/healthz, /readyz, /metrics).
     #[arg(long, env = "AZLIN_ADMIN_ADDR", value_name = "ADDR", default_value = DEFAULT_ADMIN_ADDR)]
@@ -141,26 +154,23 @@ pub struct Settings {
     )]
     pub ssh_concurrency: u16,
 
-    /// Seconds between re-checks of objects at rest (drift detection); lengthened
-    /// automatically when one round would spend more than half of Azure's read budget.
+    /// Seconds between re-checks of objects at rest (drift detection), lengthened automatically when one round would spend more than half of Azure's read budget; default 300, 30 with an emulator.
     #[arg(
         long,
         env = "AZLIN_RESYNC_INTERVAL",
         value_name = "SECONDS",
-        default_value_t = 300,
         value_parser = clap::value_parser!(u64).range(1..),
     )]
-    pub resync_interval: u64,
+    pub resync_interval: Option<u64>,
 
-    /// Milliseconds between looks at an Azure operation still in progress.
+    /// Milliseconds between looks at an Azure operation still in progress; default 10000, 100 with an emulator.
     #[arg(
         long,
         env = "AZLIN_PROGRESS_INTERVAL_MS",
         value_name = "MS",
-        default_value_t = 10_000,
         value_parser = clap::value_parser!(u64).range(10..),
     )]
-    pub progress_interval_ms: u64,
+    pub progress_interval_ms: Option<u64>,
 }
 
 impl Default for Settings {
@@ -177,6 +187,8 @@ impl Default for Settings {
             ssh_port: 22,
             emulator: false,
             emulator_url: None,
+            guest_sandbox: None,
+            arm_request_timeout: None,
             // Invariant: the constant is a valid socket address (checked by the tests).
             admin_addr: DEFAULT_ADMIN_ADDR
                 .parse()
@@ -190,8 +202,8 @@ impl Default for Settings {
             log_format: LogFormat::Auto,
             concurrency: 4,
             ssh_concurrency: 8,
-            resync_interval: 300,
-            progress_interval_ms: 10_000,
+            resync_interval: None,
+            progress_interval_ms: None,
         }
     }
 }
