@@ -231,8 +231,14 @@ pub async fn run(
             () = ctx.caches.wait_ready() => {}
         }
         loop {
-            if let Err(e) = pass(ctx.default_arm(), &ctx.caches).await {
-                tracing::warn!(error = %e, "janitor pass failed; retrying on the next one");
+            match pass(ctx.default_arm(), &ctx.caches).await {
+                // Azure changed under every object's view: look again (an object created
+                // while the pass ran re-creates what it needs).
+                Ok(writes) if writes > 0 => ctx.resync(),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "janitor pass failed; retrying on the next one");
+                }
             }
             tokio::select! {
                 () = shutdown.cancelled() => return,
