@@ -400,11 +400,19 @@ impl Pacer {
                 + retry_after
                     .unwrap_or(Duration::from_secs(1))
                     .min(self.max_retry_after);
-            // A provider policy at zero answered: only its requests wait; else the class.
+            // A provider policy at zero answered: only its requests wait. A 429 while the
+            // subscription's budget for the class is left is about one resource (Network's
+            // `RetryableErrorDueToAnotherOperation`): only that request waits, by its retry.
+            // Else the whole class waits.
             let provider = remaining.is_some_and(|r| r.resource.iter().any(|(_, n)| *n == 0));
+            let class_left = remaining.and_then(|r| match class {
+                RequestClass::Read => r.subscription_reads,
+                RequestClass::Write => r.subscription_writes,
+                RequestClass::Delete => r.subscription_deletes,
+            });
             if provider {
                 sub.kind_blocked.insert(kind, until);
-            } else {
+            } else if class_left.is_none_or(|n| n == 0) {
                 sub.class_blocked.insert(class, until);
             }
         }
@@ -506,6 +514,28 @@ mod tests {
         let waited = p.acquire("s", &Method::GET, "other").await;
         assert!(waited >= Duration::from_secs(5), "{waited:?}");
         assert_eq!(p.acquire("s", &Method::PUT, "t").await, Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_429_about_one_resource_blocks_no_one_else() {
+        let p = Pacer::new(limits(200, 10));
+        let left = RateLimitRemaining {
+            subscription_writes: Some(150),
+            ..RateLimitRemaining::default()
+        };
+        p.observe(
+            "s",
+            &Method::PUT,
+            "Microsoft.Network/networkSecurityGroups",
+            429,
+            Some(&left),
+            Some(Duration::from_secs(5)),
+        );
+        assert_eq!(
+            p.acquire("s", &Method::PUT, "Microsoft.Compute/virtualMachines")
+                .await,
+            Duration::ZERO
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -77,16 +77,16 @@ impl Budgets {
 }
 
 /// The least time `vms` VMs in one new resource group can take to be Ready: the slowest of
-/// the provisioning chain the first VM waits for (resource group, network security group,
-/// virtual network, NIC, VM: five emulated provisioning times), the writes needed (five
-/// for the shared resources, then a NIC and a VM per VM) beyond the write burst at the write
-/// refill, and the VM creates beyond one Compute window at that window's pace.
+/// the provisioning chain the first VM waits for (network security group, virtual network,
+/// public IP, NIC, VM: five emulated provisioning times), the writes needed (five for the
+/// shared resources, then a public IP, a NIC and a VM per VM) beyond the write burst at the
+/// write refill, and the VM creates beyond one Compute window at that window's pace.
 pub fn lower_bound(vms: usize, latency: Duration, budgets: Option<Budgets>) -> Duration {
     let chain = latency * 5;
     let Some(b) = budgets else {
         return chain;
     };
-    let writes = 5.0 + 2.0 * vms as f64;
+    let writes = 5.0 + 3.0 * vms as f64;
     let write_wait = (writes - b.write_burst).max(0.0) / b.writes_per_second;
     let windows = |per: f64, seconds: f64| ((vms as f64 - per) / per).max(0.0).ceil() * seconds;
     let vm_wait = windows(b.vm_writes_per_3min, 180.0).max(windows(b.vm_writes_per_30min, 1800.0));
@@ -186,7 +186,7 @@ pub enum BenchError {
         /// Cause.
         source: std::io::Error,
     },
-    /// The operator process ended or never became ready.
+    /// The operator process ended or never became ready, or a change could not be made.
     #[error("the operator process: {0}")]
     Operator(String),
     /// Something did not happen in time.
@@ -309,9 +309,9 @@ fn ready_count(api: &ApiServer) -> usize {
         .count()
 }
 
-fn vm_yaml(i: usize, power: &str) -> String {
+fn vm_yaml(i: usize) -> String {
     format!(
-        "---\napiVersion: azlin.io/v1alpha1\nkind: AzlinVM\nmetadata: {{name: vm-{i:05}, namespace: bench}}\nspec: {{resourceGroup: bench-rg, location: westus2, size: Standard_D2s_v5, powerState: {power}}}\n"
+        "---\napiVersion: azlin.io/v1alpha1\nkind: AzlinVM\nmetadata: {{name: vm-{i:05}, namespace: bench}}\nspec: {{resourceGroup: bench-rg, location: westus2, size: Standard_D2s_v5}}\n"
     )
 }
 
@@ -319,6 +319,19 @@ fn reads_and_writes(emulator: &EmulatorHandle) -> (u64, u64) {
     let counts = emulator.counts();
     let reads = counts.method("GET") + counts.method("HEAD");
     (reads, counts.total - reads)
+}
+
+/// Prints to stderr which requests drew 429s and which budget said so.
+fn report_throttled(emulator: &EmulatorHandle, phase: &str) {
+    let mut by_kind = std::collections::BTreeMap::<String, u64>::new();
+    for r in emulator.requests().iter().filter(|r| r.status == 429) {
+        *by_kind
+            .entry(format!("{} {}", r.method, r.resource_type))
+            .or_default() += 1;
+    }
+    for (kind, n) in by_kind {
+        eprintln!("{vms_phase}: {n} × 429 on {kind}", vms_phase = phase);
+    }
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -372,7 +385,7 @@ pub async fn run_one(args: &BenchArgs, vms: usize) -> Result<BenchReport, BenchE
     let operator = OperatorProcess::start(args, &kubeconfig, &emulator.base_url())?;
     let timeout = Duration::from_secs(args.timeout);
 
-    let yaml: String = (0..vms).map(|i| vm_yaml(i, "Running")).collect();
+    let yaml: String = (0..vms).map(vm_yaml).collect();
     let started = Instant::now();
     api.apply_yaml(&yaml)?;
     poll(
@@ -384,6 +397,7 @@ pub async fn run_one(args: &BenchArgs, vms: usize) -> Result<BenchReport, BenchE
     let seconds_to_ready = started.elapsed().as_secs_f64();
     let (reads, writes) = reads_and_writes(&emulator);
     let mut throttled = emulator.counts().throttled;
+    report_throttled(&emulator, "until Ready");
 
     // At rest: two resync intervals of whatever the operator settled on.
     let resync = operator
@@ -401,11 +415,20 @@ pub async fn run_one(args: &BenchArgs, vms: usize) -> Result<BenchReport, BenchE
     // Spec changes: stop one VM at a time and time its first ARM request.
     emulator.reset_counts();
     let mut latencies = Vec::new();
+    let objects: kube::Api<crate::api::AzlinVM> = kube::Api::namespaced(api.client(), "bench");
+    let stop = kube::api::Patch::Merge(serde_json::json!({"spec": {"powerState": "Stopped"}}));
     for k in 0..args.changes.min(vms) {
         let i = k * vms / args.changes.min(vms).max(1);
         let name = format!("bench-vm-{i:05}");
         let changed = chrono::Utc::now();
-        api.apply_yaml(&vm_yaml(i, "Stopped"))?;
+        objects
+            .patch(
+                &format!("vm-{i:05}"),
+                &kube::api::PatchParams::default(),
+                &stop,
+            )
+            .await
+            .map_err(|e| BenchError::Operator(format!("patching vm-{i:05}: {e}")))?;
         let first = poll(
             Duration::from_secs(60),
             || format!("an ARM request for {name}"),
@@ -477,11 +500,14 @@ mod tests {
     fn lower_bound_with_azures_budgets() {
         let latency = Duration::from_millis(200);
         let azure = Some(Budgets::scaled(1.0, 1.0));
-        // 100 VMs: 205 writes, 5 beyond the burst (0.5 s); 100 VM creates fit one window.
-        assert_eq!(lower_bound(100, latency, azure), Duration::from_secs(1));
-        // 1000 VMs: 2005 writes → 180.5 s; 1000 VM creates → 4 more 3-minute windows.
+        // 100 VMs: 305 writes, 105 beyond the burst (10.5 s); 100 VM creates fit one window.
+        assert_eq!(
+            lower_bound(100, latency, azure),
+            Duration::from_secs_f64(10.5)
+        );
+        // 1000 VMs: 3005 writes → 280.5 s; 1000 VM creates → 4 more 3-minute windows.
         assert_eq!(lower_bound(1000, latency, azure), Duration::from_secs(720));
-        // 10,000 at 10× budgets: 20,005 writes → 180 s; 2400 per 3 min → 4 more windows
+        // 10,000 at 10× budgets: 30,005 writes → 280 s; 2400 per 3 min → 4 more windows
         // (720 s); 12,000 per 30 min fits one.
         let ten = Some(Budgets::scaled(10.0, 1.0));
         assert_eq!(lower_bound(10_000, latency, ten), Duration::from_secs(720));

@@ -1457,3 +1457,84 @@ async fn colliding_azure_names_stall_the_later_object_and_its_deletion_touches_n
         .expect("winner Ready");
     env.shutdown().await;
 }
+
+/// A VM in another resource group than its storage: Azure refuses NFS from a subnet that is
+/// not in the account's network rules (the emulator enforces it), so the VM reports the
+/// mount Stalled naming `spec.allowedSubnets`; once the user allows its subnet, the storage
+/// updates its rules, the emulator lets the VM in and the share is mounted.
+#[tokio::test]
+async fn a_storage_in_another_group_is_mounted_once_its_rules_allow_the_vm() {
+    let env = env().await;
+    env.apply_yaml(
+        "apiVersion: azlin.io/v1alpha1\nkind: SharedStorage\nmetadata: {name: far, namespace: default}\nspec: {resourceGroup: rg-far, location: westus2}\n",
+    )
+    .expect("storage");
+    env.apply_yaml(&vm_yaml("near", "  mounts:\n  - storageRef: far\n"))
+        .expect("vm");
+    let vm = env
+        .wait_for(
+            "default",
+            "near",
+            |v: &AzlinVM| {
+                v.status.as_ref().is_some_and(|s| {
+                    conditions::find(&s.conditions, STALLED)
+                        .is_some_and(|c| c.status == "True" && c.reason == "SubnetNotAllowed")
+                })
+            },
+            WAIT,
+        )
+        .await
+        .expect("the refused mount is Stalled");
+    let st = vm.status.expect("status");
+    let stalled = conditions::find(&st.conditions, STALLED).expect("Stalled");
+    let subnet = format!(
+        "{}/providers/Microsoft.Network/virtualNetworks/azlin-westus2-vnet/subnets/default",
+        rg_id("near")
+    );
+    assert!(
+        stalled.message.contains("spec.allowedSubnets") && stalled.message.contains(&subnet),
+        "{stalled:?}"
+    );
+    assert!(st.vm_id.is_some(), "the VM itself was created: {st:?}");
+    let account = env
+        .api()
+        .get("azlin.io/v1alpha1", "SharedStorage", Some("default"), "far")
+        .and_then(|s| s["status"]["storageAccount"].as_str().map(str::to_string))
+        .expect("account name");
+    assert!(
+        env.emulator()
+            .nfs_access(&vm_arm_id("near"), &account)
+            .is_err(),
+        "Azure (the emulator) refuses this VM too"
+    );
+
+    let storages: Api<azlin_operator::api::SharedStorage> =
+        Api::namespaced(env.client(), "default");
+    storages
+        .patch(
+            "far",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"allowedSubnets": [subnet]}})),
+        )
+        .await
+        .expect("allow the VM's subnet");
+    env.wait_for(
+        "default",
+        "near",
+        |v: &AzlinVM| {
+            is_ready(v)
+                && v.status.as_ref().is_some_and(|s| {
+                    s.mounts.len() == 1
+                        && s.mounts[0].state == azlin_operator::api::azlinvm::MountState::Mounted
+                })
+        },
+        WAIT,
+    )
+    .await
+    .expect("mounted once the rules allow the VM");
+    assert_eq!(
+        env.emulator().nfs_access(&vm_arm_id("near"), &account),
+        Ok(())
+    );
+    env.shutdown().await;
+}

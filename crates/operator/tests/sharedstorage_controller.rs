@@ -40,7 +40,7 @@ fn vm_yaml(name: &str, mounts: &[&str]) -> String {
         .map(|m| format!("{{storageRef: {m}}}"))
         .collect();
     format!(
-        "apiVersion: azlin.io/v1alpha1\nkind: AzlinVM\nmetadata: {{name: {name}, namespace: {NS}}}\nspec:\n  resourceGroup: rg-vms\n  location: {LOCATION}\n  powerState: Deallocated\n  mounts: [{}]\n",
+        "apiVersion: azlin.io/v1alpha1\nkind: AzlinVM\nmetadata: {{name: {name}, namespace: {NS}}}\nspec:\n  resourceGroup: {RG}\n  location: {LOCATION}\n  powerState: Deallocated\n  mounts: [{}]\n",
         mounts.join(", ")
     )
 }

@@ -149,6 +149,11 @@ struct Slot {
 
 type SlotKey = (String, String, &'static str);
 
+/// How long a claim on writing a shared resource keeps other objects from writing it
+/// (they wait for the claimant's write to show in the snapshots; a claimant that vanished
+/// lets the next one write after this).
+pub const SHARED_WRITE_HOLD: Duration = Duration::from_secs(30);
+
 /// Share of the subscription's read refill an operator at rest may spend.
 pub const AT_REST_READ_SHARE: f64 = 0.5;
 
@@ -165,6 +170,8 @@ pub struct Inventory {
     slots: Mutex<HashMap<SlotKey, Arc<tokio::sync::Mutex<Slot>>>>,
     /// Reads the last LIST of each snapshot took (its pages).
     costs: Mutex<HashMap<SlotKey, u64>>,
+    /// Shared resources being written: key → (object, when claimed).
+    shared_writes: Mutex<HashMap<String, (String, Instant)>>,
     reads_per_second: f64,
     needs: Mutex<HashMap<String, Instant>>,
     /// Snapshots started before this are not reused (see [`Inventory::expire`]).
@@ -194,6 +201,7 @@ impl Inventory {
         Self {
             slots: Mutex::new(HashMap::new()),
             costs: Mutex::new(HashMap::new()),
+            shared_writes: Mutex::new(HashMap::new()),
             reads_per_second,
             needs: Mutex::new(HashMap::new()),
             floor: Mutex::new(None),
@@ -218,6 +226,30 @@ impl Inventory {
     /// ([`adaptive_resync`]).
     pub fn resync_interval(&self) -> Duration {
         adaptive_resync(self.max_age, self.reads_per_round(), self.reads_per_second)
+    }
+
+    /// Another object's live claim on writing shared resource `key` (see
+    /// [`Inventory::claim_shared_write`]), by that object's name.
+    pub fn shared_write_holder(&self, key: &str, object: &str) -> Option<String> {
+        let writes = lock(&self.shared_writes);
+        let (holder, at) = writes.get(key)?;
+        (holder != object && at.elapsed() < SHARED_WRITE_HOLD).then(|| holder.clone())
+    }
+
+    /// Claims the writes of shared resource `key` (e.g. one resource group's managed
+    /// network) for `object`, so a hundred objects needing it make one write, not a hundred:
+    /// false while another object's claim is younger than [`SHARED_WRITE_HOLD`].
+    pub fn claim_shared_write(&self, key: &str, object: &str) -> bool {
+        let mut writes = lock(&self.shared_writes);
+        let now = Instant::now();
+        writes.retain(|_, (_, at)| now.saturating_duration_since(*at) < SHARED_WRITE_HOLD);
+        match writes.get(key) {
+            Some((holder, _)) if holder != object => false,
+            _ => {
+                writes.insert(key.to_string(), (object.to_string(), now));
+                true
+            }
+        }
     }
 
     /// From now on, `object` needs snapshots taken after this moment (it wrote, or waits for
@@ -328,6 +360,25 @@ mod tests {
         );
         // Exactly at the share: unchanged.
         assert_eq!(adaptive_resync(base, 3750, 25.0), base);
+    }
+
+    #[test]
+    fn one_object_writes_a_shared_resource_at_a_time() {
+        let inventory = Inventory::new(Duration::ZERO, Duration::from_secs(300), 25.0);
+        assert!(inventory.claim_shared_write("s/rg/westus2", "AzlinVM:ns/a"));
+        assert!(!inventory.claim_shared_write("s/rg/westus2", "AzlinVM:ns/b"));
+        assert!(inventory.claim_shared_write("s/rg/westus2", "AzlinVM:ns/a"));
+        assert!(inventory.claim_shared_write("s/other/westus2", "AzlinVM:ns/b"));
+        assert_eq!(
+            inventory
+                .shared_write_holder("s/rg/westus2", "AzlinVM:ns/b")
+                .as_deref(),
+            Some("AzlinVM:ns/a")
+        );
+        assert_eq!(
+            inventory.shared_write_holder("s/rg/westus2", "AzlinVM:ns/a"),
+            None
+        );
     }
 
     #[test]

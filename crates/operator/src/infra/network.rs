@@ -43,6 +43,21 @@ pub struct Observed {
     pub nsg: Option<NetworkSecurityGroup>,
     /// The managed virtual network.
     pub vnet: Option<VirtualNetwork>,
+    /// Another object writing this site's network right now (its key), whose write this
+    /// object waits to see instead of making its own.
+    pub busy: Option<String>,
+}
+
+/// The key under which one object at a time writes `site`'s network
+/// ([`crate::infra::inventory::Inventory::claim_shared_write`]).
+pub fn write_key(arm: &ArmClient, site: &Site) -> String {
+    format!(
+        "{}/{}/{}",
+        arm.subscription_id(),
+        site.resource_group,
+        site.location
+    )
+    .to_ascii_lowercase()
 }
 
 /// One write towards the wanted infrastructure.
@@ -148,6 +163,10 @@ pub async fn observe(cx: &Cx<'_>, arm: &ArmClient, site: &Site) -> Result<Observ
     let groups = cx.list::<Groups>(arm, &site.resource_group).await?;
     let mut seen = Observed {
         group: groups.get(&site.resource_group).is_some(),
+        busy: cx
+            .ctx
+            .inventory
+            .shared_write_holder(&write_key(arm, site), &cx.key),
         ..Observed::default()
     };
     if !seen.group {
@@ -181,6 +200,16 @@ pub async fn observe(cx: &Cx<'_>, arm: &ArmClient, site: &Site) -> Result<Observ
 
 /// The next write towards the wanted site; `nsg_id` is [`Site::nsg_id`].
 pub fn plan(seen: &Observed, site: &Site, nsg_id: &str) -> Plan {
+    match (plan_writes(seen, site, nsg_id), &seen.busy) {
+        (Plan::Step(_), Some(holder)) => Plan::Wait(format!(
+            "{holder} is preparing the network of resource group {}",
+            site.resource_group
+        )),
+        (plan, _) => plan,
+    }
+}
+
+fn plan_writes(seen: &Observed, site: &Site, nsg_id: &str) -> Plan {
     if !seen.group {
         return Plan::Step(Step::CreateGroup);
     }
@@ -284,8 +313,21 @@ impl Step {
     }
 }
 
-/// Starts `step`; the returned poller says whether it already finished.
-pub async fn apply(arm: &ArmClient, site: &Site, step: &Step) -> Result<Option<Poller>, Error> {
+/// Starts `step` for object `cx.key`, unless another object claimed the site's network
+/// writes since this one looked; the returned poller says whether it already finished.
+pub async fn apply(
+    cx: &Cx<'_>,
+    arm: &ArmClient,
+    site: &Site,
+    step: &Step,
+) -> Result<Option<Poller>, Error> {
+    if !cx
+        .ctx
+        .inventory
+        .claim_shared_write(&write_key(arm, site), &cx.key)
+    {
+        return Ok(None);
+    }
     let net = arm.network();
     let rg = &site.resource_group;
     Ok(match step {
@@ -392,8 +434,28 @@ mod tests {
                     subnet: Some(no_endpoint.clone()),
                     nsg: Some(nsg.clone()),
                     vnet: Some(vnet.clone()),
+                    busy: None,
                 },
                 |p| matches!(p, Plan::Step(Step::PutSubnet(s)) if subnet_ok(s)),
+            ),
+            (
+                "another object is writing the network: wait for it",
+                Observed {
+                    group: true,
+                    busy: Some("AzlinVM:ns/other".into()),
+                    ..Default::default()
+                },
+                |p| matches!(p, Plan::Wait(m) if m.contains("AzlinVM:ns/other")),
+            ),
+            (
+                "another object is writing, but the network is ready",
+                Observed {
+                    group: true,
+                    subnet: Some(managed_subnet(NSG)),
+                    busy: Some("AzlinVM:ns/other".into()),
+                    ..Default::default()
+                },
+                |p| *p == Plan::Ready,
             ),
             (
                 "foreign vnet",

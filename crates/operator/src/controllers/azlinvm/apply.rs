@@ -57,7 +57,7 @@ pub async fn apply(
     let disks = arm.compute().disks(rg);
     let poller = match step {
         Step::CreateKey | Step::Guest(_) | Step::RetainKey => None,
-        Step::Infra(s) => network::apply(&arm, &seen.site, &s).await?,
+        Step::Infra(s) => network::apply(cx, &arm, &seen.site, &s).await?,
         Step::PutPip(body) => Some(pips.begin_create_or_update(&names.pip, &body).await?),
         Step::DeletePip => {
             ensure_ours(

@@ -54,6 +54,43 @@ pub struct DesiredMount {
     pub home_user: Option<String>,
     /// The storage template's directories, made sure of when mounting.
     pub dirs: MountDirs,
+    /// Why the storage's network rules keep this VM out, if they do (see [`check_network`]).
+    pub denied: Option<String>,
+}
+
+/// Marks the mounts whose storage does not accept NFS from `vm_subnet`: Azure allows NFS
+/// only from the subnets in the account's network rules (the storage's managed subnet,
+/// `storage_subnet(storage)`, and its `spec.allowedSubnets`), so such a mount would be
+/// refused on the VM. They are left out of the guest plan and say what to change.
+pub fn check_network(
+    mounts: &mut [DesiredMount],
+    storages: &Store<Guarded<SharedStorage>>,
+    namespace: &str,
+    vm_subnet: &str,
+    storage_subnet: impl Fn(&SharedStorage) -> String,
+) {
+    for m in mounts.iter_mut() {
+        let Some(storage) = get_valid(storages, namespace, &m.storage_ref) else {
+            continue;
+        };
+        let allowed = crate::controllers::sharedstorage::build::allowed_subnets(
+            &storage_subnet(&storage),
+            &storage.spec.allowed_subnets,
+        );
+        if allowed.iter().any(|s| s.eq_ignore_ascii_case(vm_subnet)) {
+            continue;
+        }
+        let message = format!(
+            "SharedStorage {} accepts NFS only from the subnets {}; this VM's subnet {vm_subnet} is not one of them: add it to the SharedStorage's spec.allowedSubnets, or create the VM in resource group {} ({})",
+            m.storage_ref,
+            allowed.join(", "),
+            storage.spec.resource_group,
+            storage.spec.location,
+        );
+        m.source = None;
+        m.pending = message.clone();
+        m.denied = Some(message);
+    }
 }
 
 /// Mount point of `m`: its `path`, else the storage template's, else `/mnt/<storageRef>`.
@@ -159,6 +196,7 @@ pub fn resolve(
                 pending: share.pending,
                 home_user: None,
                 dirs,
+                denied: None,
             }
         })
         .collect();
@@ -224,6 +262,7 @@ fn resolve_shared_home(
         pending: share.pending,
         home_user: Some(user),
         dirs: MountDirs::default(),
+        denied: None,
     })
 }
 
@@ -407,6 +446,7 @@ mod tests {
             storage_missing: false,
             home_user: None,
             dirs: Default::default(),
+            denied: None,
         }
     }
 
@@ -424,6 +464,7 @@ mod tests {
             storage_missing: false,
             home_user: Some("azureuser".into()),
             dirs: Default::default(),
+            denied: None,
         }
     }
 

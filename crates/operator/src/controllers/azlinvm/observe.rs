@@ -229,6 +229,17 @@ pub async fn observe(vm: &AzlinVM, cx: &Cx<'_>) -> Result<Observed, Error> {
                 },
             },
         };
+        let vm_subnet = match &net {
+            Net::Custom { subnet_id, .. } => subnet_id.clone(),
+            _ => seen.managed_subnet_id.clone(),
+        };
+        mounts::check_network(&mut seen.mounts, &caches.storages, ns, &vm_subnet, |s| {
+            Site {
+                resource_group: s.spec.resource_group.clone(),
+                location: s.spec.location.clone(),
+            }
+            .subnet_id(&arm)
+        });
         seen.group = net.group_exists();
         seen.net = Some(net);
         seen.restore = restore::observe(vm, cx, &seen.names, seen.group).await?;

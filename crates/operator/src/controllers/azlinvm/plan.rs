@@ -832,6 +832,16 @@ fn guest(mut p: Planner<'_>, power: Observed_, key: &VmKey) -> Plan<AzlinVM> {
         p.st.mounts = mounts::not_running(mounts, &seen.mounts, power_word(power));
         return p.finish(None, phase, ready, Requeue::Resync);
     }
+    // A mount the storage's network rules refuse waits for the user's change (the
+    // SharedStorage's change wakes this VM); the VM itself keeps converging.
+    if let Some(message) = seen.mounts.iter().find_map(|m| m.denied.clone()) {
+        return p.finish(
+            None,
+            phase,
+            Health::stalled("SubnetNotAllowed", message),
+            Requeue::Resync,
+        );
+    }
     match mount_health(&p.st.mounts, p.cx) {
         Some((health, requeue)) => p.finish(None, phase, health, requeue),
         None => p.finish(None, phase, ready, Requeue::Resync),

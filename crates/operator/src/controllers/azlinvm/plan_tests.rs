@@ -232,6 +232,7 @@ fn apply_mode_table() {
                     storage_missing: true,
                     home_user: None,
                     dirs: Default::default(),
+                    denied: None,
                 }]
             },
             Option::is_none,

@@ -17,7 +17,18 @@ const NAME_TAKEN: &[&str] = &[
 ];
 
 /// A taken account name needs a change (someone else owns it); ARM's code is kept.
-pub fn account_error(e: ArmError, account: &str) -> Error {
+pub fn account_error(e: ArmError, account: &str, managed_subnet: &str) -> Error {
+    // The managed subnet refused while it is being deleted or re-created (the janitor
+    // removed an unused network a moment before this storage needed it): look again.
+    if e.code() == Some("NetworkAclsValidationFailure")
+        && e.message()
+            .to_ascii_lowercase()
+            .contains(&managed_subnet.to_ascii_lowercase())
+    {
+        return Error::DependencyNotReady {
+            what: format!("the managed subnet {managed_subnet}: {}", e.message()),
+        };
+    }
     if let Some(code) = e.code().filter(|c| NAME_TAKEN.contains(c)) {
         return Error::NotManaged {
             message: format!(
@@ -43,12 +54,12 @@ pub async fn apply(
     let accounts = arm.storage().accounts(rg);
     let shares = arm.storage().file_shares(rg, &t.account);
     let poller = match step {
-        Step::Infra(s) => network::apply(&arm, &t.site, &s).await?,
+        Step::Infra(s) => network::apply(cx, &arm, &t.site, &s).await?,
         Step::CreateAccount(body) | Step::UpdateAccount(body) => Some(
             accounts
                 .begin_create_or_update(&t.account, &body)
                 .await
-                .map_err(|e| account_error(e, &t.account))?,
+                .map_err(|e| account_error(e, &t.account, &t.subnet_id))?,
         ),
         Step::CreateShare(body) => Some(shares.begin_create_or_update(&t.share, &body).await?),
         Step::UpdateShare(update) => {
@@ -78,6 +89,7 @@ mod tests {
                 message: "The storage account named x is already taken.".into(),
             },
             "x",
+            SUBNET,
         );
         assert!(e.needs_change());
         assert!(e.message().contains("StorageAccountAlreadyTaken"));
@@ -87,7 +99,25 @@ mod tests {
                 message: "busy".into(),
             },
             "x",
+            SUBNET,
         );
         assert!(!other.needs_change());
+    }
+
+    const SUBNET: &str = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks/azlin-westus2-vnet/subnets/default";
+
+    #[test]
+    fn a_refused_managed_subnet_is_waited_for_and_a_users_subnet_needs_a_change() {
+        let refused = |subnet: &str| ArmError::InvalidRequest {
+            status: 400,
+            code: "NetworkAclsValidationFailure".into(),
+            message: format!(
+                "Subnets {subnet} do not have ServiceEndpoints for Microsoft.Storage resources configured."
+            ),
+            target: None,
+        };
+        assert!(!account_error(refused(SUBNET), "x", SUBNET).needs_change());
+        let users = "/subscriptions/s/resourceGroups/other/providers/Microsoft.Network/virtualNetworks/v/subnets/s";
+        assert!(account_error(refused(users), "x", SUBNET).needs_change());
     }
 }
