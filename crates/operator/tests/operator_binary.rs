@@ -140,11 +140,16 @@ fn eventually(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
     }
 }
 
-#[test]
-fn run_binary_serves_admin_reconciles_hands_over_and_shuts_down() {
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    // kube clients spawn their buffer worker on the ambient runtime.
-    let _guard = rt.enter();
+/// The in-memory API with the azlin CRDs, served on loopback, and a kubeconfig file for it
+/// (kept while the returned handles live).
+fn serve_api(
+    rt: &tokio::runtime::Runtime,
+) -> (
+    ApiServer,
+    azlin_kubemem::Served,
+    tempfile::TempDir,
+    std::path::PathBuf,
+) {
     let api = ApiServer::new();
     register_azlin_crds(&api, true).expect("CRDs");
     let served = rt
@@ -153,6 +158,15 @@ fn run_binary_serves_admin_reconciles_hands_over_and_shuts_down() {
     let dir = tempfile::tempdir().expect("tempdir");
     let kubeconfig = dir.path().join("kubeconfig");
     std::fs::write(&kubeconfig, served.kubeconfig()).expect("kubeconfig");
+    (api, served, dir, kubeconfig)
+}
+
+#[test]
+fn run_binary_serves_admin_reconciles_hands_over_and_shuts_down() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    // kube clients spawn their buffer worker on the ambient runtime.
+    let _guard = rt.enter();
+    let (api, _served, _dir, kubeconfig) = serve_api(&rt);
 
     let mut a = Operator::start(&kubeconfig, "replica-a");
     let (code, body) = a.get("/healthz");
@@ -230,14 +244,7 @@ fn run_binary_serves_admin_reconciles_hands_over_and_shuts_down() {
 fn two_replicas_shard_by_namespace() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let _guard = rt.enter();
-    let api = ApiServer::new();
-    register_azlin_crds(&api, true).expect("CRDs");
-    let served = rt
-        .block_on(api.serve("127.0.0.1:0".parse().expect("addr")))
-        .expect("serve the in-memory API");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let kubeconfig = dir.path().join("kubeconfig");
-    std::fs::write(&kubeconfig, served.kubeconfig()).expect("kubeconfig");
+    let (api, _served, _dir, kubeconfig) = serve_api(&rt);
     for ns in ["team-a", "team-b"] {
         api.ensure_namespace(ns).expect("namespace");
     }
