@@ -165,11 +165,22 @@ pub fn adaptive_resync(base: Duration, reads_per_round: u64, reads_per_second: f
     base.max(Duration::from_secs_f64(reads_per_round as f64 / budget))
 }
 
+/// The reads of one round in the subscription where it costs most.
+fn reads_per_round(costs: &HashMap<SlotKey, u64>) -> u64 {
+    let mut per_subscription: HashMap<&str, u64> = HashMap::new();
+    for ((subscription, _, _), reads) in costs {
+        *per_subscription.entry(subscription.as_str()).or_default() += reads;
+    }
+    per_subscription.into_values().max().unwrap_or(0)
+}
+
 /// The shared snapshots, and what each object needs to see.
 pub struct Inventory {
     slots: Mutex<HashMap<SlotKey, Arc<tokio::sync::Mutex<Slot>>>>,
     /// Reads the last LIST of each snapshot took (its pages).
     costs: Mutex<HashMap<SlotKey, u64>>,
+    /// [`Inventory::resync_interval`], recomputed when a LIST's cost is recorded.
+    resync: Mutex<Duration>,
     /// Shared resources being written: key → (object, when claimed).
     shared_writes: Mutex<HashMap<String, (String, Instant)>>,
     reads_per_second: f64,
@@ -201,6 +212,7 @@ impl Inventory {
         Self {
             slots: Mutex::new(HashMap::new()),
             costs: Mutex::new(HashMap::new()),
+            resync: Mutex::new(max_age),
             shared_writes: Mutex::new(HashMap::new()),
             reads_per_second,
             needs: Mutex::new(HashMap::new()),
@@ -213,19 +225,22 @@ impl Inventory {
     /// ARM reads one round of refreshing every snapshot costs, in the subscription where it
     /// costs most.
     pub fn reads_per_round(&self) -> u64 {
-        let mut per_subscription: HashMap<&str, u64> = HashMap::new();
-        let costs = lock(&self.costs);
-        for ((subscription, _, _), reads) in costs.iter() {
-            *per_subscription.entry(subscription.as_str()).or_default() += reads;
-        }
-        per_subscription.into_values().max().unwrap_or(0)
+        reads_per_round(&lock(&self.costs))
     }
 
     /// How long objects at rest wait between resyncs, and how long a snapshot is reused:
     /// the configured interval, or longer so a round stays within the read budget
     /// ([`adaptive_resync`]).
     pub fn resync_interval(&self) -> Duration {
-        adaptive_resync(self.max_age, self.reads_per_round(), self.reads_per_second)
+        *lock(&self.resync)
+    }
+
+    /// Records what the last LIST of `key` cost and the resync interval that follows.
+    fn record_cost(&self, key: SlotKey, reads: u64) {
+        let mut costs = lock(&self.costs);
+        costs.insert(key, reads);
+        *lock(&self.resync) =
+            adaptive_resync(self.max_age, reads_per_round(&costs), self.reads_per_second);
     }
 
     /// Another object's live claim on writing shared resource `key` (see
@@ -317,7 +332,7 @@ impl Inventory {
         let reads_before = azlin_arm::pacing::reads_in_flow();
         let listed = C::list(arm, group).await;
         let reads = azlin_arm::pacing::reads_in_flow().saturating_sub(reads_before);
-        lock(&self.costs).insert(key, reads.max(1));
+        self.record_cost(key, reads.max(1));
         let snapshot = match listed {
             Ok(items) => Snapshot {
                 items: items
@@ -384,15 +399,12 @@ mod tests {
     #[test]
     fn reads_per_round_is_the_costliest_subscription() {
         let inventory = Inventory::new(Duration::ZERO, Duration::from_secs(300), 25.0);
-        {
-            let mut costs = lock(&inventory.costs);
-            costs.insert(("s1".into(), "g1".into(), "virtualMachines"), 10);
-            costs.insert(("s1".into(), "g2".into(), "virtualMachines"), 5);
-            costs.insert(("s2".into(), "g1".into(), "virtualMachines"), 12);
-        }
+        inventory.record_cost(("s1".into(), "g1".into(), "virtualMachines"), 10);
+        inventory.record_cost(("s1".into(), "g2".into(), "virtualMachines"), 5);
+        inventory.record_cost(("s2".into(), "g1".into(), "virtualMachines"), 12);
         assert_eq!(inventory.reads_per_round(), 15);
         assert_eq!(inventory.resync_interval(), Duration::from_secs(300));
-        lock(&inventory.costs).insert(("s2".into(), "g2".into(), "disks"), 10_000);
+        inventory.record_cost(("s2".into(), "g2".into(), "disks"), 10_000);
         assert_eq!(
             inventory.resync_interval(),
             Duration::from_secs_f64(10_012.0 / 12.5)
