@@ -118,6 +118,16 @@ pub enum ComputePolicy {
 }
 
 impl ComputePolicy {
+    /// The policy family's name (`PutVM`, `CreateUpdateDisks`, `HighCostGet`, `LowCostGet`).
+    pub fn family(self) -> &'static str {
+        match self {
+            Self::PutVm => "PutVM",
+            Self::CreateUpdateDisks => "CreateUpdateDisks",
+            Self::HighCostGet => "HighCostGet",
+            Self::LowCostGet => "LowCostGet",
+        }
+    }
+
     /// The policy's windows: (name, length, limit).
     pub fn windows(self) -> [(&'static str, Duration, u32); 2] {
         const M3: Duration = Duration::from_secs(180);

@@ -21,6 +21,10 @@ pub struct RequestRecord {
     /// Resource type addressed, e.g. `Microsoft.Compute/virtualMachines`, or with an action
     /// `Microsoft.Compute/virtualMachines/start`; operation polls are `{ns}/operations`.
     pub resource_type: String,
+    /// The Compute throttling policy family the request was charged to (`PutVM`,
+    /// `CreateUpdateDisks`, `HighCostGet`, `LowCostGet`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compute_policy: Option<String>,
     /// Answer status.
     pub status: u16,
     /// Handling time in milliseconds.
@@ -123,6 +127,7 @@ mod tests {
                 method: method.into(),
                 path: "/x".into(),
                 resource_type: "Microsoft.Compute/virtualMachines".into(),
+                compute_policy: None,
                 status: 200,
                 duration_ms: 1,
                 request_id: "id".into(),

@@ -140,6 +140,7 @@ async fn arm_entry(
             method: method.to_string(),
             path,
             resource_type: label,
+            compute_policy: None,
             status: 0,
             duration_ms: 0,
             request_id,
@@ -196,6 +197,7 @@ async fn arm_entry(
         method: method.to_string(),
         path,
         resource_type: label,
+        compute_policy: charged.policy.map(|p| p.family().to_string()),
         status,
         duration_ms,
         request_id,
@@ -228,6 +230,7 @@ fn dropped_connection() -> Response {
 struct Charged {
     arm: Option<Remaining>,
     compute: Option<String>,
+    policy: Option<ComputePolicy>,
 }
 
 /// The Compute policy a request is charged to, if any.
@@ -351,6 +354,7 @@ fn process(
         ));
     };
     if let Some((policy, _)) = compute_policy(&route, method, &query) {
+        charged.policy = Some(policy);
         let sub = segments.get(1).copied().unwrap_or_default();
         let region = compute_region(shared, &route, body);
         charged.compute = Some(shared.budgets.charge_compute(sub, &region, policy)?);

@@ -250,6 +250,21 @@ impl ArmClient {
         Ok(url)
     }
 
+    /// The sustained rate (requests per second) that the provider policies which answered
+    /// requests like `method` on `path` with `query` allow (e.g. Compute's `HighCostGet30Min`
+    /// for VM lists with instance views), learned from their answers; `None` while none did.
+    pub fn provider_rate(
+        &self,
+        method: &Method,
+        path: &str,
+        query: &[(&str, &str)],
+    ) -> Option<f64> {
+        let url = self.url(path, "", query).ok()?;
+        let subscription = subscription_of_path(url.path()).unwrap_or(&self.inner.subscription_id);
+        let paced = pacing_type(&resource_type_of_path(url.path()), &url);
+        self.inner.pacer.provider_rate(subscription, method, &paced)
+    }
+
     /// Resolves a URL ARM handed out (`nextLink`, `Azure-AsyncOperation`, `Location`). The token is
     /// only ever sent to the configured endpoint's origin, so a URL on another origin is refused.
     pub fn resolve(&self, link: &str) -> Result<Url, ArmError> {
@@ -276,6 +291,7 @@ impl ArmClient {
         body: Option<&Value>,
     ) -> Result<ArmResponse, ArmError> {
         let resource_type = resource_type_of_path(url.path());
+        let paced = pacing_type(&resource_type, url);
         let retries = AtomicU32::new(0);
         let policy = self.inner.retry;
         let backoff = ExponentialBuilder::default()
@@ -283,7 +299,7 @@ impl ArmClient {
             .with_max_delay(policy.max_delay)
             .with_max_times(policy.max_retries)
             .with_jitter();
-        (|| self.send_once(&method, url, body, &resource_type))
+        (|| self.send_once(&method, url, body, &resource_type, &paced))
             .retry(backoff)
             .sleep(tokio::time::sleep)
             .when(ArmError::is_retryable)
@@ -302,13 +318,10 @@ impl ArmClient {
         url: &Url,
         body: Option<&Value>,
         resource_type: &str,
+        paced: &str,
     ) -> Result<ArmResponse, ArmError> {
         let subscription = subscription_of_path(url.path()).unwrap_or(&self.inner.subscription_id);
-        let waited = self
-            .inner
-            .pacer
-            .acquire(subscription, method, resource_type)
-            .await;
+        let waited = self.inner.pacer.acquire(subscription, method, paced).await;
         if !waited.is_zero() {
             self.inner
                 .observer
@@ -343,7 +356,7 @@ impl ArmClient {
         self.inner.pacer.observe(
             subscription,
             method,
-            resource_type,
+            paced,
             status,
             remaining.as_ref(),
             retry_after,
@@ -579,6 +592,19 @@ fn subscription_of_path(path: &str) -> Option<&str> {
         (Some(s), Some(id)) if s.eq_ignore_ascii_case("subscriptions") => Some(id),
         _ => None,
     }
+}
+
+/// What the pacer tells requests apart by: the resource type, plus an expansion that a
+/// provider may charge to other policies (Compute counts a VM list with
+/// `$expand=instanceView` or `statusOnly=true` as a high-cost read, a plain one as low-cost).
+pub fn pacing_type(resource_type: &str, url: &Url) -> String {
+    let mut paced = resource_type.to_string();
+    for (k, v) in url.query_pairs() {
+        if k.eq_ignore_ascii_case("$expand") || k.eq_ignore_ascii_case("statusOnly") {
+            paced.push_str(&format!("?{k}={}", v.to_ascii_lowercase()));
+        }
+    }
+    paced
 }
 
 /// A low-cardinality resource type for a URL path (metrics label): `Microsoft.Compute/virtualMachines`,

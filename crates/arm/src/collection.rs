@@ -212,6 +212,13 @@ where
             .await
     }
 
+    /// The sustained rate at which the provider lets this collection be listed with `query`
+    /// (see [`ArmClient::provider_rate`]).
+    pub fn list_rate(&self, query: &[(&str, &str)]) -> Option<f64> {
+        self.client
+            .provider_rate(&reqwest::Method::GET, &self.collection_path(), query)
+    }
+
     /// The resources carrying the tag (filtered client-side: these collections have no tag `$filter`).
     pub async fn list_tagged(&self, filter: &TagFilter) -> Result<Vec<Resource<P>>, ArmError> {
         let mut items = self.list().await?;

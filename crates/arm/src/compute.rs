@@ -742,6 +742,9 @@ impl PowerAction {
     }
 }
 
+/// The query that lists VMs with their instance views.
+const INSTANCE_VIEW: &[(&str, &str)] = &[("$expand", "instanceView")];
+
 impl ResourceOps<'_, VirtualMachineProperties> {
     /// GET with `$expand=instanceView`, with parsed power and provisioning state; `Ok(None)` if missing.
     pub async fn get_with_instance_view(
@@ -755,14 +758,21 @@ impl ResourceOps<'_, VirtualMachineProperties> {
     }
 
     /// Every VM of the resource group with its instance view (`$expand=instanceView`): one
-    /// read (per page) for all of them.
+    /// read (per page) for all of them, which Compute charges to its scarce high-cost read
+    /// windows (`HighCostGet3Min`/`30Min`); [`Self::list`] is a low-cost read.
     pub async fn list_with_instance_view(&self) -> Result<Vec<VirtualMachineStatus>, ArmError> {
         Ok(self
-            .list_query(&[("$expand", "instanceView")])
+            .list_query(INSTANCE_VIEW)
             .await?
             .into_iter()
             .map(VirtualMachineStatus::of)
             .collect())
+    }
+
+    /// The sustained rate (lists per second, each page counting) at which Compute lets
+    /// [`Self::list_with_instance_view`] run, once its answers reported the windows.
+    pub fn list_with_instance_view_rate(&self) -> Option<f64> {
+        self.list_rate(INSTANCE_VIEW)
     }
 
     /// GET `{vm}/instanceView`; `Ok(None)` if the VM is missing.

@@ -349,6 +349,29 @@ impl Pacer {
         }
     }
 
+    /// The sustained rate (requests per second) of the provider policies that answered
+    /// requests of `method` on `resource_type` in `subscription`: the slowest window's
+    /// capacity over its length. `None` while no provider policy answered such a request.
+    pub fn provider_rate(
+        &self,
+        subscription: &str,
+        method: &Method,
+        resource_type: &str,
+    ) -> Option<f64> {
+        let state = self.lock();
+        let sub = state
+            .subscriptions
+            .get(&subscription.to_ascii_lowercase())?;
+        sub.kinds
+            .get(&request_kind(method, resource_type))?
+            .iter()
+            .filter_map(|p| {
+                let b = sub.policies.get(p)?;
+                Some(b.capacity / policy_window(p).as_secs_f64().max(1.0))
+            })
+            .min_by(f64::total_cmp)
+    }
+
     /// Learns from a response: the remaining budgets it reports, and a 429's `Retry-After`.
     pub fn observe(
         &self,
@@ -433,6 +456,28 @@ mod tests {
             writes: rate,
             deletes: rate,
         }
+    }
+
+    #[test]
+    fn provider_rate_is_the_slowest_window_of_the_policies_that_answered() {
+        let p = Pacer::new(limits(250, 25));
+        let views = "Microsoft.Compute/virtualMachines?$expand=instanceview";
+        assert_eq!(p.provider_rate("s", &Method::GET, views), None);
+        let high = RateLimitRemaining {
+            subscription_reads: Some(249),
+            resource: vec![
+                ("Microsoft.Compute/HighCostGet3Min".into(), 159),
+                ("Microsoft.Compute/HighCostGet30Min".into(), 799),
+            ],
+            ..RateLimitRemaining::default()
+        };
+        p.observe("s", &Method::GET, views, 200, Some(&high), None);
+        let rate = p.provider_rate("s", &Method::GET, views).unwrap();
+        // 800 per 1800 s is slower than 160 per 180 s.
+        assert!((rate - 800.0 / 1800.0).abs() < 1e-9, "{rate}");
+        // The plain list is charged elsewhere: not limited by the high-cost windows.
+        let plain = "Microsoft.Compute/virtualMachines";
+        assert_eq!(p.provider_rate("s", &Method::GET, plain), None);
     }
 
     #[test]

@@ -250,6 +250,62 @@ async fn power_transitions_and_restart_once() {
     env.shutdown().await;
 }
 
+/// With Azure's budgets on, VMs are read from the plain (low-cost) VM list and their power
+/// states from lists with instance views that Compute charges to its high-cost windows:
+/// those lists are spaced to half of that budget, no VM is read one by one with its
+/// instance view, and nothing draws a 429.
+#[tokio::test]
+async fn within_azures_budgets_power_states_come_from_paced_lists_without_a_429() {
+    let mut options = EmbeddedOptions::for_tests();
+    options.emulator.rate_limit_scale = 1.0;
+    options.emulator.compute_limit_scale = 1.0;
+    let env = EmbeddedEnv::start(options).await.expect("env");
+    let names = ["paced-a", "paced-b", "paced-c"];
+    for name in names {
+        env.apply_yaml(&format!(
+            "apiVersion: azlin.io/v1alpha1\nkind: AzlinVM\nmetadata:\n  name: {name}\n  namespace: default\nspec:\n  resourceGroup: rg-paced\n  location: westus2\n  size: Standard_D2s_v5\n"
+        ))
+        .expect("apply");
+    }
+    for name in names {
+        wait_ready(&env, name).await;
+    }
+    for name in names {
+        patch_spec(&env, name, json!({ "powerState": "Deallocated" })).await;
+    }
+    for name in names {
+        wait_power(&env, name, "Deallocated", "deallocated within the budgets").await;
+    }
+    assert_eq!(env.emulator().counts().throttled, 0, "no 429 drawn");
+    let requests = env.emulator().requests();
+    let policy = |p: &str| {
+        requests
+            .iter()
+            .filter(|r| r.method == "GET" && r.compute_policy.as_deref() == Some(p))
+            .map(|r| r.time)
+            .collect::<Vec<_>>()
+    };
+    let views = policy("HighCostGet");
+    assert!(views.len() >= 2, "power states were listed: {views:?}");
+    // One page at half of HighCostGet30Min (800 per 30 minutes): 4.5 s apart.
+    for pair in views.windows(2) {
+        let apart = pair[1] - pair[0];
+        assert!(
+            apart >= chrono::Duration::milliseconds(4400),
+            "lists with instance views {apart} apart: {views:?}"
+        );
+    }
+    assert!(
+        !policy("LowCostGet").is_empty(),
+        "VMs read from the plain list"
+    );
+    assert!(
+        !requests.iter().any(|r| r.path.ends_with("/instanceView")),
+        "no VM read one by one with its instance view"
+    );
+    env.shutdown().await;
+}
+
 #[tokio::test]
 async fn resize_tags_and_data_disks() {
     let env = env().await;

@@ -13,6 +13,14 @@
 //! subscription (every snapshot refreshed once, each page a read) would take more than half
 //! of what the subscription's read bucket refills in one interval, the interval grows
 //! ([`adaptive_resync`]), so an operator at rest never spends more than half of the reads.
+//!
+//! Some lists are charged to a scarcer provider budget as well: Compute counts a VM list
+//! with instance views (the only way to read power states in bulk) against its high-cost
+//! read windows (`HighCostGet3Min` 160, `HighCostGet30Min` 800). Such a snapshot
+//! ([`Collection::scarce_rate`]) is refreshed at most once per [`scarce_spacing`], and an
+//! object that needs a newer one than exists is told when to come back
+//! ([`Inventory::get_paced`]) instead of holding a worker until then. VM existence and
+//! provisioning come from the plain VM list, a low-cost read.
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -68,6 +76,12 @@ pub trait Collection: Send + Sync + 'static {
         arm: &ArmClient,
         group: &str,
     ) -> impl Future<Output = Result<Vec<(String, Self::Item)>, ArmError>> + Send;
+
+    /// Pages per second a scarce provider budget lets this collection be listed at, when
+    /// one applies (learned from the provider's answers).
+    fn scarce_rate(_arm: &ArmClient, _group: &str) -> Option<f64> {
+        None
+    }
 }
 
 fn named<P>(items: Vec<azlin_arm::Resource<P>>) -> Vec<(String, azlin_arm::Resource<P>)> {
@@ -99,17 +113,43 @@ collection!(
     |arm, _group| Ok(named(arm.resources().list(None).await?))
 );
 collection!(
-    /// VMs of a group with their instance views.
+    /// VMs of a group with their provisioning states (a low-cost read).
     VirtualMachines, "virtualMachines", VirtualMachineStatus,
     |arm, group| Ok(arm
         .compute()
         .virtual_machines(group)
-        .list_with_instance_view()
+        .list()
         .await?
         .into_iter()
+        .map(VirtualMachineStatus::of)
         .filter_map(|v| Some((v.vm.name.clone()?, v)))
         .collect())
 );
+
+/// VMs of a group with their instance views (power states): Compute's high-cost read.
+pub struct VirtualMachineViews;
+
+impl Collection for VirtualMachineViews {
+    const NAME: &'static str = "virtualMachines?$expand=instanceView";
+    type Item = VirtualMachineStatus;
+
+    async fn list(arm: &ArmClient, group: &str) -> Result<Vec<(String, Self::Item)>, ArmError> {
+        Ok(arm
+            .compute()
+            .virtual_machines(group)
+            .list_with_instance_view()
+            .await?
+            .into_iter()
+            .filter_map(|v| Some((v.vm.name.clone()?, v)))
+            .collect())
+    }
+
+    fn scarce_rate(arm: &ArmClient, group: &str) -> Option<f64> {
+        arm.compute()
+            .virtual_machines(group)
+            .list_with_instance_view_rate()
+    }
+}
 collection!(
     /// Managed disks of a group.
     Disks, "disks", Disk,
@@ -157,6 +197,22 @@ pub const SHARED_WRITE_HOLD: Duration = Duration::from_secs(30);
 /// Share of the subscription's read refill an operator at rest may spend.
 pub const AT_REST_READ_SHARE: f64 = 0.5;
 
+/// How far apart refreshes of a snapshot of `pages` pages must be so they spend at most
+/// [`AT_REST_READ_SHARE`] of a scarce budget that sustains `rate` pages per second.
+pub fn scarce_spacing(pages: u64, rate: f64) -> Duration {
+    let seconds = pages as f64 / (rate.max(0.000_1) * AT_REST_READ_SHARE);
+    Duration::from_millis((seconds * 1000.0).round() as u64)
+}
+
+/// A snapshot, or how long until a fresh enough one may be listed.
+#[derive(Debug)]
+pub enum Paced<T> {
+    /// Fresh enough for the object.
+    Ready(T),
+    /// None is fresh enough yet; the next may be listed after this long.
+    NotBefore(Duration),
+}
+
 /// The resync interval for `reads_per_round` ARM reads per round: `base`, or longer when
 /// those reads would take more than [`AT_REST_READ_SHARE`] of `reads_per_second` (the read
 /// bucket's refill) over the interval.
@@ -179,6 +235,8 @@ pub struct Inventory {
     slots: Mutex<HashMap<SlotKey, Arc<tokio::sync::Mutex<Slot>>>>,
     /// Reads the last LIST of each snapshot took (its pages).
     costs: Mutex<HashMap<SlotKey, u64>>,
+    /// Least spacing of refreshes of snapshots charged to a scarce budget.
+    scarce: Mutex<HashMap<SlotKey, Duration>>,
     /// [`Inventory::resync_interval`], recomputed when a LIST's cost is recorded.
     resync: Mutex<Duration>,
     /// Shared resources being written: key → (object, when claimed).
@@ -212,6 +270,7 @@ impl Inventory {
         Self {
             slots: Mutex::new(HashMap::new()),
             costs: Mutex::new(HashMap::new()),
+            scarce: Mutex::new(HashMap::new()),
             resync: Mutex::new(max_age),
             shared_writes: Mutex::new(HashMap::new()),
             reads_per_second,
@@ -235,12 +294,30 @@ impl Inventory {
         *lock(&self.resync)
     }
 
-    /// Records what the last LIST of `key` cost and the resync interval that follows.
-    fn record_cost(&self, key: SlotKey, reads: u64) {
+    /// Records what the last LIST of `key` cost (and, for a scarce budget sustaining
+    /// `scarce_rate` pages per second, the spacing that follows) and the resync interval
+    /// that follows: never shorter than a scarce snapshot's spacing.
+    fn record_cost(&self, key: SlotKey, reads: u64, scarce_rate: Option<f64>) {
+        let mut scarce = lock(&self.scarce);
+        match scarce_rate {
+            Some(rate) => scarce.insert(key.clone(), scarce_spacing(reads, rate)),
+            None => scarce.remove(&key),
+        };
+        let floor = scarce.values().max().copied().unwrap_or_default();
+        drop(scarce);
         let mut costs = lock(&self.costs);
         costs.insert(key, reads);
-        *lock(&self.resync) =
-            adaptive_resync(self.max_age, reads_per_round(&costs), self.reads_per_second);
+        *lock(&self.resync) = adaptive_resync(
+            self.max_age.max(floor),
+            reads_per_round(&costs),
+            self.reads_per_second,
+        );
+    }
+
+    /// Least time between two refreshes of snapshot `key`.
+    fn spacing(&self, key: &SlotKey) -> Duration {
+        let scarce = lock(&self.scarce).get(key).copied().unwrap_or_default();
+        self.min_interval.max(scarce)
     }
 
     /// Another object's live claim on writing shared resource `key` (see
@@ -292,13 +369,29 @@ impl Inventory {
     }
 
     /// The snapshot of `C` in `group` (for subscription-wide collections, any group) that
-    /// `object` may decide on.
+    /// `object` may decide on, waiting for the next refresh if it must.
     pub async fn get<C: Collection>(
         &self,
         arm: &ArmClient,
         group: &str,
         object: &str,
     ) -> Result<Arc<Snapshot<C::Item>>, ArmError> {
+        loop {
+            match self.get_paced::<C>(arm, group, object).await? {
+                Paced::Ready(snapshot) => return Ok(snapshot),
+                Paced::NotBefore(wait) => tokio::time::sleep(wait).await,
+            }
+        }
+    }
+
+    /// Like [`Inventory::get`], but when no snapshot is fresh enough and the next refresh is
+    /// not due yet (a scarce budget's spacing), says how long until then instead of waiting.
+    pub async fn get_paced<C: Collection>(
+        &self,
+        arm: &ArmClient,
+        group: &str,
+        object: &str,
+    ) -> Result<Paced<Arc<Snapshot<C::Item>>>, ArmError> {
         let need = lock(&self.needs).get(object).copied();
         let need = need.max(*lock(&self.floor));
         let key = (
@@ -323,16 +416,19 @@ impl Inventory {
                 .clone()
                 .and_then(|v| v.downcast::<Snapshot<C::Item>>().ok())
         {
-            return Ok(snapshot);
+            return Ok(Paced::Ready(snapshot));
         }
         if let Some(started) = slot.started {
-            tokio::time::sleep_until(started + self.min_interval).await;
+            let due = started + self.spacing(&key);
+            if due > now {
+                return Ok(Paced::NotBefore(due - now));
+            }
         }
         let started = Instant::now();
         let reads_before = azlin_arm::pacing::reads_in_flow();
         let listed = C::list(arm, group).await;
         let reads = azlin_arm::pacing::reads_in_flow().saturating_sub(reads_before);
-        self.record_cost(key, reads.max(1));
+        self.record_cost(key, reads.max(1), C::scarce_rate(arm, group));
         let snapshot = match listed {
             Ok(items) => Snapshot {
                 items: items
@@ -350,7 +446,7 @@ impl Inventory {
         let snapshot = Arc::new(snapshot);
         slot.started = Some(started);
         slot.value = Some(Arc::clone(&snapshot) as Arc<dyn Any + Send + Sync>);
-        Ok(snapshot)
+        Ok(Paced::Ready(snapshot))
     }
 }
 
@@ -399,15 +495,34 @@ mod tests {
     #[test]
     fn reads_per_round_is_the_costliest_subscription() {
         let inventory = Inventory::new(Duration::ZERO, Duration::from_secs(300), 25.0);
-        inventory.record_cost(("s1".into(), "g1".into(), "virtualMachines"), 10);
-        inventory.record_cost(("s1".into(), "g2".into(), "virtualMachines"), 5);
-        inventory.record_cost(("s2".into(), "g1".into(), "virtualMachines"), 12);
+        inventory.record_cost(("s1".into(), "g1".into(), "virtualMachines"), 10, None);
+        inventory.record_cost(("s1".into(), "g2".into(), "virtualMachines"), 5, None);
+        inventory.record_cost(("s2".into(), "g1".into(), "virtualMachines"), 12, None);
         assert_eq!(inventory.reads_per_round(), 15);
         assert_eq!(inventory.resync_interval(), Duration::from_secs(300));
-        inventory.record_cost(("s2".into(), "g2".into(), "disks"), 10_000);
+        inventory.record_cost(("s2".into(), "g2".into(), "disks"), 10_000, None);
         assert_eq!(
             inventory.resync_interval(),
             Duration::from_secs_f64(10_012.0 / 12.5)
         );
+    }
+
+    #[test]
+    fn scarce_snapshots_are_spaced_to_half_their_budget_and_bound_the_resync() {
+        let inventory = Inventory::new(Duration::from_millis(20), Duration::from_secs(300), 25.0);
+        let views: SlotKey = ("s".into(), "g".into(), VirtualMachineViews::NAME);
+        // Compute's HighCostGet30Min: 800 per 1800 s. Ten pages at half of that: 45 s.
+        let rate = 800.0 / 1800.0;
+        inventory.record_cost(views.clone(), 10, Some(rate));
+        assert_eq!(inventory.spacing(&views), Duration::from_secs(45));
+        assert_eq!(inventory.resync_interval(), Duration::from_secs(300));
+        // A hundred pages (10,000 VMs): 450 s apart, and objects at rest wait as long.
+        inventory.record_cost(views.clone(), 100, Some(rate));
+        assert_eq!(inventory.spacing(&views), Duration::from_secs(450));
+        assert_eq!(inventory.resync_interval(), Duration::from_secs(450));
+        // Without a scarce budget (none answered): the ordinary spacing.
+        inventory.record_cost(views.clone(), 100, None);
+        assert_eq!(inventory.spacing(&views), Duration::from_millis(20));
+        assert_eq!(inventory.resync_interval(), Duration::from_secs(300));
     }
 }

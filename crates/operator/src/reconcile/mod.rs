@@ -148,6 +148,24 @@ impl Cx<'_> {
     ) -> Result<std::sync::Arc<crate::infra::inventory::Snapshot<C::Item>>, Error> {
         Ok(self.ctx.inventory.get::<C>(arm, group, &self.key).await?)
     }
+
+    /// Like [`Cx::list`], for a snapshot charged to a scarce budget: when none is fresh
+    /// enough yet, how long until the next may be listed (the object requeues, no worker
+    /// waits).
+    pub async fn list_paced<C: crate::infra::inventory::Collection>(
+        &self,
+        arm: &ArmClient,
+        group: &str,
+    ) -> Result<
+        crate::infra::inventory::Paced<std::sync::Arc<crate::infra::inventory::Snapshot<C::Item>>>,
+        Error,
+    > {
+        Ok(self
+            .ctx
+            .inventory
+            .get_paced::<C>(arm, group, &self.key)
+            .await?)
+    }
 }
 
 /// What a plan may read besides the object and the observation.

@@ -16,7 +16,8 @@ use super::restore;
 use super::sshkey::{self, KeyState};
 use crate::api::AzlinVM;
 use crate::infra::inventory::{
-    Disks, Groups, NetworkInterfaces, PublicIps, VirtualMachines, VirtualNetworks,
+    Disks, Groups, NetworkInterfaces, Paced, PublicIps, VirtualMachineViews, VirtualMachines,
+    VirtualNetworks,
 };
 use crate::infra::network::{self, Site};
 use crate::reconcile::ownership::Owner;
@@ -86,8 +87,12 @@ pub struct Observed {
     pub pip: Option<PublicIpAddress>,
     /// The NIC.
     pub nic: Option<NetworkInterface>,
-    /// The VM with its instance view.
+    /// The VM: from the plain VM list, with its instance view (power state) from the list
+    /// with instance views once it provisioned or failed.
     pub vm: Option<VirtualMachineStatus>,
+    /// The VM provisioned or failed, but no list with instance views fresh enough was
+    /// taken yet: Compute's high-cost read budget allows the next one after this long.
+    pub view_due: Option<std::time::Duration>,
     /// Disks of the VM by name, read once the VM is provisioned and while deleting: the OS
     /// disk and every disk named like one of its data disks (`<vm>-data-<lun>`), attached
     /// or not.
@@ -126,6 +131,16 @@ pub fn data_disk_names(
         }
     }
     out
+}
+
+/// Adds to `vm`, read from the plain list, the power state and instance view of `view`, read
+/// from the list with instance views, when it is the same VM (same `vmId`).
+pub fn with_view(vm: &mut VirtualMachineStatus, view: Option<&VirtualMachineStatus>) {
+    let Some(view) = view.filter(|v| v.vm.properties.vm_id == vm.vm.properties.vm_id) else {
+        return;
+    };
+    vm.power_state = view.power_state;
+    vm.vm.properties.instance_view = view.vm.properties.instance_view.clone();
 }
 
 /// The VM's provisioning state (ARM omits it on some reads: then it is settled).
@@ -206,6 +221,7 @@ pub async fn observe(vm: &AzlinVM, cx: &Cx<'_>) -> Result<Observed, Error> {
         disks: BTreeMap::new(),
         restore: None,
         rival: None,
+        view_due: None,
         site,
         names,
     };
@@ -276,6 +292,20 @@ pub async fn observe(vm: &AzlinVM, cx: &Cx<'_>) -> Result<Observed, Error> {
         .vm
         .as_ref()
         .is_some_and(|v| provisioning(v) == azlin_arm::OperationState::Succeeded);
+    let settled = seen
+        .vm
+        .as_ref()
+        .is_some_and(|v| provisioning(v).is_terminal());
+    if settled && !deleting {
+        match cx.list_paced::<VirtualMachineViews>(&arm, rg).await? {
+            Paced::Ready(views) => {
+                if let Some(vm) = &mut seen.vm {
+                    with_view(vm, views.get(&seen.names.vm));
+                }
+            }
+            Paced::NotBefore(due) => seen.view_due = Some(due),
+        }
+    }
     if deleting || provisioned {
         let disks = cx.list::<Disks>(&arm, rg).await?;
         let mut wanted = vec![seen.names.os_disk.clone()];

@@ -522,6 +522,17 @@ fn converge_vm(
     if let Ownership::Foreign { reason } = &owned {
         return p.not_managed("VM", &names.vm, reason);
     }
+    if let Some(due) = seen.view_due {
+        // Deciding on an older power state could repeat a power action already taken.
+        let phase = p.working_phase();
+        let message = format!(
+            "waiting for the next list of resource group {}'s VMs with their power states (Compute's high-cost read budget paces these lists)",
+            vm.spec.resource_group
+        );
+        let mut plan = p.progress(None, phase, "ObservingPowerState", message);
+        plan.out.requeue = Requeue::After(due);
+        return plan;
+    }
     let vm_id = observed.vm.properties.vm_id.clone();
     if p.old.vm_id.is_some() && vm_id != p.old.vm_id {
         // A new VM behind the same name: its host key and mounts are new too.

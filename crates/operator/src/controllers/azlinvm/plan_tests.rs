@@ -98,6 +98,7 @@ fn seen() -> Observed {
         disks: BTreeMap::new(),
         restore: None,
         rival: None,
+        view_due: None,
         names,
     }
 }
@@ -370,6 +371,58 @@ fn a_settled_vm_reports_its_facts_and_asks_for_nothing() {
     assert_eq!(st.power_state.as_deref(), Some("Running"));
     assert_eq!(st.ssh_key_secret.as_deref(), Some("dev-ssh"));
     assert_eq!(p.out.requeue, Requeue::Resync);
+}
+
+#[test]
+fn a_vm_whose_power_state_is_not_listed_yet_waits_for_the_paced_list_and_acts_on_nothing() {
+    let settings = ControllerSettings::fast();
+    let mut s = seen();
+    ready(&mut s);
+    // Wanted deallocated, last listed running: without a fresh power state, no action.
+    s.vm.as_mut().unwrap().power_state = None;
+    s.view_due = Some(std::time::Duration::from_secs(40));
+    let p = plan(
+        &vm(json!({"powerState": "Deallocated"})),
+        &s,
+        &cx(&settings, false),
+    );
+    assert!(p.step.is_none(), "{:?}", p.step);
+    assert_eq!(
+        reason(&p.out.health),
+        ("Progressing", "ObservingPowerState".to_string())
+    );
+    assert_eq!(
+        p.out.requeue,
+        Requeue::After(std::time::Duration::from_secs(40))
+    );
+}
+
+#[test]
+fn a_view_of_another_vm_behind_the_same_name_is_not_used() {
+    let mut listed = vm_status(
+        "Standard_D2s_v5",
+        compute::PowerState::Running,
+        OperationState::Succeeded,
+    );
+    listed.power_state = None;
+    listed.vm.properties.instance_view = None;
+    let mut old = vm_status(
+        "Standard_D2s_v5",
+        compute::PowerState::Deallocated,
+        OperationState::Succeeded,
+    );
+    old.vm.properties.vm_id = Some("vm-0".into());
+    let mut merged = listed.clone();
+    super::observe::with_view(&mut merged, Some(&old));
+    assert_eq!(merged, listed);
+    let same = vm_status(
+        "Standard_D2s_v5",
+        compute::PowerState::Deallocated,
+        OperationState::Succeeded,
+    );
+    super::observe::with_view(&mut merged, Some(&same));
+    assert_eq!(merged.power_state, Some(compute::PowerState::Deallocated));
+    assert!(merged.vm.properties.instance_view.is_some());
 }
 
 fn deleting(policy: &str) -> AzlinVM {
