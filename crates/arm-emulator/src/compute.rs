@@ -193,8 +193,9 @@ fn cores_in_use(store: &Store, sub: &str, location: &str, except: &str) -> u32 {
         .of_kind(VIRTUAL_MACHINE.type_name)
         .filter(|vm| {
             vm.id
-                .to_ascii_lowercase()
-                .starts_with(&prefix.to_ascii_lowercase())
+                .as_bytes()
+                .get(..prefix.len())
+                .is_some_and(|head| head.eq_ignore_ascii_case(prefix.as_bytes()))
         })
         .filter(|vm| vm.str_at("/location") == Some(location) && !same(&vm.id, except))
         .filter_map(size_of)

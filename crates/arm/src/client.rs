@@ -265,6 +265,15 @@ impl ArmClient {
         self.inner.pacer.provider_rate(subscription, method, &paced)
     }
 
+    /// The refill (reads per second) of this subscription's read budget, once Azure reported
+    /// it (`x-ms-ratelimit-remaining-subscription-reads`); `None` before, or without pacing.
+    pub fn read_rate(&self) -> Option<f64> {
+        self.inner.pacer.class_rate(
+            &self.inner.subscription_id,
+            super::throttle::RequestClass::Read,
+        )
+    }
+
     /// Resolves a URL ARM handed out (`nextLink`, `Azure-AsyncOperation`, `Location`). The token is
     /// only ever sent to the configured endpoint's origin, so a URL on another origin is refused.
     pub fn resolve(&self, link: &str) -> Result<Url, ArmError> {

@@ -162,6 +162,8 @@ fn request_kind(method: &Method, resource_type: &str) -> String {
 #[derive(Debug, Default)]
 struct Subscription {
     classes: HashMap<RequestClass, Bucket>,
+    /// Classes whose remaining budget Azure reported (so it enforces one).
+    reported: std::collections::HashSet<RequestClass>,
     /// Provider policies by name.
     policies: HashMap<String, Bucket>,
     /// Which policies answered each request kind.
@@ -372,6 +374,21 @@ impl Pacer {
             .min_by(f64::total_cmp)
     }
 
+    /// The refill (requests per second) of `class`'s budget in `subscription`, once Azure
+    /// reported that budget's remaining count; `None` before (or when pacing is off).
+    pub fn class_rate(&self, subscription: &str, class: RequestClass) -> Option<f64> {
+        if !self.limits.enabled {
+            return None;
+        }
+        let state = self.lock();
+        let sub = state
+            .subscriptions
+            .get(&subscription.to_ascii_lowercase())?;
+        sub.reported
+            .contains(&class)
+            .then(|| f64::from(self.rate(class).per_second))
+    }
+
     /// Learns from a response: the remaining budgets it reports, and a 429's `Retry-After`.
     pub fn observe(
         &self,
@@ -401,6 +418,7 @@ impl Pacer {
                 RequestClass::Delete => r.subscription_deletes,
             };
             if let Some(n) = reported {
+                sub.reported.insert(class);
                 sub.classes
                     .entry(class)
                     .or_insert_with(|| Bucket::new(rate, now))
@@ -463,6 +481,7 @@ mod tests {
         let p = Pacer::new(limits(250, 25));
         let views = "Microsoft.Compute/virtualMachines?$expand=instanceview";
         assert_eq!(p.provider_rate("s", &Method::GET, views), None);
+        assert_eq!(p.class_rate("s", RequestClass::Read), None);
         let high = RateLimitRemaining {
             subscription_reads: Some(249),
             resource: vec![
@@ -473,6 +492,8 @@ mod tests {
         };
         p.observe("s", &Method::GET, views, 200, Some(&high), None);
         let rate = p.provider_rate("s", &Method::GET, views).unwrap();
+        assert_eq!(p.class_rate("s", RequestClass::Read), Some(25.0));
+        assert_eq!(p.class_rate("s", RequestClass::Write), None);
         // 800 per 1800 s is slower than 160 per 180 s.
         assert!((rate - 800.0 / 1800.0).abs() < 1e-9, "{rate}");
         // The plain list is charged elsewhere: not limited by the high-cost windows.

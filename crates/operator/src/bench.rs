@@ -5,7 +5,8 @@
 //! loopback, with Azure's request budgets on. For each size it measures: time until N
 //! AzlinVMs are Ready and its ratio to the [`lower_bound`], ARM reads and writes per VM
 //! until then, reads per VM per resync and writes while everything is at rest, the 429s the
-//! operator drew, the time from a spec change to the first ARM request for that VM (p50 and
+//! operator drew, the ARM reads a restarted operator makes to re-observe every VM (all in one
+//! resource group), the time from a spec change to the first ARM request for that VM (p50 and
 //! p99), and the operator process's peak resident memory.
 
 use std::io::{BufRead, BufReader};
@@ -112,6 +113,11 @@ pub struct BenchReport {
     pub arm_writes_at_rest: u64,
     /// Kubernetes writes while everything was at rest.
     pub kube_writes_at_rest: usize,
+    /// ARM reads a restarted operator made until it had reconciled every VM once (they all
+    /// live in one resource group).
+    pub restart_reads: u64,
+    /// ARM writes it made meanwhile.
+    pub restart_writes: u64,
     /// Resync interval the operator used at rest, in seconds.
     pub resync_seconds: f64,
     /// Requests the emulator answered 429 over the whole run.
@@ -126,7 +132,7 @@ pub struct BenchReport {
 
 impl BenchReport {
     /// The header of [`BenchReport::markdown_row`].
-    pub const MARKDOWN_HEADER: &'static str = "| VMs | s to all Ready | lower bound, s (ratio) | ARM reads / writes per VM until Ready | reads per VM per resync at rest (resync s) | writes at rest (ARM / Kubernetes) | 429s | spec change → first ARM request p50 / p99, ms | operator RSS, MiB |\n|---|---|---|---|---|---|---|---|---|";
+    pub const MARKDOWN_HEADER: &'static str = "| VMs | s to all Ready | lower bound, s (ratio) | ARM reads / writes per VM until Ready | reads per VM per resync at rest (resync s) | writes at rest (ARM / Kubernetes) | restart: ARM reads / writes to re-observe all | 429s | spec change → first ARM request p50 / p99, ms | operator RSS, MiB |\n|---|---|---|---|---|---|---|---|---|---|";
 
     /// Ready time over the lower bound.
     pub fn bound_ratio(&self) -> f64 {
@@ -136,7 +142,7 @@ impl BenchReport {
     /// One Markdown table row.
     pub fn markdown_row(&self) -> String {
         format!(
-            "| {} | {:.1} | {:.1} ({:.2}×) | {:.1} / {:.1} | {:.4} ({:.0}) | {} / {} | {} | {:.0} / {:.0} | {:.0} |",
+            "| {} | {:.1} | {:.1} ({:.2}×) | {:.1} / {:.1} | {:.4} ({:.0}) | {} / {} | {} / {} | {} | {:.0} / {:.0} | {:.0} |",
             self.vms,
             self.seconds_to_ready,
             self.lower_bound_seconds,
@@ -147,6 +153,8 @@ impl BenchReport {
             self.resync_seconds,
             self.arm_writes_at_rest,
             self.kube_writes_at_rest,
+            self.restart_reads,
+            self.restart_writes,
             self.throttled,
             self.change_p50_ms,
             self.change_p99_ms,
@@ -412,6 +420,24 @@ pub async fn run_one(args: &BenchArgs, vms: usize) -> Result<BenchReport, BenchE
     throttled += emulator.counts().throttled;
     let kube_writes_at_rest = api.writes_since(mark).len();
 
+    // Restart: a new operator process re-observes everything from Azure.
+    drop(operator);
+    emulator.reset_counts();
+    let operator = OperatorProcess::start(args, &kubeconfig, &emulator.base_url())?;
+    let reconciled = r#"azlin_reconcile_duration_seconds_count{kind="AzlinVM"}"#;
+    let deadline = Instant::now() + timeout;
+    while operator.metric(reconciled).await.unwrap_or(0.0) < vms as f64 {
+        if Instant::now() > deadline {
+            return Err(BenchError::Timeout {
+                what: "the restarted operator reconciling every VM".into(),
+                timeout,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (restart_reads, restart_writes) = reads_and_writes(&emulator);
+    throttled += emulator.counts().throttled;
+
     // Spec changes: stop one VM at a time and time its first ARM request.
     emulator.reset_counts();
     let mut latencies = Vec::new();
@@ -458,6 +484,8 @@ pub async fn run_one(args: &BenchArgs, vms: usize) -> Result<BenchReport, BenchE
         reads_per_vm_at_rest: reads_at_rest as f64 / 2.0 / vms as f64,
         arm_writes_at_rest,
         kube_writes_at_rest,
+        restart_reads,
+        restart_writes,
         resync_seconds: resync,
         throttled,
         change_p50_ms: percentile(&latencies, 50.0),
@@ -533,6 +561,8 @@ mod tests {
             reads_per_vm_at_rest: 0.0125,
             arm_writes_at_rest: 0,
             kube_writes_at_rest: 0,
+            restart_reads: 42,
+            restart_writes: 0,
             resync_seconds: 30.0,
             throttled: 0,
             change_p50_ms: 10.0,

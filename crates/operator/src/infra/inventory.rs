@@ -14,6 +14,11 @@
 //! of what the subscription's read bucket refills in one interval, the interval grows
 //! ([`adaptive_resync`]), so an operator at rest never spends more than half of the reads.
 //!
+//! While objects progress they need fresh snapshots often; once Azure reported the
+//! subscription's read budget, refreshes are spaced so that a round of them (every
+//! snapshot once) takes at most half of the read refill too, leaving the rest to other tools
+//! and to objects reacting to changes.
+//!
 //! Some lists are charged to a scarcer provider budget as well: Compute counts a VM list
 //! with instance views (the only way to read power states in bulk) against its high-cost
 //! read windows (`HighCostGet3Min` 160, `HighCostGet30Min` 800). Such a snapshot
@@ -171,9 +176,19 @@ collection!(
     |arm, group| Ok(named(arm.network().security_groups(group).list().await?))
 );
 collection!(
-    /// Virtual networks of a group, with their subnets.
+    /// Virtual networks of a group, with their subnets. Each subnet's read-only
+    /// `ipConfigurations` (a reference to every NIC in it, thousands in a big group) is
+    /// dropped: nothing decides on it, and every object observing the network would copy it.
     VirtualNetworks, "virtualNetworks", VirtualNetwork,
-    |arm, group| Ok(named(arm.network().virtual_networks(group).list().await?))
+    |arm, group| Ok(named(arm.network().virtual_networks(group).list().await?)
+        .into_iter()
+        .map(|(name, mut vnet)| {
+            for subnet in &mut vnet.properties.subnets {
+                subnet.properties.extra.remove("ipConfigurations");
+            }
+            (name, vnet)
+        })
+        .collect())
 );
 collection!(
     /// Storage accounts of a group.
@@ -237,6 +252,9 @@ pub struct Inventory {
     costs: Mutex<HashMap<SlotKey, u64>>,
     /// Least spacing of refreshes of snapshots charged to a scarce budget.
     scarce: Mutex<HashMap<SlotKey, Duration>>,
+    /// Least spacing of any refresh: a round of them within half the read refill, once
+    /// Azure reported the read budget.
+    round: Mutex<Duration>,
     /// [`Inventory::resync_interval`], recomputed when a LIST's cost is recorded.
     resync: Mutex<Duration>,
     /// Shared resources being written: key → (object, when claimed).
@@ -271,6 +289,7 @@ impl Inventory {
             slots: Mutex::new(HashMap::new()),
             costs: Mutex::new(HashMap::new()),
             scarce: Mutex::new(HashMap::new()),
+            round: Mutex::new(Duration::ZERO),
             resync: Mutex::new(max_age),
             shared_writes: Mutex::new(HashMap::new()),
             reads_per_second,
@@ -296,8 +315,15 @@ impl Inventory {
 
     /// Records what the last LIST of `key` cost (and, for a scarce budget sustaining
     /// `scarce_rate` pages per second, the spacing that follows) and the resync interval
-    /// that follows: never shorter than a scarce snapshot's spacing.
-    fn record_cost(&self, key: SlotKey, reads: u64, scarce_rate: Option<f64>) {
+    /// that follows: never shorter than a scarce snapshot's spacing. `read_rate` is the read
+    /// budget's refill once Azure reported it.
+    fn record_cost(
+        &self,
+        key: SlotKey,
+        reads: u64,
+        scarce_rate: Option<f64>,
+        read_rate: Option<f64>,
+    ) {
         let mut scarce = lock(&self.scarce);
         match scarce_rate {
             Some(rate) => scarce.insert(key.clone(), scarce_spacing(reads, rate)),
@@ -307,6 +333,9 @@ impl Inventory {
         drop(scarce);
         let mut costs = lock(&self.costs);
         costs.insert(key, reads);
+        *lock(&self.round) = read_rate.map_or(Duration::ZERO, |rate| {
+            scarce_spacing(reads_per_round(&costs), rate)
+        });
         *lock(&self.resync) = adaptive_resync(
             self.max_age.max(floor),
             reads_per_round(&costs),
@@ -317,7 +346,7 @@ impl Inventory {
     /// Least time between two refreshes of snapshot `key`.
     fn spacing(&self, key: &SlotKey) -> Duration {
         let scarce = lock(&self.scarce).get(key).copied().unwrap_or_default();
-        self.min_interval.max(scarce)
+        self.min_interval.max(scarce).max(*lock(&self.round))
     }
 
     /// Another object's live claim on writing shared resource `key` (see
@@ -428,7 +457,12 @@ impl Inventory {
         let reads_before = azlin_arm::pacing::reads_in_flow();
         let listed = C::list(arm, group).await;
         let reads = azlin_arm::pacing::reads_in_flow().saturating_sub(reads_before);
-        self.record_cost(key, reads.max(1), C::scarce_rate(arm, group));
+        self.record_cost(
+            key,
+            reads.max(1),
+            C::scarce_rate(arm, group),
+            arm.read_rate(),
+        );
         let snapshot = match listed {
             Ok(items) => Snapshot {
                 items: items
@@ -495,12 +529,22 @@ mod tests {
     #[test]
     fn reads_per_round_is_the_costliest_subscription() {
         let inventory = Inventory::new(Duration::ZERO, Duration::from_secs(300), 25.0);
-        inventory.record_cost(("s1".into(), "g1".into(), "virtualMachines"), 10, None);
-        inventory.record_cost(("s1".into(), "g2".into(), "virtualMachines"), 5, None);
-        inventory.record_cost(("s2".into(), "g1".into(), "virtualMachines"), 12, None);
+        inventory.record_cost(
+            ("s1".into(), "g1".into(), "virtualMachines"),
+            10,
+            None,
+            None,
+        );
+        inventory.record_cost(("s1".into(), "g2".into(), "virtualMachines"), 5, None, None);
+        inventory.record_cost(
+            ("s2".into(), "g1".into(), "virtualMachines"),
+            12,
+            None,
+            None,
+        );
         assert_eq!(inventory.reads_per_round(), 15);
         assert_eq!(inventory.resync_interval(), Duration::from_secs(300));
-        inventory.record_cost(("s2".into(), "g2".into(), "disks"), 10_000, None);
+        inventory.record_cost(("s2".into(), "g2".into(), "disks"), 10_000, None, None);
         assert_eq!(
             inventory.resync_interval(),
             Duration::from_secs_f64(10_012.0 / 12.5)
@@ -513,16 +557,30 @@ mod tests {
         let views: SlotKey = ("s".into(), "g".into(), VirtualMachineViews::NAME);
         // Compute's HighCostGet30Min: 800 per 1800 s. Ten pages at half of that: 45 s.
         let rate = 800.0 / 1800.0;
-        inventory.record_cost(views.clone(), 10, Some(rate));
+        inventory.record_cost(views.clone(), 10, Some(rate), None);
         assert_eq!(inventory.spacing(&views), Duration::from_secs(45));
         assert_eq!(inventory.resync_interval(), Duration::from_secs(300));
         // A hundred pages (10,000 VMs): 450 s apart, and objects at rest wait as long.
-        inventory.record_cost(views.clone(), 100, Some(rate));
+        inventory.record_cost(views.clone(), 100, Some(rate), None);
         assert_eq!(inventory.spacing(&views), Duration::from_secs(450));
         assert_eq!(inventory.resync_interval(), Duration::from_secs(450));
         // Without a scarce budget (none answered): the ordinary spacing.
-        inventory.record_cost(views.clone(), 100, None);
+        inventory.record_cost(views.clone(), 100, None, None);
         assert_eq!(inventory.spacing(&views), Duration::from_millis(20));
         assert_eq!(inventory.resync_interval(), Duration::from_secs(300));
+    }
+
+    #[test]
+    fn refreshes_are_spaced_to_half_the_read_refill_once_azure_reports_it() {
+        let inventory = Inventory::new(Duration::from_millis(20), Duration::from_secs(300), 25.0);
+        let nics: SlotKey = ("s".into(), "g".into(), NetworkInterfaces::NAME);
+        let vms: SlotKey = ("s".into(), "g".into(), VirtualMachines::NAME);
+        // No read budget reported (budgets off): refresh as often as needed.
+        inventory.record_cost(nics.clone(), 10, None, None);
+        assert_eq!(inventory.spacing(&nics), Duration::from_millis(20));
+        // 25 reads per second reported: a round of 25 pages at most every 2 s.
+        inventory.record_cost(vms.clone(), 15, None, Some(25.0));
+        assert_eq!(inventory.spacing(&nics), Duration::from_secs(2));
+        assert_eq!(inventory.spacing(&vms), Duration::from_secs(2));
     }
 }

@@ -44,6 +44,19 @@ pub fn vm_name(namespace: &str, name: &str) -> String {
     )
 }
 
+/// Whether `vm` is [`vm_name`]`(namespace, name)`; checked without building the name when
+/// it needs no shortening (a thousand VMs compare against each other often).
+pub fn is_vm_name(vm: &str, namespace: &str, name: &str) -> bool {
+    let len = namespace.len() + 1 + name.len();
+    if len > VM_NAME_MAX {
+        return vm_name(namespace, name) == vm;
+    }
+    vm.len() == len
+        && vm.starts_with(namespace)
+        && vm[namespace.len()..].starts_with('-')
+        && vm.ends_with(name)
+}
+
 /// NIC of a VM: `<vm>-nic`.
 pub fn nic_name(vm: &str) -> String {
     format!("{vm}-nic")
@@ -119,6 +132,30 @@ mod tests {
         assert!(s.len() <= 13, "{s}");
         assert!(s.starts_with("aaa-"), "{s}");
         assert!(!s.contains("--"), "{s}");
+    }
+
+    #[test]
+    fn is_vm_name_agrees_with_vm_name() {
+        let long = "n".repeat(70);
+        for (ns, name) in [
+            ("a", "b-c"),
+            ("a-b", "c"),
+            ("team", "dev"),
+            ("x", long.as_str()),
+        ] {
+            for (ons, oname) in [
+                ("a", "b-c"),
+                ("a-b", "c"),
+                ("team", "dev2"),
+                ("x", long.as_str()),
+            ] {
+                assert_eq!(
+                    is_vm_name(&vm_name(ns, name), ons, oname),
+                    vm_name(ns, name) == vm_name(ons, oname),
+                    "{ns}/{name} vs {ons}/{oname}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -197,12 +197,9 @@ async fn watch(
 ) -> ExitCode {
     let signal = stop_signal();
     tokio::pin!(signal);
-    // Reading thousands of objects four times a second would slow the controllers down.
-    let poll = if watched.len() > 100 {
-        Duration::from_secs(1)
-    } else {
-        Duration::from_millis(250)
-    };
+    // Reading thousands of objects four times a second would slow the controllers down:
+    // a millisecond per object, between a quarter of a second and three seconds.
+    let poll = Duration::from_millis((watched.len() as u64).clamp(250, 3000));
     let mut interrupted = false;
     loop {
         live.update(snapshot(env, watched));

@@ -193,12 +193,14 @@ pub async fn reconcile<K: Reconciled>(obj: Arc<K>, ctx: &Context) -> Result<Acti
         .unwrap_or_else(|e| e.into_inner())
         .take();
     let record = used.filter(|_| !deleting && cx.recorded_identity.is_none());
+    // What this object sees of Azure next time: anything younger than a resync while it is
+    // at rest (its plan waits for the resync, a schedule or a change); after it wrote, or
+    // while it waits for Azure, only what was read afterwards.
+    let rests = matches!(&ended, Ended::Done(out)
+        if out.released || matches!(out.requeue, Requeue::Resync | Requeue::At(_)));
     let action =
         finish_reconcile(obj.as_ref(), &api, ctx, &key, now, deleting, ended, record).await;
-    // What this object sees of Azure next time: anything younger than a resync while it is
-    // at rest; after it wrote, or while it waits for Azure, only what was read afterwards.
-    let at_rest = azlin_arm::pacing::writes_in_flow() == 0
-        && matches!(&action, Ok(a) if *a == Action::requeue(ctx.inventory.resync_interval()) || *a == Action::await_change());
+    let at_rest = azlin_arm::pacing::writes_in_flow() == 0 && rests && action.is_ok();
     if at_rest {
         ctx.inventory.at_rest(&key);
     } else {

@@ -336,29 +336,35 @@ pub fn rival(
     vm: &AzlinVM,
     names: &VmNames,
 ) -> Option<String> {
+    let (my_ns, my_name) = (
+        vm.metadata.namespace.as_deref().unwrap_or_default(),
+        vm.metadata.name.as_deref().unwrap_or_default(),
+    );
     let me = (
         vm.metadata.creation_timestamp.clone(),
-        format!("{}/{}", vm.namespace().unwrap_or_default(), vm.name_any()),
+        format!("{my_ns}/{my_name}"),
     );
     store
         .state()
         .iter()
         .filter_map(|g| g.0.as_ref().ok())
         .filter_map(|other| {
-            let ns = other.namespace()?;
-            let name = other.metadata.name.clone()?;
+            let ns = other.metadata.namespace.as_deref()?;
+            let name = other.metadata.name.as_deref()?;
+            if (ns, name) == (my_ns, my_name)
+                || !other
+                    .spec
+                    .resource_group
+                    .eq_ignore_ascii_case(&vm.spec.resource_group)
+                || !crate::infra::naming::is_vm_name(&names.vm, ns, name)
+            {
+                return None;
+            }
             let key = (
                 other.metadata.creation_timestamp.clone(),
                 format!("{ns}/{name}"),
             );
-            (key.1 != me.1
-                && other
-                    .spec
-                    .resource_group
-                    .eq_ignore_ascii_case(&vm.spec.resource_group)
-                && VmNames::new(&ns, &name).vm == names.vm
-                && older(&key, &me))
-            .then_some(key)
+            older(&key, &me).then_some(key)
         })
         .min_by(|a, b| {
             if older(a, b) {

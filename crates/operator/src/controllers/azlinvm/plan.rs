@@ -526,7 +526,7 @@ fn converge_vm(
         // Deciding on an older power state could repeat a power action already taken.
         let phase = p.working_phase();
         let message = format!(
-            "waiting for the next list of resource group {}'s VMs with their power states (Compute's high-cost read budget paces these lists)",
+            "waiting for the next list of resource group {}'s VMs with their power states (these lists are spaced to stay within Azure's read budgets)",
             vm.spec.resource_group
         );
         let mut plan = p.progress(None, phase, "ObservingPowerState", message);
