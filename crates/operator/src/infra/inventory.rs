@@ -398,23 +398,9 @@ impl Inventory {
     }
 
     /// The snapshot of `C` in `group` (for subscription-wide collections, any group) that
-    /// `object` may decide on, waiting for the next refresh if it must.
-    pub async fn get<C: Collection>(
-        &self,
-        arm: &ArmClient,
-        group: &str,
-        object: &str,
-    ) -> Result<Arc<Snapshot<C::Item>>, ArmError> {
-        loop {
-            match self.get_paced::<C>(arm, group, object).await? {
-                Paced::Ready(snapshot) => return Ok(snapshot),
-                Paced::NotBefore(wait) => tokio::time::sleep(wait).await,
-            }
-        }
-    }
-
-    /// Like [`Inventory::get`], but when no snapshot is fresh enough and the next refresh is
-    /// not due yet (a scarce budget's spacing), says how long until then instead of waiting.
+    /// `object` may decide on — listing it again if none is fresh enough — or, when the next
+    /// list is not due yet (refreshes are spaced), how long until then: the caller requeues
+    /// instead of holding a worker.
     pub async fn get_paced<C: Collection>(
         &self,
         arm: &ArmClient,

@@ -169,6 +169,9 @@ pub async fn reconcile<K: Reconciled>(obj: Arc<K>, ctx: &Context) -> Result<Acti
         deleting,
     };
     let ended = match obj.observe(&cx).await {
+        // Nothing new was seen: look again when the next list is due, status untouched,
+        // still needing a list newer than before.
+        Err(Error::SnapshotDue(due)) => return Ok(Action::requeue(due)),
         Err(e) => Ended::ObserveFailed(e),
         Ok(seen) => {
             let plan = obj.plan(&seen, &plan_cx);

@@ -35,6 +35,10 @@ pub enum Error {
         /// What is wrong and how to fix it.
         message: String,
     },
+    /// No shared list of Azure resources is fresh enough for this object yet, and the next
+    /// may be taken only after this long (the object is requeued then; not a failure).
+    #[error("the next list of Azure resources is due in {0:?}")]
+    SnapshotDue(Duration),
     /// Something this object depends on is not there or not ready yet (retried).
     #[error("waiting for {what}")]
     DependencyNotReady {
@@ -153,9 +157,10 @@ impl Error {
             Error::Kube(kube::Error::Api(e)) if matches!(e.code, 400 | 403 | 422) => {
                 Class::NeedsChange
             }
-            Error::Kube(_) | Error::DependencyNotReady { .. } | Error::Finalizer(_) => {
-                Class::Transient
-            }
+            Error::Kube(_)
+            | Error::DependencyNotReady { .. }
+            | Error::SnapshotDue(_)
+            | Error::Finalizer(_) => Class::Transient,
             Error::Arm(e) => arm_class(e),
             Error::Mount(MountError::Plan(_)) => Class::NeedsChange,
             Error::Mount(MountError::Ssh(e)) | Error::Ssh(e) => ssh_class(e),
@@ -193,6 +198,7 @@ impl Error {
             Error::Mount(MountError::Ssh(e)) | Error::Ssh(e) => ssh_reason(e),
             Error::InvalidSpec { .. } => "InvalidSpec",
             Error::DependencyNotReady { .. } => "DependencyNotReady",
+            Error::SnapshotDue(_) => "SnapshotDue",
             Error::NotManaged { .. } => "ResourceNotManaged",
             Error::Credential { .. } => "CredentialUnavailable",
             Error::Finalizer(_) => "FinalizerError",

@@ -140,18 +140,34 @@ impl Cx<'_> {
     }
 
     /// The shared snapshot of collection `C` in resource group `group`, fresh enough for
-    /// this object (see [`crate::infra::inventory`]).
+    /// this object (see [`crate::infra::inventory`]); [`Error::SnapshotDue`] when the next
+    /// list is more than `list_interval` away (the driver requeues the object for then).
     pub async fn list<C: crate::infra::inventory::Collection>(
         &self,
         arm: &ArmClient,
         group: &str,
     ) -> Result<std::sync::Arc<crate::infra::inventory::Snapshot<C::Item>>, Error> {
-        Ok(self.ctx.inventory.get::<C>(arm, group, &self.key).await?)
+        use crate::infra::inventory::Paced;
+        loop {
+            match self
+                .ctx
+                .inventory
+                .get_paced::<C>(arm, group, &self.key)
+                .await?
+            {
+                Paced::Ready(snapshot) => return Ok(snapshot),
+                // A short wait is cheaper than a requeue; a long one must not hold a
+                // worker that an object reacting to a change could use.
+                Paced::NotBefore(due) if due <= self.ctx.settings.list_interval => {
+                    tokio::time::sleep(due).await;
+                }
+                Paced::NotBefore(due) => return Err(Error::SnapshotDue(due)),
+            }
+        }
     }
 
-    /// Like [`Cx::list`], for a snapshot charged to a scarce budget: when none is fresh
-    /// enough yet, how long until the next may be listed (the object requeues, no worker
-    /// waits).
+    /// Like [`Cx::list`], but a long wait for the next list is the caller's to plan (an
+    /// object waiting for power states says so in its status).
     pub async fn list_paced<C: crate::infra::inventory::Collection>(
         &self,
         arm: &ArmClient,
