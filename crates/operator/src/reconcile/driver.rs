@@ -82,7 +82,10 @@ pub async fn run<K: Reconciled>(
                     // flow, so a thousand of them cannot starve one VM's change.
                     let flow = pacing_flow(k.as_ref());
                     let result = azlin_arm::pacing::with_flow(flow, reconcile(k, &ctx)).await;
-                    ctx.stats.record(kind);
+                    // A reconcile that only learned the next list is not due yet did nothing.
+                    if !matches!(result, Err(Error::SnapshotDue(_))) {
+                        ctx.stats.record(kind);
+                    }
                     result
                 })
             }
@@ -93,6 +96,9 @@ pub async fn run<K: Reconciled>(
         }
     };
     let error_policy = move |obj: Arc<Guarded<K>>, error: &Error, ctx: Arc<Context>| {
+        if let Error::SnapshotDue(due) = error {
+            return Action::requeue(*due);
+        }
         let key = format!("{kind}:{}", object_name(&*obj));
         ctx.metrics
             .record_reconcile_error(kind, error.metric_reason());
@@ -169,9 +175,9 @@ pub async fn reconcile<K: Reconciled>(obj: Arc<K>, ctx: &Context) -> Result<Acti
         deleting,
     };
     let ended = match obj.observe(&cx).await {
-        // Nothing new was seen: look again when the next list is due, status untouched,
-        // still needing a list newer than before.
-        Err(Error::SnapshotDue(due)) => return Ok(Action::requeue(due)),
+        // Nothing new was seen: look again when the next list is due (the error policy
+        // requeues for then), status untouched, still needing a list newer than before.
+        Err(Error::SnapshotDue(due)) => return Err(Error::SnapshotDue(due)),
         Err(e) => Ended::ObserveFailed(e),
         Ok(seen) => {
             let plan = obj.plan(&seen, &plan_cx);
