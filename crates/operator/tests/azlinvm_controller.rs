@@ -1127,8 +1127,9 @@ async fn fleet_shared_home_is_mounted_seeded_once_and_unmounted_when_removed() {
     assert_eq!(seedings(&sandbox.command_log()), 1);
     assert!(sandbox.mounted(SEED_MOUNT_POINT).is_none());
 
-    // At rest: no SSH work, no writes.
+    // At rest: no SSH work, no writes (the Fleet settles its status from its members too).
     resync_and_wait(&env, "AzlinVM", "settling resync").await;
+    resync_and_wait(&env, "Fleet", "settling Fleet resync").await;
     let log_before = sandbox.command_log().len();
     assert_no_writes_at_rest(&env, "AzlinVM", 2).await;
     assert_eq!(
