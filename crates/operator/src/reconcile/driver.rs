@@ -177,7 +177,7 @@ pub async fn reconcile<K: Reconciled>(obj: Arc<K>, ctx: &Context) -> Result<Acti
     let ended = match obj.observe(&cx).await {
         // Nothing new was seen: look again when the next list is due (the error policy
         // requeues for then), status untouched, still needing a list newer than before.
-        Err(Error::SnapshotDue(due)) => return Err(Error::SnapshotDue(due)),
+        Err(e @ Error::SnapshotDue(_)) => return Err(e),
         Err(e) => Ended::ObserveFailed(e),
         Ok(seen) => {
             let plan = obj.plan(&seen, &plan_cx);

@@ -91,7 +91,8 @@ pub struct Observed {
     /// with instance views once it provisioned or failed.
     pub vm: Option<VirtualMachineStatus>,
     /// The VM provisioned or failed, but no list with instance views fresh enough was
-    /// taken yet: Compute's high-cost read budget allows the next one after this long.
+    /// taken yet: the next may be taken after this long (these lists are spaced to stay
+    /// within Compute's high-cost read budget and the subscription's read budget).
     pub view_due: Option<std::time::Duration>,
     /// Disks of the VM by name, read once the VM is provisioned and while deleting: the OS
     /// disk and every disk named like one of its data disks (`<vm>-data-<lun>`), attached
