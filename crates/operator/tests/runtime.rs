@@ -745,3 +745,63 @@ async fn a_leader_cut_off_from_the_api_stops_before_its_lease_expires() {
         "stepped down only after the lease expired"
     );
 }
+
+/// Records what a watch reports, and any object reported before its store held it.
+#[derive(Default)]
+struct Reported {
+    names: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    not_in_store: std::sync::Mutex<Vec<String>>,
+}
+
+#[tokio::test]
+async fn a_watch_reports_listed_objects_only_once_its_store_holds_them() {
+    use azlin_operator::runtime::watches::{self, WatchCheck};
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::runtime::reflector::{self, ObjectRef};
+
+    let server = ApiServer::new();
+    let maps: Api<ConfigMap> = Api::default_namespaced(server.client());
+    let create = |names: std::ops::Range<usize>| {
+        let yaml: String = names
+            .map(|i| format!("---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cm-{i}, namespace: default}}\n"))
+            .collect();
+        server.apply_yaml(&yaml).expect("config maps");
+    };
+    create(0..5);
+    let (store, writer) = reflector::store::<ConfigMap>();
+    let reported = Arc::new(Reported::default());
+    let touched = {
+        let reported = Arc::clone(&reported);
+        move |obj: Arc<ConfigMap>| {
+            let name = obj.metadata.name.clone().unwrap_or_default();
+            if store.get(&ObjectRef::from_obj(obj.as_ref())).is_none() {
+                reported.not_in_store.lock().unwrap().push(name.clone());
+            }
+            reported.names.lock().unwrap().insert(name);
+            std::future::ready(())
+        }
+    };
+    // Pages of two: a list takes several requests, between which a controller could run.
+    let config = kube::runtime::watcher::Config::default().page_size(2);
+    let watch = tokio::spawn(watches::run(
+        maps,
+        config,
+        writer,
+        touched,
+        WatchCheck::default(),
+    ));
+    let all = |n: usize| {
+        let reported = Arc::clone(&reported);
+        move || {
+            let reported = Arc::clone(&reported);
+            async move { (reported.names.lock().unwrap().len() >= n).then_some(()) }
+        }
+    };
+    azlin_kubemem::testing::eventually(DEADLINE, "the first list reported", all(5)).await;
+    // The watch falls behind (410 Expired) and objects appear before it lists again.
+    server.expire_watches();
+    create(5..11);
+    azlin_kubemem::testing::eventually(DEADLINE, "the relist reported", all(11)).await;
+    watch.abort();
+    assert_eq!(*reported.not_in_store.lock().unwrap(), Vec::<String>::new());
+}

@@ -93,3 +93,29 @@ async fn a_watch_gone_quiet_after_a_restore_lists_again() {
     .await;
     env.shutdown().await;
 }
+
+#[tokio::test]
+async fn objects_first_seen_in_a_relist_are_reconciled() {
+    let env = env().await;
+    env.apply_yaml(&vm_yaml("first")).expect("vm");
+    wait_ready(&env, "first").await;
+
+    // The watches fall behind (410 Expired, as when a watcher lags) and objects are
+    // created before they list again: the controllers hear of them only from that list,
+    // and must still reconcile every one.
+    env.api().expire_watches();
+    let names: Vec<String> = (0..20).map(|i| format!("relisted-{i}")).collect();
+    let yaml: String = names
+        .iter()
+        .map(|n| {
+            format!(
+                "---\napiVersion: azlin.io/v1alpha1\nkind: AzlinVM\nmetadata: {{name: {n}, namespace: default}}\nspec: {{resourceGroup: rg-relisted, location: westus2}}\n"
+            )
+        })
+        .collect();
+    env.apply_yaml(&yaml).expect("vms");
+    for name in &names {
+        wait_ready(&env, name).await;
+    }
+    env.shutdown().await;
+}

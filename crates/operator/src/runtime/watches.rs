@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use kube::api::ListParams;
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::reflector::store::Writer;
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::{WatchStreamExt, watcher as watch};
@@ -126,6 +127,8 @@ pub async fn run<K, F, Fut>(
             .map(|r| r.register(format!("{kind} watch"))),
     );
     let mut seen: u64 = 0;
+    // Objects of a (re)list in progress: the store holds them only once it is done.
+    let mut listed: Vec<ObjectRef<K>> = Vec::new();
     loop {
         let mut stream = watch(api.clone(), config.clone()).default_backoff().boxed();
         let mut ticks = tokio::time::interval(checks.every);
@@ -138,14 +141,33 @@ pub async fn run<K, F, Fut>(
                     // The watcher retries forever; it ends only with its API client.
                     None => return,
                     Some(Ok(event)) => {
+                        // Nothing decides on managedFields; with thousands of objects they
+                        // would be a large share of the cache.
+                        let event = event.modify(|o| o.meta_mut().managed_fields = None);
                         writer.apply_watcher_event(&event);
                         match event {
-                            Event::Apply(obj) | Event::Delete(obj) | Event::InitApply(obj) => {
+                            Event::Apply(obj) | Event::Delete(obj) => {
                                 seen = seen.max(resource_version(obj.meta()).unwrap_or(0));
                                 touched(Arc::new(obj)).await;
                             }
-                            Event::Init => {}
-                            Event::InitDone => gate.set(true),
+                            Event::InitApply(obj) => {
+                                seen = seen.max(resource_version(obj.meta()).unwrap_or(0));
+                                listed.push(ObjectRef::from_obj(&obj));
+                            }
+                            Event::Init => listed.clear(),
+                            Event::InitDone => {
+                                gate.set(true);
+                                // A controller skips an object its store does not hold: tell
+                                // it of the listed objects only now that the store has them
+                                // (objects first seen in a relist after a watch fell behind
+                                // were otherwise never reconciled).
+                                let store = writer.as_reader();
+                                for key in listed.drain(..) {
+                                    if let Some(obj) = store.get(&key) {
+                                        touched(obj).await;
+                                    }
+                                }
+                            }
                         }
                     }
                     Some(Err(e)) => {
