@@ -48,7 +48,8 @@ pub struct ControllerSettings {
     pub backoff_max: Duration,
     /// `reportingInstance` of events (e.g. the pod name).
     pub instance: Option<String>,
-    /// Longest a Stalled object waits before it is re-evaluated anyway.
+    /// How long a Stalled object first waits before it is re-evaluated anyway (the wait
+    /// doubles while it stays Stalled, up to 8 times this).
     pub stalled_recheck: Duration,
     /// Least time between two LISTs of one Azure collection (see [`Inventory`]).
     pub list_interval: Duration,

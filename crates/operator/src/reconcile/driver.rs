@@ -312,7 +312,10 @@ fn error_health(ctx: &Context, key: &str, e: &Error) -> (Health, Action) {
     match e.class() {
         Class::NeedsChange => (
             Health::stalled(&e.reason(), e.message()),
-            Action::requeue(ctx.settings.stalled_recheck),
+            Action::requeue(
+                ctx.backoff()
+                    .stalled_delay(key, ctx.settings.stalled_recheck),
+            ),
         ),
         Class::Transient => (
             Health::progressing(&e.reason(), format!("{} (retrying)", e.message())),

@@ -259,6 +259,9 @@ fn ssh_reason(e: &SshError) -> &'static str {
     }
 }
 
+/// Most a Stalled object's re-evaluation interval grows to, as a multiple of the first.
+pub const STALLED_RECHECK_GROWTH: u32 = 8;
+
 /// Bounded exponential backoff per key (an object, or an object's sub-task), reset by
 /// success and pruned when objects go away.
 #[derive(Debug)]
@@ -290,6 +293,20 @@ impl Backoff {
         let delay = self.min.saturating_mul(1u32 << (*n).min(20)).min(self.max);
         *n = n.saturating_add(1);
         delay
+    }
+
+    /// The delay before a Stalled `key` is re-evaluated anyway (to notice a change in Azure
+    /// such as a raised quota): `first`, doubling with each consecutive stall up to
+    /// [`STALLED_RECHECK_GROWTH`] times `first`. Thousands of objects stalled on one cause
+    /// (a full subnet, an exhausted quota) would otherwise repeat their failing write every
+    /// `first` and spend the subscription's write budget; a change of the object or of
+    /// anything it depends on reconciles it at once anyway.
+    pub fn stalled_delay(&self, key: &str, first: Duration) -> Duration {
+        let mut map = self.attempts();
+        let n = map.entry(key.to_string()).or_insert(0);
+        let growth = (1u32 << (*n).min(20)).min(STALLED_RECHECK_GROWTH);
+        *n = n.saturating_add(1);
+        first.saturating_mul(growth)
     }
 
     /// The delay after `error` for `key`: the next backoff step, at least the server's
@@ -445,5 +462,19 @@ mod tests {
             retry_after: Some(Duration::from_secs(4)),
         });
         assert_eq!(b.after_error("c", &throttled), Duration::from_secs(4));
+    }
+
+    #[test]
+    fn a_stalled_object_is_rechecked_less_often_until_it_recovers() {
+        let b = Backoff::new(Duration::from_secs(1), Duration::from_secs(300));
+        let first = Duration::from_secs(300);
+        let waits: Vec<u64> = (0..6)
+            .map(|_| b.stalled_delay("vm", first).as_secs())
+            .collect();
+        assert_eq!(waits, [300, 600, 1200, 2400, 2400, 2400]);
+        // Other objects are not affected; a success starts over.
+        assert_eq!(b.stalled_delay("other", first), first);
+        b.reset("vm");
+        assert_eq!(b.stalled_delay("vm", first), first);
     }
 }
