@@ -28,7 +28,7 @@
 //! provisioning come from the plain VM list, a low-cost read.
 
 use std::any::Any;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -42,7 +42,7 @@ use tokio::time::Instant;
 /// What a collection's LIST returns, by lower-cased name.
 #[derive(Debug)]
 pub struct Snapshot<T> {
-    items: HashMap<String, T>,
+    items: BTreeMap<String, T>,
     /// The resource group does not exist (the LIST answered 404).
     pub group_missing: bool,
 }
@@ -53,9 +53,14 @@ impl<T> Snapshot<T> {
         self.items.get(&name.to_ascii_lowercase())
     }
 
-    /// Every item.
-    pub fn values(&self) -> impl Iterator<Item = &T> {
-        self.items.values()
+    /// The items whose names start with `prefix` (compared case-insensitively), without
+    /// visiting the others.
+    pub fn starting_with(&self, prefix: &str) -> impl Iterator<Item = &T> {
+        let prefix = prefix.to_ascii_lowercase();
+        self.items
+            .range(prefix.clone()..)
+            .take_while(move |(name, _)| name.starts_with(&prefix))
+            .map(|(_, item)| item)
     }
 
     /// Number of items.
@@ -132,7 +137,40 @@ collection!(
 );
 
 /// VMs of a group with their instance views (power states): Compute's high-cost read.
+/// Each item keeps only what is decided on — the VM's name and `vmId`, its power and
+/// provisioning states and the instance view's statuses — not a second copy of every VM
+/// (the plain list's items are what updates are built from).
 pub struct VirtualMachineViews;
+
+/// `status` reduced to what [`VirtualMachineViews`] keeps.
+fn view_only(status: VirtualMachineStatus) -> VirtualMachineStatus {
+    let VirtualMachineStatus {
+        vm,
+        power_state,
+        provisioning_state,
+    } = status;
+    let statuses = vm
+        .properties
+        .instance_view
+        .map(|v| v.statuses)
+        .unwrap_or_default();
+    VirtualMachineStatus {
+        vm: azlin_arm::compute::VirtualMachine {
+            name: vm.name,
+            properties: azlin_arm::compute::VirtualMachineProperties {
+                vm_id: vm.properties.vm_id,
+                instance_view: Some(azlin_arm::compute::InstanceView {
+                    statuses,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+        power_state,
+        provisioning_state,
+    }
+}
 
 impl Collection for VirtualMachineViews {
     const NAME: &'static str = "virtualMachines?$expand=instanceView";
@@ -145,6 +183,7 @@ impl Collection for VirtualMachineViews {
             .list_with_instance_view()
             .await?
             .into_iter()
+            .map(view_only)
             .filter_map(|v| Some((v.vm.name.clone()?, v)))
             .collect())
     }
@@ -156,9 +195,18 @@ impl Collection for VirtualMachineViews {
     }
 }
 collection!(
-    /// Managed disks of a group.
+    /// Managed disks of a group. Disks are only ever patched (tags, size), never written
+    /// back whole, so each item keeps its typed fields and `managedBy`, not the rest of what
+    /// ARM returns.
     Disks, "disks", Disk,
-    |arm, group| Ok(named(arm.compute().disks(group).list().await?))
+    |arm, group| Ok(named(arm.compute().disks(group).list().await?)
+        .into_iter()
+        .map(|(name, mut disk)| {
+            disk.properties.extra = serde_json::Map::new();
+            disk.extra.retain(|k, _| k == "managedBy");
+            (name, disk)
+        })
+        .collect())
 );
 collection!(
     /// Network interfaces of a group.
@@ -439,6 +487,10 @@ impl Inventory {
                 return Ok(Paced::NotBefore(due - now));
             }
         }
+        // Readers of this snapshot wait for this list and get the new one: let the old one
+        // go before the new one is built, so a big collection is not held twice (should the
+        // list fail, the next reader lists again when it is due).
+        slot.value = None;
         let started = Instant::now();
         let reads_before = azlin_arm::pacing::reads_in_flow();
         let listed = C::list(arm, group).await;
@@ -458,7 +510,7 @@ impl Inventory {
                 group_missing: false,
             },
             Err(e) if e.is_not_found() => Snapshot {
-                items: HashMap::new(),
+                items: BTreeMap::new(),
                 group_missing: true,
             },
             Err(e) => return Err(e),
@@ -473,6 +525,50 @@ impl Inventory {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn items_are_found_by_name_and_prefix_in_any_case() {
+        let snapshot = Snapshot {
+            items: ["ns-a-data-0", "ns-a-data-1", "ns-ab-data-0", "ns-a-os"]
+                .into_iter()
+                .map(|n| (n.to_string(), n.to_uppercase()))
+                .collect(),
+            group_missing: false,
+        };
+        assert_eq!(snapshot.get("NS-A-OS").map(String::as_str), Some("NS-A-OS"));
+        let data: Vec<&String> = snapshot.starting_with("NS-A-data-").collect();
+        assert_eq!(data, ["NS-A-DATA-0", "NS-A-DATA-1"]);
+        assert_eq!(snapshot.starting_with("ns-b").count(), 0);
+    }
+
+    #[test]
+    fn the_instance_view_list_keeps_only_what_is_decided_on() {
+        let vm: azlin_arm::compute::VirtualMachine = serde_json::from_value(serde_json::json!({
+            "name": "vm1", "location": "westus2", "tags": {"a": "b"},
+            "properties": {
+                "vmId": "0000-1", "provisioningState": "Succeeded",
+                "hardwareProfile": {"vmSize": "Standard_D2s_v5"},
+                "instanceView": {
+                    "computerName": "vm1",
+                    "statuses": [
+                        {"code": "ProvisioningState/succeeded", "level": "Info"},
+                        {"code": "PowerState/running", "level": "Info"}
+                    ]
+                }
+            }
+        }))
+        .unwrap();
+        let full = VirtualMachineStatus::of(vm);
+        let kept = view_only(full.clone());
+        assert_eq!(kept.power_state, full.power_state);
+        assert_eq!(kept.provisioning_state, full.provisioning_state);
+        assert_eq!(kept.vm.name.as_deref(), Some("vm1"));
+        assert_eq!(kept.vm.properties.vm_id.as_deref(), Some("0000-1"));
+        let view = kept.vm.properties.instance_view.as_ref().unwrap();
+        assert_eq!(view.statuses.len(), 2);
+        assert!(view.extra.is_empty());
+        assert!(kept.vm.tags.is_empty() && kept.vm.properties.hardware_profile.is_none());
+    }
 
     #[test]
     fn resync_stays_at_base_while_a_round_is_cheap() {

@@ -317,10 +317,8 @@ pub async fn observe(vm: &AzlinVM, cx: &Cx<'_>) -> Result<Observed, Error> {
             }
         }
         // Data disks detached from the VM (removed from the spec) keep their names.
-        let prefix = format!("{}-data-", seen.names.vm).to_ascii_lowercase();
-        for disk in disks.values() {
+        for disk in disks.starting_with(&format!("{}-data-", seen.names.vm)) {
             if let Some(name) = &disk.name
-                && name.to_ascii_lowercase().starts_with(&prefix)
                 && !seen.disks.keys().any(|k| k.eq_ignore_ascii_case(name))
             {
                 seen.disks.insert(name.clone(), disk.clone());
