@@ -22,7 +22,8 @@
 //! Some lists are charged to a scarcer provider budget as well: Compute counts a VM list
 //! with instance views (the only way to read power states in bulk) against its high-cost
 //! read windows (`HighCostGet3Min` 160, `HighCostGet30Min` 800). Such a snapshot
-//! ([`Collection::scarce_rate`]) is refreshed at most once per [`scarce_spacing`], and an
+//! ([`Collection::scarce_rate`]) is refreshed at most once per [`scarce_spacing`] of the
+//! pages of every such snapshot in the subscription (they share the budget), and an
 //! object that needs a newer one than exists is told when to come back
 //! ([`Inventory::get_paced`]) instead of holding a worker until then. VM existence and
 //! provisioning come from the plain VM list, a low-cost read.
@@ -284,6 +285,23 @@ pub fn adaptive_resync(base: Duration, reads_per_round: u64, reads_per_second: f
     base.max(Duration::from_secs_f64(reads_per_round as f64 / budget))
 }
 
+/// How far apart refreshes of scarce snapshot `key` must be: every snapshot of its kind in
+/// its subscription (one per resource group) draws on the same budget, so together they
+/// may spend at most [`AT_REST_READ_SHARE`] of it. Zero for a snapshot without one.
+fn shared_scarce_spacing(scarce: &HashMap<SlotKey, (u64, f64)>, key: &SlotKey) -> Duration {
+    if !scarce.contains_key(key) {
+        return Duration::ZERO;
+    }
+    let (subscription, _, kind) = key;
+    let (pages, rate) = scarce
+        .iter()
+        .filter(|((s, _, k), _)| s == subscription && k == kind)
+        .fold((0, f64::INFINITY), |(pages, rate), (_, (p, r))| {
+            (pages + p, rate.min(*r))
+        });
+    scarce_spacing(pages, rate)
+}
+
 /// The reads of one round in the subscription where it costs most.
 fn reads_per_round(costs: &HashMap<SlotKey, u64>) -> u64 {
     let mut per_subscription: HashMap<&str, u64> = HashMap::new();
@@ -298,8 +316,9 @@ pub struct Inventory {
     slots: Mutex<HashMap<SlotKey, Arc<tokio::sync::Mutex<Slot>>>>,
     /// Reads the last LIST of each snapshot took (its pages).
     costs: Mutex<HashMap<SlotKey, u64>>,
-    /// Least spacing of refreshes of snapshots charged to a scarce budget.
-    scarce: Mutex<HashMap<SlotKey, Duration>>,
+    /// Snapshots charged to a scarce budget: their pages and the pages per second the
+    /// budget sustains.
+    scarce: Mutex<HashMap<SlotKey, (u64, f64)>>,
     /// Least spacing of any refresh: a round of them within half the read refill, once
     /// Azure reported the read budget.
     round: Mutex<Duration>,
@@ -374,10 +393,14 @@ impl Inventory {
     ) {
         let mut scarce = lock(&self.scarce);
         match scarce_rate {
-            Some(rate) => scarce.insert(key.clone(), scarce_spacing(reads, rate)),
+            Some(rate) => scarce.insert(key.clone(), (reads, rate)),
             None => scarce.remove(&key),
         };
-        let floor = scarce.values().max().copied().unwrap_or_default();
+        let floor = scarce
+            .keys()
+            .map(|k| shared_scarce_spacing(&scarce, k))
+            .max()
+            .unwrap_or_default();
         drop(scarce);
         let mut costs = lock(&self.costs);
         costs.insert(key, reads);
@@ -393,7 +416,7 @@ impl Inventory {
 
     /// Least time between two refreshes of snapshot `key`.
     fn spacing(&self, key: &SlotKey) -> Duration {
-        let scarce = lock(&self.scarce).get(key).copied().unwrap_or_default();
+        let scarce = shared_scarce_spacing(&lock(&self.scarce), key);
         self.min_interval.max(scarce).max(*lock(&self.round))
     }
 
@@ -646,7 +669,21 @@ mod tests {
         inventory.record_cost(views.clone(), 100, Some(rate), None);
         assert_eq!(inventory.spacing(&views), Duration::from_secs(450));
         assert_eq!(inventory.resync_interval(), Duration::from_secs(450));
+        // Ten groups of 1000 VMs draw on the same budget: 100 pages, each group's list 450 s
+        // apart.
+        for g in 1..10 {
+            let other: SlotKey = ("s".into(), format!("g{g}"), VirtualMachineViews::NAME);
+            inventory.record_cost(other, 10, Some(rate), None);
+        }
+        inventory.record_cost(views.clone(), 10, Some(rate), None);
+        assert_eq!(inventory.spacing(&views), Duration::from_secs(450));
+        assert_eq!(inventory.resync_interval(), Duration::from_secs(450));
+        // Another subscription has a budget of its own.
+        let elsewhere: SlotKey = ("t".into(), "g".into(), VirtualMachineViews::NAME);
+        inventory.record_cost(elsewhere.clone(), 10, Some(rate), None);
+        assert_eq!(inventory.spacing(&elsewhere), Duration::from_secs(45));
         // Without a scarce budget (none answered): the ordinary spacing.
+        let inventory = Inventory::new(Duration::from_millis(20), Duration::from_secs(300), 25.0);
         inventory.record_cost(views.clone(), 100, None, None);
         assert_eq!(inventory.spacing(&views), Duration::from_millis(20));
         assert_eq!(inventory.resync_interval(), Duration::from_secs(300));
