@@ -288,11 +288,16 @@ impl Backoff {
 
     /// The delay before the next retry of `key`, counting this failure.
     pub fn next_delay(&self, key: &str) -> Duration {
+        self.min.saturating_mul(self.count(key)).min(self.max)
+    }
+
+    /// Counts a failure of `key`: 2 to the power of the failures counted before it.
+    fn count(&self, key: &str) -> u32 {
         let mut map = self.attempts();
         let n = map.entry(key.to_string()).or_insert(0);
-        let delay = self.min.saturating_mul(1u32 << (*n).min(20)).min(self.max);
+        let growth = 1u32 << (*n).min(20);
         *n = n.saturating_add(1);
-        delay
+        growth
     }
 
     /// The delay before a Stalled `key` is re-evaluated anyway (to notice a change in Azure
@@ -302,11 +307,7 @@ impl Backoff {
     /// `first` and spend the subscription's write budget; a change of the object or of
     /// anything it depends on reconciles it at once anyway.
     pub fn stalled_delay(&self, key: &str, first: Duration) -> Duration {
-        let mut map = self.attempts();
-        let n = map.entry(key.to_string()).or_insert(0);
-        let growth = (1u32 << (*n).min(20)).min(STALLED_RECHECK_GROWTH);
-        *n = n.saturating_add(1);
-        first.saturating_mul(growth)
+        first.saturating_mul(self.count(key).min(STALLED_RECHECK_GROWTH))
     }
 
     /// The delay after `error` for `key`: the next backoff step, at least the server's
