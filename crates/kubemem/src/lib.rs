@@ -567,6 +567,11 @@ fn ensure_namespace(st: &mut State, name: &str) -> Result<bool, ApiError> {
 /// Largest request body the API server reads (`--max-request-bytes` default, 3 MiB).
 pub const MAX_REQUEST_BODY_BYTES: usize = 3 * 1024 * 1024;
 
+/// Largest oversized body read to its end before the `413` is sent. A client still
+/// writing its body when the server closes the connection sees a broken pipe instead
+/// of the answer, so the rest of a body up to this size is read and discarded first.
+const MAX_DISCARDED_BODY_BYTES: usize = 4 * MAX_REQUEST_BODY_BYTES;
+
 /// Reads a request body of at most [`MAX_REQUEST_BODY_BYTES`] (`413` beyond, as the API
 /// server's limited reader answers).
 async fn read_body<B>(body: B) -> Result<Bytes, ApiError>
@@ -576,17 +581,26 @@ where
 {
     let mut body = std::pin::pin!(body);
     let mut out = bytes::BytesMut::new();
+    let mut read = 0usize;
     while let Some(frame) = body.frame().await {
         let frame =
             frame.map_err(|e| ApiError::bad_request(format!("failed to read body: {e}")))?;
         if let Ok(data) = frame.into_data() {
-            if out.len() + data.len() > MAX_REQUEST_BODY_BYTES {
-                return Err(ApiError::request_entity_too_large(format!(
-                    "limit is {MAX_REQUEST_BODY_BYTES}"
-                )));
+            read += data.len();
+            if read > MAX_DISCARDED_BODY_BYTES {
+                break;
             }
-            out.extend_from_slice(&data);
+            if read <= MAX_REQUEST_BODY_BYTES {
+                out.extend_from_slice(&data);
+            } else if !out.is_empty() {
+                out = bytes::BytesMut::new();
+            }
         }
+    }
+    if read > MAX_REQUEST_BODY_BYTES {
+        return Err(ApiError::request_entity_too_large(format!(
+            "limit is {MAX_REQUEST_BODY_BYTES}"
+        )));
     }
     Ok(out.freeze())
 }

@@ -1539,3 +1539,51 @@ async fn bodies_over_3_mib_and_objects_over_1_5_mib_are_refused() {
     let (code, _) = read(s.handle(post(body(1024 * 1024))).await).await;
     assert_eq!(code, 201);
 }
+
+/// A client that writes its whole oversized body before reading gets the `413`, and the
+/// connection stays usable (the body is read to its end, not cut off mid-write).
+#[tokio::test]
+async fn an_oversized_body_is_answered_after_it_is_read() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let served = server()
+        .serve("127.0.0.1:0".parse().expect("addr"))
+        .await
+        .expect("serve");
+    let mut conn = tokio::net::TcpStream::connect(served.addr())
+        .await
+        .expect("connect");
+    let body = format!(
+        r#"{{"metadata":{{"name":"big"}},"data":{{"k":"{}"}}}}"#,
+        "x".repeat(4 * 1024 * 1024)
+    );
+    let head = format!(
+        "POST /api/v1/namespaces/default/configmaps HTTP/1.1\r\nhost: kube\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    conn.write_all(head.as_bytes()).await.expect("head");
+    conn.write_all(body.as_bytes())
+        .await
+        .expect("the whole body is accepted");
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("limit is 3145728") {
+        let n = conn.read(&mut buf).await.expect("read the answer");
+        assert!(
+            n > 0,
+            "closed before the answer: {}",
+            String::from_utf8_lossy(&seen)
+        );
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let answer = String::from_utf8_lossy(&seen).to_string();
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    conn.write_all(b"GET /api/v1/namespaces/default/configmaps HTTP/1.1\r\nhost: kube\r\n\r\n")
+        .await
+        .expect("second request");
+    let n = conn.read(&mut buf).await.expect("second answer");
+    assert!(
+        String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+}
