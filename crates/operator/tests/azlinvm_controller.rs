@@ -310,11 +310,32 @@ async fn within_azures_budgets_power_states_come_from_paced_lists_without_a_429(
 async fn resize_tags_and_data_disks() {
     let env = env().await;
     create_ready(&env, "rs", "").await;
-    // Same family: in-place resize.
+    // Another tool sets fields the operator does not model: its updates keep them (the
+    // operator's snapshots do not hold them, so an update reads the resource whole first).
+    let vms = env.arm().compute().virtual_machines("rg-rs");
+    let mut full = vms.get("default-rs").await.expect("get").expect("vm");
+    full.properties.provisioning_state = None;
+    full.properties.extra.insert(
+        "diagnosticsProfile".into(),
+        json!({"bootDiagnostics": {"enabled": true}}),
+    );
+    vms.create_or_update("default-rs", &full)
+        .await
+        .expect("another tool's VM PUT");
+    let nics = env.arm().network().interfaces("rg-rs");
+    let mut nic = nics.get("default-rs-nic").await.expect("get").expect("nic");
+    nic.properties.provisioning_state = None;
+    nic.properties
+        .extra
+        .insert("enableAcceleratedNetworking".into(), json!(true));
+    nics.create_or_update("default-rs-nic", &nic)
+        .await
+        .expect("another tool's NIC PUT");
+    // Same family: in-place resize; a public IP the NIC is updated to reference.
     patch_spec(
         &env,
         "rs",
-        json!({ "size": "Standard_D4s_v5", "tags": {"env": "dev"} }),
+        json!({ "size": "Standard_D4s_v5", "tags": {"env": "dev"}, "publicIP": true }),
     )
     .await;
     env.wait_for(
@@ -330,11 +351,36 @@ async fn resize_tags_and_data_disks() {
     .expect("resized");
     let vm = env.emulator().resource(&vm_arm_id("rs")).expect("vm");
     assert_eq!(vm["tags"]["env"], "dev");
+    assert_eq!(
+        vm["properties"]["diagnosticsProfile"]["bootDiagnostics"]["enabled"], true,
+        "the resize kept what another tool set: {vm}"
+    );
+    let nic_id = arm_id(
+        "rs",
+        "Microsoft.Network/networkInterfaces",
+        "default-rs-nic",
+    );
+    let pip_id = arm_id(
+        "rs",
+        "Microsoft.Network/publicIPAddresses",
+        "default-rs-pip",
+    );
+    let nic = env.emulator().resource(&nic_id).expect("nic");
+    assert_eq!(
+        nic["properties"]["enableAcceleratedNetworking"], true,
+        "{nic}"
+    );
+    assert!(
+        nic["properties"]["ipConfigurations"][0]["properties"]["publicIPAddress"]["id"]
+            .as_str()
+            .is_some_and(|id| id.eq_ignore_ascii_case(&pip_id)),
+        "{nic}"
+    );
     // Another family: Azure requires deallocation; the VM ends up running again.
     patch_spec(
         &env,
         "rs",
-        json!({ "size": "Standard_E4s_v5", "dataDisks": [{"lun": 0, "sizeGiB": 32}] }),
+        json!({ "size": "Standard_E4s_v5", "dataDisks": [{"lun": 0, "sizeGiB": 32}], "tags": {"env": "prod"} }),
     )
     .await;
     env.wait_for(
@@ -360,6 +406,15 @@ async fn resize_tags_and_data_disks() {
     );
     assert!(count_posts(&env, "deallocate") >= 1);
     wait_event(&env, "rs", "Resized").await;
+    for id in [&vm_arm_id("rs"), &nic_id, &pip_id] {
+        let r = env.emulator().resource(id).expect("exists");
+        assert_eq!(r["tags"]["env"], "prod", "{r}");
+    }
+    let vm = env.emulator().resource(&vm_arm_id("rs")).expect("vm");
+    assert_eq!(
+        vm["properties"]["diagnosticsProfile"]["bootDiagnostics"]["enabled"], true,
+        "{vm}"
+    );
     // Growing a data disk (Azure needs the VM deallocated; it runs again afterwards).
     patch_spec(
         &env,

@@ -33,11 +33,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use azlin_arm::compute::{Disk, VirtualMachineStatus};
+use azlin_arm::compute::{Disk, VirtualMachine, VirtualMachineStatus};
 use azlin_arm::network::{NetworkInterface, NetworkSecurityGroup, PublicIpAddress, VirtualNetwork};
 use azlin_arm::resource_groups::ResourceGroup;
 use azlin_arm::storage::StorageAccount;
 use azlin_arm::{ArmClient, ArmError};
+use serde_json::Map;
 use tokio::time::Instant;
 
 /// What a collection's LIST returns, by lower-cased name.
@@ -124,7 +125,8 @@ collection!(
     |arm, _group| Ok(named(arm.resources().list(None).await?))
 );
 collection!(
-    /// VMs of a group with their provisioning states (a low-cost read).
+    /// VMs of a group with their provisioning states (a low-cost read), each reduced to
+    /// what plans decide on ([`vm_decided_only`]).
     VirtualMachines, "virtualMachines", VirtualMachineStatus,
     |arm, group| Ok(arm
         .compute()
@@ -132,10 +134,54 @@ collection!(
         .list()
         .await?
         .into_iter()
-        .map(VirtualMachineStatus::of)
+        .map(|vm| VirtualMachineStatus::of(vm_decided_only(vm)))
         .filter_map(|v| Some((v.vm.name.clone()?, v)))
         .collect())
 );
+
+/// `vm` without what no plan decides on: the fields beyond the typed ones, its OS profile
+/// (SSH keys) and image. Thousands of VMs as ARM returns them would take most of the
+/// operator's memory; an update reads the VM whole before it writes it back.
+fn vm_decided_only(mut vm: VirtualMachine) -> VirtualMachine {
+    vm.extra = Map::new();
+    let p = &mut vm.properties;
+    p.extra = Map::new();
+    p.os_profile = None;
+    if let Some(h) = &mut p.hardware_profile {
+        h.extra = Map::new();
+    }
+    if let Some(n) = &mut p.network_profile {
+        n.extra = Map::new();
+    }
+    if let Some(s) = &mut p.storage_profile {
+        s.extra = Map::new();
+        s.image_reference = None;
+        if let Some(os) = &mut s.os_disk {
+            os.extra = Map::new();
+            if let Some(m) = &mut os.managed_disk {
+                m.extra = Map::new();
+            }
+        }
+        for d in &mut s.data_disks {
+            d.extra = Map::new();
+            if let Some(m) = &mut d.managed_disk {
+                m.extra = Map::new();
+            }
+        }
+    }
+    vm
+}
+
+/// `nic` without the fields beyond the typed ones (an update reads the NIC whole first).
+fn nic_decided_only(mut nic: NetworkInterface) -> NetworkInterface {
+    nic.extra = Map::new();
+    nic.properties.extra = Map::new();
+    for c in &mut nic.properties.ip_configurations {
+        c.extra = Map::new();
+        c.properties.extra = Map::new();
+    }
+    nic
+}
 
 /// VMs of a group with their instance views (power states): Compute's high-cost read.
 /// Each item keeps only what is decided on — the VM's name and `vmId`, its power and
@@ -203,21 +249,32 @@ collection!(
     |arm, group| Ok(named(arm.compute().disks(group).list().await?)
         .into_iter()
         .map(|(name, mut disk)| {
-            disk.properties.extra = serde_json::Map::new();
+            disk.properties.extra = Map::new();
             disk.extra.retain(|k, _| k == "managedBy");
             (name, disk)
         })
         .collect())
 );
 collection!(
-    /// Network interfaces of a group.
+    /// Network interfaces of a group, each reduced to its typed fields ([`nic_decided_only`]).
     NetworkInterfaces, "networkInterfaces", NetworkInterface,
-    |arm, group| Ok(named(arm.network().interfaces(group).list().await?))
+    |arm, group| Ok(named(arm.network().interfaces(group).list().await?)
+        .into_iter()
+        .map(|(name, nic)| (name, nic_decided_only(nic)))
+        .collect())
 );
 collection!(
-    /// Public IP addresses of a group.
+    /// Public IP addresses of a group, each reduced to its typed fields (only their tags
+    /// are ever written, by PATCH).
     PublicIps, "publicIPAddresses", PublicIpAddress,
-    |arm, group| Ok(named(arm.network().public_ips(group).list().await?))
+    |arm, group| Ok(named(arm.network().public_ips(group).list().await?)
+        .into_iter()
+        .map(|(name, mut pip)| {
+            pip.extra = Map::new();
+            pip.properties.extra = Map::new();
+            (name, pip)
+        })
+        .collect())
 );
 collection!(
     /// Network security groups of a group.
@@ -591,6 +648,90 @@ mod tests {
         assert_eq!(view.statuses.len(), 2);
         assert!(view.extra.is_empty());
         assert!(kept.vm.tags.is_empty() && kept.vm.properties.hardware_profile.is_none());
+    }
+
+    #[test]
+    fn the_vm_and_nic_lists_keep_their_typed_fields_only() {
+        let vm: VirtualMachine = serde_json::from_value(serde_json::json!({
+            "name": "vm1", "id": "/x/vm1", "location": "westus2", "tags": {"a": "b"},
+            "zones": ["1"], "resources": [{"id": "/x/vm1/extensions/e"}],
+            "properties": {
+                "vmId": "0000-1", "provisioningState": "Succeeded",
+                "hardwareProfile": {"vmSize": "Standard_D2s_v5", "vmSizeProperties": {}},
+                "billingProfile": {"maxPrice": -1.0},
+                "osProfile": {"computerName": "vm1", "adminUsername": "azureuser"},
+                "diagnosticsProfile": {"bootDiagnostics": {"enabled": true}},
+                "networkProfile": {"networkInterfaces": [{"id": "/x/nic1"}]},
+                "storageProfile": {
+                    "imageReference": {"publisher": "Canonical", "exactVersion": "1"},
+                    "osDisk": {"name": "os1", "createOption": "FromImage", "osType": "Linux",
+                               "managedDisk": {"id": "/x/os1", "storageAccountType": "Premium_LRS"}},
+                    "dataDisks": [{"lun": 0, "name": "d0", "createOption": "Empty",
+                                   "diskSizeGB": 32, "caching": "None",
+                                   "managedDisk": {"id": "/x/d0"}}]
+                }
+            }
+        }))
+        .unwrap();
+        let kept = vm_decided_only(vm.clone());
+        assert!(kept.extra.is_empty() && kept.properties.extra.is_empty());
+        assert!(kept.properties.os_profile.is_none());
+        let (p, q) = (&kept.properties, &vm.properties);
+        assert_eq!(
+            (&kept.name, &kept.id, &kept.tags, &kept.zones),
+            (&vm.name, &vm.id, &vm.tags, &vm.zones)
+        );
+        assert_eq!(
+            (&p.vm_id, &p.provisioning_state),
+            (&q.vm_id, &q.provisioning_state)
+        );
+        assert_eq!(p.billing_profile, q.billing_profile);
+        assert_eq!(
+            p.hardware_profile.as_ref().unwrap().vm_size,
+            "Standard_D2s_v5"
+        );
+        assert_eq!(
+            p.network_profile.as_ref().unwrap().network_interfaces,
+            q.network_profile.as_ref().unwrap().network_interfaces
+        );
+        let storage = p.storage_profile.as_ref().unwrap();
+        assert!(storage.image_reference.is_none());
+        let os = storage.os_disk.as_ref().unwrap();
+        assert!(os.extra.is_empty());
+        assert_eq!(
+            os.managed_disk.as_ref().unwrap().id.as_deref(),
+            Some("/x/os1")
+        );
+        let d = &storage.data_disks[0];
+        assert_eq!(
+            (d.lun, d.name.as_deref(), d.disk_size_gb),
+            (0, Some("d0"), Some(32))
+        );
+        assert!(d.extra.is_empty());
+
+        let nic: NetworkInterface = serde_json::from_value(serde_json::json!({
+            "name": "nic1", "tags": {"a": "b"},
+            "properties": {
+                "enableAcceleratedNetworking": true,
+                "ipConfigurations": [{"name": "ipconfig1", "properties": {
+                    "privateIPAddress": "10.0.0.4", "privateIPAddressVersion": "IPv4",
+                    "publicIPAddress": {"id": "/x/pip1"}
+                }}]
+            }
+        }))
+        .unwrap();
+        let kept = nic_decided_only(nic.clone());
+        assert!(kept.properties.extra.is_empty());
+        let c = &kept.properties.ip_configurations[0];
+        assert!(c.properties.extra.is_empty());
+        assert_eq!(c.properties.private_ip_address.as_deref(), Some("10.0.0.4"));
+        assert_eq!(
+            c.properties.public_ip_address,
+            nic.properties.ip_configurations[0]
+                .properties
+                .public_ip_address
+        );
+        assert_eq!(kept.tags, nic.tags);
     }
 
     #[test]

@@ -68,7 +68,18 @@ pub async fn apply(
             )?;
             ok_if_gone(pips.begin_delete(&names.pip).await)?
         }
+        Step::TagPip(tags) => Some(
+            pips.begin_update(&names.pip, &json!({ "tags": tags }))
+                .await?,
+        ),
         Step::PutNic(body) => Some(nics.begin_create_or_update(&names.nic, &body).await?),
+        Step::UpdateNic { pip_id, tags } => match nics.get(&names.nic).await? {
+            Some(nic) => match build::nic_update(&nic, pip_id.as_deref(), &tags) {
+                Some(body) => Some(nics.begin_create_or_update(&names.nic, &body).await?),
+                None => None,
+            },
+            None => None,
+        },
         Step::DeleteNic => {
             ensure_ours(
                 "network interface",
@@ -85,27 +96,37 @@ pub async fn apply(
             None
         }
         Step::CreateVm(body) => Some(vms.begin_create_or_update(&names.vm, &body).await?),
-        Step::UpdateVm { body, .. } => match vms.begin_create_or_update(&names.vm, &body).await {
-            Ok(p) => Some(p),
-            Err(e) if build::resize_needs_deallocation(e.code(), &e.message()) => {
-                // Azure resizes to this size only from a deallocated VM.
-                let p = vms.begin_power(&names.vm, PowerAction::Deallocate).await?;
-                out.events.retain(|e| e.reason != "Resized");
-                out.event(Event::normal(
-                    "Deallocating",
-                    format!(
-                        "deallocating VM {} to resize it to {} (Azure requires it for this size)",
-                        names.vm, vm.spec.size
-                    ),
-                ));
-                out.health = Health::progressing(
-                    "Resizing",
-                    format!("deallocating to resize to {}", vm.spec.size),
-                );
-                Some(p)
+        Step::UpdateVm { tags, retry, .. } => {
+            let Some(body) = vms
+                .get(&names.vm)
+                .await?
+                .and_then(|full| build::vm_put_body(&full, &vm.spec, names, &tags, retry))
+            else {
+                // Gone, or converged since it was observed: the next reconcile sees which.
+                return Ok(());
+            };
+            match vms.begin_create_or_update(&names.vm, &body).await {
+                Ok(p) => Some(p),
+                Err(e) if build::resize_needs_deallocation(e.code(), &e.message()) => {
+                    // Azure resizes to this size only from a deallocated VM.
+                    let p = vms.begin_power(&names.vm, PowerAction::Deallocate).await?;
+                    out.events.retain(|e| e.reason != "Resized");
+                    out.event(Event::normal(
+                        "Deallocating",
+                        format!(
+                            "deallocating VM {} to resize it to {} (Azure requires it for this size)",
+                            names.vm, vm.spec.size
+                        ),
+                    ));
+                    out.health = Health::progressing(
+                        "Resizing",
+                        format!("deallocating to resize to {}", vm.spec.size),
+                    );
+                    Some(p)
+                }
+                Err(e) => return Err(e.into()),
             }
-            Err(e) => return Err(e.into()),
-        },
+        }
         Step::Power(action) => Some(vms.begin_power(&names.vm, action).await?),
         Step::GrowDisks(growth) => {
             for (name, size) in &growth {

@@ -214,6 +214,27 @@ pub fn vm_update(
     (!changes.is_empty()).then_some((body, changes))
 }
 
+/// The body that updates `full` (the VM as a GET returns it, every field) towards the spec,
+/// or — when `retry` (its provisioning failed) — PUTs it again unchanged; `None` when
+/// nothing differs and it is not a retry.
+pub fn vm_put_body(
+    full: &VirtualMachine,
+    spec: &AzlinVMSpec,
+    names: &VmNames,
+    tags: &BTreeMap<String, String>,
+    retry: bool,
+) -> Option<VirtualMachine> {
+    if let Some((body, _)) = vm_update(full, spec, names, tags) {
+        return Some(body);
+    }
+    retry.then(|| {
+        let mut body = full.clone();
+        body.properties.provisioning_state = None;
+        body.properties.instance_view = None;
+        body
+    })
+}
+
 /// Disks to grow: `(disk name, wanted GiB)` for the OS disk (when `spec.osDisk.sizeGiB` is
 /// set) and the data disks whose current size (from `current`, by disk name) is smaller than
 /// the spec. Disks not in `current` (not created yet) are skipped.
@@ -581,6 +602,28 @@ mod tests {
         let mut lower = s.clone();
         lower.size = "standard_d2s_v5".into();
         assert_eq!(vm_update(&observed, &lower, &names, &tags()), None);
+    }
+
+    #[test]
+    fn put_bodies_keep_every_field_of_the_vm_read_whole() {
+        let names = VmNames::new("ns", "dev");
+        let s = spec();
+        let mut full = desired_vm(&s, &names, &tags(), "/nic", "k", "c");
+        full.properties.provisioning_state = Some(azlin_arm::ProvisioningState("Failed".into()));
+        full.properties
+            .extra
+            .insert("diagnosticsProfile".into(), serde_json::json!({"x": 1}));
+        assert_eq!(vm_put_body(&full, &s, &names, &tags(), false), None);
+        let again = vm_put_body(&full, &s, &names, &tags(), true).expect("retry");
+        assert_eq!(again.properties.extra, full.properties.extra);
+        assert!(again.properties.provisioning_state.is_none());
+
+        let mut bigger = s.clone();
+        bigger.size = "Standard_D4s_v5".into();
+        let body = vm_put_body(&full, &bigger, &names, &tags(), false).expect("resize");
+        assert_eq!(vm_size(&body), Some("Standard_D4s_v5"));
+        assert_eq!(body.properties.extra, full.properties.extra);
+        assert_eq!(body.properties.os_profile, full.properties.os_profile);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! need, resource group and network, public IP, NIC, VM (create, retry a failed
 //! provisioning, update, grow disks, restart, power), and the guest's mounts.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use azlin_arm::OperationState;
@@ -44,23 +45,36 @@ pub enum Step {
     CreateKey,
     /// Prepare the resource group or managed network.
     Infra(network::Step),
-    /// Create or update the public IP.
+    /// Create the public IP.
     PutPip(Box<PublicIpAddress>),
+    /// Replace the tags of the public IP (a PATCH).
+    TagPip(BTreeMap<String, String>),
     /// Delete the public IP.
     DeletePip,
-    /// Create or update the NIC.
+    /// Create the NIC.
     PutNic(Box<NetworkInterface>),
+    /// Update the NIC ([`build::nic_update`]): read it whole and PUT it back changed (the
+    /// snapshots keep only what plans decide on).
+    UpdateNic {
+        /// The public IP it should reference.
+        pip_id: Option<String>,
+        /// Its tags.
+        tags: BTreeMap<String, String>,
+    },
     /// Create the disks of a restored VM from a Backup run's snapshots.
     RestoreDisks(Vec<super::restore::NewDisk>),
     /// Create the VM.
     CreateVm(Box<VirtualMachine>),
-    /// Update the VM (size, tags, data disks, Spot price), or PUT it again after a failed
-    /// provisioning (`changes` empty).
+    /// Update the VM (size, tags, data disks, Spot price; [`build::vm_update`]), or PUT it
+    /// again after a failed provisioning: read it whole and PUT it back changed (the
+    /// snapshots keep only what plans decide on).
     UpdateVm {
-        /// The body to PUT.
-        body: Box<VirtualMachine>,
+        /// Its tags.
+        tags: BTreeMap<String, String>,
         /// What differs.
         changes: Vec<VmChange>,
+        /// PUT it even when nothing differs (its provisioning failed).
+        retry: bool,
     },
     /// A power action.
     Power(PowerAction),
@@ -283,11 +297,8 @@ pub fn plan(vm: &AzlinVM, seen: &Observed, cx: &PlanCx<'_>) -> Plan<AzlinVM> {
                     );
                 }
                 if pip.tags != tags {
-                    let mut body = pip.clone();
-                    body.tags = tags.clone();
-                    body.properties.provisioning_state = None;
                     return p.progress(
-                        Some(Step::PutPip(Box::new(body))),
+                        Some(Step::TagPip(tags.clone())),
                         phase,
                         "Updating",
                         format!("updating the tags of public IP {}", seen.names.pip),
@@ -324,9 +335,12 @@ pub fn plan(vm: &AzlinVM, seen: &Observed, cx: &PlanCx<'_>) -> Plan<AzlinVM> {
                     format!("network interface {} is being provisioned", seen.names.nic),
                 );
             }
-            if let Some(body) = build::nic_update(nic, pip_id.as_deref(), &tags) {
+            if build::nic_update(nic, pip_id.as_deref(), &tags).is_some() {
                 return p.progress(
-                    Some(Step::PutNic(Box::new(body))),
+                    Some(Step::UpdateNic {
+                        pip_id: pip_id.clone(),
+                        tags: tags.clone(),
+                    }),
                     phase,
                     "Updating",
                     format!("updating network interface {}", seen.names.nic),
@@ -557,11 +571,9 @@ fn converge_vm(
                     format!("VM {} provisioning failed: {message}", names.vm),
                 );
             }
-            let mut body = observed.vm.clone();
-            body.properties.provisioning_state = None;
-            body.properties.instance_view = None;
-            let (body, changes) =
-                build::vm_update(&observed.vm, spec, names, tags).unwrap_or((body, Vec::new()));
+            let changes = build::vm_update(&observed.vm, spec, names, tags)
+                .map(|(_, changes)| changes)
+                .unwrap_or_default();
             p.event(Event::warning(
                 &code,
                 format!(
@@ -572,8 +584,9 @@ fn converge_vm(
             let phase = p.working_phase();
             return p.finish(
                 Some(Step::UpdateVm {
-                    body: Box::new(body),
+                    tags: tags.clone(),
                     changes,
+                    retry: true,
                 }),
                 phase,
                 Health::progressing(&code, format!("{message} (retrying)")),
@@ -641,13 +654,14 @@ fn converge_vm(
             format!("deleting detached data disk(s) {list}"),
         );
     }
-    if let Some((body, changes)) = build::vm_update(&observed.vm, spec, names, tags) {
+    if let Some((_, changes)) = build::vm_update(&observed.vm, spec, names, tags) {
         for change in &changes {
             p.event(change_event(change));
         }
         let step = Step::UpdateVm {
-            body: Box::new(body),
+            tags: tags.clone(),
             changes,
+            retry: false,
         };
         let mut plan = p.progress(
             Some(step),

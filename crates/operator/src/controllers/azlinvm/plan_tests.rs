@@ -292,14 +292,14 @@ fn apply_mode_table() {
                     OperationState::Failed,
                 ));
             },
-            |st| matches!(st, Some(Step::UpdateVm { .. })),
+            |st| matches!(st, Some(Step::UpdateVm { retry: true, .. })),
             ("Progressing", "AllocationFailed"),
         ),
         (
             "resize",
             vm(json!({"size": "Standard_D4s_v5"})),
             ready,
-            |st| matches!(st, Some(Step::UpdateVm { changes, .. }) if matches!(changes.as_slice(), [build::VmChange::Resize { .. }])),
+            |st| matches!(st, Some(Step::UpdateVm { changes, retry: false, .. }) if matches!(changes.as_slice(), [build::VmChange::Resize { .. }])),
             ("Progressing", "Updating"),
         ),
         (
