@@ -72,7 +72,11 @@ pub async fn apply(
             pips.begin_update(&names.pip, &json!({ "tags": tags }))
                 .await?,
         ),
-        Step::PutNic(body) => Some(nics.begin_create_or_update(&names.nic, &body).await?),
+        Step::PutNic(body) => Some(
+            nics.begin_create_or_update(&names.nic, &body)
+                .await
+                .map_err(|e| build::explain_subnet_full(e, vm.spec.network.is_none()))?,
+        ),
         Step::UpdateNic { pip_id, tags } => match nics.get(&names.nic).await? {
             Some(nic) => match build::nic_update(&nic, pip_id.as_deref(), &tags) {
                 Some(body) => Some(nics.begin_create_or_update(&names.nic, &body).await?),

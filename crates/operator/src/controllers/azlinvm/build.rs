@@ -11,7 +11,7 @@ use azlin_arm::compute::{
     NetworkProfile, OsDisk, OsProfile, StorageProfile, VirtualMachine, VirtualMachineProperties,
 };
 use azlin_arm::network::{NetworkInterface, PublicIpAddress};
-use azlin_arm::{Resource, SubResource};
+use azlin_arm::{ArmError, Resource, SubResource};
 
 /// Deterministic names of one AzlinVM's Azure resources.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -353,6 +353,32 @@ pub fn detached_disks(
         .collect()
 }
 
+/// Azure's `SubnetIsFull` answer to a NIC create, with how to fix it: the message names the
+/// subnet but not what the user can change. Other errors pass unchanged.
+pub fn explain_subnet_full(e: ArmError, managed_network: bool) -> ArmError {
+    match e {
+        ArmError::InvalidRequest {
+            status,
+            code,
+            message,
+            target,
+        } if code.eq_ignore_ascii_case("SubnetIsFull") => {
+            let fix = if managed_network {
+                "the operator-managed subnet of a resource group and region holds at most 4091 NICs: put further VMs in another spec.resourceGroup, or set spec.network.subnetId to a larger subnet"
+            } else {
+                "free addresses in the subnet of spec.network.subnetId, or name a larger subnet there"
+            };
+            ArmError::InvalidRequest {
+                status,
+                code,
+                message: format!("{message} ({fix})"),
+                target,
+            }
+        }
+        other => other,
+    }
+}
+
 /// Whether Azure refused a resize because the VM must be deallocated first.
 pub fn resize_needs_deallocation(code: Option<&str>, message: &str) -> bool {
     code.is_some_and(|c| c.eq_ignore_ascii_case("OperationNotAllowed"))
@@ -602,6 +628,37 @@ mod tests {
         let mut lower = s.clone();
         lower.size = "standard_d2s_v5".into();
         assert_eq!(vm_update(&observed, &lower, &names, &tags()), None);
+    }
+
+    #[test]
+    fn a_full_subnet_says_what_to_change() {
+        let full = || ArmError::InvalidRequest {
+            status: 400,
+            code: "SubnetIsFull".into(),
+            message: "Subnet default does not have enough capacity for 1 IP addresses.".into(),
+            target: None,
+        };
+        let managed = explain_subnet_full(full(), true);
+        assert_eq!(managed.code(), Some("SubnetIsFull"));
+        let text = managed.message();
+        assert!(
+            text.starts_with("Subnet default does not have enough capacity"),
+            "{text}"
+        );
+        assert!(text.contains("another spec.resourceGroup"), "{text}");
+        assert!(text.contains("spec.network.subnetId"), "{text}");
+        let custom = explain_subnet_full(full(), false).message();
+        assert!(
+            custom.contains("the subnet of spec.network.subnetId"),
+            "{custom}"
+        );
+        let other = ArmError::InvalidRequest {
+            status: 400,
+            code: "InvalidParameter".into(),
+            message: "m".into(),
+            target: None,
+        };
+        assert_eq!(explain_subnet_full(other, true).message(), "m");
     }
 
     #[test]
