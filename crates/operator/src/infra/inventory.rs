@@ -186,7 +186,7 @@ fn nic_decided_only(mut nic: NetworkInterface) -> NetworkInterface {
 /// VMs of a group with their instance views (power states): Compute's high-cost read.
 /// Each item keeps only what is decided on — the VM's name and `vmId`, its power and
 /// provisioning states and the instance view's statuses — not a second copy of every VM
-/// (the plain list's items are what updates are built from).
+/// (the plain list's items carry the rest of what plans decide on).
 pub struct VirtualMachineViews;
 
 /// `status` reduced to what [`VirtualMachineViews`] keeps.

@@ -77,13 +77,17 @@ pub async fn apply(
                 .await
                 .map_err(|e| build::explain_subnet_full(e, vm.spec.network.is_none()))?,
         ),
-        Step::UpdateNic { pip_id, tags } => match nics.get(&names.nic).await? {
-            Some(nic) => match build::nic_update(&nic, pip_id.as_deref(), &tags) {
+        Step::UpdateNic { pip_id, tags } => {
+            // Gone, or converged since it was observed: nothing to write.
+            let body = nics
+                .get(&names.nic)
+                .await?
+                .and_then(|full| build::nic_update(&full, pip_id.as_deref(), &tags));
+            match body {
                 Some(body) => Some(nics.begin_create_or_update(&names.nic, &body).await?),
                 None => None,
-            },
-            None => None,
-        },
+            }
+        }
         Step::DeleteNic => {
             ensure_ours(
                 "network interface",
