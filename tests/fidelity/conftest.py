@@ -15,6 +15,7 @@ from azure.identity import ManagedIdentityCredential
 from azure.mgmt.compute import ComputeManagementClient
 from azure.mgmt.network import NetworkManagementClient
 from azure.mgmt.resource.resources import ResourceManagementClient
+from azure.mgmt.resourcegraph import ResourceGraphClient
 from azure.mgmt.resource.subscriptions import SubscriptionClient
 from azure.mgmt.storage import StorageManagementClient
 
@@ -71,6 +72,11 @@ def compute(credential, subscription, base_url):
 @pytest.fixture(scope="session")
 def storage(credential, subscription, base_url):
     return _client(StorageManagementClient, credential, subscription, base_url)
+
+
+@pytest.fixture(scope="session")
+def graph(credential, base_url):
+    return ResourceGraphClient(credential, base_url=base_url, credential_scopes=SCOPES)
 
 
 @pytest.fixture

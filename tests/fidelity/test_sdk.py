@@ -253,3 +253,43 @@ def test_existing_resource_errors_parse(resources, network, name):
             name, "vnet", "outside", nm.Subnet(address_prefix="192.168.0.0/24")).result()
     assert err.value.error.code == "NetcfgSubnetRangeOutsideVnet"
     assert not isinstance(err.value, ResourceExistsError)
+
+
+def test_resource_graph_pages_rows_with_power_states(resources, network, compute, graph, subscription, name):
+    from azure.mgmt.resourcegraph import models as gm
+
+    make_group(resources, name)
+    _, subnet = make_network(network, name)
+    for vm in ("a", "b", "c"):
+        nic = make_nic(network, name, f"{vm}-nic", subnet)
+        compute.virtual_machines.begin_create_or_update(name, vm, vm_model(nic)).result()
+    compute.virtual_machines.begin_deallocate(name, "b").result()
+    query = (
+        f"Resources | where resourceGroup =~ '{name.upper()}' "
+        "and type =~ 'Microsoft.Compute/virtualMachines' | order by name asc"
+    )
+    rows, token = [], None
+    while True:
+        page = graph.resources(
+            gm.QueryRequest(
+                subscriptions=[subscription],
+                query=query,
+                options=gm.QueryRequestOptions(top=2, skip_token=token, result_format="objectArray"),
+            )
+        )
+        assert page.total_records == 3
+        assert page.result_truncated == "false"
+        rows += page.data
+        token = page.skip_token
+        if not token:
+            break
+    assert [r["name"] for r in rows] == ["a", "b", "c"]
+    states = [r["properties"]["extended"]["instanceView"]["powerState"]["code"] for r in rows]
+    assert states == ["PowerState/running", "PowerState/deallocated", "PowerState/running"]
+    assert {r["resourceGroup"] for r in rows} == {name}
+    assert rows[0]["type"] == "microsoft.compute/virtualmachines"
+    # A query the service cannot parse is an error the SDK parses, with the parser's detail.
+    with pytest.raises(HttpResponseError) as err:
+        graph.resources(gm.QueryRequest(subscriptions=[subscription], query="Resources | where name = 'x'"))
+    assert err.value.status_code == 400
+    assert [d.code for d in err.value.error.details] == ["InvalidQuery", "ParserFailure"]

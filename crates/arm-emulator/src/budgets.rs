@@ -174,6 +174,35 @@ pub struct Budgets {
     compute_scale: f64,
     buckets: Mutex<BucketMaps>,
     windows: Mutex<HashMap<WindowKey, VecDeque<Instant>>>,
+    /// Resource Graph windows per principal: (window start, queries in it).
+    graph: Mutex<HashMap<String, (Instant, u32)>>,
+}
+
+/// Resource Graph's quota per user: queries per window (Microsoft Learn, "Guidance for
+/// throttled requests in Azure Resource Graph").
+pub const GRAPH_QUOTA: (u32, Duration) = (15, Duration::from_secs(5));
+
+/// Resource Graph quota left after a query, as `x-ms-user-quota-*` report it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GraphQuota {
+    /// Queries left in the window.
+    pub remaining: u32,
+    /// Until the window resets.
+    pub resets_after: Duration,
+}
+
+impl GraphQuota {
+    /// The `x-ms-user-quota-remaining` and `x-ms-user-quota-resets-after` headers.
+    pub fn headers(&self) -> [(&'static str, String); 2] {
+        let s = self.resets_after.as_secs_f64().ceil() as u64;
+        [
+            ("x-ms-user-quota-remaining", self.remaining.to_string()),
+            (
+                "x-ms-user-quota-resets-after",
+                format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60),
+            ),
+        ]
+    }
 }
 
 impl Budgets {
@@ -185,6 +214,7 @@ impl Budgets {
             compute_scale: compute_scale.max(0.0),
             buckets: Mutex::new((HashMap::new(), HashMap::new())),
             windows: Mutex::new(HashMap::new()),
+            graph: Mutex::new(HashMap::new()),
         }
     }
 
@@ -239,6 +269,36 @@ impl Budgets {
             bucket,
             count: mine.tokens.min(all.tokens).floor().max(0.0) as u32,
         })
+    }
+
+    /// Counts one Resource Graph query of `principal` against [`GRAPH_QUOTA`] (scaled with
+    /// ARM's buckets): the quota left and whether the query may run (when not, nothing is
+    /// counted and the caller answers 429).
+    pub fn graph_quota(&self, principal: &str) -> (GraphQuota, bool) {
+        let (limit, window) = GRAPH_QUOTA;
+        if self.arm_scale <= 0.0 {
+            let quota = GraphQuota {
+                remaining: limit,
+                resets_after: window,
+            };
+            return (quota, true);
+        }
+        let limit = scaled(f64::from(limit), self.arm_scale) as u32;
+        let now = Instant::now();
+        let mut all = self.graph.lock().unwrap_or_else(|e| e.into_inner());
+        let (start, used) = all.entry(principal.to_string()).or_insert((now, 0));
+        if now.saturating_duration_since(*start) >= window {
+            (*start, *used) = (now, 0);
+        }
+        let allowed = *used < limit;
+        if allowed {
+            *used += 1;
+        }
+        let quota = GraphQuota {
+            remaining: limit - *used,
+            resets_after: (*start + window).saturating_duration_since(now),
+        };
+        (quota, allowed)
     }
 
     /// Charges a Compute request to `policy` in `subscription` and `region`; `Ok(header value)`
@@ -348,6 +408,24 @@ pub fn principal_of(token: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn resource_graph_allows_fifteen_queries_per_user_every_five_seconds() {
+        let budgets = super::Budgets::new(1.0, 1.0);
+        for left in (0..15).rev() {
+            let (quota, allowed) = budgets.graph_quota("alice");
+            assert!(allowed);
+            assert_eq!(quota.remaining, left);
+        }
+        let (quota, allowed) = budgets.graph_quota("alice");
+        assert!(!allowed);
+        assert_eq!(quota.headers()[1].1, "00:00:05");
+        assert!(
+            budgets.graph_quota("bob").1,
+            "another user has its own quota"
+        );
+        assert!(super::Budgets::new(0.0, 0.0).graph_quota("alice").1);
+    }
+
     use super::*;
 
     #[test]

@@ -41,6 +41,7 @@ pub fn route_label(route: &Route, method: &Method) -> String {
             "Microsoft.Resources/subscriptions".to_string()
         }
         Route::Tenants => "Microsoft.Resources/tenants".to_string(),
+        Route::ResourceGraph => "Microsoft.ResourceGraph/resources".to_string(),
         Route::SubscriptionResources { .. } => "Microsoft.Resources/resources".to_string(),
         Route::CheckNameAvailability { .. } => {
             "Microsoft.Storage/checkNameAvailability".to_string()
@@ -133,6 +134,10 @@ pub fn dispatch(shared: &Arc<Shared>, route: Route, req: &Req<'_>) -> Result<Res
             check_subscriptions_api(req.api_version)?;
             only(req, &[Method::GET])?;
             Ok(axum::Json(super::discovery::subscription_body(&sub)).into_response())
+        }
+        Route::ResourceGraph => {
+            only(req, &[Method::POST])?;
+            super::graph::query(shared, req)
         }
         Route::Tenants => {
             check_subscriptions_api(req.api_version)?;
@@ -431,7 +436,7 @@ fn page(shared: &Shared, store: &Store, items: &[&Entry], req: &Req<'_>) -> Resp
 }
 
 /// Top-level resources (`{prefix}/{ns}/{type}/{name}`) under a resource group's `providers`.
-fn top_level<'s>(store: &'s Store, prefix: &str) -> impl Iterator<Item = &'s Entry> + 's {
+pub fn top_level<'s>(store: &'s Store, prefix: &str) -> impl Iterator<Item = &'s Entry> + 's {
     let len = prefix.len();
     store
         .all_under(prefix)

@@ -13,6 +13,8 @@ pub enum Route {
     },
     /// `/tenants`
     Tenants,
+    /// `/providers/Microsoft.ResourceGraph/resources`: Azure Resource Graph queries.
+    ResourceGraph,
     /// `/subscriptions/{sub}/resources`: every top-level resource of a subscription.
     SubscriptionResources {
         /// Subscription id.
@@ -91,6 +93,11 @@ pub fn parse(path: &str) -> Option<Route> {
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     match segs.as_slice() {
         [t] if eq(t, "tenants") => return Some(Route::Tenants),
+        [p, ns, t]
+            if eq(p, "providers") && eq(ns, "Microsoft.ResourceGraph") && eq(t, "resources") =>
+        {
+            return Some(Route::ResourceGraph);
+        }
         [s] if eq(s, "subscriptions") => return Some(Route::Subscriptions),
         [s, sub] if eq(s, "subscriptions") => {
             return Some(Route::Subscription {

@@ -176,6 +176,11 @@ async fn arm_entry(
     {
         h.insert(remaining.bucket.header(), v);
     }
+    for (name, value) in charged.graph.iter().flat_map(budgets::GraphQuota::headers) {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            h.insert(name, v);
+        }
+    }
     if let Some(resource) = &charged.compute
         && !h.contains_key("x-ms-ratelimit-remaining-resource")
         && let Ok(v) = HeaderValue::from_str(resource)
@@ -231,6 +236,7 @@ struct Charged {
     arm: Option<Remaining>,
     compute: Option<String>,
     policy: Option<ComputePolicy>,
+    graph: Option<budgets::GraphQuota>,
 }
 
 /// The Compute policy a request is charged to, if any.
@@ -334,6 +340,13 @@ fn process(
             &principal,
             Bucket::of(method.as_str()),
         )?);
+    }
+    if matches!(route, Some(path::Route::ResourceGraph)) {
+        let (quota, allowed) = shared.budgets.graph_quota(&budgets::principal_of(&token));
+        charged.graph = Some(quota);
+        if !allowed {
+            return Err(super::graph::throttled());
+        }
     }
     let query: HashMap<String, String> =
         url::form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes())

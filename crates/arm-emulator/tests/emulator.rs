@@ -2765,3 +2765,148 @@ async fn request_budgets_per_principal_and_compute_windows() {
         );
     }
 }
+
+/// POSTs a Resource Graph query as `token`.
+async fn graph(env: &Env, token: &str, body: &Value) -> Answer {
+    env.send_as(
+        token,
+        reqwest::Method::POST,
+        env.url("/providers/Microsoft.ResourceGraph/resources", "2022-10-01"),
+        Some(body),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn resource_graph_answers_pages_of_rows_with_power_states() {
+    let env = Env::start(config(0)).await;
+    let subnet = env.network("arg").await;
+    let one = env.vm("arg", &subnet, "one", "Standard_B2s").await;
+    env.vm("arg", &subnet, "two", "Standard_B2s").await;
+    env.post(&format!("{one}/deallocate"), VM_API).await;
+    env.wait_power(&one, "PowerState/deallocated").await;
+    let sub = t::SUBSCRIPTION;
+    let query = "Resources | where resourceGroup =~ 'ARG' and type in~ ('Microsoft.Compute/virtualMachines', 'Microsoft.Network/networkInterfaces') | order by name asc";
+
+    // Pages of two rows; the token carries the query on.
+    let mut rows = Vec::new();
+    let mut options = json!({ "$top": 2 });
+    loop {
+        let a = graph(
+            &env,
+            "t",
+            &json!({ "subscriptions": [sub], "query": query, "options": options }),
+        )
+        .await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+        assert_eq!(a.body["totalRecords"], 4);
+        assert_eq!(a.body["resultTruncated"], "false");
+        assert!(a.header("x-ms-user-quota-remaining").is_some());
+        rows.extend(a.body["data"].as_array().cloned().unwrap_or_default());
+        match a.body["$skipToken"].as_str() {
+            Some(token) => options = json!({ "$top": 2, "$skipToken": token }),
+            None => break,
+        }
+    }
+    let names: Vec<&str> = rows.iter().filter_map(|r| r["name"].as_str()).collect();
+    assert_eq!(names, ["one", "one-nic", "two", "two-nic"]);
+    assert_eq!(rows[0]["type"], "microsoft.compute/virtualmachines");
+    assert_eq!(rows[0]["resourceGroup"], "arg");
+    assert_eq!(rows[0]["subscriptionId"], sub);
+    assert_eq!(
+        rows[0]["properties"]["extended"]["instanceView"]["powerState"]["code"],
+        "PowerState/deallocated"
+    );
+    assert_eq!(
+        rows[2]["properties"]["extended"]["instanceView"]["powerState"]["code"],
+        "PowerState/running"
+    );
+    assert_eq!(
+        rows[2]["properties"]["hardwareProfile"]["vmSize"],
+        "Standard_B2s"
+    );
+    assert_eq!(rows[1]["properties"]["provisioningState"], "Succeeded");
+
+    // A projection without `id` cannot be paged: the answer says it was truncated.
+    let a = graph(
+        &env,
+        "t",
+        &json!({ "subscriptions": [sub], "query": "Resources | project name", "options": { "$top": 1 } }),
+    )
+    .await;
+    assert_eq!(
+        (a.body["resultTruncated"].as_str(), a.body["count"].as_u64()),
+        (Some("true"), Some(1))
+    );
+    assert!(a.body.get("$skipToken").is_none());
+
+    // The table format, and resource groups in ResourceContainers.
+    let a = graph(
+        &env,
+        "t",
+        &json!({ "subscriptions": [sub], "query": "ResourceContainers | where type == 'microsoft.resources/subscriptions/resourcegroups' | project id, name", "options": { "resultFormat": "table" } }),
+    )
+    .await;
+    assert_eq!(
+        a.body["data"]["columns"][1],
+        json!({ "name": "name", "type": "string" })
+    );
+    assert_eq!(a.body["data"]["rows"], json!([[t::rg_id("arg"), "arg"]]));
+
+    // What the emulator does not understand is refused with where it stands.
+    let a = graph(
+        &env,
+        "t",
+        &json!({ "subscriptions": [sub], "query": "Resources | summarize count() by type" }),
+    )
+    .await;
+    assert_eq!(
+        (a.status, a.code()),
+        (StatusCode::BAD_REQUEST, "BadRequest")
+    );
+    assert_eq!(a.body["error"]["details"][1]["code"], "ParserFailure");
+    assert_eq!(a.body["error"]["details"][1]["characterPositionInLine"], 12);
+
+    // A token from another query is refused.
+    let a = graph(
+        &env,
+        "t",
+        &json!({ "subscriptions": [sub], "query": "Resources", "options": { "$skipToken": "MjoxMjM=" } }),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST, "{}", a.body);
+}
+
+#[tokio::test]
+async fn resource_graph_has_its_own_quota_per_user() {
+    // 15 queries per 5 s per user, not ARM's subscription buckets.
+    let env = Env::start(EmulatorConfig {
+        rate_limit_scale: 1.0,
+        ..config(0)
+    })
+    .await;
+    let body = json!({ "subscriptions": [t::SUBSCRIPTION], "query": "Resources | count" });
+    for left in (0..15).rev() {
+        let a = graph(&env, "alice", &body).await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+        assert_eq!(
+            a.header("x-ms-user-quota-remaining"),
+            Some(left.to_string().as_str())
+        );
+        assert!(
+            a.header("x-ms-ratelimit-remaining-subscription-reads")
+                .is_none()
+        );
+    }
+    let a = graph(&env, "alice", &body).await;
+    assert_eq!(
+        (a.status, a.code()),
+        (StatusCode::TOO_MANY_REQUESTS, "RateLimiting")
+    );
+    assert_eq!(a.header("x-ms-user-quota-remaining"), Some("0"));
+    assert!(
+        a.header("x-ms-user-quota-resets-after")
+            .is_some_and(|v| v.starts_with("00:00:0"))
+    );
+    assert_eq!(graph(&env, "bob", &body).await.status, StatusCode::OK);
+}
