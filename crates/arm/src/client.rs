@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use backon::{ExponentialBuilder, Retryable};
 use bytes::Bytes;
@@ -86,6 +86,8 @@ struct Inner {
     observer: Arc<dyn ArmObserver>,
     retry: RetryPolicy,
     lro: LroPolicy,
+    /// Resource Graph's quota of this client's identity.
+    graph_quota: Arc<super::graph::QuotaState>,
 }
 
 /// Client for Azure Resource Manager. Cheap to clone (one `Arc`); clones share the connection
@@ -145,6 +147,7 @@ impl ArmClient {
                 observer: Arc::new(NoopObserver),
                 retry: config.retry,
                 lro: config.lro,
+                graph_quota: Arc::default(),
             }),
         })
     }
@@ -174,7 +177,10 @@ impl ArmClient {
 
     /// The same client with another credential (sharing everything else).
     pub fn with_credential(&self, credential: ArmCredential) -> ArmClient {
-        self.with_inner(|i| i.credential = credential)
+        self.with_inner(|i| {
+            i.credential = credential;
+            i.graph_quota = Arc::default();
+        })
     }
 
     /// A client for a tenant's own credential (and optionally subscription), sharing this client's
@@ -187,6 +193,7 @@ impl ArmClient {
         let credential = ArmCredential::from_choice(credential, &self.inner.scope)?;
         Ok(self.with_inner(|i| {
             i.credential = credential;
+            i.graph_quota = Arc::default();
             if let Some(s) = subscription_id {
                 i.subscription_id = s;
             }
@@ -265,6 +272,15 @@ impl ArmClient {
         self.inner.pacer.provider_rate(subscription, method, &paced)
     }
 
+    /// Azure Resource Graph queries with this client's credential.
+    pub fn graph(&self) -> super::graph::Graph<'_> {
+        super::graph::Graph::new(self)
+    }
+
+    pub(crate) fn graph_quota(&self) -> &super::graph::QuotaState {
+        &self.inner.graph_quota
+    }
+
     /// The refill (reads per second) of this subscription's read budget, once Azure reported
     /// it (`x-ms-ratelimit-remaining-subscription-reads`); `None` before, or without pacing.
     pub fn read_rate(&self) -> Option<f64> {
@@ -329,15 +345,20 @@ impl ArmClient {
         resource_type: &str,
         paced: &str,
     ) -> Result<ArmResponse, ArmError> {
-        let subscription = subscription_of_path(url.path()).unwrap_or(&self.inner.subscription_id);
-        let waited = self.inner.pacer.acquire(subscription, method, paced).await;
+        // Tenant-level requests (Resource Graph, the subscription list) do not draw on a
+        // subscription's budgets; Resource Graph paces itself from its own quota.
+        let subscription = subscription_of_path(url.path());
+        let waited = match subscription {
+            Some(s) => self.inner.pacer.acquire(s, method, paced).await,
+            None => Duration::ZERO,
+        };
         if !waited.is_zero() {
             self.inner
                 .observer
                 .on_rate_limited(method, resource_type, waited);
         }
         let token = self.inner.credential.token().await?;
-        super::pacing::note_request(method);
+        super::pacing::note_request(method, resource_type);
         let mut request = self
             .inner
             .http
@@ -362,14 +383,16 @@ impl ArmClient {
         let body = response.bytes().await.map_err(transport)?;
         let remaining = RateLimitRemaining::from_headers(&headers);
         let retry_after = parse_retry_after(&headers, SystemTime::now());
-        self.inner.pacer.observe(
-            subscription,
-            method,
-            paced,
-            status,
-            remaining.as_ref(),
-            retry_after,
-        );
+        if let Some(subscription) = subscription {
+            self.inner.pacer.observe(
+                subscription,
+                method,
+                paced,
+                status,
+                remaining.as_ref(),
+                retry_after,
+            );
+        }
         self.inner
             .observer
             .on_response(method, resource_type, status, remaining.as_ref());

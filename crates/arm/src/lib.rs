@@ -34,6 +34,7 @@ pub mod compute;
 pub mod config;
 pub mod credential;
 pub mod error;
+pub mod graph;
 pub mod headers;
 pub mod id;
 pub mod lro;

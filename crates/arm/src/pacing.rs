@@ -52,21 +52,20 @@ pub fn writes_in_flow() -> u64 {
         .unwrap_or(0)
 }
 
-/// ARM reads (GET, HEAD) the current flow has sent so far (0 outside one).
+/// ARM reads (GET, HEAD, Resource Graph queries) the current flow has sent so far (0 outside one).
 pub fn reads_in_flow() -> u64 {
     FLOW.try_with(|f| f.reads.load(std::sync::atomic::Ordering::Relaxed))
         .unwrap_or(0)
 }
 
-/// Counts a request against the current flow.
-pub(crate) fn note_request(method: &Method) {
+/// Counts a request against the current flow: GET, HEAD and Resource Graph queries (a POST
+/// that only reads) as reads, the rest as writes.
+pub(crate) fn note_request(method: &Method, resource_type: &str) {
+    let read = *method == Method::GET
+        || *method == Method::HEAD
+        || resource_type.eq_ignore_ascii_case("Microsoft.ResourceGraph/resources");
     let counter = |f: &Flow| {
-        if *method == Method::GET || *method == Method::HEAD {
-            &f.reads
-        } else {
-            &f.writes
-        }
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        if read { &f.reads } else { &f.writes }.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     };
     let _ = FLOW.try_with(|f| counter(f));
 }

@@ -902,3 +902,73 @@ fn futures_are_send_and_client_is_send_sync() {
         &c.url("/x", "v", &[]).expect("url"),
     )));
 }
+
+#[tokio::test(start_paused = true)]
+async fn resource_graph_queries_follow_skip_tokens_and_wait_out_a_spent_quota() {
+    let s = ScriptServer::start().await;
+    let path = "/providers/Microsoft.ResourceGraph/resources";
+    s.on(
+        "POST",
+        path,
+        vec![
+            Reply::json(
+                200,
+                json!({"totalRecords": 3, "count": 2, "resultTruncated": "false", "$skipToken": "next",
+                       "data": [{"id": "/a"}, {"id": "/b"}]}),
+            )
+            .header("x-ms-user-quota-remaining", "0")
+            .header("x-ms-user-quota-resets-after", "00:00:05"),
+            Reply::json(
+                200,
+                json!({"totalRecords": 3, "count": 1, "resultTruncated": "false", "data": [{"id": "/c"}]}),
+            )
+            .header("x-ms-user-quota-remaining", "14")
+            .header("x-ms-user-quota-resets-after", "00:00:05"),
+            Reply::json(
+                200,
+                json!({"totalRecords": 9, "count": 1, "resultTruncated": "true", "data": [{"name": "x"}]}),
+            ),
+        ],
+    );
+    let c = s.client();
+    let started = tokio::time::Instant::now();
+    let rows = pacing::with_flow("test", async {
+        let rows = c
+            .graph()
+            .query(&["sub"], "Resources | where type =~ 'x'")
+            .await
+            .expect("query");
+        assert_eq!(pacing::reads_in_flow(), 2, "each page is a read");
+        assert_eq!(pacing::writes_in_flow(), 0);
+        rows
+    })
+    .await;
+    let ids: Vec<&str> = rows.iter().filter_map(|r| r["id"].as_str()).collect();
+    assert_eq!(ids, ["/a", "/b", "/c"]);
+    assert!(
+        started.elapsed() >= Duration::from_secs(5),
+        "the second page waited for the spent quota to reset"
+    );
+    let sent = s.requests();
+    let bodies: Vec<Value> = sent
+        .iter()
+        .filter(|r| r.path == path)
+        .map(|r| serde_json::from_str(&r.body).expect("JSON body"))
+        .collect();
+    assert_eq!(bodies[0]["subscriptions"], json!(["sub"]));
+    assert_eq!(bodies[0]["options"]["$top"], 1000);
+    assert!(bodies[0]["options"].get("$skipToken").is_none());
+    assert_eq!(bodies[1]["options"]["$skipToken"], "next");
+    assert!(
+        sent.iter()
+            .all(|r| r.query.contains("api-version=2022-10-01"))
+    );
+
+    // An answer truncated for want of the id column is an error, not a partial result.
+    let e = c
+        .graph()
+        .query(&["sub"], "Resources | project name")
+        .await
+        .expect_err("truncated");
+    assert!(e.to_string().contains("id column"), "{e}");
+}
