@@ -683,6 +683,64 @@ async fn restart_mid_provisioning_creates_no_duplicates() {
     env.shutdown().await;
 }
 
+/// A restarted operator re-observes each group's VMs, NICs, public IPs and disks with one
+/// Resource Graph query instead of ARM's per-type lists, and still tells power states
+/// apart: it writes nothing, and the deallocated VM is neither started nor deallocated again.
+#[tokio::test]
+async fn a_restart_re_observes_from_resource_graph_without_writes() {
+    let mut env = env().await;
+    create_ready(
+        &env,
+        "warm",
+        "  powerState: Deallocated\n  publicIP: true\n",
+    )
+    .await;
+    create_ready(&env, "warm2", "").await;
+    resync_and_wait(&env, "AzlinVM", "settling resync").await;
+    env.stop_controllers().await;
+    env.emulator().reset_counts();
+    env.start_controllers();
+    eventually(WAIT, "both VMs reconciled after the restart", || async {
+        (env.reconciles("AzlinVM") >= 2).then_some(())
+    })
+    .await;
+    // (No requested resync here: that re-lists everything from ARM on purpose.)
+    let counts = env.emulator().counts();
+    assert_eq!(
+        counts.get("POST", "Microsoft.ResourceGraph/resources"),
+        2,
+        "one query per resource group: {:?}",
+        counts.by_method_and_type
+    );
+    for listed in [
+        "Microsoft.Compute/virtualMachines",
+        "Microsoft.Network/networkInterfaces",
+        "Microsoft.Network/publicIPAddresses",
+        "Microsoft.Compute/disks",
+    ] {
+        assert_eq!(
+            counts.get("GET", listed),
+            0,
+            "{listed} came from Resource Graph: {:?}",
+            counts.by_method_and_type
+        );
+    }
+    for method in ["PUT", "PATCH", "DELETE"] {
+        assert_eq!(counts.method(method), 0, "{:?}", counts.by_method_and_type);
+    }
+    assert_eq!(
+        counts.method("POST"),
+        2,
+        "no power action: {:?}",
+        counts.by_method_and_type
+    );
+    let vm = wait_power(&env, "warm", "Deallocated", "still deallocated and Ready").await;
+    assert!(is_ready(&vm));
+    assert!(vm.status.as_ref().is_some_and(|s| s.public_ip.is_some()));
+    wait_power(&env, "warm2", "Running", "still running and Ready").await;
+    env.shutdown().await;
+}
+
 #[tokio::test]
 async fn zero_writes_at_rest() {
     let env = env().await;

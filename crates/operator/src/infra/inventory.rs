@@ -33,13 +33,18 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use azlin_arm::compute::{Disk, VirtualMachine, VirtualMachineStatus};
+use azlin_arm::OperationState;
+use azlin_arm::compute::{
+    Disk, InstanceView, InstanceViewStatus, VirtualMachine, VirtualMachineStatus,
+};
 use azlin_arm::network::{NetworkInterface, NetworkSecurityGroup, PublicIpAddress, VirtualNetwork};
 use azlin_arm::resource_groups::ResourceGroup;
 use azlin_arm::storage::StorageAccount;
 use azlin_arm::{ArmClient, ArmError};
-use serde_json::Map;
+use serde_json::{Map, Value};
 use tokio::time::Instant;
+
+use super::warm_start;
 
 /// What a collection's LIST returns, by lower-cased name.
 #[derive(Debug)]
@@ -50,6 +55,17 @@ pub struct Snapshot<T> {
 }
 
 impl<T> Snapshot<T> {
+    /// The snapshot of listed `items` (name, item) of an existing group.
+    pub fn listed(items: Vec<(String, T)>) -> Self {
+        Snapshot {
+            items: items
+                .into_iter()
+                .map(|(n, i)| (n.to_ascii_lowercase(), i))
+                .collect(),
+            group_missing: false,
+        }
+    }
+
     /// The item named `name` (ARM names compare case-insensitively).
     pub fn get(&self, name: &str) -> Option<&T> {
         self.items.get(&name.to_ascii_lowercase())
@@ -94,6 +110,16 @@ pub trait Collection: Send + Sync + 'static {
     fn scarce_rate(_arm: &ArmClient, _group: &str) -> Option<f64> {
         None
     }
+
+    /// The Resource Graph type (lower-case) whose rows can stand in for this collection's
+    /// first LIST after a start ([`super::warm_start`]), if any.
+    const GRAPH_TYPE: Option<&'static str> = None;
+
+    /// The item (with its name) a Resource Graph row of [`Collection::GRAPH_TYPE`] stands
+    /// for; `None` when the row cannot, and the snapshot must be listed from ARM.
+    fn from_graph(_row: &Value) -> Option<(String, Self::Item)> {
+        None
+    }
 }
 
 fn named<P>(items: Vec<azlin_arm::Resource<P>>) -> Vec<(String, azlin_arm::Resource<P>)> {
@@ -104,7 +130,10 @@ fn named<P>(items: Vec<azlin_arm::Resource<P>>) -> Vec<(String, azlin_arm::Resou
 }
 
 macro_rules! collection {
-    ($(#[$doc:meta])* $ty:ident, $name:literal, $item:ty, |$arm:ident, $group:ident| $list:expr) => {
+    (
+        $(#[$doc:meta])* $ty:ident, $name:literal, $item:ty, |$arm:ident, $group:ident| $list:expr
+        $(, graph $gtype:literal, |$row:ident| $from:expr)?
+    ) => {
         $(#[$doc])*
         pub struct $ty;
 
@@ -115,6 +144,14 @@ macro_rules! collection {
             async fn list($arm: &ArmClient, $group: &str) -> Result<Vec<(String, $item)>, ArmError> {
                 $list
             }
+
+            $(
+                const GRAPH_TYPE: Option<&'static str> = Some($gtype);
+
+                fn from_graph($row: &Value) -> Option<(String, $item)> {
+                    $from
+                }
+            )?
         }
     };
 }
@@ -136,7 +173,11 @@ collection!(
         .into_iter()
         .map(|vm| VirtualMachineStatus::of(vm_decided_only(vm)))
         .filter_map(|v| Some((v.vm.name.clone()?, v)))
-        .collect())
+        .collect()),
+    graph "microsoft.compute/virtualmachines", |row| {
+        let v = VirtualMachineStatus::of(vm_decided_only(warm_start::decode(row)?));
+        Some((v.vm.name.clone()?, v))
+    }
 );
 
 /// `vm` without what no plan decides on: the fields beyond the typed ones, its OS profile
@@ -240,6 +281,36 @@ impl Collection for VirtualMachineViews {
             .virtual_machines(group)
             .list_with_instance_view_rate()
     }
+
+    const GRAPH_TYPE: Option<&'static str> = Some("microsoft.compute/virtualmachines");
+
+    /// Resource Graph has the power state but not the statuses of a failed or ongoing
+    /// provisioning (its error message): only a settled VM's view is told from a row.
+    fn from_graph(row: &Value) -> Option<(String, Self::Item)> {
+        let mut vm: VirtualMachine = warm_start::decode(row)?;
+        let settled = vm
+            .properties
+            .provisioning_state
+            .as_ref()
+            .is_some_and(|p| p.state() == OperationState::Succeeded);
+        if !settled {
+            return None;
+        }
+        let status = |code: &str| InstanceViewStatus {
+            code: code.to_string(),
+            level: Some("Info".to_string()),
+            ..Default::default()
+        };
+        vm.properties.instance_view = Some(InstanceView {
+            statuses: vec![
+                status("ProvisioningState/succeeded"),
+                status(warm_start::power_state(row)?),
+            ],
+            ..Default::default()
+        });
+        let v = view_only(VirtualMachineStatus::of(vm));
+        Some((v.vm.name.clone()?, v))
+    }
 }
 collection!(
     /// Managed disks of a group. Disks are only ever patched (tags, size), never written
@@ -248,20 +319,31 @@ collection!(
     Disks, "disks", Disk,
     |arm, group| Ok(named(arm.compute().disks(group).list().await?)
         .into_iter()
-        .map(|(name, mut disk)| {
-            disk.properties.extra = Map::new();
-            disk.extra.retain(|k, _| k == "managedBy");
-            (name, disk)
-        })
-        .collect())
+        .map(|(name, disk)| (name, disk_decided_only(disk)))
+        .collect()),
+    graph "microsoft.compute/disks", |row| {
+        let disk: Disk = warm_start::decode(row)?;
+        Some((disk.name.clone()?, disk_decided_only(disk)))
+    }
 );
+
+/// `disk` with its typed fields and `managedBy` only.
+fn disk_decided_only(mut disk: Disk) -> Disk {
+    disk.properties.extra = Map::new();
+    disk.extra.retain(|k, _| k == "managedBy");
+    disk
+}
 collection!(
     /// Network interfaces of a group, each reduced to its typed fields ([`nic_decided_only`]).
     NetworkInterfaces, "networkInterfaces", NetworkInterface,
     |arm, group| Ok(named(arm.network().interfaces(group).list().await?)
         .into_iter()
         .map(|(name, nic)| (name, nic_decided_only(nic)))
-        .collect())
+        .collect()),
+    graph "microsoft.network/networkinterfaces", |row| {
+        let nic: NetworkInterface = warm_start::decode(row)?;
+        Some((nic.name.clone()?, nic_decided_only(nic)))
+    }
 );
 collection!(
     /// Public IP addresses of a group, each reduced to its typed fields (only their tags
@@ -269,13 +351,20 @@ collection!(
     PublicIps, "publicIPAddresses", PublicIpAddress,
     |arm, group| Ok(named(arm.network().public_ips(group).list().await?)
         .into_iter()
-        .map(|(name, mut pip)| {
-            pip.extra = Map::new();
-            pip.properties.extra = Map::new();
-            (name, pip)
-        })
-        .collect())
+        .map(|(name, pip)| (name, pip_decided_only(pip)))
+        .collect()),
+    graph "microsoft.network/publicipaddresses", |row| {
+        let pip: PublicIpAddress = warm_start::decode(row)?;
+        Some((pip.name.clone()?, pip_decided_only(pip)))
+    }
 );
+
+/// `pip` with its typed fields only.
+fn pip_decided_only(mut pip: PublicIpAddress) -> PublicIpAddress {
+    pip.extra = Map::new();
+    pip.properties.extra = Map::new();
+    pip
+}
 collection!(
     /// Network security groups of a group.
     SecurityGroups, "networkSecurityGroups", NetworkSecurityGroup,
@@ -301,6 +390,15 @@ collection!(
     StorageAccounts, "storageAccounts", StorageAccount,
     |arm, group| Ok(named(arm.storage().accounts(group).list().await?))
 );
+
+/// What a Resource Graph warm start of a group built.
+struct Warmed {
+    started: Instant,
+    snapshots: HashMap<&'static str, Arc<dyn Any + Send + Sync>>,
+}
+
+/// A group's warm start: empty until tried.
+type WarmCell = Arc<tokio::sync::Mutex<Option<Warmed>>>;
 
 #[derive(Default)]
 struct Slot {
@@ -387,6 +485,12 @@ pub struct Inventory {
     needs: Mutex<HashMap<String, Instant>>,
     /// Snapshots started before this are not reused (see [`Inventory::expire`]).
     floor: Mutex<Option<Instant>>,
+    /// Resource Graph warm starts per (subscription, group), each tried once: when the
+    /// query started and the snapshots it built that no object has taken yet.
+    warm: Mutex<HashMap<(String, String), WarmCell>>,
+    /// One warm start at a time: Resource Graph's quota is per identity, and a group's rows
+    /// are held while they are converted.
+    warm_gate: tokio::sync::Mutex<()>,
     min_interval: Duration,
     max_age: Duration,
 }
@@ -419,6 +523,8 @@ impl Inventory {
             reads_per_second,
             needs: Mutex::new(HashMap::new()),
             floor: Mutex::new(None),
+            warm: Mutex::new(HashMap::new()),
+            warm_gate: tokio::sync::Mutex::new(()),
             min_interval,
             max_age,
         }
@@ -571,6 +677,15 @@ impl Inventory {
         // go before the new one is built, so a big collection is not held twice (should the
         // list fail, the next reader lists again when it is due).
         slot.value = None;
+        if slot.started.is_none()
+            && need.is_none()
+            && C::GRAPH_TYPE.is_some()
+            && let Some((started, snapshot)) = self.warmed::<C>(arm, &key).await
+        {
+            slot.started = Some(started);
+            slot.value = Some(Arc::clone(&snapshot) as Arc<dyn Any + Send + Sync>);
+            return Ok(Paced::Ready(snapshot));
+        }
         let started = Instant::now();
         let reads_before = azlin_arm::pacing::reads_in_flow();
         let listed = C::list(arm, group).await;
@@ -582,13 +697,7 @@ impl Inventory {
             arm.read_rate(),
         );
         let snapshot = match listed {
-            Ok(items) => Snapshot {
-                items: items
-                    .into_iter()
-                    .map(|(n, i)| (n.to_ascii_lowercase(), i))
-                    .collect(),
-                group_missing: false,
-            },
+            Ok(items) => Snapshot::listed(items),
             Err(e) if e.is_not_found() => Snapshot {
                 items: BTreeMap::new(),
                 group_missing: true,
@@ -599,6 +708,46 @@ impl Inventory {
         slot.started = Some(started);
         slot.value = Some(Arc::clone(&snapshot) as Arc<dyn Any + Send + Sync>);
         Ok(Paced::Ready(snapshot))
+    }
+
+    /// The first snapshot of `C` for `key`'s group from a Resource Graph warm start
+    /// ([`warm_start`]): the group's query runs once, for every collection it can fill;
+    /// `None` when it could not fill this one or its snapshot is older than snapshots live.
+    async fn warmed<C: Collection>(
+        &self,
+        arm: &ArmClient,
+        key: &SlotKey,
+    ) -> Option<(Instant, Arc<Snapshot<C::Item>>)> {
+        let (subscription, group, _) = key;
+        let cell = Arc::clone(
+            lock(&self.warm)
+                .entry((subscription.clone(), group.clone()))
+                .or_default(),
+        );
+        let mut warm = cell.lock().await;
+        if warm.is_none() {
+            let _one_at_a_time = self.warm_gate.lock().await;
+            let started = Instant::now();
+            let snapshots = match warm_start::fill(arm, group).await {
+                Ok(snapshots) => snapshots,
+                Err(e) => {
+                    tracing::info!(group = %group, error = %e, "Resource Graph could not warm the snapshots; listing from ARM");
+                    Vec::new()
+                }
+            };
+            *warm = Some(Warmed {
+                started,
+                snapshots: snapshots.into_iter().collect(),
+            });
+        }
+        let warmed = warm.as_mut()?;
+        let snapshot = warmed.snapshots.remove(C::NAME)?;
+        if warmed.started.elapsed() > self.resync_interval() {
+            warmed.snapshots.clear();
+            return None;
+        }
+        let snapshot = snapshot.downcast::<Snapshot<C::Item>>().ok()?;
+        Some((warmed.started, snapshot))
     }
 }
 

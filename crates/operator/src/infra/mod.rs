@@ -6,6 +6,7 @@ pub mod inventory;
 pub mod janitor;
 pub mod naming;
 pub mod network;
+pub mod warm_start;
 
 use std::time::Duration;
 
