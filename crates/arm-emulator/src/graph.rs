@@ -203,7 +203,7 @@ pub fn query(shared: &Shared, req: &Req<'_>) -> Result<Response, ArmError> {
     };
     let store = shared.store();
     let mut rows = match parsed.table {
-        Table::Resources => resource_rows(shared, &store, &subscriptions),
+        Table::Resources => resource_rows(shared, &store, &subscriptions, &parsed),
         Table::ResourceContainers => container_rows(&store, &subscriptions),
     };
     drop(store);
@@ -319,8 +319,27 @@ fn full_row(fields: serde_json::Map<String, Value>) -> Value {
     Value::Object(row)
 }
 
-/// Every resource below the resource groups of `subscriptions`, as `Resources` rows.
-fn resource_rows(shared: &Shared, store: &Store, subscriptions: &[String]) -> Vec<Value> {
+/// Columns of a row known without rendering its resource.
+const LIGHT_COLUMNS: [&str; 7] = [
+    "name",
+    "type",
+    "location",
+    "resourceGroup",
+    "subscriptionId",
+    "tags",
+    "tenantId",
+];
+
+/// Every resource below the resource groups of `subscriptions` that `query`'s leading
+/// filters on [`LIGHT_COLUMNS`] keep, as `Resources` rows (only those are rendered: a
+/// query for one group's VMs does not render every resource of the subscription).
+fn resource_rows(
+    shared: &Shared,
+    store: &Store,
+    subscriptions: &[String],
+    query: &kql::Query,
+) -> Vec<Value> {
+    let filters = query.leading_filters_on(&LIGHT_COLUMNS);
     let mut rows = Vec::new();
     for sub in subscriptions {
         let groups: Vec<&Entry> = store
@@ -335,7 +354,18 @@ fn resource_rows(shared: &Shared, store: &Store, subscriptions: &[String]) -> Ve
                 .unwrap_or_default()
                 .to_ascii_lowercase();
             for entry in handlers::top_level(store, &format!("{}/providers", group.id)) {
-                rows.push(resource_row(shared, store, entry, sub, &rg));
+                let light = json!({
+                    "name": entry.body.get("name"),
+                    "type": entry.kind.to_ascii_lowercase(),
+                    "location": entry.body.get("location"),
+                    "resourceGroup": rg,
+                    "subscriptionId": sub,
+                    "tags": entry.body.get("tags").cloned().unwrap_or_else(|| json!({})),
+                    "tenantId": TENANT_ID,
+                });
+                if filters.iter().all(|f| f.matches(&light)) {
+                    rows.push(resource_row(shared, store, entry, sub, &rg));
+                }
             }
         }
     }

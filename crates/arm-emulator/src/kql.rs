@@ -672,7 +672,33 @@ pub fn compare(a: &Value, b: &Value) -> Option<Ordering> {
     }
 }
 
+impl Expr {
+    /// Whether every column the predicate reads is one of `columns`.
+    pub fn reads_only(&self, columns: &[&str]) -> bool {
+        match self {
+            Self::And(a, b) | Self::Or(a, b) => a.reads_only(columns) && b.reads_only(columns),
+            Self::Not(e) => e.reads_only(columns),
+            Self::Compare(p, _, _) | Self::Empty(p, _) | Self::Null(p, _) => {
+                matches!(p.0.first(), Some(Step::Field(f)) if columns.contains(&f.as_str()))
+            }
+        }
+    }
+}
+
 impl Query {
+    /// The `where` predicates before any other operator that read only `columns`: a row
+    /// they refuse is not in the answer, whatever its other columns hold.
+    pub fn leading_filters_on(&self, columns: &[&str]) -> Vec<&Expr> {
+        self.ops
+            .iter()
+            .map_while(|op| match op {
+                Op::Where(e) => Some(e),
+                _ => None,
+            })
+            .filter(|e| e.reads_only(columns))
+            .collect()
+    }
+
     /// The output's columns in order, when the query chose them (`project`, `count`).
     pub fn columns(&self) -> Option<Vec<String>> {
         self.ops.iter().fold(None, |cols, op| match op {

@@ -468,6 +468,10 @@ pub async fn run_one(args: &BenchArgs, vms: usize) -> Result<BenchReport, BenchE
     }
     let (restart_reads, restart_writes) = reads_and_writes(&emulator);
     throttled += emulator.counts().throttled;
+    eprintln!(
+        "{vms} VMs: the restarted operator's requests: {:?}",
+        emulator.counts().by_method_and_type
+    );
 
     // Spec changes: stop one VM at a time and time its first ARM request.
     emulator.reset_counts();
@@ -530,6 +534,10 @@ pub async fn run_one(args: &BenchArgs, vms: usize) -> Result<BenchReport, BenchE
         change_p99_ms: percentile(&latencies, 99.0),
         operator_rss_mib: first_rss.max(operator.peak_rss_mib()),
     };
+    eprintln!(
+        "{vms} VMs: operator peak RSS {first_rss:.0} MiB (first process), {:.0} MiB (restarted)",
+        operator.peak_rss_mib()
+    );
     drop(operator);
     served.stop();
     let _ = emulator.shutdown().await;

@@ -27,6 +27,9 @@
 //! object that needs a newer one than exists is told when to come back
 //! ([`Inventory::get_paced`]) instead of holding a worker until then. VM existence and
 //! provisioning come from the plain VM list, a low-cost read.
+//!
+//! After a start, a group's first VM, instance-view, NIC, public IP and disk snapshots come
+//! from one Azure Resource Graph query ([`super::warm_start`]) where it can answer for them.
 
 use std::any::Any;
 use std::collections::{BTreeMap, HashMap};
