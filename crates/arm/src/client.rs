@@ -277,10 +277,6 @@ impl ArmClient {
         super::graph::Graph::new(self)
     }
 
-    pub(crate) fn graph_quota(&self) -> &super::graph::QuotaState {
-        &self.inner.graph_quota
-    }
-
     /// The refill (reads per second) of this subscription's read budget, once Azure reported
     /// it (`x-ms-ratelimit-remaining-subscription-reads`); `None` before, or without pacing.
     pub fn read_rate(&self) -> Option<f64> {
@@ -348,6 +344,10 @@ impl ArmClient {
         // Tenant-level requests (Resource Graph, the subscription list) do not draw on a
         // subscription's budgets; Resource Graph paces itself from its own quota.
         let subscription = subscription_of_path(url.path());
+        let graph = super::graph::is_query_path(url.path());
+        if graph {
+            self.inner.graph_quota.wait().await;
+        }
         let waited = match subscription {
             Some(s) => self.inner.pacer.acquire(s, method, paced).await,
             None => Duration::ZERO,
@@ -382,7 +382,13 @@ impl ArmClient {
         let headers = response.headers().clone();
         let body = response.bytes().await.map_err(transport)?;
         let remaining = RateLimitRemaining::from_headers(&headers);
-        let retry_after = parse_retry_after(&headers, SystemTime::now());
+        let mut retry_after = parse_retry_after(&headers, SystemTime::now());
+        if graph {
+            let resets = self.inner.graph_quota.observe(&headers);
+            if status == 429 {
+                retry_after = retry_after.or(resets);
+            }
+        }
         if let Some(subscription) = subscription {
             self.inner.pacer.observe(
                 subscription,

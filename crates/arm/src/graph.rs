@@ -5,7 +5,9 @@
 //! Resource Graph is a tenant-level service with its own quota per user (15 queries per
 //! 5-second window by default), reported in `x-ms-user-quota-remaining` and
 //! `x-ms-user-quota-resets-after`; it does not draw on a subscription's ARM budgets. Queries
-//! here wait for the window to reset once the quota is spent instead of drawing 429s.
+//! here wait for the window to reset once the quota is spent instead of drawing 429s; the
+//! quota headers are read from every answer, a 429 included, whose retry waits for the
+//! reported reset when the answer has no `Retry-After`.
 //! Its data lags ARM by seconds (sometimes minutes) after a change: callers must not treat
 //! an answer as newer than that.
 
@@ -17,11 +19,16 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use super::client::{ArmClient, ArmResponse, decode};
+use reqwest::header::HeaderMap;
+
+use super::client::{ArmClient, decode};
 use super::error::ArmError;
 
 /// The API version of `Microsoft.ResourceGraph/resources` used.
 pub const API_VERSION: &str = "2022-10-01";
+
+/// The path queries are posted to.
+const QUERY_PATH: &str = "/providers/Microsoft.ResourceGraph/resources";
 
 /// Rows per page asked for (Resource Graph's most).
 pub const PAGE_ROWS: u32 = 1000;
@@ -35,23 +42,36 @@ const MAX_QUOTA_WAIT: Duration = Duration::from_secs(60);
 pub(crate) struct QuotaState(Mutex<Option<Instant>>);
 
 impl QuotaState {
-    fn spent_until(&self) -> Option<Instant> {
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    /// Waits until a spent quota resets (at once when it is not spent).
+    pub(crate) async fn wait(&self) {
+        let until = *self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(until) = until {
+            tokio::time::sleep_until(until).await;
+        }
     }
 
-    fn observe(&self, response: &ArmResponse) {
-        let remaining = response
-            .header("x-ms-user-quota-remaining")
-            .and_then(|v| v.trim().parse::<u64>().ok());
-        let resets = response
-            .header("x-ms-user-quota-resets-after")
-            .and_then(parse_resets_after);
-        let mut until = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        *until = match (remaining, resets) {
-            (Some(0), Some(after)) => Some(Instant::now() + after.min(MAX_QUOTA_WAIT)),
+    /// Records the quota an answer (of any status) reports; returns how long until a spent
+    /// quota resets, which is how long a 429 without `Retry-After` should wait.
+    pub(crate) fn observe(&self, headers: &HeaderMap) -> Option<Duration> {
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let remaining =
+            header("x-ms-user-quota-remaining").and_then(|v| v.trim().parse::<u64>().ok());
+        let resets = header("x-ms-user-quota-resets-after")
+            .and_then(parse_resets_after)
+            .map(|after| after.min(MAX_QUOTA_WAIT));
+        let spent = match (remaining, resets) {
+            (Some(0), Some(after)) => Some(after),
             _ => None,
         };
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) =
+            spent.map(|after| Instant::now() + after);
+        spent
     }
+}
+
+/// Whether `path` is Resource Graph's query endpoint (whose answers carry its user quota).
+pub(crate) fn is_query_path(path: &str) -> bool {
+    path.eq_ignore_ascii_case(QUERY_PATH)
 }
 
 /// `hh:mm:ss` (optionally with fractions of a second) as Resource Graph reports the time
@@ -107,16 +127,9 @@ impl<'a> Graph<'a> {
         query: &str,
         mut on_page: impl FnMut(Vec<Value>) + Send,
     ) -> Result<(), ArmError> {
-        let url = self.client.url(
-            "/providers/Microsoft.ResourceGraph/resources",
-            API_VERSION,
-            &[],
-        )?;
+        let url = self.client.url(QUERY_PATH, API_VERSION, &[])?;
         let mut token: Option<String> = None;
         loop {
-            if let Some(until) = self.client.graph_quota().spent_until() {
-                tokio::time::sleep_until(until).await;
-            }
             let mut options = json!({ "$top": PAGE_ROWS, "resultFormat": "objectArray" });
             if let Some(t) = &token {
                 options["$skipToken"] = Value::from(t.as_str());
@@ -126,11 +139,8 @@ impl<'a> Graph<'a> {
                 "query": query,
                 "options": options,
             });
-            let sent = self.client.send(Method::POST, &url, Some(&body)).await;
-            if let Ok(response) = &sent {
-                self.client.graph_quota().observe(response);
-            }
-            let page: QueryPage = decode(sent?.json_value()?.unwrap_or(Value::Null))?;
+            let sent = self.client.send(Method::POST, &url, Some(&body)).await?;
+            let page: QueryPage = decode(sent.json_value()?.unwrap_or(Value::Null))?;
             if page.result_truncated.as_deref() == Some("true") {
                 return Err(ArmError::Protocol(
                     "Resource Graph truncated the answer: the query must keep the id column to page"

@@ -972,3 +972,42 @@ async fn resource_graph_queries_follow_skip_tokens_and_wait_out_a_spent_quota() 
         .expect_err("truncated");
     assert!(e.to_string().contains("id column"), "{e}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_resource_graph_429_waits_for_the_reported_quota_reset() {
+    let s = ScriptServer::start().await;
+    let path = "/providers/Microsoft.ResourceGraph/resources";
+    // A 429 without Retry-After is retried once the quota it reports has reset.
+    s.on(
+        "POST",
+        path,
+        vec![
+            Reply::json(
+                429,
+                json!({"error": {"code": "RateLimiting", "message": "throttled"}}),
+            )
+            .header("x-ms-user-quota-remaining", "0")
+            .header("x-ms-user-quota-resets-after", "00:00:20"),
+            Reply::json(
+                200,
+                json!({"totalRecords": 1, "count": 1, "resultTruncated": "false", "data": [{"id": "/d"}]}),
+            )
+            .header("x-ms-user-quota-remaining", "14")
+            .header("x-ms-user-quota-resets-after", "00:00:05"),
+        ],
+    );
+    let c = s.client();
+    let throttled_at = tokio::time::Instant::now();
+    let rows = c
+        .graph()
+        .query(&["sub"], "Resources | where type =~ 'x'")
+        .await
+        .expect("query after the quota reset");
+    assert_eq!(rows[0]["id"], "/d");
+    assert!(
+        throttled_at.elapsed() >= Duration::from_secs(20),
+        "the retry waited for the reported reset, not the client's backoff ({:?})",
+        throttled_at.elapsed()
+    );
+    assert_eq!(s.count("POST", path), 2, "one 429, one retry");
+}
