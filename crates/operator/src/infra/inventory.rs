@@ -123,6 +123,12 @@ pub trait Collection: Send + Sync + 'static {
     fn from_graph(_row: &Value) -> Option<(String, Self::Item)> {
         None
     }
+
+    /// Whether the snapshot being replaced stays readable while its successor is listed,
+    /// for readers it is fresh enough for. Worth it for small items whose lists are slow
+    /// (a changed object at rest then does not wait behind another's refresh); otherwise
+    /// the old snapshot is let go first, so a big collection is never held twice.
+    const KEPT_WHILE_LISTING: bool = false;
 }
 
 fn named<P>(items: Vec<azlin_arm::Resource<P>>) -> Vec<(String, azlin_arm::Resource<P>)> {
@@ -287,6 +293,10 @@ impl Collection for VirtualMachineViews {
 
     const GRAPH_TYPE: Option<&'static str> = Some("microsoft.compute/virtualmachines");
 
+    /// Its items are a name, an id and a few statuses, and its pages are paced by Compute's
+    /// high-cost budget: a VM changed at rest reads the old views rather than wait.
+    const KEPT_WHILE_LISTING: bool = true;
+
     /// Resource Graph has the power state but not the statuses of a failed or ongoing
     /// provisioning (its error message): only a settled VM's view is told from a row.
     fn from_graph(row: &Value) -> Option<(String, Self::Item)> {
@@ -409,6 +419,20 @@ struct Slot {
     value: Option<Arc<dyn Any + Send + Sync>>,
 }
 
+/// A snapshot's slot, and (for [`Collection::KEPT_WHILE_LISTING`]) the snapshot it had,
+/// readable without the slot's lock while the slot is being re-listed.
+#[derive(Default)]
+struct SlotCell {
+    slot: tokio::sync::Mutex<Slot>,
+    kept: Mutex<Option<(Instant, Arc<dyn Any + Send + Sync>)>>,
+}
+
+/// Whether a snapshot listed at `started` may serve a reader needing one taken after
+/// `need`, snapshots living `max_age`.
+fn fresh_enough(started: Instant, now: Instant, max_age: Duration, need: Option<Instant>) -> bool {
+    now.saturating_duration_since(started) <= max_age && need.is_none_or(|n| started >= n)
+}
+
 type SlotKey = (String, String, &'static str);
 
 /// How long a claim on writing a shared resource keeps other objects from writing it
@@ -471,7 +495,7 @@ fn reads_per_round(costs: &HashMap<SlotKey, u64>) -> u64 {
 
 /// The shared snapshots, and what each object needs to see.
 pub struct Inventory {
-    slots: Mutex<HashMap<SlotKey, Arc<tokio::sync::Mutex<Slot>>>>,
+    slots: Mutex<HashMap<SlotKey, Arc<SlotCell>>>,
     /// Reads the last LIST of each snapshot took (its pages).
     costs: Mutex<HashMap<SlotKey, u64>>,
     /// Snapshots charged to a scarce budget: their pages and the pages per second the
@@ -655,13 +679,20 @@ impl Inventory {
             },
             C::NAME,
         );
-        let slot = Arc::clone(lock(&self.slots).entry(key.clone()).or_default());
+        let cell = Arc::clone(lock(&self.slots).entry(key.clone()).or_default());
         let max_age = self.resync_interval();
-        let mut slot = slot.lock().await;
+        let kept = lock(&cell.kept)
+            .as_ref()
+            .filter(|(started, _)| fresh_enough(*started, Instant::now(), max_age, need))
+            .and_then(|(_, v)| Arc::clone(v).downcast::<Snapshot<C::Item>>().ok());
+        if let Some(snapshot) = kept {
+            return Ok(Paced::Ready(snapshot));
+        }
+        let mut slot = cell.slot.lock().await;
         let now = Instant::now();
-        let usable = slot.started.is_some_and(|started| {
-            now.saturating_duration_since(started) <= max_age && need.is_none_or(|n| started >= n)
-        });
+        let usable = slot
+            .started
+            .is_some_and(|started| fresh_enough(started, now, max_age, need));
         if usable
             && let Some(snapshot) = slot
                 .value
@@ -678,8 +709,14 @@ impl Inventory {
         }
         // Readers of this snapshot wait for this list and get the new one: let the old one
         // go before the new one is built, so a big collection is not held twice (should the
-        // list fail, the next reader lists again when it is due).
-        slot.value = None;
+        // list fail, the next reader lists again when it is due) — unless it is kept for
+        // the readers it still serves.
+        let old = slot.value.take();
+        if C::KEPT_WHILE_LISTING {
+            *lock(&cell.kept) = slot.started.zip(old);
+        } else {
+            drop(old);
+        }
         if slot.started.is_none()
             && need.is_none()
             && C::GRAPH_TYPE.is_some()
@@ -692,6 +729,7 @@ impl Inventory {
         let started = Instant::now();
         let reads_before = azlin_arm::pacing::reads_in_flow();
         let listed = C::list(arm, group).await;
+        *lock(&cell.kept) = None;
         let reads = azlin_arm::pacing::reads_in_flow().saturating_sub(reads_before);
         self.record_cost(
             key,
@@ -994,5 +1032,73 @@ mod tests {
         inventory.record_cost(vms.clone(), 15, None, Some(25.0));
         assert_eq!(inventory.spacing(&nics), Duration::from_secs(2));
         assert_eq!(inventory.spacing(&vms), Duration::from_secs(2));
+    }
+
+    /// A collection whose lists wait for [`GATE`] and return `[n]`, `n` counting lists.
+    struct Gated;
+    static GATE: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(0);
+    static LISTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+    impl Collection for Gated {
+        const NAME: &'static str = "gated";
+        type Item = usize;
+        const KEPT_WHILE_LISTING: bool = true;
+
+        async fn list(_arm: &ArmClient, _group: &str) -> Result<Vec<(String, usize)>, ArmError> {
+            let n = LISTS.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            GATE.acquire().await.expect("gate open").forget();
+            Ok(vec![(n.to_string(), n)])
+        }
+    }
+
+    fn only(paced: Paced<Arc<Snapshot<usize>>>) -> usize {
+        match paced {
+            Paced::Ready(s) => *s.items.values().next().expect("one item"),
+            Paced::NotBefore(d) => panic!("not listed, due in {d:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_reader_at_rest_reads_a_kept_snapshot_while_another_reader_relists_it() {
+        let config =
+            azlin_arm::ArmConfig::for_emulator("http://127.0.0.1:9/", "s", "t").expect("config");
+        let arm = ArmClient::new(config).expect("client");
+        let inventory = Arc::new(Inventory::new(
+            Duration::ZERO,
+            Duration::from_secs(300),
+            25.0,
+        ));
+        GATE.add_permits(1);
+        let first = inventory.get_paced::<Gated>(&arm, "g", "at-rest").await;
+        assert_eq!(only(first.expect("first list")), 1);
+
+        // "changed" wrote: it needs a newer snapshot, and its list waits at the gate.
+        inventory.needs_fresh("changed");
+        let relist = tokio::spawn({
+            let (inventory, arm) = (Arc::clone(&inventory), arm.clone());
+            async move { inventory.get_paced::<Gated>(&arm, "g", "changed").await }
+        });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while LISTS.load(std::sync::atomic::Ordering::SeqCst) < 2 {
+            assert!(Instant::now() < deadline, "the second list never started");
+            tokio::task::yield_now().await;
+        }
+
+        // Meanwhile the object at rest is served the old snapshot without waiting.
+        let during = tokio::time::timeout(
+            Duration::from_secs(5),
+            inventory.get_paced::<Gated>(&arm, "g", "at-rest"),
+        )
+        .await
+        .expect("a reader at rest does not wait for the refresh");
+        assert_eq!(only(during.expect("kept snapshot")), 1);
+
+        GATE.add_permits(1);
+        let relisted = relist.await.expect("task").expect("second list");
+        assert_eq!(only(relisted), 2);
+        // Once listed, the new snapshot serves everyone and the old one is let go.
+        let after = inventory.get_paced::<Gated>(&arm, "g", "at-rest").await;
+        assert_eq!(only(after.expect("new snapshot")), 2);
+        assert_eq!(LISTS.load(std::sync::atomic::Ordering::SeqCst), 2);
     }
 }
